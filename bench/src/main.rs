@@ -1,1 +1,29 @@
-fn main() {}
+//! rkube's benchmark harness. Each subcommand measures one hot path and prints a table
+//! plus a JSON file; numbers are for comparing builds on one machine, never asserted.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+mod stats;
+mod store;
+
+#[derive(Parser, Debug)]
+#[command(name = "bench", about = "rkube benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Concurrent creates against the store backends, with watch delivery latency.
+    Store(store::StoreArgs),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Store(args) => rt.block_on(store::run(args)),
+    }
+}

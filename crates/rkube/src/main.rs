@@ -1,2 +1,62 @@
-//! The `rkube` binary (being written).
-fn main() {}
+//! The `rkube` binary: parses the command line and runs the chosen component.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+mod datastore;
+mod server;
+
+/// rkube: Kubernetes, written in Rust.
+#[derive(Parser, Debug)]
+#[command(name = "rkube", version, about)]
+struct Cli {
+    /// Log verbosity, as klog's -v: 0 info, 4 debug, 6+ trace.
+    #[arg(short = 'v', long = "v", global = true, default_value_t = 0)]
+    verbosity: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Runs the all-in-one server (for now: the store and its health endpoints).
+    Server(server::ServerArgs),
+    /// Prints the version.
+    Version,
+}
+
+fn init_logging(verbosity: u8) {
+    let level = match verbosity {
+        0..=3 => "info",
+        4..=5 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RKUBE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// The data dir when none is given: `/var/lib/rkube` as root, else `~/.local/share/rkube`.
+pub(crate) fn default_data_dir() -> PathBuf {
+    let is_root = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
+    match std::env::var_os("HOME") {
+        Some(home) if !is_root => PathBuf::from(home).join(".local/share/rkube"),
+        _ => PathBuf::from("/var/lib/rkube"),
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.verbosity);
+    match cli.command {
+        Command::Server(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(server::run(args))
+        }
+        Command::Version => {
+            println!("rkube {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+    }
+}
