@@ -17,8 +17,15 @@ impl Summary {
             return Summary::default();
         }
         samples.sort_unstable();
-        let at = |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1];
-        Summary { count: samples.len(), p50: at(0.50), p99: at(0.99), max: samples[samples.len() - 1] }
+        let at = |q: f64| {
+            samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1]
+        };
+        Summary {
+            count: samples.len(),
+            p50: at(0.50),
+            p99: at(0.99),
+            max: samples[samples.len() - 1],
+        }
     }
 }
 
@@ -33,7 +40,15 @@ mod tests {
     #[test]
     fn percentiles() {
         let s = Summary::of((1..=100).map(Duration::from_millis).collect());
-        assert_eq!((s.count, s.p50, s.p99, s.max), (100, Duration::from_millis(50), Duration::from_millis(99), Duration::from_millis(100)));
+        assert_eq!(
+            (s.count, s.p50, s.p99, s.max),
+            (
+                100,
+                Duration::from_millis(50),
+                Duration::from_millis(99),
+                Duration::from_millis(100)
+            )
+        );
         assert_eq!(Summary::of(vec![]).count, 0);
     }
 }

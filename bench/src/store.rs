@@ -43,7 +43,7 @@ pub struct StoreArgs {
 /// One backend under load.
 enum Target {
     Store(Arc<dyn Store>),
-    Raw(etcd_client::KvClient),
+    Raw(Box<etcd_client::KvClient>),
 }
 
 struct Run {
@@ -52,28 +52,40 @@ struct Run {
     elapsed: Duration,
     write: Summary,
     errors: usize,
+    /// Watch receipt after the write's acknowledgement.
     delivery: Option<Summary>,
+    /// Watch receipt after the write was sent.
+    end_to_end: Option<Summary>,
     missed: usize,
 }
 
 pub async fn run(args: StoreArgs) -> Result<()> {
-    std::fs::create_dir_all(&args.dir).with_context(|| format!("cannot create {}", args.dir.display()))?;
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("cannot create {}", args.dir.display()))?;
     let mut runs = Vec::new();
     for backend in &args.backends {
         for &writers in &args.writers {
             // A fresh store per run, so runs do not inherit each other's data.
-            let tmp = tempfile::Builder::new().prefix("rkube-bench-").tempdir_in(&args.dir)?;
+            let tmp = tempfile::Builder::new()
+                .prefix("rkube-bench-")
+                .tempdir_in(&args.dir)?;
             let mut cluster = None;
             let target = match backend.as_str() {
-                "sqlite" => Target::Store(Arc::new(SqliteStore::open(tmp.path().join("state.db"), SqliteOptions::default())?)),
+                "sqlite" => Target::Store(Arc::new(SqliteStore::open(
+                    tmp.path().join("state.db"),
+                    SqliteOptions::default(),
+                )?)),
                 "etcd" | "etcd-raw" => {
                     let c = EtcdCluster::start(1)?;
                     let endpoints = c.client_endpoints();
                     cluster = Some(c);
                     if backend == "etcd" {
-                        Target::Store(Arc::new(EtcdStore::connect(&endpoints, EtcdOptions::default()).await?))
+                        Target::Store(Arc::new(
+                            EtcdStore::connect(&endpoints, EtcdOptions::default()).await?,
+                        ))
                     } else {
-                        Target::Raw(etcd_client::Client::connect(&endpoints, None).await?.kv_client())
+                        let client = etcd_client::Client::connect(&endpoints, None).await?;
+                        Target::Raw(Box::new(client.kv_client()))
                     }
                 }
                 other => bail!("unknown backend {other:?} (sqlite, etcd, etcd-raw)"),
@@ -97,6 +109,7 @@ pub async fn run(args: StoreArgs) -> Result<()> {
                 "p50_ms": ms(r.write.p50), "p99_ms": ms(r.write.p99), "max_ms": ms(r.write.max),
                 "watch_p50_ms": r.delivery.map(|d| ms(d.p50)), "watch_p99_ms": r.delivery.map(|d| ms(d.p99)),
                 "watch_max_ms": r.delivery.map(|d| ms(d.max)), "watch_missed": r.missed,
+                "watch_from_send_p50_ms": r.end_to_end.map(|d| ms(d.p50)), "watch_from_send_p99_ms": r.end_to_end.map(|d| ms(d.p99)),
             })
         })
         .collect();
@@ -106,9 +119,16 @@ pub async fn run(args: StoreArgs) -> Result<()> {
     Ok(())
 }
 
-async fn measure(backend: &str, target: Target, writers: usize, count: usize, value_size: usize) -> Result<Run> {
+async fn measure(
+    backend: &str,
+    target: Target,
+    writers: usize,
+    count: usize,
+    value_size: usize,
+) -> Result<Run> {
     let prefix = "/bench/";
     let clock = Instant::now();
+    let sent: Arc<Vec<AtomicU64>> = Arc::new((0..count).map(|_| AtomicU64::new(0)).collect());
     let acked: Arc<Vec<AtomicU64>> = Arc::new((0..count).map(|_| AtomicU64::new(0)).collect());
     let received: Arc<Vec<AtomicU64>> = Arc::new((0..count).map(|_| AtomicU64::new(0)).collect());
 
@@ -124,7 +144,11 @@ async fn measure(backend: &str, target: Target, writers: usize, count: usize, va
                         Ok(Some(Ok(WatchResponse::Events(events)))) => {
                             let now = clock.elapsed().as_nanos() as u64;
                             for e in events {
-                                if let Some(i) = e.kv.key.strip_prefix(prefix).and_then(|k| k.parse::<usize>().ok()) {
+                                if let Some(i) =
+                                    e.kv.key
+                                        .strip_prefix(prefix)
+                                        .and_then(|k| k.parse::<usize>().ok())
+                                {
                                     received[i].store(now, Ordering::Relaxed);
                                     seen += 1;
                                 }
@@ -144,12 +168,13 @@ async fn measure(backend: &str, target: Target, writers: usize, count: usize, va
     let start = Instant::now();
     let tasks: Vec<_> = (0..writers)
         .map(|_| {
-            let (target, next, acked) = (target.clone(), next.clone(), acked.clone());
+            let (target, next, sent, acked) =
+                (target.clone(), next.clone(), sent.clone(), acked.clone());
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 let mut errors = 0;
                 let mut raw = match &*target {
-                    Target::Raw(kv) => Some(kv.clone()),
+                    Target::Raw(kv) => Some((**kv).clone()),
                     Target::Store(_) => None,
                 };
                 loop {
@@ -160,9 +185,12 @@ async fn measure(backend: &str, target: Target, writers: usize, count: usize, va
                     let key = format!("{prefix}{i:08}");
                     let value = Bytes::from(vec![b'x'; value_size]);
                     let t = Instant::now();
+                    sent[i].store(clock.elapsed().as_nanos() as u64, Ordering::Relaxed);
                     let ok = match (&*target, raw.as_mut()) {
                         (Target::Store(store), _) => store.create(&key, value).await.is_ok(),
-                        (Target::Raw(_), Some(kv)) => kv.put(key, value.to_vec(), None).await.is_ok(),
+                        (Target::Raw(_), Some(kv)) => {
+                            kv.put(key, value.to_vec(), None).await.is_ok()
+                        }
                         _ => unreachable!(),
                     };
                     if ok {
@@ -185,24 +213,46 @@ async fn measure(backend: &str, target: Target, writers: usize, count: usize, va
     }
     let elapsed = start.elapsed();
 
-    let (delivery, missed) = match watcher {
+    let (delivery, end_to_end, missed) = match watcher {
         Some(w) => {
             let _ = tokio::time::timeout(Duration::from_secs(60), w).await;
             let mut delivered = Vec::with_capacity(count);
+            let mut end_to_end = Vec::with_capacity(count);
             let mut missed = 0;
             for i in 0..count {
-                let (a, r) = (acked[i].load(Ordering::Relaxed), received[i].load(Ordering::Relaxed));
+                let (s, a, r) = (
+                    sent[i].load(Ordering::Relaxed),
+                    acked[i].load(Ordering::Relaxed),
+                    received[i].load(Ordering::Relaxed),
+                );
                 match (a, r) {
                     (0, _) => {}
                     (_, 0) => missed += 1,
-                    (a, r) => delivered.push(Duration::from_nanos(r.saturating_sub(a))),
+                    (a, r) => {
+                        // The event may even arrive before the writer sees its ack.
+                        delivered.push(Duration::from_nanos(r.saturating_sub(a)));
+                        end_to_end.push(Duration::from_nanos(r.saturating_sub(s)));
+                    }
                 }
             }
-            (Some(Summary::of(delivered)), missed)
+            (
+                Some(Summary::of(delivered)),
+                Some(Summary::of(end_to_end)),
+                missed,
+            )
         }
-        None => (None, 0),
+        None => (None, None, 0),
     };
-    Ok(Run { backend: backend.to_owned(), writers, elapsed, write: Summary::of(latencies), errors, delivery, missed })
+    Ok(Run {
+        backend: backend.to_owned(),
+        writers,
+        elapsed,
+        write: Summary::of(latencies),
+        errors,
+        delivery,
+        end_to_end,
+        missed,
+    })
 }
 
 fn print_row(r: &Run) {
@@ -213,18 +263,20 @@ fn print_row(r: &Run) {
         r.write.count as f64 / r.elapsed.as_secs_f64(),
         ms(r.write.p50),
         ms(r.write.p99),
-        r.delivery.map(|d| format!("  watch p99 {:.2} ms", ms(d.p99))).unwrap_or_default()
+        r.delivery
+            .map(|d| format!("  watch p99 {:.2} ms", ms(d.p99)))
+            .unwrap_or_default()
     );
 }
 
 fn print_table(runs: &[Run]) {
-    println!("\n| backend | writers | creates/s | p50 ms | p99 ms | errors | watch p50 ms | watch p99 ms | watch missed |");
+    println!("\n| backend | writers | creates/s | p50 ms | p99 ms | errors | watch after ack p50/p99 ms | watch after send p50/p99 ms | watch missed |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let pair = |s: Option<Summary>| {
+        s.map(|d| format!("{:.2} / {:.2}", ms(d.p50), ms(d.p99)))
+            .unwrap_or_else(|| "–".into())
+    };
     for r in runs {
-        let (wp50, wp99) = match r.delivery {
-            Some(d) => (format!("{:.2}", ms(d.p50)), format!("{:.2}", ms(d.p99))),
-            None => ("–".into(), "–".into()),
-        };
         println!(
             "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} |",
             r.backend,
@@ -233,8 +285,8 @@ fn print_table(runs: &[Run]) {
             ms(r.write.p50),
             ms(r.write.p99),
             r.errors,
-            wp50,
-            wp99,
+            pair(r.delivery),
+            pair(r.end_to_end),
             r.missed
         );
     }

@@ -10,7 +10,7 @@ use rkube_store::Store;
 
 /// Opens the store named by `endpoint`: empty for the embedded SQLite file in
 /// `<data_dir>/db/state.db`, `sqlite://PATH` for another file, or a comma-separated
-/// list of `http(s)://host:port` etcd client URLs.
+/// list of `http://host:port` etcd client URLs (TLS to etcd comes with the PKI work).
 pub(crate) async fn open(endpoint: &str, data_dir: &Path) -> Result<Arc<dyn Store>> {
     if endpoint.is_empty() || endpoint.starts_with("sqlite://") {
         let path = match endpoint.strip_prefix("sqlite://") {
@@ -20,9 +20,13 @@ pub(crate) async fn open(endpoint: &str, data_dir: &Path) -> Result<Arc<dyn Stor
         let store = SqliteStore::open(&path, SqliteOptions::default())?;
         return Ok(Arc::new(store));
     }
-    let endpoints: Vec<String> = endpoint.split(',').map(|e| e.trim().to_owned()).filter(|e| !e.is_empty()).collect();
-    if let Some(bad) = endpoints.iter().find(|e| !(e.starts_with("http://") || e.starts_with("https://"))) {
-        bail!("unsupported datastore endpoint {bad:?}: use sqlite://PATH or http(s)://HOST:PORT of etcd");
+    let endpoints: Vec<String> = endpoint
+        .split(',')
+        .map(|e| e.trim().to_owned())
+        .filter(|e| !e.is_empty())
+        .collect();
+    if let Some(bad) = endpoints.iter().find(|e| !e.starts_with("http://")) {
+        bail!("unsupported datastore endpoint {bad:?}: use sqlite://PATH, or http://HOST:PORT of etcd members (TLS to etcd is not supported yet)");
     }
     let store = EtcdStore::connect(&endpoints, EtcdOptions::default())
         .await

@@ -33,13 +33,19 @@ fn init_logging(verbosity: u8) {
         4..=5 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RKUBE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RKUBE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 /// The data dir when none is given: `/var/lib/rkube` as root, else `~/.local/share/rkube`.
 pub(crate) fn default_data_dir() -> PathBuf {
-    let is_root = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
+    let is_root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
     match std::env::var_os("HOME") {
         Some(home) if !is_root => PathBuf::from(home).join(".local/share/rkube"),
         _ => PathBuf::from("/var/lib/rkube"),
@@ -51,7 +57,9 @@ fn main() -> Result<()> {
     init_logging(cli.verbosity);
     match cli.command {
         Command::Server(args) => {
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(server::run(args))
         }
         Command::Version => {

@@ -37,7 +37,8 @@ struct Health {
 pub(crate) async fn run(args: ServerArgs) -> Result<()> {
     let started = Instant::now();
     let data_dir = args.data_dir.unwrap_or_else(crate::default_data_dir);
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     let store = crate::datastore::open(&args.datastore_endpoint, &data_dir).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -47,16 +48,21 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
         .route("/livez", get(check))
         .route("/readyz", get(check))
         .route("/version", get(version))
-        .with_state(Health { store: store.clone() });
+        .with_state(Health {
+            store: store.clone(),
+        });
     tracing::info!(listen = %listener.local_addr()?, data_dir = %data_dir.display(), elapsed = ?started.elapsed(), "rkube server ready");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     tracing::info!("rkube server stopped");
     drop(store);
     Ok(())
 }
 
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
@@ -65,15 +71,26 @@ async fn shutdown_signal() {
 
 /// `/healthz`, `/livez`, `/readyz`: `ok`, or 500 naming the failed check; `?verbose`
 /// lists the checks as upstream does.
-async fn check(State(health): State<Health>, Query(query): Query<std::collections::HashMap<String, String>>) -> (StatusCode, String) {
-    let store = match tokio::time::timeout(std::time::Duration::from_secs(5), health.store.current_revision()).await {
+async fn check(
+    State(health): State<Health>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> (StatusCode, String) {
+    let store = match tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        health.store.current_revision(),
+    )
+    .await
+    {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("the store did not answer within 5s".to_owned()),
     };
     let verbose = query.contains_key("verbose");
     match store {
-        Ok(()) if verbose => (StatusCode::OK, "[+]ping ok\n[+]etcd ok\nhealthz check passed\n".to_owned()),
+        Ok(()) if verbose => (
+            StatusCode::OK,
+            "[+]ping ok\n[+]etcd ok\nhealthz check passed\n".to_owned(),
+        ),
         Ok(()) => (StatusCode::OK, "ok".to_owned()),
         Err(reason) => (
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -42,7 +42,9 @@ impl Server {
     }
 
     fn terminate(mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -64,11 +66,18 @@ impl Drop for Server {
 fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(addr).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     Some((status, body))
 }
 
@@ -76,15 +85,24 @@ fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
 fn serves_health_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_ready(dir.path(), &[]);
-    assert_eq!(http_get(&server.addr, "/healthz"), Some((200, "ok".to_owned())));
+    assert_eq!(
+        http_get(&server.addr, "/healthz"),
+        Some((200, "ok".to_owned()))
+    );
     assert_eq!(http_get(&server.addr, "/livez").map(|r| r.0), Some(200));
     let (status, body) = http_get(&server.addr, "/readyz?verbose").unwrap();
     assert_eq!(status, 200);
     assert!(body.contains("[+]etcd ok"), "{body}");
     let (status, body) = http_get(&server.addr, "/version").unwrap();
     assert_eq!(status, 200);
-    assert!(body.contains("\"major\":\"1\"") && body.contains("\"minor\":\"37\""), "{body}");
-    assert!(dir.path().join("db/state.db").exists(), "the embedded store lives in the data dir");
+    assert!(
+        body.contains("\"major\":\"1\"") && body.contains("\"minor\":\"37\""),
+        "{body}"
+    );
+    assert!(
+        dir.path().join("db/state.db").exists(),
+        "the embedded store lives in the data dir"
+    );
     assert!(server.terminate().success(), "SIGTERM is a clean stop");
     // The store was released: a second start on the same data dir works.
     let again = Server::start_ready(dir.path(), &[]);
@@ -101,7 +119,10 @@ fn refuses_a_database_that_is_not_its_own() {
     let output = child.wait_with_output().unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("not an rkube store") && stderr.contains("state.db"), "{stderr}");
+    assert!(
+        stderr.contains("not an rkube store") && stderr.contains("state.db"),
+        "{stderr}"
+    );
     assert_eq!(std::fs::read(&db).unwrap(), b"not a database");
 }
 
@@ -112,15 +133,24 @@ fn runs_on_etcd() {
     let endpoints = cluster.client_endpoints().join(",");
     let server = Server::start_ready(dir.path(), &["--datastore-endpoint", &endpoints]);
     assert_eq!(http_get(&server.addr, "/readyz").map(|r| r.0), Some(200));
-    assert!(!dir.path().join("db/state.db").exists(), "no SQLite file when etcd is the store");
+    assert!(
+        !dir.path().join("db/state.db").exists(),
+        "no SQLite file when etcd is the store"
+    );
     assert!(server.terminate().success());
 }
 
 #[test]
 fn rejects_an_unknown_datastore_endpoint() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Server::start(dir.path(), &["--datastore-endpoint", "mysql://db:3306"]).0.wait_with_output().unwrap();
+    let output = Server::start(dir.path(), &["--datastore-endpoint", "mysql://db:3306"])
+        .0
+        .wait_with_output()
+        .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("unsupported datastore endpoint"), "{stderr}");
+    assert!(
+        stderr.contains("unsupported datastore endpoint"),
+        "{stderr}"
+    );
 }

@@ -15,10 +15,16 @@ pub(crate) fn encode(revision: Revision, last_key: &str) -> String {
 
 /// Decodes a token into `(revision, start key)`, checking it belongs to `prefix`.
 pub(crate) fn decode(token: &str, prefix: &str) -> Result<(Revision, String)> {
-    let invalid = |reason: &str| Error::InvalidContinue { reason: reason.to_owned() };
-    let raw = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid("not base64url"))?;
+    let invalid = |reason: &str| Error::InvalidContinue {
+        reason: reason.to_owned(),
+    };
+    let raw = URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| invalid("not base64url"))?;
     let raw = String::from_utf8(raw).map_err(|_| invalid("not UTF-8"))?;
-    let (revision, start) = raw.split_once(':').ok_or_else(|| invalid("missing revision"))?;
+    let (revision, start) = raw
+        .split_once(':')
+        .ok_or_else(|| invalid("missing revision"))?;
     let revision: Revision = revision.parse().map_err(|_| invalid("bad revision"))?;
     if revision <= 0 {
         return Err(invalid("bad revision"));
@@ -36,15 +42,30 @@ mod tests {
     #[test]
     fn round_trip() {
         let t = encode(42, "/registry/pods/ns/a");
-        assert_eq!(decode(&t, "/registry/pods/").unwrap(), (42, "/registry/pods/ns/a\0".to_owned()));
+        assert_eq!(
+            decode(&t, "/registry/pods/").unwrap(),
+            (42, "/registry/pods/ns/a\0".to_owned())
+        );
     }
 
     #[test]
     fn rejects_foreign_tokens() {
         let t = encode(42, "/registry/pods/ns/a");
-        assert!(matches!(decode(&t, "/registry/secrets/"), Err(Error::InvalidContinue { .. })));
-        assert!(matches!(decode("!!!", ""), Err(Error::InvalidContinue { .. })));
-        assert!(matches!(decode(&URL_SAFE_NO_PAD.encode("x:y"), ""), Err(Error::InvalidContinue { .. })));
-        assert!(matches!(decode(&URL_SAFE_NO_PAD.encode("-3:y"), ""), Err(Error::InvalidContinue { .. })));
+        assert!(matches!(
+            decode(&t, "/registry/secrets/"),
+            Err(Error::InvalidContinue { .. })
+        ));
+        assert!(matches!(
+            decode("!!!", ""),
+            Err(Error::InvalidContinue { .. })
+        ));
+        assert!(matches!(
+            decode(&URL_SAFE_NO_PAD.encode("x:y"), ""),
+            Err(Error::InvalidContinue { .. })
+        ));
+        assert!(matches!(
+            decode(&URL_SAFE_NO_PAD.encode("-3:y"), ""),
+            Err(Error::InvalidContinue { .. })
+        ));
     }
 }

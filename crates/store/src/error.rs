@@ -18,19 +18,33 @@ pub enum Error {
 
     /// A compare-and-swap whose expected `mod_revision` is stale.
     #[error("key {key:?} was modified: expected mod revision {expected}, found {}", current.mod_revision)]
-    Conflict { key: String, expected: Revision, current: Box<KeyValue> },
+    Conflict {
+        key: String,
+        expected: Revision,
+        current: Box<KeyValue>,
+    },
 
     /// A read or watch at a revision older than the last compaction.
     #[error("required revision {requested} has been compacted (compacted revision {compacted})")]
-    Compacted { requested: Revision, compacted: Revision },
+    Compacted {
+        requested: Revision,
+        compacted: Revision,
+    },
 
     /// A read at a revision that has not been written yet.
     #[error("required revision {requested} is a future revision (current revision {current})")]
-    FutureRevision { requested: Revision, current: Revision },
+    FutureRevision {
+        requested: Revision,
+        current: Revision,
+    },
 
     /// A write whose value exceeds [`crate::MAX_VALUE_SIZE`].
     #[error("value of key {key:?} is {size} bytes, over the limit of {limit} bytes")]
-    ValueTooLarge { key: String, size: usize, limit: usize },
+    ValueTooLarge {
+        key: String,
+        size: usize,
+        limit: usize,
+    },
 
     /// A continue token this store did not issue, or issued for another prefix.
     #[error("invalid continue token: {reason}")]
@@ -54,7 +68,10 @@ pub enum Error {
 
     /// A call to the backend did not finish within its deadline.
     #[error("{operation} did not finish within {timeout:?}")]
-    Timeout { operation: &'static str, timeout: Duration },
+    Timeout {
+        operation: &'static str,
+        timeout: Duration,
+    },
 
     /// The store was shut down.
     #[error("the store is closed")]

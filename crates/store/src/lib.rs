@@ -145,10 +145,19 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// Fails with [`Error::NotFound`] if the key does not exist and [`Error::Conflict`]
     /// (carrying the current value) if it was modified since.
-    async fn update(&self, key: &str, value: Bytes, expected_mod_revision: Revision) -> Result<KeyValue>;
+    async fn update(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected_mod_revision: Revision,
+    ) -> Result<KeyValue>;
 
     /// Deletes `key`, if given only when its `mod_revision` is `expected_mod_revision`.
-    async fn delete(&self, key: &str, expected_mod_revision: Option<Revision>) -> Result<DeleteResult>;
+    async fn delete(
+        &self,
+        key: &str,
+        expected_mod_revision: Option<Revision>,
+    ) -> Result<DeleteResult>;
 
     /// Watches the keys starting with `prefix`, delivering every change committed after
     /// `after_revision` (which may be in the future) in revision order.
@@ -166,7 +175,11 @@ pub trait Store: Send + Sync + 'static {
 
 pub(crate) fn check_value_size(key: &str, value: &[u8]) -> Result<()> {
     if value.len() > MAX_VALUE_SIZE {
-        return Err(Error::ValueTooLarge { key: key.to_owned(), size: value.len(), limit: MAX_VALUE_SIZE });
+        return Err(Error::ValueTooLarge {
+            key: key.to_owned(),
+            size: value.len(),
+            limit: MAX_VALUE_SIZE,
+        });
     }
     Ok(())
 }

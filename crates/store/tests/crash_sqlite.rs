@@ -24,9 +24,21 @@ const KEYS_PER_WRITER: usize = 16;
 #[ignore = "the child process of acknowledged_writes_survive_kill_9"]
 fn crash_child() {
     let path = std::env::var(CHILD_DB).expect("run by the crash test");
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async move {
-        let store = Arc::new(SqliteStore::open(&path, SqliteOptions { compaction_interval: None }).unwrap());
+        let store = Arc::new(
+            SqliteStore::open(
+                &path,
+                SqliteOptions {
+                    compaction_interval: None,
+                },
+            )
+            .unwrap(),
+        );
         let out = Arc::new(Mutex::new(std::io::stdout()));
         let mut tasks = Vec::new();
         for w in 0..WRITERS {
@@ -46,13 +58,19 @@ fn crash_child() {
                     n += 1;
                     let (key, delete) = {
                         let mut rng = rand::rng();
-                        (format!("{prefix}{}", rng.random_range(0..KEYS_PER_WRITER)), rng.random_bool(0.2))
+                        (
+                            format!("{prefix}{}", rng.random_range(0..KEYS_PER_WRITER)),
+                            rng.random_bool(0.2),
+                        )
                     };
-                    let size = if n % 7 == 0 { 20_000 } else { 100 };
+                    let size = if n.is_multiple_of(7) { 20_000 } else { 100 };
                     let value = format!("{key}#{n}#{}", "v".repeat(size));
                     let line = match live.get(&key).copied() {
                         None => {
-                            let kv = store.create(&key, Bytes::from(value.clone())).await.unwrap();
+                            let kv = store
+                                .create(&key, Bytes::from(value.clone()))
+                                .await
+                                .unwrap();
                             live.insert(key.clone(), kv.mod_revision);
                             format!("ACK put {key} {} {value}", kv.mod_revision)
                         }
@@ -62,7 +80,10 @@ fn crash_child() {
                             format!("ACK delete {key} {} -", d.revision)
                         }
                         Some(rev) => {
-                            let kv = store.update(&key, Bytes::from(value.clone()), rev).await.unwrap();
+                            let kv = store
+                                .update(&key, Bytes::from(value.clone()), rev)
+                                .await
+                                .unwrap();
                             live.insert(key.clone(), kv.mod_revision);
                             format!("ACK put {key} {} {value}", kv.mod_revision)
                         }
@@ -108,7 +129,14 @@ fn acknowledged_writes_survive_kill_9() {
     let mut total_acks = 0;
     for trial in 0..TRIALS {
         let mut child = Command::new(&exe)
-            .args(["crash_child", "--exact", "--ignored", "--nocapture", "--test-threads", "1"])
+            .args([
+                "crash_child",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
             .env(CHILD_DB, &db)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -131,36 +159,75 @@ fn acknowledged_writes_survive_kill_9() {
         });
         // Kill at a random moment once writing has begun.
         let started = first_rx.recv_timeout(Duration::from_secs(30));
-        assert!(started.is_ok(), "trial {trial}: the child never acknowledged a write");
+        assert!(
+            started.is_ok(),
+            "trial {trial}: the child never acknowledged a write"
+        );
         std::thread::sleep(Duration::from_millis(rng.random_range(0..300)));
         child.kill().unwrap();
         child.wait().unwrap();
         let acks = reader.join().unwrap();
         total_acks += acks.len();
 
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
-            let store = SqliteStore::open(&db, SqliteOptions { compaction_interval: None })
-                .unwrap_or_else(|e| panic!("trial {trial}: reopen after kill -9 failed: {e}"));
+            let store = SqliteStore::open(
+                &db,
+                SqliteOptions {
+                    compaction_interval: None,
+                },
+            )
+            .unwrap_or_else(|e| panic!("trial {trial}: reopen after kill -9 failed: {e}"));
             let current = store.current_revision().await.unwrap();
             for ack in &acks {
-                assert!(current >= ack.revision, "trial {trial}: revision {current} behind acknowledged {}", ack.revision);
+                assert!(
+                    current >= ack.revision,
+                    "trial {trial}: revision {current} behind acknowledged {}",
+                    ack.revision
+                );
                 let got = store.get(&ack.key, Some(ack.revision)).await.unwrap();
                 match ack.kind.as_str() {
                     "put" => {
-                        let kv = got.kv.unwrap_or_else(|| panic!("trial {trial}: acknowledged write of {} at {} lost", ack.key, ack.revision));
+                        let kv = got.kv.unwrap_or_else(|| {
+                            panic!(
+                                "trial {trial}: acknowledged write of {} at {} lost",
+                                ack.key, ack.revision
+                            )
+                        });
                         assert_eq!(kv.mod_revision, ack.revision, "trial {trial}: {}", ack.key);
-                        assert_eq!(kv.value, Bytes::from(ack.value.clone()), "trial {trial}: {}", ack.key);
+                        assert_eq!(
+                            kv.value,
+                            Bytes::from(ack.value.clone()),
+                            "trial {trial}: {}",
+                            ack.key
+                        );
                     }
-                    _ => assert_eq!(got.kv, None, "trial {trial}: acknowledged delete of {} at {} lost", ack.key, ack.revision),
+                    _ => assert_eq!(
+                        got.kv, None,
+                        "trial {trial}: acknowledged delete of {} at {} lost",
+                        ack.key, ack.revision
+                    ),
                 }
             }
             let problems = store.check_consistency().await.unwrap();
-            assert!(problems.is_empty(), "trial {trial}: inconsistent store: {problems:?}");
+            assert!(
+                problems.is_empty(),
+                "trial {trial}: inconsistent store: {problems:?}"
+            );
             // Still writable, and revisions go on from where they were.
-            let kv = store.create(&format!("/after/{trial}"), Bytes::from_static(b"x")).await.unwrap();
+            let kv = store
+                .create(&format!("/after/{trial}"), Bytes::from_static(b"x"))
+                .await
+                .unwrap();
             assert_eq!(kv.mod_revision, current + 1);
         });
     }
-    assert!(total_acks > TRIALS * 10, "too few acknowledged writes ({total_acks}) to mean anything");
+    assert!(
+        total_acks > TRIALS * 10,
+        "too few acknowledged writes ({total_acks}) to mean anything"
+    );
 }

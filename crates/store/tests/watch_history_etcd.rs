@@ -25,8 +25,18 @@ async fn watches_see_exactly_the_committed_history() {
             })
             .collect();
         let points = (0..rng.random_range(1..6))
-            .map(|_| WatchPoint { delay_ms: rng.random_range(0..15), fraction: rng.random_range(0.0..=1.0) })
+            .map(|_| WatchPoint {
+                delay_ms: rng.random_range(0..15),
+                fraction: rng.random_range(0.0..=1.0),
+            })
             .collect();
-        check(harness.store.clone(), &format!("/round{round}/"), writers, points, true).await;
+        check(
+            harness.store.clone(),
+            &format!("/round{round}/"),
+            writers,
+            points,
+            true,
+        )
+        .await;
     }
 }

@@ -37,7 +37,9 @@ struct HubState {
 impl Hub {
     pub(crate) fn new(revision: Revision) -> Self {
         let (tx, _) = broadcast::channel(RING);
-        Hub { inner: Mutex::new(HubState { tx, revision }) }
+        Hub {
+            inner: Mutex::new(HubState { tx, revision }),
+        }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, HubState> {
@@ -46,7 +48,9 @@ impl Hub {
 
     /// Publishes a committed group (called by the writer, in commit order).
     pub(crate) fn publish(&self, events: Vec<Event>) {
-        let Some(last) = events.last().map(Event::revision) else { return };
+        let Some(last) = events.last().map(Event::revision) else {
+            return;
+        };
         let mut state = self.state();
         state.revision = last;
         let _ = state.tx.send(Arc::new(events));
@@ -69,7 +73,11 @@ pub(crate) struct WatchTask {
 }
 
 impl WatchTask {
-    pub(crate) async fn run(mut self, tx: mpsc::Sender<Result<WatchResponse>>, progress: Arc<Notify>) {
+    pub(crate) async fn run(
+        mut self,
+        tx: mpsc::Sender<Result<WatchResponse>>,
+        progress: Arc<Notify>,
+    ) {
         let (mut ring, published) = self.hub.subscribe();
         if let Err(err) = self.catch_up(&tx, published).await {
             let _ = tx.send(Err(err)).await;
@@ -116,14 +124,20 @@ impl WatchTask {
     }
 
     /// Delivers from the log everything in `(delivered, upto]`.
-    async fn catch_up(&mut self, tx: &mpsc::Sender<Result<WatchResponse>>, upto: Revision) -> Result<()> {
+    async fn catch_up(
+        &mut self,
+        tx: &mpsc::Sender<Result<WatchResponse>>,
+        upto: Revision,
+    ) -> Result<()> {
         let start = self.prefix.as_bytes().to_vec();
         let end = prefix_end(&start);
         while self.delivered < upto {
             let (after, start, end) = (self.delivered, start.clone(), end.clone());
             let events = self
                 .pool
-                .run(move |conn| reader::events(conn, &start, end.as_deref(), after, upto, CATCH_UP_PAGE))
+                .run(move |conn| {
+                    reader::events(conn, &start, end.as_deref(), after, upto, CATCH_UP_PAGE)
+                })
                 .await?;
             let full = events.len() == CATCH_UP_PAGE;
             self.delivered = match events.last() {
@@ -138,7 +152,11 @@ impl WatchTask {
     }
 
     /// Sends a progress notification once every published event has been delivered.
-    async fn report_progress(&mut self, tx: &mpsc::Sender<Result<WatchResponse>>, ring: &mut broadcast::Receiver<Batch>) -> bool {
+    async fn report_progress(
+        &mut self,
+        tx: &mpsc::Sender<Result<WatchResponse>>,
+        ring: &mut broadcast::Receiver<Batch>,
+    ) -> bool {
         loop {
             // Under the hub lock nothing can be published, so an empty ring means the
             // watch has seen everything up to the hub's revision.
@@ -166,7 +184,10 @@ impl WatchTask {
             match revision {
                 Some(revision) => {
                     self.delivered = self.delivered.max(revision);
-                    return tx.send(Ok(WatchResponse::Progress(self.delivered))).await.is_ok();
+                    return tx
+                        .send(Ok(WatchResponse::Progress(self.delivered)))
+                        .await
+                        .is_ok();
                 }
                 None => {
                     let upto = self.hub.state().revision;

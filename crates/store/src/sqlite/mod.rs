@@ -28,8 +28,8 @@ use reader::ReadPool;
 use writer::{Op, Outcome, Request, Shared, Writer};
 
 use crate::{
-    check_value_size, DeleteResult, Error, GetResult, KeyValue, ListOptions, ListResult, Result, Revision, Store,
-    WatchStream,
+    check_value_size, DeleteResult, Error, GetResult, KeyValue, ListOptions, ListResult, Result,
+    Revision, Store, WatchStream,
 };
 
 /// Settings of [`SqliteStore::open`].
@@ -43,7 +43,9 @@ pub struct SqliteOptions {
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        SqliteOptions { compaction_interval: Some(Duration::from_secs(300)) }
+        SqliteOptions {
+            compaction_interval: Some(Duration::from_secs(300)),
+        }
     }
 }
 
@@ -63,7 +65,9 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -78,7 +82,11 @@ impl SqliteStore {
         let (conn, lock) = schema::open_or_create(&path)?;
         let meta = schema::meta_revisions(&conn)?;
         let physical: Revision = conn
-            .query_row("SELECT value FROM rkube_meta WHERE name = 'compact_physical'", [], |r| r.get(0))
+            .query_row(
+                "SELECT value FROM rkube_meta WHERE name = 'compact_physical'",
+                [],
+                |r| r.get(0),
+            )
             .optional()?
             .unwrap_or(0);
         let shared = Arc::new(Shared {
@@ -93,10 +101,17 @@ impl SqliteStore {
         let writer = std::thread::Builder::new()
             .name("rkube-store-writer".into())
             .spawn(move || writer.run(rx))
-            .map_err(|e| Error::OpenFailed { path: path.clone(), reason: format!("cannot start the writer thread: {e}") })?;
-        let compactor = options
-            .compaction_interval
-            .map(|interval| tokio::spawn(compact_periodically(Arc::downgrade(&writes), shared.clone(), interval)));
+            .map_err(|e| Error::OpenFailed {
+                path: path.clone(),
+                reason: format!("cannot start the writer thread: {e}"),
+            })?;
+        let compactor = options.compaction_interval.map(|interval| {
+            tokio::spawn(compact_periodically(
+                Arc::downgrade(&writes),
+                shared.clone(),
+                interval,
+            ))
+        });
         tracing::info!(path = %path.display(), revision = meta.current, compacted = meta.compacted, "store opened");
         Ok(SqliteStore {
             pool: Arc::new(ReadPool::new(path.clone())),
@@ -162,7 +177,9 @@ impl SqliteStore {
 
     async fn write(&self, op: Op) -> Result<Outcome> {
         let (reply, rx) = oneshot::channel();
-        self.writes.send(Request { op, reply }).map_err(|_| Error::Closed)?;
+        self.writes
+            .send(Request { op, reply })
+            .map_err(|_| Error::Closed)?;
         rx.await.map_err(|_| Error::Closed)?
     }
 }
@@ -189,7 +206,11 @@ impl Drop for SqliteStore {
 }
 
 /// Every `interval`, compacts to the revision seen one interval earlier.
-async fn compact_periodically(writes: std::sync::Weak<std_mpsc::Sender<Request>>, shared: Arc<Shared>, interval: Duration) {
+async fn compact_periodically(
+    writes: std::sync::Weak<std_mpsc::Sender<Request>>,
+    shared: Arc<Shared>,
+    interval: Duration,
+) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
@@ -198,14 +219,24 @@ async fn compact_periodically(writes: std::sync::Weak<std_mpsc::Sender<Request>>
         ticker.tick().await;
         if previous > shared.compacted.load(Ordering::Acquire) {
             let (reply, rx) = oneshot::channel();
-            let Some(writes) = writes.upgrade() else { return };
-            if writes.send(Request { op: Op::Compact { revision: previous }, reply }).is_err() {
+            let Some(writes) = writes.upgrade() else {
+                return;
+            };
+            if writes
+                .send(Request {
+                    op: Op::Compact { revision: previous },
+                    reply,
+                })
+                .is_err()
+            {
                 return;
             }
             drop(writes);
             match rx.await {
                 Ok(Ok(_)) => tracing::debug!(revision = previous, "store compacted"),
-                Ok(Err(err)) => tracing::warn!(error = %err, revision = previous, "store compaction failed"),
+                Ok(Err(err)) => {
+                    tracing::warn!(error = %err, revision = previous, "store compaction failed")
+                }
                 Err(_) => return,
             }
         }
@@ -224,31 +255,63 @@ fn put(outcome: Outcome) -> KeyValue {
 impl Store for SqliteStore {
     async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue> {
         check_value_size(key, &value)?;
-        self.write(Op::Create { key: key.to_owned(), value }).await.map(put)
+        self.write(Op::Create {
+            key: key.to_owned(),
+            value,
+        })
+        .await
+        .map(put)
     }
 
     async fn get(&self, key: &str, revision: Option<Revision>) -> Result<GetResult> {
         let key = key.to_owned();
-        self.pool.run(move |conn| reader::get(conn, &key, revision)).await
+        self.pool
+            .run(move |conn| reader::get(conn, &key, revision))
+            .await
     }
 
     async fn list(&self, prefix: &str, options: ListOptions) -> Result<ListResult> {
         let prefix = prefix.to_owned();
-        self.pool.run(move |conn| reader::list(conn, &prefix, &options)).await
+        self.pool
+            .run(move |conn| reader::list(conn, &prefix, &options))
+            .await
     }
 
     async fn count(&self, prefix: &str) -> Result<u64> {
         let prefix = prefix.to_owned();
-        self.pool.run(move |conn| reader::count(conn, &prefix)).await
+        self.pool
+            .run(move |conn| reader::count(conn, &prefix))
+            .await
     }
 
-    async fn update(&self, key: &str, value: Bytes, expected_mod_revision: Revision) -> Result<KeyValue> {
+    async fn update(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected_mod_revision: Revision,
+    ) -> Result<KeyValue> {
         check_value_size(key, &value)?;
-        self.write(Op::Update { key: key.to_owned(), value, expected: expected_mod_revision }).await.map(put)
+        self.write(Op::Update {
+            key: key.to_owned(),
+            value,
+            expected: expected_mod_revision,
+        })
+        .await
+        .map(put)
     }
 
-    async fn delete(&self, key: &str, expected_mod_revision: Option<Revision>) -> Result<DeleteResult> {
-        match self.write(Op::Delete { key: key.to_owned(), expected: expected_mod_revision }).await? {
+    async fn delete(
+        &self,
+        key: &str,
+        expected_mod_revision: Option<Revision>,
+    ) -> Result<DeleteResult> {
+        match self
+            .write(Op::Delete {
+                key: key.to_owned(),
+                expected: expected_mod_revision,
+            })
+            .await?
+        {
             Outcome::Deleted(d) => Ok(d),
             _ => unreachable!("the writer answers a delete with the deleted key"),
         }
@@ -257,10 +320,20 @@ impl Store for SqliteStore {
     async fn watch(&self, prefix: &str, after_revision: Revision) -> Result<WatchStream> {
         let compacted = self.shared.compacted.load(Ordering::Acquire);
         if after_revision < compacted {
-            return Err(Error::Compacted { requested: after_revision, compacted });
+            return Err(Error::Compacted {
+                requested: after_revision,
+                compacted,
+            });
         }
-        let task = WatchTask { hub: self.hub.clone(), pool: self.pool.clone(), prefix: prefix.to_owned(), delivered: after_revision };
-        Ok(WatchStream::start(|tx, progress| tokio::spawn(task.run(tx, progress))))
+        let task = WatchTask {
+            hub: self.hub.clone(),
+            pool: self.pool.clone(),
+            prefix: prefix.to_owned(),
+            delivered: after_revision,
+        };
+        Ok(WatchStream::start(|tx, progress| {
+            tokio::spawn(task.run(tx, progress))
+        }))
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {

@@ -9,7 +9,10 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior};
 
 use super::schema::{self, MetaRevisions, KIND_CREATE, KIND_DELETE, KIND_UPDATE};
 use crate::keys::prefix_end;
-use crate::{continue_token, Error, Event, EventKind, GetResult, KeyValue, ListOptions, ListResult, Result, Revision};
+use crate::{
+    continue_token, Error, Event, EventKind, GetResult, KeyValue, ListOptions, ListResult, Result,
+    Revision,
+};
 
 /// Idle read connections, opened on demand. WAL lets them read while the writer commits.
 pub(crate) struct ReadPool {
@@ -22,7 +25,10 @@ const MAX_IDLE: usize = 16;
 
 impl ReadPool {
     pub(crate) fn new(path: PathBuf) -> Self {
-        ReadPool { path, idle: Mutex::new(Vec::new()) }
+        ReadPool {
+            path,
+            idle: Mutex::new(Vec::new()),
+        }
     }
 
     /// Runs `f` on a pooled connection in a blocking thread.
@@ -31,10 +37,15 @@ impl ReadPool {
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let pool = self.clone();
-        tokio::task::spawn_blocking(move || pool.run_blocking(f)).await.map_err(|_| Error::Closed)?
+        tokio::task::spawn_blocking(move || pool.run_blocking(f))
+            .await
+            .map_err(|_| Error::Closed)?
     }
 
-    pub(crate) fn run_blocking<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+    pub(crate) fn run_blocking<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T>,
+    ) -> Result<T> {
         let conn = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut conn = match conn {
             Some(c) => c,
@@ -52,16 +63,24 @@ impl ReadPool {
 /// Checks that `revision` can be read in a snapshot with these meta revisions.
 fn check_readable(meta: &MetaRevisions, revision: Revision) -> Result<()> {
     if revision > meta.current {
-        return Err(Error::FutureRevision { requested: revision, current: meta.current });
+        return Err(Error::FutureRevision {
+            requested: revision,
+            current: meta.current,
+        });
     }
     if revision < meta.compacted {
-        return Err(Error::Compacted { requested: revision, compacted: meta.compacted });
+        return Err(Error::Compacted {
+            requested: revision,
+            compacted: meta.compacted,
+        });
     }
     Ok(())
 }
 
 fn key_string(bytes: Vec<u8>) -> rusqlite::Result<String> {
-    String::from_utf8(bytes).map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, Box::new(e)))
+    String::from_utf8(bytes).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, Box::new(e))
+    })
 }
 
 /// Maps `key, value, create_revision, revision` columns to a `KeyValue`.
@@ -74,7 +93,11 @@ fn row_kv(row: &Row<'_>) -> rusqlite::Result<KeyValue> {
     })
 }
 
-pub(crate) fn get(conn: &mut Connection, key: &str, revision: Option<Revision>) -> Result<GetResult> {
+pub(crate) fn get(
+    conn: &mut Connection,
+    key: &str,
+    revision: Option<Revision>,
+) -> Result<GetResult> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
     let meta = schema::meta_revisions(&tx)?;
     let kv = match revision {
@@ -91,23 +114,34 @@ pub(crate) fn get(conn: &mut Connection, key: &str, revision: Option<Revision>) 
                 "SELECT key, value, create_revision, revision, kind FROM log \
                  WHERE key = ?1 AND revision <= ?2 ORDER BY revision DESC LIMIT 1",
             )?
-            .query_row(rusqlite::params![key.as_bytes(), revision], |r| Ok((row_kv(r)?, r.get::<_, i64>(4)?)))
+            .query_row(rusqlite::params![key.as_bytes(), revision], |r| {
+                Ok((row_kv(r)?, r.get::<_, i64>(4)?))
+            })
             .optional()?
             .and_then(|(kv, kind)| (kind != KIND_DELETE).then_some(kv))
         }
     };
-    Ok(GetResult { revision: revision.unwrap_or(meta.current), kv })
+    Ok(GetResult {
+        revision: revision.unwrap_or(meta.current),
+        kv,
+    })
 }
 
 pub(crate) fn count(conn: &mut Connection, prefix: &str) -> Result<u64> {
     let end = prefix_end(prefix.as_bytes());
     let n: i64 = conn
-        .prepare_cached("SELECT count(*) FROM current WHERE key >= ?1 AND (?2 IS NULL OR key < ?2)")?
+        .prepare_cached(
+            "SELECT count(*) FROM current WHERE key >= ?1 AND (?2 IS NULL OR key < ?2)",
+        )?
         .query_row(rusqlite::params![prefix.as_bytes(), end], |r| r.get(0))?;
     Ok(n as u64)
 }
 
-pub(crate) fn list(conn: &mut Connection, prefix: &str, options: &ListOptions) -> Result<ListResult> {
+pub(crate) fn list(
+    conn: &mut Connection,
+    prefix: &str,
+    options: &ListOptions,
+) -> Result<ListResult> {
     let end = prefix_end(prefix.as_bytes());
     let (requested, start) = match &options.continue_token {
         Some(token) => {
@@ -140,7 +174,10 @@ pub(crate) fn list(conn: &mut Connection, prefix: &str, options: &ListOptions) -
                (SELECT max(m.revision) FROM log m WHERE m.key = l.key AND m.revision <= ?3) \
              ORDER BY l.key LIMIT ?4",
         )?
-        .query_map(rusqlite::params![start.as_bytes(), end, revision, fetch], row_kv)?
+        .query_map(
+            rusqlite::params![start.as_bytes(), end, revision, fetch],
+            row_kv,
+        )?
         .collect::<rusqlite::Result<_>>()?
     };
     let mut continue_token = None;
@@ -150,17 +187,36 @@ pub(crate) fn list(conn: &mut Connection, prefix: &str, options: &ListOptions) -
             kvs.truncate(limit);
             let last = &kvs[limit - 1].key;
             continue_token = Some(continue_token::encode(revision, last));
-            remaining = count_after(&tx, last, end.as_deref(), revision, revision == meta.current)?;
+            remaining = count_after(
+                &tx,
+                last,
+                end.as_deref(),
+                revision,
+                revision == meta.current,
+            )?;
         }
     }
-    Ok(ListResult { kvs, revision, continue_token, remaining })
+    Ok(ListResult {
+        kvs,
+        revision,
+        continue_token,
+        remaining,
+    })
 }
 
 /// Counts the keys after `last` (and before `end`) that exist at `revision`.
-fn count_after(conn: &Connection, last: &str, end: Option<&[u8]>, revision: Revision, latest: bool) -> Result<u64> {
+fn count_after(
+    conn: &Connection,
+    last: &str,
+    end: Option<&[u8]>,
+    revision: Revision,
+    latest: bool,
+) -> Result<u64> {
     let n: i64 = if latest {
-        conn.prepare_cached("SELECT count(*) FROM current WHERE key > ?1 AND (?2 IS NULL OR key < ?2)")?
-            .query_row(rusqlite::params![last.as_bytes(), end], |r| r.get(0))?
+        conn.prepare_cached(
+            "SELECT count(*) FROM current WHERE key > ?1 AND (?2 IS NULL OR key < ?2)",
+        )?
+        .query_row(rusqlite::params![last.as_bytes(), end], |r| r.get(0))?
     } else {
         conn.prepare_cached(
             "SELECT count(*) FROM log l WHERE l.key > ?1 AND (?2 IS NULL OR l.key < ?2) AND l.kind != 2 \
@@ -184,7 +240,10 @@ pub(crate) fn events(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
     let meta = schema::meta_revisions(&tx)?;
     if after < meta.compacted {
-        return Err(Error::Compacted { requested: after, compacted: meta.compacted });
+        return Err(Error::Compacted {
+            requested: after,
+            compacted: meta.compacted,
+        });
     }
     let mut stmt = tx.prepare_cached(
         "SELECT l.key, l.value, l.create_revision, l.revision, l.kind, \
@@ -193,23 +252,26 @@ pub(crate) fn events(
          WHERE l.revision > ?1 AND l.revision <= ?2 AND l.key >= ?3 AND (?4 IS NULL OR l.key < ?4) \
          ORDER BY l.revision LIMIT ?5",
     )?;
-    let rows = stmt.query_map(rusqlite::params![after, upto, start, end, limit as i64], |r| {
-        let kv = row_kv(r)?;
-        let kind = match r.get::<_, i64>(4)? {
-            KIND_CREATE => EventKind::Create,
-            KIND_UPDATE => EventKind::Update,
-            _ => EventKind::Delete,
-        };
-        let prev_kv = match r.get::<_, Option<i64>>(7)? {
-            Some(prev_revision) => Some(KeyValue {
-                key: kv.key.clone(),
-                value: Bytes::from(r.get::<_, Option<Vec<u8>>>(5)?.unwrap_or_default()),
-                create_revision: r.get(6)?,
-                mod_revision: prev_revision,
-            }),
-            None => None,
-        };
-        Ok(Event { kind, kv, prev_kv })
-    })?;
+    let rows = stmt.query_map(
+        rusqlite::params![after, upto, start, end, limit as i64],
+        |r| {
+            let kv = row_kv(r)?;
+            let kind = match r.get::<_, i64>(4)? {
+                KIND_CREATE => EventKind::Create,
+                KIND_UPDATE => EventKind::Update,
+                _ => EventKind::Delete,
+            };
+            let prev_kv = match r.get::<_, Option<i64>>(7)? {
+                Some(prev_revision) => Some(KeyValue {
+                    key: kv.key.clone(),
+                    value: Bytes::from(r.get::<_, Option<Vec<u8>>>(5)?.unwrap_or_default()),
+                    create_revision: r.get(6)?,
+                    mod_revision: prev_revision,
+                }),
+                None => None,
+            };
+            Ok(Event { kind, kv, prev_kv })
+        },
+    )?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

@@ -45,7 +45,10 @@ pub(crate) struct MetaRevisions {
 }
 
 fn open_failed(path: &Path, reason: impl Into<String>) -> Error {
-    Error::OpenFailed { path: path.to_owned(), reason: reason.into() }
+    Error::OpenFailed {
+        path: path.to_owned(),
+        reason: reason.into(),
+    }
 }
 
 /// Opens the database at `path`, creating it if absent. Returns the writer connection
@@ -54,13 +57,22 @@ pub(crate) fn open_or_create(path: &Path) -> Result<(Connection, File)> {
     if !path.exists() {
         create(path)?;
     }
-    let lock = OpenOptions::new().read(true).open(path).map_err(|e| open_failed(path, e.to_string()))?;
+    let lock = OpenOptions::new()
+        .read(true)
+        .open(path)
+        .map_err(|e| open_failed(path, e.to_string()))?;
     if lock.try_lock().is_err() {
-        return Err(open_failed(path, "the database is in use by another rkube process"));
+        return Err(open_failed(
+            path,
+            "the database is in use by another rkube process",
+        ));
     }
     check_magic(path)?;
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .map_err(|e| open_failed(path, e.to_string()))?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| open_failed(path, e.to_string()))?;
     validate(&conn, path)?;
     configure(&conn)?;
     Ok((conn, lock))
@@ -68,7 +80,10 @@ pub(crate) fn open_or_create(path: &Path) -> Result<(Connection, File)> {
 
 /// Opens another connection for reads.
 pub(crate) fn open_reader(path: &Path) -> Result<Connection> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "query_only", true)?;
     Ok(conn)
@@ -83,14 +98,18 @@ pub(crate) fn meta_revisions(conn: &Connection) -> Result<MetaRevisions> {
             .optional()?
             .unwrap_or(0))
     };
-    Ok(MetaRevisions { current: get("revision")?, compacted: get("compact_revision")? })
+    Ok(MetaRevisions {
+        current: get("revision")?,
+        compacted: get("compact_revision")?,
+    })
 }
 
 /// Builds a new database beside `path` and moves it into place, so that a crash
 /// never leaves a half-initialised file under the real name.
 fn create(path: &Path) -> Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| open_failed(path, format!("cannot create its directory: {e}")))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| open_failed(path, format!("cannot create its directory: {e}")))?;
     }
     let tmp = PathBuf::from(format!("{}.init", path.display()));
     let _ = std::fs::remove_file(&tmp);
@@ -106,7 +125,9 @@ fn create(path: &Path) -> Result<()> {
             rusqlite::params![FORMAT, SCHEMA_VERSION],
         )?;
     }
-    File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| open_failed(path, e.to_string()))?;
+    File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| open_failed(path, e.to_string()))?;
     std::fs::rename(&tmp, path).map_err(|e| open_failed(path, e.to_string()))?;
     if let Some(dir) = path.parent() {
         if let Ok(d) = File::open(dir) {
@@ -144,22 +165,41 @@ fn validate(conn: &Connection, path: &Path) -> Result<()> {
         .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
         .map_err(|e| open_failed(path, format!("the database is corrupt: {e}")))?;
     if check != "ok" {
-        return Err(open_failed(path, format!("the database is corrupt (integrity check: {check}); restore it from a backup")));
+        return Err(open_failed(
+            path,
+            format!("the database is corrupt (integrity check: {check}); restore it from a backup"),
+        ));
     }
     let has_meta: bool = conn
-        .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'rkube_meta'", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'rkube_meta'",
+            [],
+            |r| r.get(0),
+        )
         .map_err(|e| open_failed(path, format!("the database is corrupt: {e}")))?;
     if !has_meta {
-        return Err(open_failed(path, "not an rkube store: a SQLite database without rkube's rkube_meta table"));
+        return Err(open_failed(
+            path,
+            "not an rkube store: a SQLite database without rkube's rkube_meta table",
+        ));
     }
     let meta = |name: &str| -> Result<Option<rusqlite::types::Value>> {
-        conn.query_row("SELECT value FROM rkube_meta WHERE name = ?1", [name], |r| r.get(0))
-            .optional()
-            .map_err(|e| open_failed(path, format!("the database is corrupt: {e}")))
+        conn.query_row(
+            "SELECT value FROM rkube_meta WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| open_failed(path, format!("the database is corrupt: {e}")))
     };
     match meta("format")? {
         Some(rusqlite::types::Value::Text(f)) if f == FORMAT => {}
-        _ => return Err(open_failed(path, "not an rkube store: rkube_meta has no rkube format marker")),
+        _ => {
+            return Err(open_failed(
+                path,
+                "not an rkube store: rkube_meta has no rkube format marker",
+            ))
+        }
     }
     match meta("schema_version")? {
         Some(rusqlite::types::Value::Integer(SCHEMA_VERSION)) => {}

@@ -26,10 +26,22 @@ const COMPACT_STEP: i64 = 2000;
 
 /// A write, as queued to the writer thread.
 pub(crate) enum Op {
-    Create { key: String, value: Bytes },
-    Update { key: String, value: Bytes, expected: Revision },
-    Delete { key: String, expected: Option<Revision> },
-    Compact { revision: Revision },
+    Create {
+        key: String,
+        value: Bytes,
+    },
+    Update {
+        key: String,
+        value: Bytes,
+        expected: Revision,
+    },
+    Delete {
+        key: String,
+        expected: Option<Revision>,
+    },
+    Compact {
+        revision: Revision,
+    },
 }
 
 /// What a successful write returns.
@@ -62,8 +74,18 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn new(conn: Connection, shared: Arc<Shared>, hub: Arc<Hub>, resume_compaction: Option<(Revision, Revision)>) -> Self {
-        Writer { conn, shared, hub, pending_compaction: resume_compaction }
+    pub(crate) fn new(
+        conn: Connection,
+        shared: Arc<Shared>,
+        hub: Arc<Hub>,
+        resume_compaction: Option<(Revision, Revision)>,
+    ) -> Self {
+        Writer {
+            conn,
+            shared,
+            hub,
+            pending_compaction: resume_compaction,
+        }
     }
 
     /// Serves requests until every sender is gone.
@@ -107,20 +129,27 @@ impl Writer {
         let mut compaction = None;
         let mut compacted = self.shared.compacted.load(Ordering::Acquire);
         let committed = (|| -> Result<()> {
-            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
             for req in &group {
                 let result = match &req.op {
-                    Op::Compact { revision: target } => apply_compact(&tx, *target, revision, compacted).map(|()| {
-                        compacted = *target;
-                        compaction = Some(*target);
-                        Outcome::Compacted
-                    }),
+                    Op::Compact { revision: target } => {
+                        apply_compact(&tx, *target, revision, compacted).map(|()| {
+                            compacted = *target;
+                            compaction = Some(*target);
+                            Outcome::Compacted
+                        })
+                    }
                     op => apply(&tx, op, revision + 1).map(|event| {
                         revision += 1;
                         let outcome = match event.kind {
                             EventKind::Delete => Outcome::Deleted(DeleteResult {
                                 revision: event.kv.mod_revision,
-                                prev_kv: event.prev_kv.clone().expect("a delete has a previous value"),
+                                prev_kv: event
+                                    .prev_kv
+                                    .clone()
+                                    .expect("a delete has a previous value"),
                             }),
                             _ => Outcome::Put(event.kv.clone()),
                         };
@@ -135,7 +164,8 @@ impl Writer {
                 results.push(result);
             }
             if revision != start {
-                tx.prepare_cached("UPDATE rkube_meta SET value = ?1 WHERE name = 'revision'")?.execute([revision])?;
+                tx.prepare_cached("UPDATE rkube_meta SET value = ?1 WHERE name = 'revision'")?
+                    .execute([revision])?;
             }
             tx.commit()?;
             Ok(())
@@ -143,7 +173,10 @@ impl Writer {
         match committed {
             Ok(()) => {
                 if let Some(target) = compaction {
-                    let from = self.pending_compaction.map(|(from, _)| from).unwrap_or(self.shared.compacted.load(Ordering::Acquire));
+                    let from = self
+                        .pending_compaction
+                        .map(|(from, _)| from)
+                        .unwrap_or(self.shared.compacted.load(Ordering::Acquire));
                     self.shared.compacted.store(target, Ordering::Release);
                     self.pending_compaction = Some((from, target));
                 }
@@ -159,7 +192,9 @@ impl Writer {
                 tracing::error!(error = %err, requests = group.len(), "store group commit failed");
                 let message = err.to_string();
                 for req in group {
-                    let _ = req.reply.send(Err(Error::CommitFailed { reason: message.clone() }));
+                    let _ = req.reply.send(Err(Error::CommitFailed {
+                        reason: message.clone(),
+                    }));
                 }
             }
         }
@@ -168,10 +203,14 @@ impl Writer {
     /// Removes one step of superseded rows and tombstones; when done, checkpoints the WAL
     /// and returns free pages to the file system.
     fn compact_step(&mut self) {
-        let Some((from, to)) = self.pending_compaction else { return };
+        let Some((from, to)) = self.pending_compaction else {
+            return;
+        };
         let upto = (from + COMPACT_STEP).min(to);
         let step = (|| -> Result<()> {
-            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
             // A row is superseded by the row naming it as prev_revision; a tombstone at or
             // below the compaction revision has nothing left to tell.
             tx.prepare_cached(
@@ -179,9 +218,14 @@ impl Writer {
                  (SELECT prev_revision FROM log WHERE revision > ?1 AND revision <= ?2 AND prev_revision > 0)",
             )?
             .execute([from, upto])?;
-            tx.prepare_cached("DELETE FROM log WHERE revision > ?1 AND revision <= ?2 AND kind = 2")?.execute([from, upto])?;
-            tx.prepare_cached("INSERT OR REPLACE INTO rkube_meta (name, value) VALUES ('compact_physical', ?1)")?
-                .execute([upto])?;
+            tx.prepare_cached(
+                "DELETE FROM log WHERE revision > ?1 AND revision <= ?2 AND kind = 2",
+            )?
+            .execute([from, upto])?;
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO rkube_meta (name, value) VALUES ('compact_physical', ?1)",
+            )?
+            .execute([upto])?;
             tx.commit()?;
             Ok(())
         })();
@@ -195,7 +239,10 @@ impl Writer {
         }
         self.pending_compaction = None;
         let _ = self.conn.execute_batch("PRAGMA incremental_vacuum;");
-        if let Err(err) = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+        if let Err(err) = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        {
             tracing::debug!(error = %err, "wal checkpoint deferred");
         }
         tracing::debug!(revision = to, "store compaction finished");
@@ -220,13 +267,22 @@ fn current(tx: &Connection, key: &str) -> Result<Option<KeyValue>> {
         .optional()?)
 }
 
-fn append(tx: &Connection, revision: Revision, key: &str, kind: i64, create_revision: Revision, prev: Revision, value: Option<&[u8]>) -> Result<()> {
+fn append(
+    tx: &Connection,
+    revision: Revision,
+    key: &str,
+    kind: i64,
+    create_revision: Revision,
+    prev: Revision,
+    value: Option<&[u8]>,
+) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO log (revision, key, kind, create_revision, prev_revision, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(rusqlite::params![revision, key.as_bytes(), kind, create_revision, prev, value])?;
     if kind == KIND_DELETE {
-        tx.prepare_cached("DELETE FROM current WHERE key = ?1")?.execute([key.as_bytes()])?;
+        tx.prepare_cached("DELETE FROM current WHERE key = ?1")?
+            .execute([key.as_bytes()])?;
     } else {
         tx.prepare_cached("INSERT OR REPLACE INTO current (key, revision) VALUES (?1, ?2)")?
             .execute(rusqlite::params![key.as_bytes(), revision])?;
@@ -239,45 +295,115 @@ fn append(tx: &Connection, revision: Revision, key: &str, kind: i64, create_revi
 fn apply(tx: &Connection, op: &Op, revision: Revision) -> Result<Event> {
     match op {
         Op::Create { key, value } => {
-            if current(tx, key)?.is_some() {
+            let exists = tx
+                .prepare_cached("SELECT 1 FROM current WHERE key = ?1")?
+                .exists([key.as_bytes()])?;
+            if exists {
                 return Err(Error::AlreadyExists { key: key.clone() });
             }
             append(tx, revision, key, KIND_CREATE, revision, 0, Some(value))?;
-            let kv = KeyValue { key: key.clone(), value: value.clone(), create_revision: revision, mod_revision: revision };
-            Ok(Event { kind: EventKind::Create, kv, prev_kv: None })
+            let kv = KeyValue {
+                key: key.clone(),
+                value: value.clone(),
+                create_revision: revision,
+                mod_revision: revision,
+            };
+            Ok(Event {
+                kind: EventKind::Create,
+                kv,
+                prev_kv: None,
+            })
         }
-        Op::Update { key, value, expected } => {
+        Op::Update {
+            key,
+            value,
+            expected,
+        } => {
             let prev = current(tx, key)?.ok_or_else(|| Error::NotFound { key: key.clone() })?;
             if prev.mod_revision != *expected {
-                return Err(Error::Conflict { key: key.clone(), expected: *expected, current: Box::new(prev) });
+                return Err(Error::Conflict {
+                    key: key.clone(),
+                    expected: *expected,
+                    current: Box::new(prev),
+                });
             }
-            append(tx, revision, key, KIND_UPDATE, prev.create_revision, prev.mod_revision, Some(value))?;
-            let kv = KeyValue { key: key.clone(), value: value.clone(), create_revision: prev.create_revision, mod_revision: revision };
-            Ok(Event { kind: EventKind::Update, kv, prev_kv: Some(prev) })
+            append(
+                tx,
+                revision,
+                key,
+                KIND_UPDATE,
+                prev.create_revision,
+                prev.mod_revision,
+                Some(value),
+            )?;
+            let kv = KeyValue {
+                key: key.clone(),
+                value: value.clone(),
+                create_revision: prev.create_revision,
+                mod_revision: revision,
+            };
+            Ok(Event {
+                kind: EventKind::Update,
+                kv,
+                prev_kv: Some(prev),
+            })
         }
         Op::Delete { key, expected } => {
             let prev = current(tx, key)?.ok_or_else(|| Error::NotFound { key: key.clone() })?;
             if let Some(expected) = expected {
                 if prev.mod_revision != *expected {
-                    return Err(Error::Conflict { key: key.clone(), expected: *expected, current: Box::new(prev) });
+                    return Err(Error::Conflict {
+                        key: key.clone(),
+                        expected: *expected,
+                        current: Box::new(prev),
+                    });
                 }
             }
-            append(tx, revision, key, KIND_DELETE, prev.create_revision, prev.mod_revision, None)?;
-            let kv = KeyValue { key: key.clone(), value: Bytes::new(), create_revision: prev.create_revision, mod_revision: revision };
-            Ok(Event { kind: EventKind::Delete, kv, prev_kv: Some(prev) })
+            append(
+                tx,
+                revision,
+                key,
+                KIND_DELETE,
+                prev.create_revision,
+                prev.mod_revision,
+                None,
+            )?;
+            let kv = KeyValue {
+                key: key.clone(),
+                value: Bytes::new(),
+                create_revision: prev.create_revision,
+                mod_revision: revision,
+            };
+            Ok(Event {
+                kind: EventKind::Delete,
+                kv,
+                prev_kv: Some(prev),
+            })
         }
         Op::Compact { .. } => unreachable!("compaction is applied by apply_compact"),
     }
 }
 
 /// Records a compaction to `target` (the rows go later, step by step).
-fn apply_compact(tx: &Connection, target: Revision, current: Revision, compacted: Revision) -> Result<()> {
+fn apply_compact(
+    tx: &Connection,
+    target: Revision,
+    current: Revision,
+    compacted: Revision,
+) -> Result<()> {
     if target <= compacted {
-        return Err(Error::Compacted { requested: target, compacted });
+        return Err(Error::Compacted {
+            requested: target,
+            compacted,
+        });
     }
     if target > current {
-        return Err(Error::FutureRevision { requested: target, current });
+        return Err(Error::FutureRevision {
+            requested: target,
+            current,
+        });
     }
-    tx.prepare_cached("UPDATE rkube_meta SET value = ?1 WHERE name = 'compact_revision'")?.execute([target])?;
+    tx.prepare_cached("UPDATE rkube_meta SET value = ?1 WHERE name = 'compact_revision'")?
+        .execute([target])?;
     Ok(())
 }

@@ -34,20 +34,34 @@ pub async fn create_existing_fails(store: &dyn Store) {
         Err(Error::AlreadyExists { key }) => assert_eq!(key, "/k"),
         other => panic!("expected AlreadyExists, got {other:?}"),
     }
-    assert_eq!(store.current_revision().await.unwrap(), rev, "a failed create must not write");
-    assert_eq!(store.get("/k", None).await.unwrap().kv.unwrap().value, v("1"));
+    assert_eq!(
+        store.current_revision().await.unwrap(),
+        rev,
+        "a failed create must not write"
+    );
+    assert_eq!(
+        store.get("/k", None).await.unwrap().kv.unwrap().value,
+        v("1")
+    );
 }
 
 pub async fn update_compare_and_swap(store: &dyn Store) {
     let created = store.create("/k", v("1")).await.unwrap();
-    let updated = store.update("/k", v("2"), created.mod_revision).await.unwrap();
+    let updated = store
+        .update("/k", v("2"), created.mod_revision)
+        .await
+        .unwrap();
     assert_eq!(updated.value, v("2"));
     assert_eq!(updated.create_revision, created.create_revision);
     assert_eq!(updated.mod_revision, created.mod_revision + 1);
 
     let rev = store.current_revision().await.unwrap();
     match store.update("/k", v("3"), created.mod_revision).await {
-        Err(Error::Conflict { key, expected, current }) => {
+        Err(Error::Conflict {
+            key,
+            expected,
+            current,
+        }) => {
             assert_eq!(key, "/k");
             assert_eq!(expected, created.mod_revision);
             assert_eq!(*current, updated, "a conflict carries the current value");
@@ -58,7 +72,11 @@ pub async fn update_compare_and_swap(store: &dyn Store) {
         Err(Error::NotFound { key }) => assert_eq!(key, "/missing"),
         other => panic!("expected NotFound, got {other:?}"),
     }
-    assert_eq!(store.current_revision().await.unwrap(), rev, "failed updates must not write");
+    assert_eq!(
+        store.current_revision().await.unwrap(),
+        rev,
+        "failed updates must not write"
+    );
     assert_eq!(store.get("/k", None).await.unwrap().kv, Some(updated));
 }
 
@@ -83,7 +101,11 @@ pub async fn delete_with_and_without_precondition(store: &dyn Store) {
         Err(Error::NotFound { .. }) => {}
         other => panic!("expected NotFound, got {other:?}"),
     }
-    assert_eq!(store.current_revision().await.unwrap(), rev, "failed deletes must not write");
+    assert_eq!(
+        store.current_revision().await.unwrap(),
+        rev,
+        "failed deletes must not write"
+    );
     let deleted = store.delete("/b", Some(b.mod_revision)).await.unwrap();
     assert_eq!(deleted.prev_kv, b);
 
@@ -113,12 +135,21 @@ pub async fn get_at_past_and_future_revisions(store: &dyn Store) {
     let u = store.update("/h", v("2"), c.mod_revision).await.unwrap();
     let d = store.delete("/h", None).await.unwrap();
 
-    assert_eq!(store.get("/h", Some(c.mod_revision)).await.unwrap().kv, Some(c.clone()));
-    assert_eq!(store.get("/h", Some(u.mod_revision)).await.unwrap().kv, Some(u.clone()));
+    assert_eq!(
+        store.get("/h", Some(c.mod_revision)).await.unwrap().kv,
+        Some(c.clone())
+    );
+    assert_eq!(
+        store.get("/h", Some(u.mod_revision)).await.unwrap().kv,
+        Some(u.clone())
+    );
     let at_delete = store.get("/h", Some(d.revision)).await.unwrap();
     assert_eq!(at_delete.kv, None);
     assert_eq!(at_delete.revision, d.revision);
-    assert_eq!(store.get("/h", Some(c.mod_revision - 1)).await.unwrap().kv, None);
+    assert_eq!(
+        store.get("/h", Some(c.mod_revision - 1)).await.unwrap().kv,
+        None
+    );
 
     match store.get("/h", Some(d.revision + 10)).await {
         Err(Error::FutureRevision { requested, current }) => {
@@ -146,7 +177,12 @@ pub async fn list_by_prefix(store: &dyn Store) {
     let all = store.list("", ListOptions::default()).await.unwrap();
     let keys: Vec<_> = all.kvs.iter().map(|kv| kv.key.as_str()).collect();
     assert_eq!(keys, ["/a/1", "/a/2", "/ab", "/b/1"]);
-    assert!(store.list("/zzz/", ListOptions::default()).await.unwrap().kvs.is_empty());
+    assert!(store
+        .list("/zzz/", ListOptions::default())
+        .await
+        .unwrap()
+        .kvs
+        .is_empty());
 }
 
 pub async fn list_pages_with_continue_tokens(store: &dyn Store) {
@@ -156,7 +192,10 @@ pub async fn list_pages_with_continue_tokens(store: &dyn Store) {
     store.create("/q", v("outside")).await.unwrap();
     let mut seen = Vec::new();
     let mut remaining = Vec::new();
-    let mut options = ListOptions { limit: Some(2), ..Default::default() };
+    let mut options = ListOptions {
+        limit: Some(2),
+        ..Default::default()
+    };
     let mut revisions = Vec::new();
     loop {
         let page = store.list("/p/", options.clone()).await.unwrap();
@@ -174,7 +213,16 @@ pub async fn list_pages_with_continue_tokens(store: &dyn Store) {
     assert!(revisions.windows(2).all(|w| w[0] == w[1]));
 
     // A limit that covers everything gives no token.
-    let page = store.list("/p/", ListOptions { limit: Some(5), ..Default::default() }).await.unwrap();
+    let page = store
+        .list(
+            "/p/",
+            ListOptions {
+                limit: Some(5),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(page.kvs.len(), 5);
     assert_eq!(page.continue_token, None);
 }
@@ -183,18 +231,41 @@ pub async fn list_pages_are_a_consistent_snapshot(store: &dyn Store) {
     for i in 0..4 {
         store.create(&format!("/s/{i}"), v("old")).await.unwrap();
     }
-    let first = store.list("/s/", ListOptions { limit: Some(2), ..Default::default() }).await.unwrap();
+    let first = store
+        .list(
+            "/s/",
+            ListOptions {
+                limit: Some(2),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     // Changes after the first page are not visible in later pages.
     store.delete("/s/3", None).await.unwrap();
     store.create("/s/2a", v("new")).await.unwrap();
     let kv = store.get("/s/2", None).await.unwrap().kv.unwrap();
-    store.update("/s/2", v("new"), kv.mod_revision).await.unwrap();
+    store
+        .update("/s/2", v("new"), kv.mod_revision)
+        .await
+        .unwrap();
     let second = store
-        .list("/s/", ListOptions { limit: Some(10), continue_token: first.continue_token.clone(), ..Default::default() })
+        .list(
+            "/s/",
+            ListOptions {
+                limit: Some(10),
+                continue_token: first.continue_token.clone(),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(second.revision, first.revision);
-    let got: Vec<_> = second.kvs.iter().map(|kv| (kv.key.as_str(), kv.value.clone())).collect();
+    let got: Vec<_> = second
+        .kvs
+        .iter()
+        .map(|kv| (kv.key.as_str(), kv.value.clone()))
+        .collect();
     assert_eq!(got, [("/s/2", v("old")), ("/s/3", v("old"))]);
     assert_eq!(second.continue_token, None);
 }
@@ -207,22 +278,66 @@ pub async fn list_at_past_revision(store: &dyn Store) {
     store.delete("/l/a", None).await.unwrap();
     store.create("/l/c", v("1")).await.unwrap();
 
-    let then = store.list("/l/", ListOptions { revision: Some(past), ..Default::default() }).await.unwrap();
-    let got: Vec<_> = then.kvs.iter().map(|kv| (kv.key.as_str(), kv.value.clone())).collect();
+    let then = store
+        .list(
+            "/l/",
+            ListOptions {
+                revision: Some(past),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let got: Vec<_> = then
+        .kvs
+        .iter()
+        .map(|kv| (kv.key.as_str(), kv.value.clone()))
+        .collect();
     assert_eq!(got, [("/l/a", v("1")), ("/l/b", v("1"))]);
     assert_eq!(then.revision, past);
 
-    let paged = store.list("/l/", ListOptions { revision: Some(past), limit: Some(1), ..Default::default() }).await.unwrap();
+    let paged = store
+        .list(
+            "/l/",
+            ListOptions {
+                revision: Some(past),
+                limit: Some(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(paged.kvs.len(), 1);
     assert_eq!(paged.remaining, 1);
     let rest = store
-        .list("/l/", ListOptions { continue_token: paged.continue_token, ..Default::default() })
+        .list(
+            "/l/",
+            ListOptions {
+                continue_token: paged.continue_token,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
-    assert_eq!(rest.kvs.iter().map(|kv| kv.key.as_str()).collect::<Vec<_>>(), ["/l/b"]);
+    assert_eq!(
+        rest.kvs
+            .iter()
+            .map(|kv| kv.key.as_str())
+            .collect::<Vec<_>>(),
+        ["/l/b"]
+    );
 
     let now = store.current_revision().await.unwrap();
-    match store.list("/l/", ListOptions { revision: Some(now + 1), ..Default::default() }).await {
+    match store
+        .list(
+            "/l/",
+            ListOptions {
+                revision: Some(now + 1),
+                ..Default::default()
+            },
+        )
+        .await
+    {
         Err(Error::FutureRevision { .. }) => {}
         other => panic!("expected FutureRevision, got {other:?}"),
     }
@@ -232,11 +347,30 @@ pub async fn invalid_continue_tokens(store: &dyn Store) {
     for i in 0..3 {
         store.create(&format!("/t/{i}"), v("x")).await.unwrap();
     }
-    let page = store.list("/t/", ListOptions { limit: Some(1), ..Default::default() }).await.unwrap();
+    let page = store
+        .list(
+            "/t/",
+            ListOptions {
+                limit: Some(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     let token = page.continue_token.unwrap();
-    for (prefix, token) in [("/t/", "not a token"), ("/t/", "Zm9v"), ("/other/", token.as_str())] {
+    for (prefix, token) in [
+        ("/t/", "not a token"),
+        ("/t/", "Zm9v"),
+        ("/other/", token.as_str()),
+    ] {
         match store
-            .list(prefix, ListOptions { continue_token: Some(token.to_owned()), ..Default::default() })
+            .list(
+                prefix,
+                ListOptions {
+                    continue_token: Some(token.to_owned()),
+                    ..Default::default()
+                },
+            )
             .await
         {
             Err(Error::InvalidContinue { .. }) => {}
@@ -286,16 +420,28 @@ pub async fn watch_from_old_revision(store: &dyn Store) {
     let start = store.current_revision().await.unwrap();
     let mut written = Vec::new();
     for i in 0..20 {
-        written.push(store.create(&format!("/o/{i:02}"), v("x")).await.unwrap().mod_revision);
+        written.push(
+            store
+                .create(&format!("/o/{i:02}"), v("x"))
+                .await
+                .unwrap()
+                .mod_revision,
+        );
     }
     // From the beginning, and from the middle of the history.
     let mut watch = store.watch("/o/", start).await.unwrap();
     let events = next_events(&mut watch, 20).await;
-    assert_eq!(events.iter().map(|e| e.revision()).collect::<Vec<_>>(), written);
+    assert_eq!(
+        events.iter().map(|e| e.revision()).collect::<Vec<_>>(),
+        written
+    );
 
     let mut watch = store.watch("/o/", written[9]).await.unwrap();
     let events = next_events(&mut watch, 10).await;
-    assert_eq!(events.iter().map(|e| e.revision()).collect::<Vec<_>>(), written[10..]);
+    assert_eq!(
+        events.iter().map(|e| e.revision()).collect::<Vec<_>>(),
+        written[10..]
+    );
     // It carries on live after the replay.
     let live = store.create("/o/live", v("y")).await.unwrap();
     assert_eq!(next_events(&mut watch, 1).await[0].kv, live);
@@ -332,14 +478,21 @@ pub async fn watch_progress_reports_revision(store: &dyn Store) {
     let mut got_event = false;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        match tokio::time::timeout_at(deadline, watch.recv()).await.expect("progress in time") {
+        match tokio::time::timeout_at(deadline, watch.recv())
+            .await
+            .expect("progress in time")
+        {
             Some(Ok(WatchResponse::Events(events))) => {
                 assert_eq!(events[0].kv.key, "/pg/1");
                 got_event = true;
             }
             Some(Ok(WatchResponse::Progress(revision))) => {
                 assert!(got_event, "progress must come after the events before it");
-                assert!(revision >= last.mod_revision, "progress {revision} < last write {}", last.mod_revision);
+                assert!(
+                    revision >= last.mod_revision,
+                    "progress {revision} < last write {}",
+                    last.mod_revision
+                );
                 break;
             }
             other => panic!("unexpected {other:?}"),
@@ -350,19 +503,43 @@ pub async fn watch_progress_reports_revision(store: &dyn Store) {
 pub async fn compaction_errors_and_keeps_state(store: &dyn Store) {
     let a = store.create("/cp/a", v("1")).await.unwrap();
     let b = store.create("/cp/b", v("1")).await.unwrap();
-    let paged = store.list("/cp/", ListOptions { limit: Some(1), ..Default::default() }).await.unwrap();
+    let paged = store
+        .list(
+            "/cp/",
+            ListOptions {
+                limit: Some(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     let a2 = store.update("/cp/a", v("2"), a.mod_revision).await.unwrap();
     store.delete("/cp/b", None).await.unwrap();
     let keep = store.create("/cp/c", v("1")).await.unwrap();
     let compact_at = keep.mod_revision;
-    store.update("/cp/c", v("2"), keep.mod_revision).await.unwrap();
+    store
+        .update("/cp/c", v("2"), keep.mod_revision)
+        .await
+        .unwrap();
 
     store.compact(compact_at).await.unwrap();
 
     // The state at the compaction revision stays readable.
-    let list = store.list("/cp/", ListOptions { revision: Some(compact_at), ..Default::default() }).await.unwrap();
+    let list = store
+        .list(
+            "/cp/",
+            ListOptions {
+                revision: Some(compact_at),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(list.kvs, vec![a2.clone(), keep.clone()]);
-    assert_eq!(store.get("/cp/c", Some(compact_at)).await.unwrap().kv, Some(keep));
+    assert_eq!(
+        store.get("/cp/c", Some(compact_at)).await.unwrap().kv,
+        Some(keep)
+    );
     // Latest reads are unaffected.
     assert_eq!(store.get("/cp/a", None).await.unwrap().kv, Some(a2));
 
@@ -371,11 +548,29 @@ pub async fn compaction_errors_and_keeps_state(store: &dyn Store) {
         Err(Error::Compacted { requested, .. }) => assert_eq!(requested, older),
         other => panic!("expected Compacted, got {other:?}"),
     }
-    match store.list("/cp/", ListOptions { revision: Some(b.mod_revision), ..Default::default() }).await {
+    match store
+        .list(
+            "/cp/",
+            ListOptions {
+                revision: Some(b.mod_revision),
+                ..Default::default()
+            },
+        )
+        .await
+    {
         Err(Error::Compacted { .. }) => {}
         other => panic!("expected Compacted, got {other:?}"),
     }
-    match store.list("/cp/", ListOptions { continue_token: paged.continue_token, ..Default::default() }).await {
+    match store
+        .list(
+            "/cp/",
+            ListOptions {
+                continue_token: paged.continue_token,
+                ..Default::default()
+            },
+        )
+        .await
+    {
         Err(Error::Compacted { .. }) => {}
         other => panic!("expected Compacted for an old continue token, got {other:?}"),
     }
@@ -406,7 +601,10 @@ pub async fn compaction_errors_and_keeps_state(store: &dyn Store) {
 pub async fn value_size_limit(store: &dyn Store) {
     let big = Bytes::from(vec![b'x'; 1024 * 1024]);
     let kv = store.create("/big/ok", big.clone()).await.unwrap();
-    assert_eq!(store.get("/big/ok", None).await.unwrap().kv.unwrap().value, big);
+    assert_eq!(
+        store.get("/big/ok", None).await.unwrap().kv.unwrap().value,
+        big
+    );
 
     let rev = store.current_revision().await.unwrap();
     let too_big = Bytes::from(vec![b'x'; MAX_VALUE_SIZE + 1]);
@@ -421,7 +619,11 @@ pub async fn value_size_limit(store: &dyn Store) {
         Err(Error::ValueTooLarge { .. }) => {}
         other => panic!("expected ValueTooLarge, got {other:?}"),
     }
-    assert_eq!(store.current_revision().await.unwrap(), rev, "nothing written");
+    assert_eq!(
+        store.current_revision().await.unwrap(),
+        rev,
+        "nothing written"
+    );
     assert_eq!(store.get("/big/no", None).await.unwrap().kv, None);
 }
 
@@ -433,10 +635,19 @@ pub async fn many_watchers_see_the_same_history(store: &dyn Store) {
     }
     let mut expected = Vec::new();
     for i in 0..50 {
-        expected.push(store.create(&format!("/m/{i}"), v("x")).await.unwrap().mod_revision);
+        expected.push(
+            store
+                .create(&format!("/m/{i}"), v("x"))
+                .await
+                .unwrap()
+                .mod_revision,
+        );
     }
     for watch in &mut watches {
         let events = next_events(watch, 50).await;
-        assert_eq!(events.iter().map(|e| e.revision()).collect::<Vec<_>>(), expected);
+        assert_eq!(
+            events.iter().map(|e| e.revision()).collect::<Vec<_>>(),
+            expected
+        );
     }
 }

@@ -20,17 +20,30 @@ pub struct Harness {
 /// A fresh SQLite store in a temp dir, without background compaction.
 pub async fn sqlite() -> Harness {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = SqliteStore::open(dir.path().join("state.db"), SqliteOptions { compaction_interval: None }).expect("open store");
-    Harness { store: Arc::new(store), _guard: Box::new(dir) }
+    let store = SqliteStore::open(
+        dir.path().join("state.db"),
+        SqliteOptions {
+            compaction_interval: None,
+        },
+    )
+    .expect("open store");
+    Harness {
+        store: Arc::new(store),
+        _guard: Box::new(dir),
+    }
 }
 
 /// A fresh one-member etcd and an `EtcdStore` on it.
 pub async fn etcd() -> Harness {
     let cluster = rkube_testkit::EtcdCluster::start(1).expect("start etcd");
-    let store = rkube_store::etcd::EtcdStore::connect(&cluster.client_endpoints(), Default::default())
-        .await
-        .expect("connect to etcd");
-    Harness { store: Arc::new(store), _guard: Box::new(cluster) }
+    let store =
+        rkube_store::etcd::EtcdStore::connect(&cluster.client_endpoints(), Default::default())
+            .await
+            .expect("connect to etcd");
+    Harness {
+        store: Arc::new(store),
+        _guard: Box::new(cluster),
+    }
 }
 
 /// Receives until `n` events have arrived (progress messages skipped), or panics after 10 s.
