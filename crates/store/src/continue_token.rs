@@ -68,4 +68,18 @@ mod tests {
             Err(Error::InvalidContinue { .. })
         ));
     }
+
+    proptest::proptest! {
+        /// Tokens come from clients: decoding any string must return, never panic.
+        #[test]
+        fn decoding_arbitrary_input_never_panics(token in ".{0,64}", prefix in "[a-z/]{0,8}") {
+            let _ = decode(&token, &prefix);
+        }
+
+        #[test]
+        fn round_trips_any_key(revision in 1i64.., key in "/[a-z0-9/.-]{0,40}") {
+            let token = encode(revision, &key);
+            proptest::prop_assert_eq!(decode(&token, "/").unwrap(), (revision, format!("{key}\0")));
+        }
+    }
 }

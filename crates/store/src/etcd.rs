@@ -415,6 +415,7 @@ impl Store for EtcdStore {
     }
 
     async fn get(&self, key: &str, revision: Option<Revision>) -> Result<GetResult> {
+        let revision = revision.filter(|&r| r > 0);
         let mut resp = self
             .range("get", key.as_bytes(), GetOptions::new(), revision)
             .await?;
@@ -431,7 +432,7 @@ impl Store for EtcdStore {
                 let (revision, start) = continue_token::decode(token, prefix)?;
                 (Some(revision), start)
             }
-            None => (options.revision, prefix.to_owned()),
+            None => (options.revision.filter(|&r| r > 0), prefix.to_owned()),
         };
         let mut range = range_options(prefix);
         if let Some(limit) = options.limit.filter(|&l| l > 0) {

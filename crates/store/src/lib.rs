@@ -83,7 +83,7 @@ impl Event {
 /// Options of [`Store::list`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ListOptions {
-    /// Read at this revision; `None` reads the latest. Ignored with a continue token, which
+    /// Read at this revision; `None` (or, as in etcd, `Some(0)`) reads the latest. Ignored with a continue token, which
     /// carries the revision of the first page.
     pub revision: Option<Revision>,
     /// Return at most this many keys; `None` or `Some(0)` returns all.
@@ -132,7 +132,7 @@ pub trait Store: Send + Sync + 'static {
     /// Creates `key`; fails with [`Error::AlreadyExists`] if it exists.
     async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue>;
 
-    /// Reads `key` at `revision` (`None`: the latest).
+    /// Reads `key` at `revision` (`None`, or as in etcd `Some(0)`: the latest).
     async fn get(&self, key: &str, revision: Option<Revision>) -> Result<GetResult>;
 
     /// Lists the keys starting with `prefix`, in key order.

@@ -18,11 +18,13 @@ use bytes::Bytes;
 use rusqlite::OptionalExtension;
 use tokio::sync::oneshot;
 
+mod checkpointer;
 mod hub;
 mod reader;
 mod schema;
 mod writer;
 
+use checkpointer::Checkpointer;
 use hub::{Hub, WatchTask};
 use reader::ReadPool;
 use writer::{Op, Outcome, Request, Shared, Writer};
@@ -60,6 +62,7 @@ pub struct SqliteStore {
     hub: Arc<Hub>,
     pool: Arc<ReadPool>,
     compactor: Option<tokio::task::JoinHandle<()>>,
+    checkpointer: Option<Checkpointer>,
     _lock: File,
 }
 
@@ -112,6 +115,7 @@ impl SqliteStore {
                 interval,
             ))
         });
+        let checkpointer = Checkpointer::start(&path, shared.clone())?;
         tracing::info!(path = %path.display(), revision = meta.current, compacted = meta.compacted, "store opened");
         Ok(SqliteStore {
             pool: Arc::new(ReadPool::new(path.clone())),
@@ -121,6 +125,7 @@ impl SqliteStore {
             shared,
             hub,
             compactor,
+            checkpointer: Some(checkpointer),
             _lock: lock,
         })
     }
@@ -191,6 +196,7 @@ impl Drop for SqliteStore {
         if let Some(task) = self.compactor.take() {
             task.abort();
         }
+        drop(self.checkpointer.take());
         let (closed, _) = std_mpsc::channel();
         drop(std::mem::replace(&mut self.writes, Arc::new(closed)));
         if let Some(writer) = self.writer.take() {
@@ -265,12 +271,15 @@ impl Store for SqliteStore {
 
     async fn get(&self, key: &str, revision: Option<Revision>) -> Result<GetResult> {
         let key = key.to_owned();
+        // As in etcd, revision 0 (or less) means the latest.
+        let revision = revision.filter(|&r| r > 0);
         self.pool
             .run(move |conn| reader::get(conn, &key, revision))
             .await
     }
 
-    async fn list(&self, prefix: &str, options: ListOptions) -> Result<ListResult> {
+    async fn list(&self, prefix: &str, mut options: ListOptions) -> Result<ListResult> {
+        options.revision = options.revision.filter(|&r| r > 0);
         let prefix = prefix.to_owned();
         self.pool
             .run(move |conn| reader::list(conn, &prefix, &options))

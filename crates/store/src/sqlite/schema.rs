@@ -214,10 +214,12 @@ fn validate(conn: &Connection, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Settings of the writer connection: WAL with an fsync per commit.
+/// Settings of the writer connection: WAL with an fsync per commit. Checkpoints are
+/// not run by commits (they would stall the writer) but by the checkpointer thread.
 fn configure(conn: &Connection) -> Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.set_prepared_statement_cache_capacity(64);

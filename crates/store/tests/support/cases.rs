@@ -150,6 +150,9 @@ pub async fn get_at_past_and_future_revisions(store: &dyn Store) {
         store.get("/h", Some(c.mod_revision - 1)).await.unwrap().kv,
         None
     );
+    // Revision 0 means the latest, as in etcd.
+    let latest = store.get("/h", Some(0)).await.unwrap();
+    assert_eq!((latest.kv, latest.revision), (None, d.revision));
 
     match store.get("/h", Some(d.revision + 10)).await {
         Err(Error::FutureRevision { requested, current }) => {
