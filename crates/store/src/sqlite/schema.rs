@@ -214,12 +214,16 @@ fn validate(conn: &Connection, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Settings of the writer connection: WAL with an fsync per commit. Checkpoints are
-/// not run by commits (they would stall the writer) but by the checkpointer thread.
+/// WAL size (pages) at which a commit checkpoints inline. The checkpointer thread
+/// normally gets there first; this is the backstop under sustained load. Measured with
+/// `bench store`: 1000 (SQLite's default) beat 250 and 4000 on throughput at p99 ≤ 6 ms.
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 1000;
+
+/// Settings of the writer connection: WAL with an fsync per commit.
 fn configure(conn: &Connection) -> Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
     conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.set_prepared_statement_cache_capacity(64);
