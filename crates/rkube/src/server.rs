@@ -1,18 +1,15 @@
-//! `rkube server`: the all-in-one process. Today it opens the store and serves the
-//! health endpoints; the API server, scheduler, controllers and agent join it as their
-//! issues land.
+//! `rkube server`: the all-in-one process. Today: the store and the API server over
+//! HTTPS, with a cluster CA and an admin kubeconfig made on first start. The scheduler,
+//! controllers and node agent join it as their issues land.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::routing::get;
-use axum::Router;
-use rkube_store::Store;
+use rkube_apiserver::auth::StaticTokens;
+use rkube_apiserver::{tls, ApiState};
+use rkube_pki::{ClusterPki, KubeconfigSpec, ServingNames};
 
 /// Flags of `rkube server`.
 #[derive(clap::Args, Debug)]
@@ -24,14 +21,20 @@ pub(crate) struct ServerArgs {
     /// comma-separated etcd client URLs (http://127.0.0.1:2379,...).
     #[arg(long, default_value = "")]
     datastore_endpoint: String,
-    /// Address the server listens on.
+    /// Address the API server listens on (HTTPS).
     #[arg(long, default_value = "127.0.0.1:6443")]
     listen: SocketAddr,
+    /// Static bearer tokens, upstream's CSV format: token,user,uid,"group1,group2".
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
 }
 
-#[derive(Clone)]
-struct Health {
-    store: Arc<dyn Store>,
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 pub(crate) async fn run(args: ServerArgs) -> Result<()> {
@@ -40,21 +43,68 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     let store = crate::datastore::open(&args.datastore_endpoint, &data_dir).await?;
+
+    let mut names = ServingNames::new(hostname());
+    if !args.listen.ip().is_unspecified() {
+        names = names.with_ip(args.listen.ip());
+    }
+    let pki = ClusterPki::load_or_create(&data_dir.join("pki"), &names)
+        .context("cannot set up the cluster PKI")?;
+    let client_ip = if args.listen.ip().is_unspecified() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        args.listen.ip()
+    };
+    let server_url = format!("https://{}", SocketAddr::new(client_ip, args.listen.port()));
+    let kubeconfig = data_dir.join("admin.kubeconfig");
+    let admin = pki.admin_cert();
+    rkube_pki::write_kubeconfig(
+        &kubeconfig,
+        &KubeconfigSpec {
+            cluster_name: "rkube",
+            server_url: &server_url,
+            ca_pem: pki.ca_cert_pem(),
+            user_name: "admin",
+            client_cert_pem: admin.cert_pem(),
+            client_key_pem: admin.key_pem(),
+            namespace: None,
+        },
+    )
+    .with_context(|| format!("cannot write {}", kubeconfig.display()))?;
+
+    let tokens = match &args.token_auth_file {
+        Some(path) => StaticTokens::load(path).map_err(anyhow::Error::msg)?,
+        None => StaticTokens::default(),
+    };
+    let state = ApiState::new(
+        store.clone(),
+        tokens,
+        SocketAddr::new(client_ip, args.listen.port()).to_string(),
+    );
+    rkube_apiserver::ensure_default_namespaces(&state)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create the default namespaces: {}", e.0.message))?;
+    let tls = tls::server_config(tls::TlsMaterial {
+        cert_chain: pki.serving_cert_chain_der(),
+        key: pki.serving_key_der(),
+        client_ca: pki.ca_cert_der().clone(),
+    })
+    .map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let app = Router::new()
-        .route("/healthz", get(check))
-        .route("/livez", get(check))
-        .route("/readyz", get(check))
-        .route("/version", get(version))
-        .with_state(Health {
-            store: store.clone(),
-        });
     tracing::info!(listen = %listener.local_addr()?, data_dir = %data_dir.display(), elapsed = ?started.elapsed(), "rkube server ready");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    eprintln!(
+        "rkube server is ready at {server_url}\n  export KUBECONFIG={}\n  kubectl get namespaces",
+        kubeconfig.display()
+    );
+    tls::serve(
+        listener,
+        Some(tls),
+        rkube_apiserver::router(state),
+        shutdown_signal(),
+    )
+    .await;
     tracing::info!("rkube server stopped");
     drop(store);
     Ok(())
@@ -66,53 +116,5 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
-    }
-}
-
-/// `/healthz`, `/livez`, `/readyz`: `ok`, or 500 naming the failed check; `?verbose`
-/// lists the checks as upstream does.
-async fn check(
-    State(health): State<Health>,
-    Query(query): Query<std::collections::HashMap<String, String>>,
-) -> (StatusCode, String) {
-    let store = match tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        health.store.current_revision(),
-    )
-    .await
-    {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("the store did not answer within 5s".to_owned()),
-    };
-    let verbose = query.contains_key("verbose");
-    match store {
-        Ok(()) if verbose => (
-            StatusCode::OK,
-            "[+]ping ok\n[+]etcd ok\nhealthz check passed\n".to_owned(),
-        ),
-        Ok(()) => (StatusCode::OK, "ok".to_owned()),
-        Err(reason) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("[+]ping ok\n[-]etcd failed: {reason}\nhealthz check failed\n"),
-        ),
-    }
-}
-
-async fn version() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({
-        "major": "1",
-        "minor": "37",
-        "gitVersion": concat!("v1.37.0-rkube.", env!("CARGO_PKG_VERSION")),
-        "platform": format!("{}/{}", std::env::consts::OS, go_arch()),
-    }))
-}
-
-/// The architecture as Go (and so Kubernetes) names it.
-fn go_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
     }
 }

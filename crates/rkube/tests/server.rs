@@ -1,112 +1,80 @@
-//! `rkube server` as a user runs it: starts, answers its health endpoints, keeps data
-//! across restarts, refuses a data dir that is not its own, and stops on SIGTERM.
+//! `rkube server` as a user runs it: first start makes the PKI and admin kubeconfig,
+//! health endpoints answer (anonymously too), data survives restarts, a data dir that is
+//! not rkube's is refused, and SIGTERM stops it cleanly.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
 
-/// A running `rkube server`, killed on drop.
-struct Server {
-    child: Child,
-    addr: String,
-}
+use std::process::{Command, Stdio};
 
-impl Server {
-    fn start(data_dir: &Path, extra: &[&str]) -> (Child, String) {
-        let addr = format!("127.0.0.1:{}", rkube_testkit::free_port());
-        let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
-            .args(["server", "--data-dir"])
-            .arg(data_dir)
-            .args(["--listen", &addr])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn rkube");
-        (child, addr)
-    }
+use support::Cluster;
 
-    fn start_ready(data_dir: &Path, extra: &[&str]) -> Server {
-        let (child, addr) = Self::start(data_dir, extra);
-        let server = Server { child, addr };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Some((200, _)) = http_get(&server.addr, "/readyz") {
-                return server;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("rkube server did not become ready");
-    }
-
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "rkube server ignored SIGTERM");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Some((status, body))
+fn curl(args: &[&str]) -> (String, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", ""));
+    (body.to_owned(), code.to_owned())
 }
 
 #[test]
-fn serves_health_and_stops_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_ready(dir.path(), &[]);
-    assert_eq!(
-        http_get(&server.addr, "/healthz"),
-        Some((200, "ok".to_owned()))
-    );
-    assert_eq!(http_get(&server.addr, "/livez").map(|r| r.0), Some(200));
-    let (status, body) = http_get(&server.addr, "/readyz?verbose").unwrap();
-    assert_eq!(status, 200);
-    assert!(body.contains("[+]etcd ok"), "{body}");
-    let (status, body) = http_get(&server.addr, "/version").unwrap();
-    assert_eq!(status, 200);
+fn first_start_makes_pki_and_serves_health() {
+    let c = Cluster::start(&[]);
+    for file in [
+        "pki/ca.crt",
+        "pki/ca.key",
+        "pki/apiserver.crt",
+        "pki/admin.crt",
+        "admin.kubeconfig",
+    ] {
+        assert!(c.data_dir().join(file).exists(), "{file} missing");
+    }
     assert!(
-        body.contains("\"major\":\"1\"") && body.contains("\"minor\":\"37\""),
-        "{body}"
-    );
-    assert!(
-        dir.path().join("db/state.db").exists(),
+        c.data_dir().join("db/state.db").exists(),
         "the embedded store lives in the data dir"
     );
-    assert!(server.terminate().success(), "SIGTERM is a clean stop");
-    // The store was released: a second start on the same data dir works.
-    let again = Server::start_ready(dir.path(), &[]);
-    assert!(again.terminate().success());
+    assert_eq!(c.ok(&["get", "--raw", "/healthz"]), "ok");
+    let verbose = c.ok(&["get", "--raw", "/readyz?verbose"]);
+    assert!(verbose.contains("[+]etcd ok"), "{verbose}");
+
+    // Anonymous users may read health and version, nothing else.
+    let ca = c.data_dir().join("pki/ca.crt");
+    let ca = ca.to_str().unwrap();
+    assert_eq!(
+        curl(&["--cacert", ca, &format!("https://{}/livez", c.addr)]),
+        ("ok".into(), "200".into())
+    );
+    let (body, code) = curl(&["--cacert", ca, &format!("https://{}/version", c.addr)]);
+    assert_eq!(code, "200");
+    assert!(body.contains("\"minor\":\"37\""), "{body}");
+    let (body, code) = curl(&[
+        "--cacert",
+        ca,
+        &format!("https://{}/api/v1/namespaces", c.addr),
+    ]);
+    assert_eq!(code, "403", "{body}");
+    assert!(body.contains("system:anonymous"), "{body}");
+}
+
+#[test]
+fn data_survives_a_restart() {
+    let c = Cluster::start(&[]);
+    c.create("{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"keep\",\"namespace\":\"default\"},\"data\":{\"a\":\"b\"}}");
+    let ca_before = std::fs::read(c.data_dir().join("pki/ca.crt")).unwrap();
+    let (status, dir) = c.stop();
+    assert!(status.success(), "SIGTERM is a clean stop");
+    let c = Cluster::start_in(dir, &[]);
+    assert_eq!(
+        std::fs::read(c.data_dir().join("pki/ca.crt")).unwrap(),
+        ca_before,
+        "the CA is kept"
+    );
+    assert_eq!(
+        c.ok(&["get", "cm", "keep", "-o", "jsonpath={.data.a}"]),
+        "b"
+    );
 }
 
 #[test]
@@ -115,10 +83,18 @@ fn refuses_a_database_that_is_not_its_own() {
     std::fs::create_dir_all(dir.path().join("db")).unwrap();
     let db = dir.path().join("db/state.db");
     std::fs::write(&db, b"not a database").unwrap();
-    let (child, _) = Server::start(dir.path(), &[]);
-    let output = child.wait_with_output().unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let out = Command::new(env!("CARGO_BIN_EXE_rkube"))
+        .args(["server", "--data-dir"])
+        .arg(dir.path())
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{}", rkube_testkit::free_port()),
+        ])
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("not an rkube store") && stderr.contains("state.db"),
         "{stderr}"
@@ -128,27 +104,32 @@ fn refuses_a_database_that_is_not_its_own() {
 
 #[test]
 fn runs_on_etcd() {
-    let cluster = rkube_testkit::EtcdCluster::start(1).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let endpoints = cluster.client_endpoints().join(",");
-    let server = Server::start_ready(dir.path(), &["--datastore-endpoint", &endpoints]);
-    assert_eq!(http_get(&server.addr, "/readyz").map(|r| r.0), Some(200));
+    let etcd = rkube_testkit::EtcdCluster::start(1).unwrap();
+    let endpoints = etcd.client_endpoints().join(",");
+    let c = Cluster::start(&["--datastore-endpoint", &endpoints]);
     assert!(
-        !dir.path().join("db/state.db").exists(),
+        !c.data_dir().join("db/state.db").exists(),
         "no SQLite file when etcd is the store"
     );
-    assert!(server.terminate().success());
+    c.create("{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"on-etcd\",\"namespace\":\"default\"},\"data\":{\"a\":\"b\"}}");
+    assert_eq!(
+        c.ok(&["get", "cm", "on-etcd", "-o", "jsonpath={.data.a}"]),
+        "b"
+    );
+    assert!(c.stop().0.success());
 }
 
 #[test]
 fn rejects_an_unknown_datastore_endpoint() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Server::start(dir.path(), &["--datastore-endpoint", "mysql://db:3306"])
-        .0
-        .wait_with_output()
+    let out = Command::new(env!("CARGO_BIN_EXE_rkube"))
+        .args(["server", "--data-dir"])
+        .arg(dir.path())
+        .args(["--datastore-endpoint", "mysql://db:3306"])
+        .output()
         .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("unsupported datastore endpoint"),
         "{stderr}"

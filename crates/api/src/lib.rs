@@ -1,0 +1,29 @@
+//! The Kubernetes API as data and pure functions: what rkube serves and how it judges requests.
+//!
+//! This crate does no IO. It holds what every other crate needs to agree on:
+//!
+//! - [`resources`]: the table of every built-in resource of Kubernetes v1.37 (group, version,
+//!   kind, plural, scope, verbs, short names, categories, subresources) and its storage keys;
+//! - [`labels`] and [`fields`]: label and field selectors, parsed and matched as upstream does;
+//! - [`names`]: object name rules (DNS-1123 subdomain/label, DNS-1035 label, path segment) and
+//!   `generateName`;
+//! - [`field_error`]: field-level validation errors rendered exactly as upstream's `field.Error`;
+//! - [`status`]: `metav1.Status` errors with upstream's reason, code, message and details.
+//!
+//! Error messages that clients or users rely on match upstream's wording byte for byte.
+
+#![forbid(unsafe_code)]
+
+pub mod field_error;
+pub mod fields;
+pub mod labels;
+pub mod names;
+pub mod resources;
+pub mod status;
+
+pub use field_error::{FieldError, FieldErrorType};
+pub use fields::FieldSelector;
+pub use labels::LabelSelector;
+pub use names::NameRule;
+pub use resources::{GroupKind, GroupResource, ResourceInfo, SubresourceInfo};
+pub use status::Status;

@@ -1,0 +1,86 @@
+//! Label and field selectors applied to lists and watches.
+
+use rkube_api::fields::FieldSelector;
+use rkube_api::labels::LabelSelector;
+use rkube_api::resources::ResourceInfo;
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::watch_cache::CachedObject;
+
+/// The selectors of one request.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    info: &'static ResourceInfo,
+    labels: Option<LabelSelector>,
+    fields: Option<FieldSelector>,
+}
+
+impl Filter {
+    pub fn new(
+        info: &'static ResourceInfo,
+        labels: Option<&str>,
+        fields: Option<&str>,
+    ) -> Result<Self, ApiError> {
+        let labels = labels
+            .map(LabelSelector::parse)
+            .transpose()
+            .map_err(|e| ApiError::bad_request(e.to_string()))?
+            .filter(|s| !s.is_empty());
+        let fields = match fields {
+            None => None,
+            Some(f) => {
+                let sel =
+                    FieldSelector::parse(f).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                let sel = sel
+                    .convert_for(info)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                Some(sel).filter(|s| !s.is_empty())
+            }
+        };
+        Ok(Filter {
+            info,
+            labels,
+            fields,
+        })
+    }
+
+    /// True when nothing is filtered.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_none() && self.fields.is_none()
+    }
+
+    /// Whether an object (as JSON) passes.
+    pub fn matches_value(&self, obj: &Value) -> bool {
+        if let Some(l) = &self.labels {
+            if !l.matches(&crate::meta::labels(obj)) {
+                return false;
+            }
+        }
+        match &self.fields {
+            Some(f) => f.matches_object(self.info, obj),
+            None => true,
+        }
+    }
+
+    /// Whether a stored object passes (parsed only when a selector needs it).
+    pub fn matches_stored(&self, stored: &[u8]) -> bool {
+        if self.is_empty() {
+            return true;
+        }
+        serde_json::from_slice::<Value>(stored).is_ok_and(|v| self.matches_value(&v))
+    }
+
+    /// Whether a cached object passes (labels are pre-parsed in the cache).
+    pub fn matches_cached(&self, obj: &CachedObject) -> bool {
+        if let Some(l) = &self.labels {
+            if !l.matches(&obj.labels) {
+                return false;
+            }
+        }
+        match &self.fields {
+            Some(_) => self.matches_stored(&obj.stored),
+            None => true,
+        }
+    }
+}

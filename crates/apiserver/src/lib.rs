@@ -1,0 +1,242 @@
+//! The rkube API server: the Kubernetes REST API served from the [`Store`].
+//!
+//! One generic code path serves every built-in resource ([`rest`]); kinds differ only by
+//! their row in `rkube_api::resources` and their [`strategy`]. Lists and watches at
+//! `resourceVersion=0` and every watch are served by the [`watch_cache`]; other reads go
+//! to the store. Discovery ([`discovery`]) is generated from the same table.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use rkube_store::Store;
+use serde_json::json;
+
+pub mod auth;
+mod codec;
+mod discovery;
+pub mod error;
+mod filter;
+pub mod meta;
+mod negotiate;
+mod openapi;
+mod query;
+pub mod request;
+mod rest;
+mod strategy;
+mod table;
+pub mod tls;
+mod watch;
+pub mod watch_cache;
+
+use auth::{StaticTokens, UserInfo};
+use error::ApiError;
+
+/// Everything the handlers share.
+pub struct ApiState {
+    pub store: Arc<dyn Store>,
+    pub caches: watch_cache::WatchCaches,
+    pub tokens: StaticTokens,
+    /// `host:port` clients reach this server at (for legacy `/api` discovery).
+    pub server_address: String,
+}
+
+impl ApiState {
+    pub fn new(store: Arc<dyn Store>, tokens: StaticTokens, server_address: String) -> Arc<Self> {
+        Arc::new(ApiState {
+            store,
+            caches: Default::default(),
+            tokens,
+            server_address,
+        })
+    }
+}
+
+/// The API server's HTTP routes.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new().fallback(handle).with_state(state)
+}
+
+/// The namespaces every cluster has.
+pub const DEFAULT_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Creates the default namespaces that do not exist yet.
+pub async fn ensure_default_namespaces(state: &Arc<ApiState>) -> Result<(), ApiError> {
+    let info = rkube_api::resources::find("", "v1", "namespaces").expect("namespaces are built in");
+    for name in DEFAULT_NAMESPACES {
+        let key = info.key(None, name);
+        if state
+            .store
+            .get(&key, None)
+            .await
+            .map_err(|e| error::from_store(e, info, name))?
+            .kv
+            .is_some()
+        {
+            continue;
+        }
+        let mut obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "uid": meta::new_uid(), "creationTimestamp": meta::now_rfc3339()}});
+        strategy::prepare_for_create(info, &mut obj);
+        match state
+            .store
+            .create(&key, codec::encode_for_store(&obj).into())
+            .await
+        {
+            Ok(_) | Err(rkube_store::Error::AlreadyExists { .. }) => {}
+            Err(e) => return Err(error::from_store(e, info, name)),
+        }
+    }
+    Ok(())
+}
+
+fn user_of(state: &ApiState, req: &Request) -> UserInfo {
+    if let Some(tls::CertUser(user)) = req.extensions().get::<tls::CertUser>() {
+        return user.clone();
+    }
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    if let Some(user) = bearer.and_then(|t| state.tokens.lookup(t)) {
+        return user.clone();
+    }
+    UserInfo::anonymous()
+}
+
+/// Paths anonymous users may read (upstream's system:public-info-viewer).
+fn is_public(path: &str) -> bool {
+    matches!(
+        path.trim_end_matches('/'),
+        "/healthz" | "/livez" | "/readyz" | "/version"
+    ) || path.starts_with("/healthz/")
+        || path.starts_with("/livez/")
+        || path.starts_with("/readyz/")
+}
+
+async fn handle(State(state): State<Arc<ApiState>>, req: Request) -> Response {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let user = user_of(&state, &req);
+    let response = if !is_public(&path) && user.is_anonymous() {
+        let verb = if method == Method::GET {
+            "get"
+        } else {
+            "access"
+        };
+        ApiError::forbidden_path("system:anonymous", verb, &path).into_response()
+    } else {
+        route(state, req)
+            .await
+            .unwrap_or_else(IntoResponse::into_response)
+    };
+    tracing::debug!(method = %method, path, user = user.name, code = response.status().as_u16(), elapsed = ?started.elapsed(), "request");
+    response
+}
+
+async fn route(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_owned();
+    match path.trim_end_matches('/') {
+        "/healthz" | "/livez" | "/readyz" => return Ok(health(&state, parts.uri.query()).await),
+        "/version" => return Ok(version()),
+        "/openapi/v3" => return Ok(openapi::root()),
+        p if p.starts_with("/openapi/v3/") => {
+            return openapi::group_version(&p["/openapi/v3".len()..])
+        }
+        _ => {}
+    }
+    let is_ns_sub = |s: &str| s == "status" || s == "finalize";
+    let target = request::parse(&path, is_ns_sub).ok_or_else(ApiError::page_not_found)?;
+    match target {
+        request::Target::Root { legacy } => Ok(discovery::root(
+            legacy,
+            &parts.headers,
+            &state.server_address,
+        )),
+        request::Target::Group { group } => discovery::group(&group),
+        request::Target::Version { group, version } => discovery::version(&group, &version),
+        request::Target::Resource(rp) => {
+            let body = read_body(body).await?;
+            rest::serve(
+                state,
+                parts.method,
+                rp,
+                query::Query::parse(parts.uri.query()),
+                parts.headers,
+                body,
+            )
+            .await
+        }
+    }
+}
+
+async fn read_body(body: Body) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, negotiate::MAX_BODY)
+        .await
+        .map_err(|_| ApiError::too_large())
+}
+
+/// `/healthz`, `/livez`, `/readyz`: `ok`, or 500 naming the failed check; `?verbose`
+/// lists the checks as upstream does.
+async fn health(state: &ApiState, query: Option<&str>) -> Response {
+    let store = match tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        state.store.current_revision(),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the store did not answer within 5s".to_owned()),
+    };
+    let verbose = query::Query::parse(query).has("verbose");
+    match store {
+        Ok(()) if verbose => (
+            StatusCode::OK,
+            "[+]ping ok\n[+]etcd ok\nhealthz check passed\n",
+        )
+            .into_response(),
+        Ok(()) => (StatusCode::OK, "ok").into_response(),
+        Err(reason) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("[+]ping ok\n[-]etcd failed: {reason}\nhealthz check failed\n"),
+        )
+            .into_response(),
+    }
+}
+
+fn version() -> Response {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let body = json!({
+        "major": "1",
+        "minor": "37",
+        "emulationMajor": "1",
+        "emulationMinor": "37",
+        "minCompatibilityMajor": "1",
+        "minCompatibilityMinor": "36",
+        "gitVersion": concat!("v1.37.0+rkube.", env!("CARGO_PKG_VERSION")),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "",
+        "goVersion": "rust",
+        "compiler": "rustc",
+        "platform": format!("{}/{arch}", std::env::consts::OS),
+    });
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
+        .into_response()
+}

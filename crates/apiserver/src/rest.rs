@@ -1,0 +1,789 @@
+//! The generic REST handlers: every built-in resource is served by this one code path.
+//! Kinds differ only through their table row (`rkube_api::resources`) and strategy
+//! (`crate::strategy`).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use rkube_api::field_error::BadValue;
+use rkube_api::resources::ResourceInfo;
+use rkube_api::FieldError;
+use serde_json::{json, Value};
+
+use crate::codec::{decode_served, encode_for_store, write_served};
+use crate::error::{from_store, ApiError};
+use crate::filter::Filter;
+use crate::meta::{self, meta_str, metadata_mut};
+use crate::query::Query;
+use crate::request::ResourcePath;
+use crate::{negotiate, strategy, table, watch, ApiState};
+
+/// Most attempts of a read-modify-write (patch) that keeps losing to other writers.
+const MAX_PATCH_ATTEMPTS: usize = 8;
+
+pub(crate) type ApiResult = Result<Response, ApiError>;
+
+/// Serves one resource request.
+pub(crate) async fn serve(
+    state: Arc<ApiState>,
+    method: Method,
+    path: ResourcePath,
+    query: Query,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let info = rkube_api::resources::find(&path.group, &path.version, &path.resource)
+        .ok_or_else(ApiError::page_not_found)?;
+    if info.namespaced {
+        if path.namespace.is_none() && path.name.is_some() {
+            return Err(ApiError::page_not_found());
+        }
+    } else if path.namespace.is_some() {
+        return Err(ApiError::page_not_found());
+    }
+    if let Some(sub) = &path.subresource {
+        if !info.subresources.iter().any(|s| s.name == sub) {
+            return Err(ApiError::page_not_found());
+        }
+        if sub != "status" {
+            return Err(ApiError::not_implemented(format!(
+                "the {sub} subresource of {} is not implemented yet",
+                info.plural
+            )));
+        }
+    }
+    let watch = path.legacy_watch || query.flag("watch");
+    let verb = match (&method, path.name.is_some(), watch) {
+        (&Method::GET, false, true) => "watch",
+        (&Method::GET, true, true) => "watch",
+        (&Method::GET, true, false) => "get",
+        (&Method::GET, false, false) => "list",
+        (&Method::POST, false, _) => "create",
+        (&Method::PUT, true, _) => "update",
+        (&Method::PATCH, true, _) => "patch",
+        (&Method::DELETE, true, _) => "delete",
+        (&Method::DELETE, false, _) => "deletecollection",
+        _ => return Err(ApiError::method_not_allowed(info, method.as_str())),
+    };
+    let allowed = match &path.subresource {
+        Some(sub) => info
+            .subresources
+            .iter()
+            .find(|s| s.name == sub)
+            .is_some_and(|s| s.verbs.contains(&verb)),
+        None => info.verbs.contains(&verb),
+    };
+    if !allowed {
+        return Err(ApiError::method_not_allowed(info, verb));
+    }
+    let ctx = Ctx {
+        state,
+        info,
+        path,
+        query,
+        headers,
+    };
+    match verb {
+        "get" => ctx.get().await,
+        "list" => ctx.list().await,
+        "watch" => ctx.watch().await,
+        "create" => ctx.create(body).await,
+        "update" => ctx.update(body).await,
+        "patch" => ctx.patch(body).await,
+        "delete" => ctx.delete(body).await,
+        "deletecollection" => ctx.delete_collection(body).await,
+        _ => unreachable!("verbs are matched above"),
+    }
+}
+
+struct Ctx {
+    state: Arc<ApiState>,
+    info: &'static ResourceInfo,
+    path: ResourcePath,
+    query: Query,
+    headers: HeaderMap,
+}
+
+/// A JSON response.
+pub(crate) fn json_response(code: StatusCode, body: Vec<u8>) -> Response {
+    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+impl Ctx {
+    fn name(&self) -> &str {
+        self.path.name.as_deref().unwrap_or("")
+    }
+
+    fn key(&self, name: &str) -> String {
+        self.info.key(self.path.namespace.as_deref(), name)
+    }
+
+    /// The prefix of the collection this request lists or watches.
+    fn collection_prefix(&self) -> String {
+        match &self.path.namespace {
+            Some(ns) => self.info.namespace_prefix(ns),
+            None => self.info.storage_prefix().to_owned(),
+        }
+    }
+
+    fn is_status(&self) -> bool {
+        self.path.subresource.as_deref() == Some("status")
+    }
+
+    fn wants_table(&self) -> bool {
+        negotiate::wants_table(&self.headers)
+    }
+
+    fn respond_object(&self, code: StatusCode, stored: &[u8], revision: i64) -> ApiResult {
+        if self.wants_table() {
+            let obj = decode_served(stored, revision).map_err(ApiError::internal)?;
+            let t = table::for_objects(self.info, &[obj], &revision.to_string(), &self.query);
+            return Ok(json_response(
+                code,
+                serde_json::to_vec(&t).map_err(ApiError::internal)?,
+            ));
+        }
+        let mut out = Vec::with_capacity(stored.len() + 32);
+        write_served(&mut out, stored, revision);
+        Ok(json_response(code, out))
+    }
+
+    fn respond_value(&self, code: StatusCode, obj: &Value) -> ApiResult {
+        Ok(json_response(
+            code,
+            serde_json::to_vec(obj).map_err(ApiError::internal)?,
+        ))
+    }
+
+    async fn get(&self) -> ApiResult {
+        let name = self.name();
+        let revision = match self.query.resource_version()? {
+            Some(0) | None => None,
+            Some(r) => Some(r),
+        };
+        let got = self
+            .state
+            .store
+            .get(&self.key(name), revision)
+            .await
+            .map_err(|e| from_store(e, self.info, name))?;
+        let kv = got.kv.ok_or_else(|| ApiError::not_found(self.info, name))?;
+        self.respond_object(StatusCode::OK, &kv.value, kv.mod_revision)
+    }
+
+    fn filter(&self) -> Result<Filter, ApiError> {
+        Filter::new(
+            self.info,
+            self.query.get("labelSelector"),
+            self.query.get("fieldSelector"),
+        )
+    }
+
+    async fn list(&self) -> ApiResult {
+        let filter = self.filter()?;
+        let limit = self
+            .query
+            .int("limit")?
+            .filter(|l| *l > 0)
+            .map(|l| l as usize);
+        let continue_token = self.query.get("continue").map(str::to_owned);
+        let rv = self.query.resource_version()?;
+        let rv_match = self.query.get("resourceVersionMatch");
+        if continue_token.is_some() && rv.is_some_and(|r| r != 0) {
+            return Err(ApiError::bad_request(
+                "specifying resource version is not allowed when using continue",
+            ));
+        }
+        if rv_match.is_some() && rv.is_none() {
+            return Err(ApiError::bad_request(
+                "resourceVersionMatch is forbidden unless resourceVersion is provided",
+            ));
+        }
+        let prefix = self.collection_prefix();
+        let mut items: Vec<(Vec<u8>, i64)> = Vec::new();
+        let (list_revision, next, remaining) = match (rv, rv_match, &continue_token) {
+            // resourceVersion=0 (or NotOlderThan): any state at least that new, from the cache.
+            (Some(r), None | Some("NotOlderThan"), None)
+                if r == 0 || rv_match == Some("NotOlderThan") || limit.is_none() =>
+            {
+                let cache = self
+                    .state
+                    .caches
+                    .get(&self.state.store, self.info.storage_prefix())
+                    .await
+                    .map_err(cache_error)?;
+                let (objects, revision) = cache.list(&prefix, r).await.map_err(cache_error)?;
+                for o in objects {
+                    if filter.matches_cached(&o) {
+                        items.push((o.stored.to_vec(), o.revision));
+                    }
+                }
+                (revision, None, None)
+            }
+            (Some(_), Some(other), _) if other != "Exact" && other != "NotOlderThan" => {
+                return Err(ApiError::bad_request(format!("resourceVersionMatch: Unsupported value: \"{other}\": supported values: \"Exact\", \"NotOlderThan\"")));
+            }
+            _ => {
+                // A consistent read from the store, exact revision or latest, paginated.
+                let mut options = rkube_store::ListOptions {
+                    revision: rv.filter(|r| *r > 0),
+                    limit: limit.map(|l| l.max(1)),
+                    continue_token: continue_token.clone(),
+                };
+                let (revision, next, remaining) = loop {
+                    let page = self
+                        .state
+                        .store
+                        .list(&prefix, options.clone())
+                        .await
+                        .map_err(|e| list_store_error(e, &continue_token))?;
+                    for kv in page.kvs {
+                        if filter.matches_stored(&kv.value) {
+                            items.push((kv.value.to_vec(), kv.mod_revision));
+                        }
+                    }
+                    let full = limit.is_some_and(|l| items.len() >= l);
+                    match page.continue_token {
+                        Some(token) if !full => {
+                            options = rkube_store::ListOptions {
+                                continue_token: Some(token),
+                                ..Default::default()
+                            }
+                        }
+                        token => break (page.revision, token, page.remaining),
+                    }
+                };
+                (
+                    revision,
+                    next,
+                    (remaining > 0)
+                        .then_some(remaining)
+                        .filter(|_| filter.is_empty()),
+                )
+            }
+        };
+        if self.wants_table() {
+            let objects: Result<Vec<Value>, _> =
+                items.iter().map(|(s, r)| decode_served(s, *r)).collect();
+            let mut t = table::for_objects(
+                self.info,
+                &objects.map_err(ApiError::internal)?,
+                &list_revision.to_string(),
+                &self.query,
+            );
+            if let Some(next) = &next {
+                t["metadata"]["continue"] = json!(next);
+            }
+            return self.respond_value(StatusCode::OK, &t);
+        }
+        let mut out =
+            Vec::with_capacity(items.iter().map(|(s, _)| s.len() + 32).sum::<usize>() + 256);
+        out.extend_from_slice(format!("{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{{\"resourceVersion\":\"{list_revision}\"", self.info.kind, self.info.api_version()).as_bytes());
+        if let Some(next) = &next {
+            out.extend_from_slice(b",\"continue\":");
+            out.extend_from_slice(&serde_json::to_vec(next).map_err(ApiError::internal)?);
+        }
+        if let Some(remaining) = remaining {
+            out.extend_from_slice(format!(",\"remainingItemCount\":{remaining}").as_bytes());
+        }
+        out.extend_from_slice(b"},\"items\":[");
+        for (i, (stored, revision)) in items.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_served(&mut out, stored, *revision);
+        }
+        out.extend_from_slice(b"]}");
+        Ok(json_response(StatusCode::OK, out))
+    }
+
+    async fn watch(&self) -> ApiResult {
+        let filter = self.filter()?;
+        let (prefix, exact) = match &self.path.name {
+            Some(name) => (self.key(name), true),
+            None => (self.collection_prefix(), false),
+        };
+        watch::serve(
+            self.state.clone(),
+            self.info,
+            prefix,
+            exact,
+            filter,
+            &self.query,
+            self.wants_table(),
+        )
+        .await
+    }
+
+    /// Reads and checks a request body as an object of this resource. Missing `kind` and
+    /// `apiVersion` default to the endpoint's, as upstream's decoder does; others must match.
+    fn decode_body(&self, body: &Bytes) -> Result<Value, ApiError> {
+        let mut obj = negotiate::decode_body(&self.headers, body)?;
+        let kind = obj
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let api_version = obj
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        if !kind.is_empty() && kind != self.info.kind {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({kind}) does not match the expected kind ({})",
+                self.info.kind
+            )));
+        }
+        if !api_version.is_empty() && api_version != self.info.api_version() {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({api_version}) does not match the expected API version ({})",
+                self.info.api_version()
+            )));
+        }
+        obj["kind"] = json!(self.info.kind);
+        obj["apiVersion"] = json!(self.info.api_version());
+        Ok(obj)
+    }
+
+    /// Checks the body's namespace against the URL's, filling it in when empty.
+    fn settle_namespace(&self, obj: &mut Value) -> Result<(), ApiError> {
+        let body_ns = meta_str(obj, "namespace").unwrap_or("").to_owned();
+        match &self.path.namespace {
+            Some(ns) => {
+                if !body_ns.is_empty() && &body_ns != ns {
+                    return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
+                }
+                metadata_mut(obj).insert("namespace".into(), json!(ns));
+            }
+            None => {
+                metadata_mut(obj).remove("namespace");
+            }
+        }
+        Ok(())
+    }
+
+    /// A namespaced object may only be created in an existing, active namespace.
+    async fn check_namespace(&self) -> Result<(), ApiError> {
+        let Some(ns) = &self.path.namespace else {
+            return Ok(());
+        };
+        let ns_info =
+            rkube_api::resources::find("", "v1", "namespaces").expect("namespaces are built in");
+        let got = self
+            .state
+            .store
+            .get(&ns_info.key(None, ns), None)
+            .await
+            .map_err(|e| from_store(e, ns_info, ns))?;
+        let kv = got.kv.ok_or_else(|| ApiError::not_found(ns_info, ns))?;
+        let obj: Value = serde_json::from_slice(&kv.value).map_err(ApiError::internal)?;
+        if meta_str(&obj, "deletionTimestamp").is_some() {
+            let why = format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            );
+            let mut err = ApiError::forbidden(self.info, self.name(), &why);
+            if let Some(details) = err.0.details.as_mut() {
+                details.causes.push(rkube_api::status::StatusCause {
+                    cause_type: "NamespaceTerminating".into(),
+                    message: format!("namespace {ns} is being terminated"),
+                    field: "metadata.namespace".into(),
+                });
+            }
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    async fn create(&self, body: Bytes) -> ApiResult {
+        let mut obj = self.decode_body(&body)?;
+        self.settle_namespace(&mut obj)?;
+        let dry_run = self.query.dry_run()?;
+        {
+            let meta = metadata_mut(&mut obj);
+            let name = meta
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            let generate = meta
+                .get("generateName")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            if name.is_empty() && !generate.is_empty() {
+                meta.insert(
+                    "name".into(),
+                    json!(rkube_api::names::generate_name(
+                        &generate,
+                        rand::random::<u64>
+                    )),
+                );
+            }
+            if meta.contains_key("resourceVersion") {
+                meta.remove("resourceVersion");
+            }
+            for field in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "selfLink",
+            ] {
+                meta.remove(field);
+            }
+            meta.insert("uid".into(), json!(meta::new_uid()));
+            meta.insert("creationTimestamp".into(), json!(meta::now_rfc3339()));
+        }
+        strategy::prepare_for_create(self.info, &mut obj);
+        strategy::validate(self.info, &obj, None)?;
+        let name = meta_str(&obj, "name").unwrap_or("").to_owned();
+        self.check_namespace().await?;
+        let stored = encode_for_store(&obj);
+        if dry_run {
+            let exists = self
+                .state
+                .store
+                .get(&self.key(&name), None)
+                .await
+                .map_err(|e| from_store(e, self.info, &name))?
+                .kv
+                .is_some();
+            if exists {
+                return Err(ApiError::already_exists(self.info, &name));
+            }
+            return self.respond_value(StatusCode::CREATED, &obj);
+        }
+        let kv = self
+            .state
+            .store
+            .create(&self.key(&name), stored.into())
+            .await
+            .map_err(|e| from_store(e, self.info, &name))?;
+        self.respond_object(StatusCode::CREATED, &kv.value, kv.mod_revision)
+    }
+
+    async fn update(&self, body: Bytes) -> ApiResult {
+        let mut obj = self.decode_body(&body)?;
+        self.settle_namespace(&mut obj)?;
+        let name = self.name().to_owned();
+        let body_name = meta_str(&obj, "name").unwrap_or("");
+        if body_name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        let expected =
+            match meta_str(&obj, "resourceVersion") {
+                None | Some("") => None,
+                Some(rv) => Some(rv.parse::<i64>().map_err(|_| {
+                    ApiError::bad_request(format!("invalid resource version: {rv:?}"))
+                })?),
+            };
+        let current = self
+            .state
+            .store
+            .get(&self.key(&name), None)
+            .await
+            .map_err(|e| from_store(e, self.info, &name))?;
+        let current = current
+            .kv
+            .ok_or_else(|| ApiError::not_found(self.info, &name))?;
+        let Some(expected) = expected else {
+            let error = FieldError::invalid(
+                "metadata.resourceVersion",
+                BadValue::Raw("0x0".into()),
+                "must be specified for an update",
+            );
+            return Err(ApiError::invalid(self.info, &name, &[error]));
+        };
+        if expected != current.mod_revision {
+            return Err(ApiError::conflict(self.info, &name));
+        }
+        let old =
+            decode_served(&current.value, current.mod_revision).map_err(ApiError::internal)?;
+        self.write_update(old, obj, current.mod_revision).await
+    }
+
+    /// Applies the update rules (immutable metadata, status split, generation) and writes
+    /// with compare-and-swap on `revision`.
+    async fn write_update(&self, old: Value, mut obj: Value, revision: i64) -> ApiResult {
+        let name = self.name().to_owned();
+        strategy::prepare_for_update(self.info, &mut obj, &old, self.is_status());
+        strategy::validate(self.info, &obj, Some(&old))?;
+        let dry_run = self.query.dry_run()?;
+        // An object being deleted goes once its last finalizer is removed.
+        let finalizers_left = obj["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty());
+        if meta_str(&obj, "deletionTimestamp").is_some()
+            && !finalizers_left
+            && !strategy::has_spec_finalizers(self.info, &obj)
+        {
+            if dry_run {
+                return self.respond_value(StatusCode::OK, &obj);
+            }
+            let deleted = self
+                .state
+                .store
+                .delete(&self.key(&name), Some(revision))
+                .await
+                .map_err(|e| from_store(e, self.info, &name))?;
+            return self.respond_object(StatusCode::OK, &encode_for_store(&obj), deleted.revision);
+        }
+        if dry_run {
+            return self.respond_value(StatusCode::OK, &obj);
+        }
+        let kv = self
+            .state
+            .store
+            .update(&self.key(&name), encode_for_store(&obj).into(), revision)
+            .await
+            .map_err(|e| from_store(e, self.info, &name))?;
+        self.respond_object(StatusCode::OK, &kv.value, kv.mod_revision)
+    }
+
+    async fn patch(&self, body: Bytes) -> ApiResult {
+        let name = self.name().to_owned();
+        let kind = negotiate::patch_type(&self.headers)?;
+        let patch: Value = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+        for _ in 0..MAX_PATCH_ATTEMPTS {
+            let current = self
+                .state
+                .store
+                .get(&self.key(&name), None)
+                .await
+                .map_err(|e| from_store(e, self.info, &name))?;
+            let current = current
+                .kv
+                .ok_or_else(|| ApiError::not_found(self.info, &name))?;
+            let old =
+                decode_served(&current.value, current.mod_revision).map_err(ApiError::internal)?;
+            let mut patched = old.clone();
+            match kind {
+                negotiate::PatchKind::Json => {
+                    let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+                        .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+                    json_patch::patch(&mut patched, &ops).map_err(|e| ApiError::from(rkube_api::Status::failure(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}"), None)))?;
+                }
+                negotiate::PatchKind::Merge => {
+                    if !patch.is_object() {
+                        return Err(ApiError::bad_request(
+                            "error decoding patch: a merge patch must be a JSON object",
+                        ));
+                    }
+                    json_patch::merge(&mut patched, &patch);
+                }
+            }
+            if !patched.is_object() {
+                return Err(ApiError::bad_request("the patch did not produce an object"));
+            }
+            // A resourceVersion in the patch is a precondition.
+            let wanted = meta_str(&patched, "resourceVersion").map(str::to_owned);
+            if let Some(rv) = wanted {
+                if rv != current.mod_revision.to_string() {
+                    return Err(ApiError::conflict(self.info, &name));
+                }
+            }
+            for field in ["kind", "apiVersion"] {
+                if patched.get(field) != old.get(field) {
+                    patched[field] = old[field].clone();
+                }
+            }
+            match self.write_update(old, patched, current.mod_revision).await {
+                Err(e)
+                    if e.code() == 409
+                        && meta_str(&patch, "resourceVersion").is_none()
+                        && e.reason() == "Conflict" =>
+                {
+                    continue
+                }
+                other => return other,
+            }
+        }
+        Err(ApiError::conflict(self.info, &name))
+    }
+
+    async fn delete(&self, body: Bytes) -> ApiResult {
+        let name = self.name().to_owned();
+        let options = DeleteOptions::parse(&body, &self.query)?;
+        let current = self
+            .state
+            .store
+            .get(&self.key(&name), None)
+            .await
+            .map_err(|e| from_store(e, self.info, &name))?;
+        let current = current
+            .kv
+            .ok_or_else(|| ApiError::not_found(self.info, &name))?;
+        let mut obj =
+            decode_served(&current.value, current.mod_revision).map_err(ApiError::internal)?;
+        if let Some(uid) = &options.precondition_uid {
+            let actual = meta_str(&obj, "uid").unwrap_or("");
+            if uid != actual {
+                return Err(ApiError::conflict_message(self.info, &name, &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}")));
+            }
+        }
+        if let Some(rv) = &options.precondition_rv {
+            if *rv != current.mod_revision.to_string() {
+                return Err(ApiError::conflict_message(self.info, &name, &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", current.mod_revision)));
+            }
+        }
+        match strategy::begin_delete(self.info, &mut obj, &options) {
+            strategy::Deletion::Pending => {
+                if options.dry_run {
+                    return self.respond_value(StatusCode::OK, &obj);
+                }
+                let kv = self
+                    .state
+                    .store
+                    .update(
+                        &self.key(&name),
+                        encode_for_store(&obj).into(),
+                        current.mod_revision,
+                    )
+                    .await
+                    .map_err(|e| from_store(e, self.info, &name))?;
+                self.respond_object(StatusCode::OK, &kv.value, kv.mod_revision)
+            }
+            strategy::Deletion::Now => {
+                if !options.dry_run {
+                    self.state
+                        .store
+                        .delete(&self.key(&name), Some(current.mod_revision))
+                        .await
+                        .map_err(|e| from_store(e, self.info, &name))?;
+                }
+                let mut details = json!({"name": name, "kind": self.info.plural, "uid": meta_str(&obj, "uid").unwrap_or("")});
+                if !self.info.group.is_empty() {
+                    details["group"] = json!(self.info.group);
+                }
+                self.respond_value(StatusCode::OK, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}))
+            }
+        }
+    }
+
+    async fn delete_collection(&self, body: Bytes) -> ApiResult {
+        let filter = self.filter()?;
+        let options = DeleteOptions::parse(&body, &self.query)?;
+        let listed = self
+            .state
+            .store
+            .list(&self.collection_prefix(), Default::default())
+            .await
+            .map_err(|e| from_store(e, self.info, ""))?;
+        let mut deleted = Vec::new();
+        for kv in listed.kvs {
+            if !filter.matches_stored(&kv.value) {
+                continue;
+            }
+            let mut obj = decode_served(&kv.value, kv.mod_revision).map_err(ApiError::internal)?;
+            let result = match strategy::begin_delete(self.info, &mut obj, &options) {
+                _ if options.dry_run => Ok(()),
+                strategy::Deletion::Pending => self
+                    .state
+                    .store
+                    .update(&kv.key, encode_for_store(&obj).into(), kv.mod_revision)
+                    .await
+                    .map(|_| ()),
+                strategy::Deletion::Now => self
+                    .state
+                    .store
+                    .delete(&kv.key, Some(kv.mod_revision))
+                    .await
+                    .map(|_| ()),
+            };
+            match result {
+                Ok(()) => deleted.push(obj),
+                Err(rkube_store::Error::NotFound { .. } | rkube_store::Error::Conflict { .. }) => {}
+                Err(e) => return Err(from_store(e, self.info, "")),
+            }
+        }
+        let body = json!({"kind": format!("{}List", self.info.kind), "apiVersion": self.info.api_version(), "metadata": {"resourceVersion": listed.revision.to_string()}, "items": deleted});
+        self.respond_value(StatusCode::OK, &body)
+    }
+}
+
+fn cache_error(e: crate::watch_cache::CacheError) -> ApiError {
+    use crate::watch_cache::CacheError as C;
+    match e {
+        C::TooOld { .. } => ApiError::expired(e.to_string()),
+        C::TooLarge { .. } => ApiError::timeout(e.to_string()),
+        C::NotReady(_) => ApiError::unavailable(e.to_string()),
+    }
+}
+
+fn list_store_error(e: rkube_store::Error, continue_token: &Option<String>) -> ApiError {
+    match e {
+        rkube_store::Error::Compacted { .. } if continue_token.is_some() => ApiError::expired(
+            "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+        ),
+        rkube_store::Error::InvalidContinue { .. } => ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"),
+        other => crate::error::from_store(other, rkube_api::resources::find("", "v1", "namespaces").expect("built in"), ""),
+    }
+}
+
+/// `DeleteOptions` from a body and/or the query.
+#[derive(Debug, Default)]
+pub(crate) struct DeleteOptions {
+    pub grace_period_seconds: Option<i64>,
+    pub propagation_policy: Option<String>,
+    pub precondition_uid: Option<String>,
+    pub precondition_rv: Option<String>,
+    pub dry_run: bool,
+}
+
+impl DeleteOptions {
+    fn parse(body: &[u8], query: &Query) -> Result<Self, ApiError> {
+        let mut o = DeleteOptions {
+            grace_period_seconds: query.int("gracePeriodSeconds")?,
+            propagation_policy: query.get("propagationPolicy").map(str::to_owned),
+            dry_run: query.dry_run()?,
+            ..Default::default()
+        };
+        if !body.iter().all(u8::is_ascii_whitespace) {
+            let v: Value = serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?;
+            if let Some(g) = v.get("gracePeriodSeconds").and_then(Value::as_i64) {
+                o.grace_period_seconds = Some(g);
+            }
+            if let Some(p) = v.get("propagationPolicy").and_then(Value::as_str) {
+                o.propagation_policy = Some(p.to_owned());
+            }
+            if v.get("orphanDependents").and_then(Value::as_bool) == Some(true)
+                && o.propagation_policy.is_none()
+            {
+                o.propagation_policy = Some("Orphan".into());
+            }
+            o.precondition_uid = v["preconditions"]["uid"].as_str().map(str::to_owned);
+            o.precondition_rv = v["preconditions"]["resourceVersion"]
+                .as_str()
+                .map(str::to_owned);
+            if v.get("dryRun")
+                .and_then(Value::as_array)
+                .is_some_and(|d| d.iter().any(|x| x == "All"))
+            {
+                o.dry_run = true;
+            }
+        }
+        if let Some(p) = &o.propagation_policy {
+            if !["Orphan", "Background", "Foreground"].contains(&p.as_str()) {
+                let error = FieldError::not_supported(
+                    "propagationPolicy",
+                    p.as_str(),
+                    &["Foreground", "Background", "Orphan", "nil"],
+                );
+                return Err(rkube_api::Status::invalid(
+                    &rkube_api::GroupKind::new("", "DeleteOptions"),
+                    "",
+                    &[error],
+                )
+                .into());
+            }
+        }
+        Ok(o)
+    }
+}

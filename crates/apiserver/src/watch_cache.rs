@@ -1,0 +1,399 @@
+//! The watch cache: one store watch per resource, fanned out to every client watch.
+//!
+//! Each resource's cache lists its prefix once, then follows one store watch. It keeps
+//! the current objects (for `resourceVersion=0` lists and the initial events of a watch)
+//! and a window of recent events, so a client watch from a recent resourceVersion is a
+//! replay from memory followed by live events. A watch from before the window gets
+//! upstream's 410 "too old resource version".
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rkube_store::{EventKind, ListOptions, Revision, Store, WatchResponse};
+use tokio::sync::{broadcast, watch};
+
+/// Events kept per resource for replays.
+const WINDOW: usize = 10_000;
+/// Live events buffered per client watch before it is cut off as too slow.
+const FANOUT: usize = 8_192;
+/// How often the cache asks the store how far it has seen (drives bookmarks).
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// How long a watch or list from a resourceVersion the cache has not reached waits.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(3);
+
+/// An object as the cache holds it: the stored JSON and what filters need.
+#[derive(Debug)]
+pub struct CachedObject {
+    pub key: String,
+    pub revision: Revision,
+    pub stored: Bytes,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl CachedObject {
+    fn new(key: String, revision: Revision, stored: Bytes) -> Self {
+        let labels = serde_json::from_slice::<serde_json::Value>(&stored)
+            .map(|v| crate::meta::labels(&v))
+            .unwrap_or_default();
+        CachedObject {
+            key,
+            revision,
+            stored,
+            labels,
+        }
+    }
+}
+
+/// One change as client watches see it.
+#[derive(Debug)]
+pub struct CacheEvent {
+    pub kind: EventKind,
+    pub revision: Revision,
+    /// The object after the change (for a delete: as it was, at the delete's revision).
+    pub object: Arc<CachedObject>,
+    /// The object before the change, if any.
+    pub prev: Option<Arc<CachedObject>>,
+}
+
+/// Why a cache read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("too old resource version: {requested} ({oldest})")]
+    TooOld {
+        requested: Revision,
+        oldest: Revision,
+    },
+    #[error("Too large resource version: {requested}, current: {current}")]
+    TooLarge {
+        requested: Revision,
+        current: Revision,
+    },
+    #[error("the watch cache is not ready: {0}")]
+    NotReady(String),
+}
+
+struct State {
+    objects: BTreeMap<String, Arc<CachedObject>>,
+    events: VecDeque<Arc<CacheEvent>>,
+    /// Every change up to here has been applied.
+    revision: Revision,
+    /// Every event after this revision is in `events`.
+    window_start: Revision,
+    /// Live fan-out; replaced on reset, which ends every current subscription.
+    live: broadcast::Sender<Arc<CacheEvent>>,
+}
+
+/// The cache of one resource prefix.
+pub struct ResourceCache {
+    state: Mutex<State>,
+    progress: watch::Sender<Revision>,
+}
+
+/// What a client watch starts from: the events to replay, then the live stream.
+pub struct Subscription {
+    pub replay: Vec<Arc<CacheEvent>>,
+    pub initial: Vec<Arc<CachedObject>>,
+    pub live: broadcast::Receiver<Arc<CacheEvent>>,
+    pub progress: watch::Receiver<Revision>,
+    /// The revision the replay or initial state is at.
+    pub revision: Revision,
+}
+
+impl ResourceCache {
+    /// Lists `prefix` and starts following it; returns once the cache is filled.
+    async fn start(store: Arc<dyn Store>, prefix: String) -> rkube_store::Result<Arc<Self>> {
+        let (objects, revision) = list_all(&*store, &prefix).await?;
+        let (live, _) = broadcast::channel(FANOUT);
+        let (progress, _) = watch::channel(revision);
+        let cache = Arc::new(ResourceCache {
+            state: Mutex::new(State {
+                objects,
+                events: VecDeque::new(),
+                revision,
+                window_start: revision,
+                live,
+            }),
+            progress,
+        });
+        tokio::spawn(follow(Arc::downgrade(&cache), store, prefix));
+        Ok(cache)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The revision up to which the cache is current.
+    pub fn revision(&self) -> Revision {
+        self.lock().revision
+    }
+
+    /// Waits (bounded) until the cache has seen `revision`.
+    async fn wait_for(&self, revision: Revision) -> Result<(), CacheError> {
+        let mut rx = self.progress.subscribe();
+        let reached = tokio::time::timeout(CATCH_UP_WAIT, rx.wait_for(|&r| r >= revision))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if reached {
+            Ok(())
+        } else {
+            Err(CacheError::TooLarge {
+                requested: revision,
+                current: self.revision(),
+            })
+        }
+    }
+
+    /// The current objects under `prefix` (a sub-prefix of the cache's), at a revision
+    /// not older than `min_revision`.
+    pub async fn list(
+        &self,
+        prefix: &str,
+        min_revision: Revision,
+    ) -> Result<(Vec<Arc<CachedObject>>, Revision), CacheError> {
+        if min_revision > self.revision() {
+            self.wait_for(min_revision).await?;
+        }
+        let state = self.lock();
+        let objects = state
+            .objects
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(_, o)| o.clone())
+            .collect();
+        Ok((objects, state.revision))
+    }
+
+    /// Subscribes for changes after `after` (`None`: start with the current objects as
+    /// initial state, then changes after them).
+    pub async fn subscribe(
+        &self,
+        prefix: &str,
+        after: Option<Revision>,
+    ) -> Result<Subscription, CacheError> {
+        if let Some(after) = after {
+            if after > self.revision() {
+                self.wait_for(after).await?;
+            }
+        }
+        let state = self.lock();
+        let live = state.live.subscribe();
+        let progress = self.progress.subscribe();
+        match after {
+            None => {
+                let initial = state
+                    .objects
+                    .range(prefix.to_owned()..)
+                    .take_while(|(k, _)| k.starts_with(prefix))
+                    .map(|(_, o)| o.clone())
+                    .collect();
+                Ok(Subscription {
+                    replay: Vec::new(),
+                    initial,
+                    live,
+                    progress,
+                    revision: state.revision,
+                })
+            }
+            Some(after) => {
+                if after < state.window_start {
+                    return Err(CacheError::TooOld {
+                        requested: after,
+                        oldest: state.window_start + 1,
+                    });
+                }
+                let replay = state
+                    .events
+                    .iter()
+                    .filter(|e| e.revision > after && e.object.key.starts_with(prefix))
+                    .cloned()
+                    .collect();
+                Ok(Subscription {
+                    replay,
+                    initial: Vec::new(),
+                    live,
+                    progress,
+                    revision: state.revision.max(after),
+                })
+            }
+        }
+    }
+
+    fn apply(&self, events: Vec<rkube_store::Event>) {
+        let mut state = self.lock();
+        for e in events {
+            let revision = e.revision();
+            let prev = state.objects.get(&e.kv.key).cloned();
+            let object = match e.kind {
+                EventKind::Delete => {
+                    state.objects.remove(&e.kv.key);
+                    let last = e.prev_kv.map(|p| p.value).unwrap_or_default();
+                    Arc::new(CachedObject::new(e.kv.key.clone(), revision, last))
+                }
+                _ => {
+                    let obj = Arc::new(CachedObject::new(e.kv.key.clone(), revision, e.kv.value));
+                    state.objects.insert(e.kv.key.clone(), obj.clone());
+                    obj
+                }
+            };
+            let event = Arc::new(CacheEvent {
+                kind: e.kind,
+                revision,
+                object,
+                prev,
+            });
+            if state.events.len() == WINDOW {
+                if let Some(old) = state.events.pop_front() {
+                    state.window_start = old.revision;
+                }
+            }
+            state.events.push_back(event.clone());
+            state.revision = revision;
+            let _ = state.live.send(event);
+        }
+        let revision = state.revision;
+        drop(state);
+        self.progress.send_replace(revision);
+    }
+
+    fn advance(&self, revision: Revision) {
+        let mut state = self.lock();
+        if revision > state.revision {
+            state.revision = revision;
+            drop(state);
+            self.progress.send_replace(revision);
+        }
+    }
+
+    /// Replaces the contents after the store watch was lost (e.g. compacted away).
+    /// Current client watches are cut off so that they re-watch.
+    fn reset(&self, objects: BTreeMap<String, Arc<CachedObject>>, revision: Revision) {
+        let mut state = self.lock();
+        let (live, _) = broadcast::channel(FANOUT);
+        *state = State {
+            objects,
+            events: VecDeque::new(),
+            revision,
+            window_start: revision,
+            live,
+        };
+        drop(state);
+        self.progress.send_replace(revision);
+    }
+}
+
+async fn list_all(
+    store: &dyn Store,
+    prefix: &str,
+) -> rkube_store::Result<(BTreeMap<String, Arc<CachedObject>>, Revision)> {
+    let mut objects = BTreeMap::new();
+    let mut options = ListOptions {
+        limit: Some(1000),
+        ..Default::default()
+    };
+    loop {
+        let page = store.list(prefix, options.clone()).await?;
+        for kv in page.kvs {
+            objects.insert(
+                kv.key.clone(),
+                Arc::new(CachedObject::new(kv.key, kv.mod_revision, kv.value)),
+            );
+        }
+        match page.continue_token {
+            Some(token) => options.continue_token = Some(token),
+            None => return Ok((objects, page.revision)),
+        }
+    }
+}
+
+/// Lists again after the store watch was lost and resets the cache to the result.
+async fn relist(weak: &std::sync::Weak<ResourceCache>, store: &dyn Store, prefix: &str) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if weak.strong_count() == 0 {
+            return;
+        }
+        match list_all(store, prefix).await {
+            Ok((objects, revision)) => {
+                if let Some(cache) = weak.upgrade() {
+                    cache.reset(objects, revision);
+                }
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(prefix, error = %err, "watch cache relist failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Follows the store watch for as long as the cache is in use.
+async fn follow(weak: std::sync::Weak<ResourceCache>, store: Arc<dyn Store>, prefix: String) {
+    loop {
+        let Some(from) = weak.upgrade().map(|c| c.revision()) else {
+            return;
+        };
+        let mut watch = match store.watch(&prefix, from).await {
+            Ok(w) => w,
+            Err(err) => {
+                tracing::warn!(prefix, error = %err, "watch cache lost its store watch; relisting");
+                relist(&weak, &*store, &prefix).await;
+                continue;
+            }
+        };
+        let mut ticker = tokio::time::interval(PROGRESS_EVERY);
+        loop {
+            tokio::select! {
+                msg = watch.recv() => {
+                    let Some(cache) = weak.upgrade() else { return };
+                    match msg {
+                        Some(Ok(WatchResponse::Events(events))) => cache.apply(events),
+                        Some(Ok(WatchResponse::Progress(revision))) => cache.advance(revision),
+                        Some(Err(err)) => {
+                            tracing::warn!(prefix, error = %err, "watch cache store watch failed; relisting");
+                            drop(cache);
+                            relist(&weak, &*store, &prefix).await;
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                _ = ticker.tick() => {
+                    if weak.strong_count() == 0 {
+                        return;
+                    }
+                    watch.request_progress();
+                }
+            }
+        }
+    }
+}
+
+/// The caches of every resource, started on first use.
+#[derive(Default)]
+pub struct WatchCaches {
+    caches: tokio::sync::Mutex<HashMap<String, Arc<ResourceCache>>>,
+}
+
+impl WatchCaches {
+    /// The cache of `prefix`, listing and starting it if this is its first use.
+    pub async fn get(
+        &self,
+        store: &Arc<dyn Store>,
+        prefix: &str,
+    ) -> Result<Arc<ResourceCache>, CacheError> {
+        let mut caches = self.caches.lock().await;
+        if let Some(cache) = caches.get(prefix) {
+            return Ok(cache.clone());
+        }
+        let cache = ResourceCache::start(store.clone(), prefix.to_owned())
+            .await
+            .map_err(|e| CacheError::NotReady(e.to_string()))?;
+        caches.insert(prefix.to_owned(), cache.clone());
+        Ok(cache)
+    }
+}

@@ -1,0 +1,31 @@
+//! The rkube PKI: the cluster CA, serving and client certificates, kubeconfig files, and the
+//! identity a client certificate carries.
+//!
+//! [`ClusterPki`] keeps the CA and the API server's certificates in the data dir's `pki/`
+//! directory, creating them on first start and re-issuing leaves that expire or lack a name.
+//! [`kubeconfig`] writes kubeconfig files from its material; [`identity`] maps a verified
+//! client certificate to a user and groups, as upstream's x509 authenticator does.
+//!
+//! Keys are ECDSA P-256 (rcgen's ring backend). This crate reads and writes files only in the
+//! directories it is given, and never touches the network.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod ca;
+mod cluster;
+pub mod error;
+mod files;
+pub mod identity;
+pub mod kubeconfig;
+mod leaf;
+mod material;
+mod names;
+
+pub use ca::{CA_CERT_FILE, CA_COMMON_NAME, CA_KEY_FILE};
+pub use cluster::{ClusterPki, PkiOptions, ADMIN_NAME, SERVING_COMMON_NAME, SERVING_NAME};
+pub use error::{Error, Result};
+pub use identity::{identity_from_der, ClientIdentity};
+pub use kubeconfig::{write_kubeconfig, KubeconfigSpec};
+pub use leaf::IssuedCert;
+pub use names::{ServingNames, DEFAULT_DNS_NAMES, DEFAULT_IPS};

@@ -1,0 +1,265 @@
+//! kubectl 1.37 against `rkube server`: discovery, create/get/patch/label/delete of
+//! ConfigMaps and Namespaces, output formats, watch, and upstream's error messages.
+
+mod support;
+
+use std::time::Duration;
+
+use support::Cluster;
+
+const CM: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  namespace: default
+  labels:
+    app: web
+data:
+  colour: blue
+"#;
+
+#[test]
+fn version_and_discovery() {
+    let c = Cluster::start(&[]);
+    let version: serde_json::Value =
+        serde_json::from_str(&c.ok(&["version", "-o", "json"])).unwrap();
+    assert_eq!(version["serverVersion"]["major"], "1");
+    assert_eq!(version["serverVersion"]["minor"], "37");
+
+    let versions = c.ok(&["api-versions"]);
+    for gv in [
+        "v1",
+        "apps/v1",
+        "batch/v1",
+        "rbac.authorization.k8s.io/v1",
+        "autoscaling/v2",
+    ] {
+        assert!(
+            versions.lines().any(|l| l == gv),
+            "api-versions lacks {gv}:\n{versions}"
+        );
+    }
+    let resources = c.ok(&["api-resources"]);
+    let header = resources.lines().next().unwrap();
+    for col in ["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"] {
+        assert!(header.contains(col), "{header}");
+    }
+    let deploy = resources
+        .lines()
+        .find(|l| l.starts_with("deployments "))
+        .expect("deployments listed");
+    assert!(
+        deploy.contains("deploy")
+            && deploy.contains("apps/v1")
+            && deploy.contains("true")
+            && deploy.contains("Deployment"),
+        "{deploy}"
+    );
+    let ns = resources
+        .lines()
+        .find(|l| l.starts_with("namespaces "))
+        .expect("namespaces listed");
+    assert!(ns.contains("false"), "{ns}");
+}
+
+#[test]
+fn default_namespaces_exist() {
+    let c = Cluster::start(&[]);
+    let out = c.ok(&["get", "namespaces", "-o", "name"]);
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert!(out.lines().any(|l| l == format!("namespace/{ns}")), "{out}");
+    }
+    let ns: serde_json::Value =
+        serde_json::from_str(&c.ok(&["get", "ns", "default", "-o", "json"])).unwrap();
+    assert_eq!(ns["status"]["phase"], "Active");
+    assert_eq!(
+        ns["metadata"]["labels"]["kubernetes.io/metadata.name"],
+        "default"
+    );
+}
+
+#[test]
+fn configmap_lifecycle() {
+    let c = Cluster::start(&[]);
+    assert_eq!(c.create(CM).trim(), "configmap/settings created");
+
+    let got: serde_json::Value =
+        serde_json::from_str(&c.ok(&["get", "cm", "settings", "-o", "json"])).unwrap();
+    assert_eq!(got["data"]["colour"], "blue");
+    assert_eq!(got["metadata"]["namespace"], "default");
+    assert!(got["metadata"]["uid"]
+        .as_str()
+        .is_some_and(|u| u.len() == 36));
+    assert!(got["metadata"]["creationTimestamp"].as_str().is_some());
+    let rv: u64 = got["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    assert_eq!(
+        c.ok(&["get", "cm", "settings", "-o", "jsonpath={.data.colour}"]),
+        "blue"
+    );
+    assert_eq!(
+        c.ok(&["get", "cm", "-o", "name"]).trim(),
+        "configmap/settings"
+    );
+    let yaml = c.ok(&["get", "cm", "settings", "-o", "yaml"]);
+    assert!(
+        yaml.contains("colour: blue") && yaml.contains("kind: ConfigMap"),
+        "{yaml}"
+    );
+    let table = c.ok(&["get", "cm"]);
+    assert!(table.lines().next().unwrap().starts_with("NAME"), "{table}");
+    assert!(table.contains("settings"), "{table}");
+
+    // Creating it again is upstream's AlreadyExists.
+    let out = c.kubectl_with(&["create", "-f", "-"], Some(CM), &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Error from server (AlreadyExists)")
+            && err.contains("configmaps \"settings\" already exists"),
+        "{err}"
+    );
+
+    // Patches and labels.
+    c.ok(&[
+        "patch",
+        "cm",
+        "settings",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"colour":"green"}}"#,
+    ]);
+    c.ok(&[
+        "patch",
+        "cm",
+        "settings",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"add","path":"/data/size","value":"large"}]"#,
+    ]);
+    c.ok(&["label", "cm", "settings", "tier=front"]);
+    c.ok(&["annotate", "cm", "settings", "note=hello"]);
+    let got: serde_json::Value =
+        serde_json::from_str(&c.ok(&["get", "cm", "settings", "-o", "json"])).unwrap();
+    assert_eq!(got["data"]["colour"], "green");
+    assert_eq!(got["data"]["size"], "large");
+    assert_eq!(got["metadata"]["labels"]["tier"], "front");
+    assert_eq!(got["metadata"]["annotations"]["note"], "hello");
+    let rv2: u64 = got["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(rv2 > rv);
+
+    // Selectors.
+    assert_eq!(
+        c.ok(&["get", "cm", "-l", "tier=front", "-o", "name"])
+            .trim(),
+        "configmap/settings"
+    );
+    assert_eq!(
+        c.ok(&["get", "cm", "-l", "tier!=front", "-o", "name"])
+            .trim(),
+        ""
+    );
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "cm",
+            "--field-selector",
+            "metadata.name=settings",
+            "-o",
+            "name"
+        ])
+        .trim(),
+        "configmap/settings"
+    );
+    assert!(c
+        .ok(&["get", "cm", "-A", "-o", "name"])
+        .contains("configmap/settings"));
+
+    assert_eq!(
+        c.ok(&["delete", "cm", "settings"]).trim(),
+        "configmap \"settings\" deleted from default namespace"
+    );
+    let err = c.fails(&["get", "cm", "settings"]);
+    assert!(
+        err.contains("Error from server (NotFound): configmaps \"settings\" not found"),
+        "{err}"
+    );
+}
+
+#[test]
+fn creating_in_a_missing_namespace_fails_like_upstream() {
+    let c = Cluster::start(&[]);
+    let out = c.kubectl_with(
+        &["create", "-f", "-"],
+        Some(&CM.replace("namespace: default", "namespace: nowhere")),
+        &[],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("namespaces \"nowhere\" not found"), "{err}");
+    assert_eq!(
+        c.ok(&["get", "cm", "-A", "-o", "name"]).trim(),
+        "",
+        "nothing written"
+    );
+}
+
+#[test]
+fn invalid_names_are_rejected() {
+    let c = Cluster::start(&[]);
+    let out = c.kubectl_with(
+        &["create", "-f", "-"],
+        Some(&CM.replace("name: settings", "name: Not_Valid")),
+        &[],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is invalid") && err.contains("metadata.name"),
+        "{err}"
+    );
+}
+
+#[test]
+fn watch_sees_changes() {
+    let c = Cluster::start(&[]);
+    c.create(CM);
+    let mut watch = std::process::Command::new(support::kubectl_path())
+        .arg("--kubeconfig")
+        .arg(&c.kubeconfig)
+        .args([
+            "get",
+            "cm",
+            "--watch",
+            "-o",
+            "name",
+            "--request-timeout",
+            "20s",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    c.create(&CM.replace("name: settings", "name: second"));
+    std::thread::sleep(Duration::from_millis(700));
+    let _ = watch.kill();
+    let out = watch.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("configmap/settings") && text.contains("configmap/second"),
+        "watch printed {text:?}, stderr {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
