@@ -202,22 +202,40 @@ impl Ctx {
             ));
         }
         let prefix = self.collection_prefix();
-        let mut items: Vec<(Vec<u8>, i64)> = Vec::new();
-        let (list_revision, next, remaining) = match (rv, rv_match, &continue_token) {
-            // resourceVersion=0 (or NotOlderThan): any state at least that new, from the cache.
+        let mut items: Vec<(Bytes, i64)> = Vec::new();
+        // Served from the watch cache: resourceVersion=0 / NotOlderThan (any state at least
+        // that new), and unpaginated lists at the latest revision (upstream's consistent
+        // list from cache: wait until the cache has caught up with the store's revision).
+        let cache_min = match (rv, rv_match, &continue_token) {
             (Some(r), None | Some("NotOlderThan"), None)
                 if r == 0 || rv_match == Some("NotOlderThan") || limit.is_none() =>
             {
+                Some(r)
+            }
+            (None, None, None) if limit.is_none() => Some(
+                self.state
+                    .store
+                    .current_revision()
+                    .await
+                    .map_err(|e| from_store(e, self.info, ""))?,
+            ),
+            _ => None,
+        };
+        let (list_revision, next, remaining) = match (rv, rv_match, &continue_token) {
+            _ if cache_min.is_some() => {
                 let cache = self
                     .state
                     .caches
                     .get(&self.state.store, self.info.storage_prefix())
                     .await
                     .map_err(cache_error)?;
-                let (objects, revision) = cache.list(&prefix, r).await.map_err(cache_error)?;
+                let (objects, revision) = cache
+                    .list(&prefix, cache_min.unwrap_or(0))
+                    .await
+                    .map_err(cache_error)?;
                 for o in objects {
                     if filter.matches_cached(&o) {
-                        items.push((o.stored.to_vec(), o.revision));
+                        items.push((o.stored.clone(), o.revision));
                     }
                 }
                 (revision, None, None)
@@ -241,7 +259,7 @@ impl Ctx {
                         .map_err(|e| list_store_error(e, &continue_token))?;
                     for kv in page.kvs {
                         if filter.matches_stored(&kv.value) {
-                            items.push((kv.value.to_vec(), kv.mod_revision));
+                            items.push((kv.value, kv.mod_revision));
                         }
                     }
                     let full = limit.is_some_and(|l| items.len() >= l);

@@ -64,14 +64,14 @@ pub async fn serve(
         (None, Some(_)) => false,
     };
     let after = if initial { None } else { rv };
-    let (tx, rx) = mpsc::channel::<Result<Vec<u8>, std::io::Error>>(64);
+    let (tx, rx) = mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(64);
     let sub = match cache.subscribe(&prefix, after).await {
         Ok(sub) => sub,
         Err(crate::watch_cache::CacheError::TooOld { requested, oldest }) => {
             // Upstream answers 200 and an ERROR event carrying 410 Gone.
             let status = rkube_api::Status::too_old_resource_version(requested, oldest);
             let line = event_line("ERROR", &status.to_json());
-            let _ = tx.send(Ok(line)).await;
+            let _ = tx.send(Ok(line.into())).await;
             drop(tx);
             return Ok(stream_response(rx));
         }
@@ -91,7 +91,7 @@ pub async fn serve(
     Ok(stream_response(rx))
 }
 
-fn stream_response(rx: mpsc::Receiver<Result<Vec<u8>, std::io::Error>>) -> Response {
+fn stream_response(rx: mpsc::Receiver<Result<bytes::Bytes, std::io::Error>>) -> Response {
     let body = Body::from_stream(tokio_stream_from(rx));
     Response::builder()
         .status(StatusCode::OK)
@@ -102,8 +102,8 @@ fn stream_response(rx: mpsc::Receiver<Result<Vec<u8>, std::io::Error>>) -> Respo
 }
 
 fn tokio_stream_from(
-    mut rx: mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
-) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    mut rx: mpsc::Receiver<Result<bytes::Bytes, std::io::Error>>,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
@@ -124,7 +124,7 @@ struct Stream {
     filter: Filter,
     table: bool,
     bookmarks: bool,
-    tx: mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
+    tx: mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
     query: Query,
 }
 
@@ -222,7 +222,15 @@ impl Stream {
             (_, true, false) => "DELETED",
             (_, false, false) => return true,
         };
-        self.send(kind, &event.object, event.revision).await
+        if self.table {
+            return self.send(kind, &event.object, event.revision).await;
+        }
+        let line = event.line(kind, || {
+            let mut body = Vec::with_capacity(event.object.stored.len() + 32);
+            write_served(&mut body, &event.object.stored, event.revision);
+            event_line(kind, &body)
+        });
+        self.tx.send(Ok(line)).await.is_ok()
     }
 
     async fn send(&self, kind: &str, obj: &CachedObject, revision: i64) -> bool {
@@ -240,6 +248,9 @@ impl Stream {
     }
 
     async fn send_raw(&self, kind: &str, object: &[u8]) -> bool {
-        self.tx.send(Ok(event_line(kind, object))).await.is_ok()
+        self.tx
+            .send(Ok(event_line(kind, object).into()))
+            .await
+            .is_ok()
     }
 }

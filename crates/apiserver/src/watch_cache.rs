@@ -55,6 +55,21 @@ pub struct CacheEvent {
     pub object: Arc<CachedObject>,
     /// The object before the change, if any.
     pub prev: Option<Arc<CachedObject>>,
+    /// The JSON event line per event type, rendered once for all watchers.
+    lines: [std::sync::OnceLock<Bytes>; 3],
+}
+
+impl CacheEvent {
+    /// The watch event line `{"type":T,"object":…}` for this change, shared by every
+    /// client watch that sends it with the same type.
+    pub fn line(&self, event_type: &str, render: impl FnOnce() -> Vec<u8>) -> Bytes {
+        let slot = match event_type {
+            "ADDED" => &self.lines[0],
+            "MODIFIED" => &self.lines[1],
+            _ => &self.lines[2],
+        };
+        slot.get_or_init(|| Bytes::from(render())).clone()
+    }
 }
 
 /// Why a cache read failed.
@@ -88,6 +103,8 @@ struct State {
 /// The cache of one resource prefix.
 pub struct ResourceCache {
     state: Mutex<State>,
+    /// Asks the follower for a store progress report now (someone waits for a revision).
+    progress_request: Arc<tokio::sync::Notify>,
     progress: watch::Sender<Revision>,
 }
 
@@ -107,7 +124,9 @@ impl ResourceCache {
         let (objects, revision) = list_all(&*store, &prefix).await?;
         let (live, _) = broadcast::channel(FANOUT);
         let (progress, _) = watch::channel(revision);
+        let progress_request = Arc::new(tokio::sync::Notify::new());
         let cache = Arc::new(ResourceCache {
+            progress_request: progress_request.clone(),
             state: Mutex::new(State {
                 objects,
                 events: VecDeque::new(),
@@ -117,7 +136,12 @@ impl ResourceCache {
             }),
             progress,
         });
-        tokio::spawn(follow(Arc::downgrade(&cache), store, prefix));
+        tokio::spawn(follow(
+            Arc::downgrade(&cache),
+            store,
+            prefix,
+            progress_request,
+        ));
         Ok(cache)
     }
 
@@ -133,6 +157,7 @@ impl ResourceCache {
     /// Waits (bounded) until the cache has seen `revision`.
     async fn wait_for(&self, revision: Revision) -> Result<(), CacheError> {
         let mut rx = self.progress.subscribe();
+        self.progress_request.notify_one();
         let reached = tokio::time::timeout(CATCH_UP_WAIT, rx.wait_for(|&r| r >= revision))
             .await
             .is_ok_and(|r| r.is_ok());
@@ -243,6 +268,7 @@ impl ResourceCache {
                 revision,
                 object,
                 prev,
+                lines: Default::default(),
             });
             if state.events.len() == WINDOW {
                 if let Some(old) = state.events.pop_front() {
@@ -332,7 +358,12 @@ async fn relist(weak: &std::sync::Weak<ResourceCache>, store: &dyn Store, prefix
 }
 
 /// Follows the store watch for as long as the cache is in use.
-async fn follow(weak: std::sync::Weak<ResourceCache>, store: Arc<dyn Store>, prefix: String) {
+async fn follow(
+    weak: std::sync::Weak<ResourceCache>,
+    store: Arc<dyn Store>,
+    prefix: String,
+    progress_request: Arc<tokio::sync::Notify>,
+) {
     loop {
         let Some(from) = weak.upgrade().map(|c| c.revision()) else {
             return;
@@ -368,6 +399,7 @@ async fn follow(weak: std::sync::Weak<ResourceCache>, store: Arc<dyn Store>, pre
                     }
                     watch.request_progress();
                 }
+                () = progress_request.notified() => watch.request_progress(),
             }
         }
     }
