@@ -45,10 +45,15 @@ pub struct ApiState {
 }
 
 impl ApiState {
-    pub fn new(store: Arc<dyn Store>, tokens: StaticTokens, server_address: String) -> Arc<Self> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        tokens: StaticTokens,
+        server_address: String,
+        watch_cache_window: usize,
+    ) -> Arc<Self> {
         Arc::new(ApiState {
             store,
-            caches: Default::default(),
+            caches: watch_cache::WatchCaches::new(watch_cache_window),
             tokens,
             server_address,
         })

@@ -14,8 +14,8 @@ use bytes::Bytes;
 use rkube_store::{EventKind, ListOptions, Revision, Store, WatchResponse};
 use tokio::sync::{broadcast, watch};
 
-/// Events kept per resource for replays.
-const WINDOW: usize = 10_000;
+/// Events kept per resource for replays, unless configured otherwise.
+pub const DEFAULT_WINDOW: usize = 10_000;
 /// Live events buffered per client watch before it is cut off as too slow.
 const FANOUT: usize = 8_192;
 /// How often the cache asks the store how far it has seen (drives bookmarks).
@@ -103,6 +103,8 @@ struct State {
 /// The cache of one resource prefix.
 pub struct ResourceCache {
     state: Mutex<State>,
+    /// Events kept for replays.
+    window: usize,
     /// Asks the follower for a store progress report now (someone waits for a revision).
     progress_request: Arc<tokio::sync::Notify>,
     progress: watch::Sender<Revision>,
@@ -120,18 +122,24 @@ pub struct Subscription {
 
 impl ResourceCache {
     /// Lists `prefix` and starts following it; returns once the cache is filled.
-    async fn start(store: Arc<dyn Store>, prefix: String) -> rkube_store::Result<Arc<Self>> {
+    async fn start(
+        store: Arc<dyn Store>,
+        prefix: String,
+        window: usize,
+    ) -> rkube_store::Result<Arc<Self>> {
         let (objects, revision) = list_all(&*store, &prefix).await?;
+        let (events, window_start) = history(&*store, &prefix, revision, window).await;
         let (live, _) = broadcast::channel(FANOUT);
         let (progress, _) = watch::channel(revision);
         let progress_request = Arc::new(tokio::sync::Notify::new());
         let cache = Arc::new(ResourceCache {
+            window,
             progress_request: progress_request.clone(),
             state: Mutex::new(State {
                 objects,
-                events: VecDeque::new(),
+                events,
                 revision,
-                window_start: revision,
+                window_start,
                 live,
             }),
             progress,
@@ -270,7 +278,7 @@ impl ResourceCache {
                 prev,
                 lines: Default::default(),
             });
-            if state.events.len() == WINDOW {
+            if state.events.len() >= self.window {
                 if let Some(old) = state.events.pop_front() {
                     state.window_start = old.revision;
                 }
@@ -307,6 +315,72 @@ impl ResourceCache {
         };
         drop(state);
         self.progress.send_replace(revision);
+    }
+}
+
+/// The recent history of `prefix` up to `revision` (the cache's starting point), so that
+/// watches from a resourceVersion a client saw before the cache existed can be served:
+/// up to `window` revisions back, or to the store's compaction. Returns the events and
+/// the revision after which the window is complete; on any failure, no history.
+async fn history(
+    store: &dyn Store,
+    prefix: &str,
+    revision: Revision,
+    window: usize,
+) -> (VecDeque<Arc<CacheEvent>>, Revision) {
+    let mut from = (revision - window as Revision).max(0);
+    let mut watch = match store.watch(prefix, from).await {
+        Ok(w) => w,
+        Err(rkube_store::Error::Compacted { compacted, .. }) if compacted <= revision => {
+            match store.watch(prefix, compacted).await {
+                Ok(w) => {
+                    from = compacted;
+                    w
+                }
+                Err(_) => return (VecDeque::new(), revision),
+            }
+        }
+        Err(_) => return (VecDeque::new(), revision),
+    };
+    let mut events = VecDeque::new();
+    let deadline = tokio::time::Instant::now() + CATCH_UP_WAIT;
+    watch.request_progress();
+    loop {
+        match tokio::time::timeout_at(deadline, watch.recv()).await {
+            Ok(Some(Ok(WatchResponse::Events(batch)))) => {
+                for e in batch {
+                    if e.revision() > revision {
+                        return (events, from);
+                    }
+                    let object = match e.kind {
+                        EventKind::Delete => e
+                            .prev_kv
+                            .as_ref()
+                            .map(|p| p.value.clone())
+                            .unwrap_or_default(),
+                        _ => e.kv.value.clone(),
+                    };
+                    let prev = e
+                        .prev_kv
+                        .map(|p| Arc::new(CachedObject::new(p.key, p.mod_revision, p.value)));
+                    events.push_back(Arc::new(CacheEvent {
+                        kind: e.kind,
+                        revision: e.kv.mod_revision,
+                        object: Arc::new(CachedObject::new(e.kv.key, e.kv.mod_revision, object)),
+                        prev,
+                        lines: Default::default(),
+                    }));
+                    if events.len() > window {
+                        if let Some(old) = events.pop_front() {
+                            from = old.revision;
+                        }
+                    }
+                }
+            }
+            Ok(Some(Ok(WatchResponse::Progress(r)))) if r >= revision => return (events, from),
+            Ok(Some(Ok(WatchResponse::Progress(_)))) => watch.request_progress(),
+            _ => return (VecDeque::new(), revision),
+        }
     }
 }
 
@@ -406,12 +480,27 @@ async fn follow(
 }
 
 /// The caches of every resource, started on first use.
-#[derive(Default)]
 pub struct WatchCaches {
     caches: tokio::sync::Mutex<HashMap<String, Arc<ResourceCache>>>,
+    window: usize,
+}
+
+impl Default for WatchCaches {
+    fn default() -> Self {
+        Self::new(DEFAULT_WINDOW)
+    }
 }
 
 impl WatchCaches {
+    /// Caches that keep `window` events per resource for replays (upstream's
+    /// `--default-watch-cache-size`).
+    pub fn new(window: usize) -> Self {
+        WatchCaches {
+            caches: Default::default(),
+            window: window.max(1),
+        }
+    }
+
     /// The cache of `prefix`, listing and starting it if this is its first use.
     pub async fn get(
         &self,
@@ -422,7 +511,7 @@ impl WatchCaches {
         if let Some(cache) = caches.get(prefix) {
             return Ok(cache.clone());
         }
-        let cache = ResourceCache::start(store.clone(), prefix.to_owned())
+        let cache = ResourceCache::start(store.clone(), prefix.to_owned(), self.window)
             .await
             .map_err(|e| CacheError::NotReady(e.to_string()))?;
         caches.insert(prefix.to_owned(), cache.clone());

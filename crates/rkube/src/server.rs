@@ -27,6 +27,9 @@ pub(crate) struct ServerArgs {
     /// Static bearer tokens, upstream's CSV format: token,user,uid,"group1,group2".
     #[arg(long)]
     token_auth_file: Option<PathBuf>,
+    /// Revisions of history each resource's watch cache keeps for watch replays.
+    #[arg(long, default_value_t = rkube_apiserver::watch_cache::DEFAULT_WINDOW)]
+    default_watch_cache_size: usize,
 }
 
 fn hostname() -> String {
@@ -80,6 +83,7 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
         store.clone(),
         tokens,
         SocketAddr::new(client_ip, args.listen.port()).to_string(),
+        args.default_watch_cache_size,
     );
     rkube_apiserver::ensure_default_namespaces(&state)
         .await

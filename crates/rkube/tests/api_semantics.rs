@@ -1,0 +1,393 @@
+//! API semantics checked over raw HTTPS (curl with the admin client certificate), where
+//! kubectl would hide the details: status codes and Status bodies for bad input, optimistic
+//! concurrency, watch resourceVersion semantics, bookmarks and streaming initial events.
+
+mod support;
+
+use std::process::Command;
+
+use serde_json::{json, Value};
+use support::Cluster;
+
+/// Runs curl with the admin certificate; returns (HTTP code, body).
+fn curl(
+    c: &Cluster,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: Option<&[u8]>,
+    extra: &[&str],
+) -> (u16, String) {
+    let pki = c.data_dir().join("pki");
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-X", method])
+        .arg("--cacert")
+        .arg(pki.join("ca.crt"))
+        .arg("--cert")
+        .arg(pki.join("admin.crt"))
+        .arg("--key")
+        .arg(pki.join("admin.key"))
+        .args(["-H", &format!("Content-Type: {content_type}")])
+        .args(extra);
+    let body_file = tempfile::NamedTempFile::new().unwrap();
+    if let Some(body) = body {
+        std::fs::write(body_file.path(), body).unwrap();
+        cmd.arg("--data-binary")
+            .arg(format!("@{}", body_file.path().display()));
+    }
+    cmd.arg(format!("https://{}{path}", c.addr));
+    let out = cmd.output().expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+fn status(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not a Status ({e}): {body}"))
+}
+
+const CMS: &str = "/api/v1/namespaces/default/configmaps";
+
+fn cm(name: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "v"}})).unwrap()
+}
+
+#[test]
+fn bad_input_gets_upstream_errors_and_writes_nothing() {
+    let c = Cluster::start(&[]);
+    let (code, body) = curl(&c, "POST", CMS, "application/json", Some(b"{not json"), &[]);
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(status(&body)["reason"], "BadRequest");
+
+    let big = serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"}, "data": {"k": "x".repeat(3 * 1024 * 1024 + 10)}})).unwrap();
+    let (code, body) = curl(&c, "POST", CMS, "application/json", Some(&big), &[]);
+    assert_eq!(code, 413, "{body}");
+    assert_eq!(status(&body)["reason"], "RequestEntityTooLarge");
+
+    let secret = serde_json::to_vec(
+        &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}),
+    )
+    .unwrap();
+    let (code, body) = curl(&c, "POST", CMS, "application/json", Some(&secret), &[]);
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        status(&body)["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not match the expected kind"),
+        "{body}"
+    );
+
+    let (code, body) = curl(
+        &c,
+        "POST",
+        CMS,
+        "application/vnd.kubernetes.protobuf",
+        Some(b"k8s\0"),
+        &[],
+    );
+    assert_eq!(code, 415, "{body}");
+    assert_eq!(status(&body)["reason"], "UnsupportedMediaType");
+
+    let (code, body) = curl(
+        &c,
+        "GET",
+        "/api/v1/namespaces/default/nosuchthings",
+        "application/json",
+        None,
+        &[],
+    );
+    assert_eq!(code, 404, "{body}");
+
+    let (code, body) = curl(&c, "GET", CMS, "application/json", None, &[]);
+    assert_eq!(code, 200);
+    assert_eq!(status(&body)["items"], json!([]), "nothing was written");
+}
+
+#[test]
+fn updates_use_optimistic_concurrency() {
+    let c = Cluster::start(&[]);
+    let (code, body) = curl(&c, "POST", CMS, "application/json", Some(&cm("a")), &[]);
+    assert_eq!(code, 201, "{body}");
+    let created: Value = serde_json::from_str(&body).unwrap();
+
+    let mut missing_rv = created.clone();
+    missing_rv["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("resourceVersion");
+    let (code, body) = curl(
+        &c,
+        "PUT",
+        &format!("{CMS}/a"),
+        "application/json",
+        Some(&serde_json::to_vec(&missing_rv).unwrap()),
+        &[],
+    );
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        status(&body)["message"].as_str().unwrap().contains(
+            "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"
+        ),
+        "{body}"
+    );
+
+    let mut update = created.clone();
+    update["data"]["k"] = json!("v2");
+    let (code, body) = curl(
+        &c,
+        "PUT",
+        &format!("{CMS}/a"),
+        "application/json",
+        Some(&serde_json::to_vec(&update).unwrap()),
+        &[],
+    );
+    assert_eq!(code, 200, "{body}");
+    let updated: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(updated["metadata"]["uid"], created["metadata"]["uid"]);
+    assert_ne!(
+        updated["metadata"]["resourceVersion"],
+        created["metadata"]["resourceVersion"]
+    );
+
+    // The same stale resourceVersion again: 409 with upstream's message.
+    let (code, body) = curl(
+        &c,
+        "PUT",
+        &format!("{CMS}/a"),
+        "application/json",
+        Some(&serde_json::to_vec(&update).unwrap()),
+        &[],
+    );
+    assert_eq!(code, 409, "{body}");
+    let s = status(&body);
+    assert_eq!(s["reason"], "Conflict");
+    assert_eq!(s["message"], "Operation cannot be fulfilled on configmaps \"a\": the object has been modified; please apply your changes to the latest version and try again");
+
+    // generateName, and dryRun writes nothing.
+    let gen = serde_json::to_vec(
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "gen-"}}),
+    )
+    .unwrap();
+    let (code, body) = curl(&c, "POST", CMS, "application/json", Some(&gen), &[]);
+    assert_eq!(code, 201, "{body}");
+    let name = serde_json::from_str::<Value>(&body).unwrap()["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(name.starts_with("gen-") && name.len() == 9, "{name}");
+    let (code, _) = curl(
+        &c,
+        "POST",
+        &format!("{CMS}?dryRun=All"),
+        "application/json",
+        Some(&cm("dry")),
+        &[],
+    );
+    assert_eq!(code, 201);
+    let (code, _) = curl(
+        &c,
+        "GET",
+        &format!("{CMS}/dry"),
+        "application/json",
+        None,
+        &[],
+    );
+    assert_eq!(code, 404, "a dry run writes nothing");
+}
+
+/// Reads a finished watch stream into its events.
+fn events(body: &str) -> Vec<Value> {
+    body.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad event line {l:?}: {e}")))
+        .collect()
+}
+
+#[test]
+fn watch_semantics() {
+    // A two-revision replay window, so that an old resourceVersion falls out of it.
+    let c = Cluster::start(&["--default-watch-cache-size", "2"]);
+    let (_, body) = curl(&c, "POST", CMS, "application/json", Some(&cm("one")), &[]);
+    let one_rv: i64 = serde_json::from_str::<Value>(&body).unwrap()["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    curl(&c, "POST", CMS, "application/json", Some(&cm("two")), &[]);
+
+    // Without a resourceVersion a watch starts with the current objects.
+    let (code, body) = curl(
+        &c,
+        "GET",
+        &format!("{CMS}?watch=true&timeoutSeconds=1"),
+        "application/json",
+        None,
+        &[],
+    );
+    assert_eq!(code, 200);
+    let evs = events(&body);
+    let added: Vec<_> = evs
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap(),
+                e["object"]["metadata"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(added, [("ADDED", "one"), ("ADDED", "two")]);
+
+    // From a resourceVersion: only what came after it.
+    let (_, body) = curl(
+        &c,
+        "GET",
+        &format!("{CMS}?watch=true&timeoutSeconds=1&resourceVersion={one_rv}"),
+        "application/json",
+        None,
+        &[],
+    );
+    let evs = events(&body);
+    assert_eq!(evs.len(), 1, "{body}");
+    assert_eq!(evs[0]["object"]["metadata"]["name"], "two");
+
+    // Older than the watch cache's window: one ERROR event carrying 410 Expired.
+    let (code, body) = curl(
+        &c,
+        "GET",
+        &format!("{CMS}?watch=true&timeoutSeconds=1&resourceVersion=1"),
+        "application/json",
+        None,
+        &[],
+    );
+    assert_eq!(code, 200);
+    let evs = events(&body);
+    assert_eq!(evs.len(), 1, "{body}");
+    assert_eq!(evs[0]["type"], "ERROR");
+    assert_eq!(evs[0]["object"]["code"], 410);
+    assert_eq!(evs[0]["object"]["reason"], "Expired");
+    assert!(
+        evs[0]["object"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("too old resource version: 1 ("),
+        "{body}"
+    );
+
+    // Streaming lists: initial events, then a bookmark marking their end.
+    let (_, body) = curl(
+        &c,
+        "GET",
+        &format!("{CMS}?watch=true&timeoutSeconds=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true"),
+        "application/json",
+        None,
+        &[],
+    );
+    let evs = events(&body);
+    assert_eq!(evs.len(), 3, "{body}");
+    assert_eq!(evs[2]["type"], "BOOKMARK");
+    assert_eq!(
+        evs[2]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+
+    // Label selectors apply to watches, with transitions reported as ADDED/DELETED.
+    let watch = std::thread::spawn({
+        let pki = c.data_dir().join("pki");
+        let url = format!("https://{}{CMS}?watch=true&timeoutSeconds=4&labelSelector=team%3Dblue&resourceVersion={one_rv}", c.addr);
+        move || {
+            let out = Command::new("curl")
+                .args(["-sS", "-N"])
+                .arg("--cacert")
+                .arg(pki.join("ca.crt"))
+                .arg("--cert")
+                .arg(pki.join("admin.crt"))
+                .arg("--key")
+                .arg(pki.join("admin.key"))
+                .arg(url)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let label = |v: &str| format!(r#"{{"metadata":{{"labels":{{"team":"{v}"}}}}}}"#);
+    curl(
+        &c,
+        "PATCH",
+        &format!("{CMS}/one"),
+        "application/merge-patch+json",
+        Some(label("blue").as_bytes()),
+        &[],
+    );
+    curl(
+        &c,
+        "PATCH",
+        &format!("{CMS}/one"),
+        "application/merge-patch+json",
+        Some(label("red").as_bytes()),
+        &[],
+    );
+    let body = watch.join().unwrap();
+    let kinds: Vec<_> = events(&body)
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(kinds, ["ADDED", "DELETED"], "{body}");
+}
+
+#[test]
+fn bookmarks_report_progress() {
+    let c = Cluster::start(&[]);
+    let (_, body) = curl(&c, "GET", CMS, "application/json", None, &[]);
+    let rv = serde_json::from_str::<Value>(&body).unwrap()["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let watch = std::thread::spawn({
+        let pki = c.data_dir().join("pki");
+        let url = format!("https://{}{CMS}?watch=true&timeoutSeconds=13&allowWatchBookmarks=true&resourceVersion={rv}", c.addr);
+        move || {
+            let out = Command::new("curl")
+                .args(["-sS", "-N"])
+                .arg("--cacert")
+                .arg(pki.join("ca.crt"))
+                .arg("--cert")
+                .arg(pki.join("admin.crt"))
+                .arg("--key")
+                .arg(pki.join("admin.key"))
+                .arg(url)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+    });
+    // A write elsewhere moves the revision without an event for this watch.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (code, _) = curl(
+        &c,
+        "POST",
+        "/api/v1/namespaces/kube-system/configmaps",
+        "application/json",
+        Some(&cm("elsewhere")),
+        &[],
+    );
+    assert_eq!(code, 201);
+    let body = watch.join().unwrap();
+    let evs = events(&body);
+    let bookmark = evs
+        .iter()
+        .find(|e| e["type"] == "BOOKMARK")
+        .unwrap_or_else(|| panic!("no bookmark in {body}"));
+    let at: i64 = bookmark["object"]["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(at > rv.parse::<i64>().unwrap(), "{body}");
+    assert_eq!(bookmark["object"]["kind"], "ConfigMap");
+    assert!(
+        evs.iter().all(|e| e["type"] == "BOOKMARK"),
+        "only bookmarks: {body}"
+    );
+}
