@@ -16,3 +16,5 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo nextest"
 cargo nextest run --workspace --locked --no-fail-fast --profile ci
+echo "== end-to-end suite again, on etcd instead of the embedded store"
+RKUBE_TEST_DATASTORE=etcd cargo nextest run -p rkube --locked --no-fail-fast --profile ci

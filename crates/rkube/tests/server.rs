@@ -31,8 +31,9 @@ fn first_start_makes_pki_and_serves_health() {
     ] {
         assert!(c.data_dir().join(file).exists(), "{file} missing");
     }
-    assert!(
+    assert_eq!(
         c.data_dir().join("db/state.db").exists(),
+        !c.on_etcd(),
         "the embedded store lives in the data dir"
     );
     assert_eq!(c.ok(&["get", "--raw", "/healthz"]), "ok");
@@ -60,12 +61,14 @@ fn first_start_makes_pki_and_serves_health() {
 
 #[test]
 fn data_survives_a_restart() {
-    let c = Cluster::start(&[]);
+    let (_etcd, flags) = support::persistent_datastore();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let c = Cluster::start(&flags);
     c.create("{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"keep\",\"namespace\":\"default\"},\"data\":{\"a\":\"b\"}}");
     let ca_before = std::fs::read(c.data_dir().join("pki/ca.crt")).unwrap();
     let (status, dir) = c.stop();
     assert!(status.success(), "SIGTERM is a clean stop");
-    let c = Cluster::start_in(dir, &[]);
+    let c = Cluster::start_in(dir, &flags);
     assert_eq!(
         std::fs::read(c.data_dir().join("pki/ca.crt")).unwrap(),
         ca_before,

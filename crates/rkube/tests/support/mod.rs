@@ -22,8 +22,13 @@ pub fn kubectl_path() -> PathBuf {
 }
 
 /// A running server, killed (by PID) when dropped.
+///
+/// With `RKUBE_TEST_DATASTORE=etcd` every cluster runs on its own real etcd (started and
+/// stopped here) instead of the embedded SQLite store, so the whole suite can be run
+/// against both backends.
 pub struct Cluster {
     child: Child,
+    etcd: Option<rkube_testkit::EtcdCluster>,
     pub dir: tempfile::TempDir,
     pub addr: String,
     pub kubeconfig: PathBuf,
@@ -38,11 +43,22 @@ impl Cluster {
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Cluster {
         let addr = format!("127.0.0.1:{}", rkube_testkit::free_port());
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
-            .args(["server", "--data-dir"])
+        let etcd = match std::env::var("RKUBE_TEST_DATASTORE").as_deref() {
+            Ok("etcd") if !extra.contains(&"--datastore-endpoint") => {
+                Some(rkube_testkit::EtcdCluster::start(1).expect("start etcd"))
+            }
+            _ => None,
+        };
+        let endpoints = etcd.as_ref().map(|e| e.client_endpoints().join(","));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rkube"));
+        cmd.args(["server", "--data-dir"])
             .arg(dir.path())
             .args(["--listen", &addr])
-            .args(extra)
+            .args(extra);
+        if let Some(endpoints) = &endpoints {
+            cmd.args(["--datastore-endpoint", endpoints]);
+        }
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -50,6 +66,7 @@ impl Cluster {
         let kubeconfig = dir.path().join("admin.kubeconfig");
         let mut cluster = Cluster {
             child,
+            etcd,
             dir,
             addr,
             kubeconfig,
@@ -146,6 +163,11 @@ impl Cluster {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Whether this cluster runs on etcd (see [`Cluster`]).
+    pub fn on_etcd(&self) -> bool {
+        self.etcd.is_some()
+    }
+
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
     }
@@ -172,6 +194,23 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // The etcd cluster (if any) stops after the server, when its field drops.
+    }
+}
+
+/// Extra server flags for a test that restarts its server: in etcd mode, the etcd it must
+/// keep across restarts (hold the returned guard) and the flag pointing at it.
+pub fn persistent_datastore() -> (Option<rkube_testkit::EtcdCluster>, Vec<String>) {
+    match std::env::var("RKUBE_TEST_DATASTORE").as_deref() {
+        Ok("etcd") => {
+            let etcd = rkube_testkit::EtcdCluster::start(1).expect("start etcd");
+            let flags = vec![
+                "--datastore-endpoint".to_owned(),
+                etcd.client_endpoints().join(","),
+            ];
+            (Some(etcd), flags)
+        }
+        _ => (None, Vec::new()),
     }
 }
 
