@@ -21,6 +21,7 @@ mod discovery;
 pub mod error;
 mod filter;
 pub mod meta;
+pub mod metrics;
 mod negotiate;
 mod openapi;
 mod query;
@@ -39,6 +40,7 @@ use error::ApiError;
 pub struct ApiState {
     pub store: Arc<dyn Store>,
     pub caches: watch_cache::WatchCaches,
+    pub metrics: metrics::Metrics,
     pub tokens: StaticTokens,
     /// `host:port` clients reach this server at (for legacy `/api` discovery).
     pub server_address: String,
@@ -54,6 +56,7 @@ impl ApiState {
         Arc::new(ApiState {
             store,
             caches: watch_cache::WatchCaches::new(watch_cache_window),
+            metrics: Default::default(),
             tokens,
             server_address,
         })
@@ -128,6 +131,7 @@ async fn handle(State(state): State<Arc<ApiState>>, req: Request) -> Response {
     let started = std::time::Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let query = req.uri().query().map(str::to_owned);
     let user = user_of(&state, &req);
     let response = if !is_public(&path) && user.is_anonymous() {
         let verb = if method == Method::GET {
@@ -137,10 +141,17 @@ async fn handle(State(state): State<Arc<ApiState>>, req: Request) -> Response {
         };
         ApiError::forbidden_path("system:anonymous", verb, &path).into_response()
     } else {
-        route(state, req)
+        route(state.clone(), req)
             .await
             .unwrap_or_else(IntoResponse::into_response)
     };
+    state.metrics.observe(
+        &method,
+        &path,
+        query.as_deref(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     tracing::debug!(method = %method, path, user = user.name, code = response.status().as_u16(), elapsed = ?started.elapsed(), "request");
     response
 }
@@ -151,6 +162,15 @@ async fn route(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError>
     match path.trim_end_matches('/') {
         "/healthz" | "/livez" | "/readyz" => return Ok(health(&state, parts.uri.query()).await),
         "/version" => return Ok(version()),
+        "/metrics" => {
+            let text = state.metrics.render();
+            return Ok((
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                text,
+            )
+                .into_response());
+        }
         "/openapi/v3" => return Ok(openapi::root()),
         p if p.starts_with("/openapi/v3/") => {
             return openapi::group_version(&p["/openapi/v3".len()..])

@@ -64,6 +64,29 @@ fn version_and_discovery() {
 }
 
 #[test]
+fn metrics_count_requests() {
+    let c = Cluster::start(&[]);
+    c.ok(&["get", "cm", "-n", "default"]);
+    let metrics = c.ok(&["get", "--raw", "/metrics"]);
+    let line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("apiserver_request_total{")
+                && l.contains(r#"resource="configmaps""#)
+                && l.contains(r#"verb="LIST""#)
+        })
+        .unwrap_or_else(|| panic!("no LIST configmaps counter in:\n{metrics}"));
+    assert!(
+        line.contains(r#"code="200""#) && line.contains(r#"scope="namespace""#),
+        "{line}"
+    );
+    assert!(
+        metrics.contains("apiserver_request_duration_seconds_bucket{"),
+        "{metrics}"
+    );
+}
+
+#[test]
 fn default_namespaces_exist() {
     let c = Cluster::start(&[]);
     let out = c.ok(&["get", "namespaces", "-o", "name"]);
