@@ -1,25 +1,371 @@
 //! `meta.k8s.io/v1` Table responses (what `kubectl get` prints).
 //!
-//! Every kind gets upstream's default columns (Name, Created At) for now; per-kind
-//! columns (pods' READY/STATUS/RESTARTS, …) belong to each kind's strategy.
+//! Kinds with a printer here get upstream's columns and cells (`kubectl get` and `-o wide`
+//! print what upstream prints); every other kind gets upstream's default columns (Name,
+//! Created At). Columns are data: a name, a type, a priority (1 = `-o wide` only) and a
+//! function from the object to its cell.
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rkube_api::resources::ResourceInfo;
 use serde_json::{json, Value};
 
 use crate::query::Query;
 
+/// One column: name, type, priority, and how to compute its cell.
+struct Column {
+    name: &'static str,
+    kind: &'static str,
+    priority: u8,
+    cell: fn(&Value) -> Value,
+}
+
+const fn col(name: &'static str, priority: u8, cell: fn(&Value) -> Value) -> Column {
+    Column {
+        name,
+        kind: "string",
+        priority,
+        cell,
+    }
+}
+
+const fn int_col(name: &'static str, priority: u8, cell: fn(&Value) -> Value) -> Column {
+    Column {
+        name,
+        kind: "integer",
+        priority,
+        cell,
+    }
+}
+
+fn name(o: &Value) -> Value {
+    o["metadata"]["name"].clone()
+}
+
+fn age(o: &Value) -> Value {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    match o["metadata"]["creationTimestamp"]
+        .as_str()
+        .and_then(crate::meta::parse_rfc3339)
+    {
+        Some(t) => json!(human_duration(now - t)),
+        None => json!("<unknown>"),
+    }
+}
+
+fn count(v: &Value) -> usize {
+    v.as_object()
+        .map(|m| m.len())
+        .or_else(|| v.as_array().map(Vec::len))
+        .unwrap_or(0)
+}
+
+fn str_or(v: &Value, default: &str) -> Value {
+    json!(v.as_str().filter(|s| !s.is_empty()).unwrap_or(default))
+}
+
+/// Upstream's `duration.HumanDuration`, as `kubectl get` shows ages.
+pub fn human_duration(secs: i64) -> String {
+    if secs < -1 {
+        return "<invalid>".into();
+    }
+    if secs < 0 {
+        return "0s".into();
+    }
+    if secs < 120 {
+        return format!("{secs}s");
+    }
+    let minutes = secs / 60;
+    if minutes < 10 {
+        let s = secs % 60;
+        return if s == 0 {
+            format!("{minutes}m")
+        } else {
+            format!("{minutes}m{s}s")
+        };
+    }
+    if minutes < 180 {
+        return format!("{minutes}m");
+    }
+    let hours = secs / 3600;
+    if hours < 8 {
+        let m = minutes % 60;
+        return if m == 0 {
+            format!("{hours}h")
+        } else {
+            format!("{hours}h{m}m")
+        };
+    }
+    if hours < 48 {
+        return format!("{hours}h");
+    }
+    if hours < 24 * 8 {
+        let h = hours % 24;
+        return if h == 0 {
+            format!("{}d", hours / 24)
+        } else {
+            format!("{}d{h}h", hours / 24)
+        };
+    }
+    if hours < 24 * 365 * 2 {
+        return format!("{}d", hours / 24);
+    }
+    if hours < 24 * 365 * 8 {
+        let d = (hours / 24) % 365;
+        return if d == 0 {
+            format!("{}y", hours / 24 / 365)
+        } else {
+            format!("{}y{d}d", hours / 24 / 365)
+        };
+    }
+    format!("{}y", hours / 24 / 365)
+}
+
+fn pod_ready(o: &Value) -> Value {
+    let statuses = o["status"]["containerStatuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let total = o["spec"]["containers"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or(0);
+    let ready = statuses.iter().filter(|s| s["ready"] == true).count();
+    json!(format!("{ready}/{total}"))
+}
+
+fn pod_status(o: &Value) -> Value {
+    if o["metadata"]["deletionTimestamp"].is_string() {
+        return json!("Terminating");
+    }
+    let mut reason = o["status"]["reason"]
+        .as_str()
+        .or_else(|| o["status"]["phase"].as_str())
+        .unwrap_or("Pending")
+        .to_owned();
+    for s in o["status"]["containerStatuses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if let Some(r) = s["state"]["waiting"]["reason"]
+            .as_str()
+            .filter(|r| !r.is_empty())
+        {
+            reason = r.to_owned();
+        } else if let Some(r) = s["state"]["terminated"]["reason"]
+            .as_str()
+            .filter(|r| !r.is_empty())
+        {
+            reason = r.to_owned();
+        }
+    }
+    json!(reason)
+}
+
+fn pod_restarts(o: &Value) -> Value {
+    let n: i64 = o["status"]["containerStatuses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["restartCount"].as_i64())
+        .sum();
+    json!(n)
+}
+
+fn service_ports(o: &Value) -> Value {
+    let ports: Vec<String> = o["spec"]["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let proto = p["protocol"].as_str().unwrap_or("TCP");
+            match p["nodePort"].as_i64() {
+                Some(n) => format!("{}:{n}/{proto}", p["port"]),
+                None => format!("{}/{proto}", p["port"]),
+            }
+        })
+        .collect();
+    json!(if ports.is_empty() {
+        "<none>".to_owned()
+    } else {
+        ports.join(",")
+    })
+}
+
+fn node_status(o: &Value) -> Value {
+    let ready = o["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Ready");
+    let mut status = match ready.and_then(|c| c["status"].as_str()) {
+        Some("True") => "Ready".to_owned(),
+        _ => "NotReady".to_owned(),
+    };
+    if o["spec"]["unschedulable"] == true {
+        status.push_str(",SchedulingDisabled");
+    }
+    json!(status)
+}
+
+fn node_roles(o: &Value) -> Value {
+    let mut roles: Vec<String> = o["metadata"]["labels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, _)| {
+            k.strip_prefix("node-role.kubernetes.io/")
+                .map(str::to_owned)
+        })
+        .collect();
+    roles.sort();
+    json!(if roles.is_empty() {
+        "<none>".to_owned()
+    } else {
+        roles.join(",")
+    })
+}
+
+/// The printer of a kind, if it has one.
+fn columns(info: &ResourceInfo) -> Option<Vec<Column>> {
+    let c = match (info.group, info.plural) {
+        ("", "configmaps") => vec![
+            col("Name", 0, name),
+            int_col("Data", 0, |o| {
+                json!(count(&o["data"]) + count(&o["binaryData"]))
+            }),
+            col("Age", 0, age),
+        ],
+        ("", "secrets") => vec![
+            col("Name", 0, name),
+            col("Type", 0, |o| str_or(&o["type"], "Opaque")),
+            int_col("Data", 0, |o| json!(count(&o["data"]))),
+            col("Age", 0, age),
+        ],
+        ("", "namespaces") => vec![
+            col("Name", 0, name),
+            col("Status", 0, |o| o["status"]["phase"].clone()),
+            col("Age", 0, age),
+        ],
+        ("", "serviceaccounts") => vec![
+            col("Name", 0, name),
+            int_col("Secrets", 0, |o| json!(count(&o["secrets"]))),
+            col("Age", 0, age),
+        ],
+        ("", "pods") => vec![
+            col("Name", 0, name),
+            col("Ready", 0, pod_ready),
+            col("Status", 0, pod_status),
+            int_col("Restarts", 0, pod_restarts),
+            col("Age", 0, age),
+            col("IP", 1, |o| str_or(&o["status"]["podIP"], "<none>")),
+            col("Node", 1, |o| str_or(&o["spec"]["nodeName"], "<none>")),
+            col("Nominated Node", 1, |o| {
+                str_or(&o["status"]["nominatedNodeName"], "<none>")
+            }),
+            col("Readiness Gates", 1, |o| {
+                json!(if count(&o["spec"]["readinessGates"]) == 0 {
+                    "<none>".to_owned()
+                } else {
+                    format!("0/{}", count(&o["spec"]["readinessGates"]))
+                })
+            }),
+        ],
+        ("", "services") => vec![
+            col("Name", 0, name),
+            col("Type", 0, |o| str_or(&o["spec"]["type"], "ClusterIP")),
+            col("Cluster-IP", 0, |o| {
+                str_or(&o["spec"]["clusterIP"], "<none>")
+            }),
+            col("External-IP", 0, |o| {
+                let ips: Vec<String> = o["spec"]["externalIPs"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect();
+                json!(if ips.is_empty() {
+                    "<none>".to_owned()
+                } else {
+                    ips.join(",")
+                })
+            }),
+            col("Port(s)", 0, service_ports),
+            col("Age", 0, age),
+            col("Selector", 1, |o| {
+                let sel: Vec<String> = o["spec"]["selector"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                    .collect();
+                json!(if sel.is_empty() {
+                    "<none>".to_owned()
+                } else {
+                    sel.join(",")
+                })
+            }),
+        ],
+        ("", "nodes") => vec![
+            col("Name", 0, name),
+            col("Status", 0, node_status),
+            col("Roles", 0, node_roles),
+            col("Age", 0, age),
+            col("Version", 0, |o| {
+                o["status"]["nodeInfo"]["kubeletVersion"].clone()
+            }),
+            col("Internal-IP", 1, |o| {
+                let ip = o["status"]["addresses"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|a| a["type"] == "InternalIP")
+                    .and_then(|a| a["address"].as_str());
+                json!(ip.unwrap_or("<none>"))
+            }),
+        ],
+        ("apps", "deployments") => vec![
+            col("Name", 0, name),
+            col("Ready", 0, |o| {
+                json!(format!(
+                    "{}/{}",
+                    o["status"]["readyReplicas"].as_i64().unwrap_or(0),
+                    o["spec"]["replicas"].as_i64().unwrap_or(1)
+                ))
+            }),
+            int_col("Up-to-date", 0, |o| {
+                json!(o["status"]["updatedReplicas"].as_i64().unwrap_or(0))
+            }),
+            int_col("Available", 0, |o| {
+                json!(o["status"]["availableReplicas"].as_i64().unwrap_or(0))
+            }),
+            col("Age", 0, age),
+        ],
+        _ => return None,
+    };
+    Some(c)
+}
+
 /// Builds a Table of `objects`.
 pub fn for_objects(
-    _info: &ResourceInfo,
+    info: &ResourceInfo,
     objects: &[Value],
     resource_version: &str,
     query: &Query,
 ) -> Value {
     let include = query.get("includeObject").unwrap_or("Metadata");
+    let printer = columns(info);
     let rows: Vec<Value> = objects
         .iter()
         .map(|obj| {
-            let cells = json!([obj["metadata"]["name"], obj["metadata"]["creationTimestamp"]]);
+            let cells = match &printer {
+                Some(cols) => Value::Array(cols.iter().map(|c| (c.cell)(obj)).collect()),
+                None => json!([obj["metadata"]["name"], obj["metadata"]["creationTimestamp"]]),
+            };
             let object = match include {
                 "None" => Value::Null,
                 "Object" => obj.clone(),
@@ -32,14 +378,65 @@ pub fn for_objects(
             row
         })
         .collect();
+    let column_definitions = match &printer {
+        Some(cols) => cols
+            .iter()
+            .map(|c| json!({"name": c.name, "type": c.kind, "format": if c.name == "Name" { "name" } else { "" }, "description": "", "priority": c.priority}))
+            .collect(),
+        None => vec![
+            json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names", "priority": 0}),
+            json!({"name": "Created At", "type": "date", "format": "", "description": "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata", "priority": 0}),
+        ],
+    };
     json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": {"resourceVersion": resource_version},
-        "columnDefinitions": [
-            {"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names", "priority": 0},
-            {"name": "Created At", "type": "date", "format": "", "description": "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata", "priority": 0}
-        ],
+        "columnDefinitions": column_definitions,
         "rows": rows,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_durations_match_upstream() {
+        for (secs, want) in [
+            (-5, "<invalid>"),
+            (-1, "0s"),
+            (0, "0s"),
+            (59, "59s"),
+            (119, "119s"),
+            (120, "2m"),
+            (150, "2m30s"),
+            (600, "10m"),
+            (3 * 3600, "3h"),
+            (3 * 3600 + 120, "3h2m"),
+            (9 * 3600, "9h"),
+            (50 * 3600, "2d2h"),
+            (10 * 86400, "10d"),
+            (3 * 365 * 86400, "3y"),
+            (3 * 365 * 86400 + 86400 * 5, "3y5d"),
+            (9 * 365 * 86400, "9y"),
+        ] {
+            assert_eq!(human_duration(secs), want, "{secs}");
+        }
+    }
+
+    #[test]
+    fn configmap_rows_count_their_data() {
+        let info = rkube_api::resources::find("", "v1", "configmaps").unwrap();
+        let obj = json!({"metadata": {"name": "a", "creationTimestamp": crate::meta::now_rfc3339()}, "data": {"x": "1", "y": "2"}, "binaryData": {"z": ""}});
+        let t = for_objects(info, &[obj], "5", &Query::default());
+        assert_eq!(t["rows"][0]["cells"], json!(["a", 3, "0s"]));
+        let names: Vec<_> = t["columnDefinitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["Name", "Data", "Age"]);
+    }
 }

@@ -93,6 +93,9 @@ fn default_namespaces_exist() {
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         assert!(out.lines().any(|l| l == format!("namespace/{ns}")), "{out}");
     }
+    let table = c.ok(&["get", "ns", "default"]);
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..2], ["default", "Active"], "{table}");
     let ns: serde_json::Value =
         serde_json::from_str(&c.ok(&["get", "ns", "default", "-o", "json"])).unwrap();
     assert_eq!(ns["status"]["phase"], "Active");
@@ -134,9 +137,15 @@ fn configmap_lifecycle() {
         yaml.contains("colour: blue") && yaml.contains("kind: ConfigMap"),
         "{yaml}"
     );
+    // Upstream's columns: NAME DATA AGE.
     let table = c.ok(&["get", "cm"]);
-    assert!(table.lines().next().unwrap().starts_with("NAME"), "{table}");
-    assert!(table.contains("settings"), "{table}");
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "DATA", "AGE"], "{table}");
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..2], ["settings", "1"], "{table}");
+    assert!(row[2].ends_with('s'), "age like 3s: {table}");
+    let labels = c.ok(&["get", "cm", "--show-labels"]);
+    assert!(labels.contains("app=web"), "{labels}");
 
     // Creating it again is upstream's AlreadyExists.
     let out = c.kubectl_with(&["create", "-f", "-"], Some(CM), &[]);
