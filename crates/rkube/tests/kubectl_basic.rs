@@ -295,3 +295,96 @@ fn watch_sees_changes() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+const POD: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  namespace: default
+spec:
+  containers:
+  - name: nginx
+    image: nginx:1.27
+    ports:
+    - containerPort: 80
+"#;
+
+#[test]
+fn pods_get_upstream_defaults_and_graceful_deletion() {
+    let c = Cluster::start(&[]);
+    assert_eq!(c.create(POD).trim(), "pod/web created");
+    let pod: serde_json::Value =
+        serde_json::from_str(&c.ok(&["get", "pod", "web", "-o", "json"])).unwrap();
+    assert_eq!(pod["spec"]["restartPolicy"], "Always");
+    assert_eq!(pod["spec"]["dnsPolicy"], "ClusterFirst");
+    assert_eq!(pod["spec"]["terminationGracePeriodSeconds"], 30);
+    assert_eq!(pod["spec"]["schedulerName"], "default-scheduler");
+    assert_eq!(
+        pod["spec"]["containers"][0]["imagePullPolicy"],
+        "IfNotPresent"
+    );
+    assert_eq!(pod["spec"]["containers"][0]["ports"][0]["protocol"], "TCP");
+    assert_eq!(pod["status"]["phase"], "Pending");
+    assert_eq!(pod["status"]["qosClass"], "BestEffort");
+
+    let table = c.ok(&["get", "pods"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+        "{table}"
+    );
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..4], ["web", "0/1", "Pending", "0"], "{table}");
+    let wide = c.ok(&["get", "pods", "-o", "wide"]);
+    assert!(
+        wide.lines().next().unwrap().contains("NOMINATED NODE"),
+        "{wide}"
+    );
+
+    // Only images (and a few fields) may change.
+    let err = c.fails(&[
+        "patch",
+        "pod",
+        "web",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"restartPolicy":"Never"}}"#,
+    ]);
+    assert!(
+        err.contains("pod updates may not change fields other than"),
+        "{err}"
+    );
+    c.ok(&[
+        "patch",
+        "pod",
+        "web",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/containers/0/image","value":"nginx:1.28"}]"#,
+    ]);
+
+    // Not on a node: deleted at once.
+    c.ok(&["delete", "pod", "web"]);
+    assert!(c.fails(&["get", "pod", "web"]).contains("NotFound"));
+
+    // On a node: deletion waits for the node (deletionTimestamp) unless forced.
+    c.create(&POD.replace("spec:\n", "spec:\n  nodeName: node-1\n"));
+    c.ok(&["delete", "pod", "web", "--wait=false"]);
+    let pod: serde_json::Value =
+        serde_json::from_str(&c.ok(&["get", "pod", "web", "-o", "json"])).unwrap();
+    assert!(pod["metadata"]["deletionTimestamp"].is_string(), "{pod}");
+    assert_eq!(pod["metadata"]["deletionGracePeriodSeconds"], 30);
+    c.ok(&["delete", "pod", "web", "--grace-period=0", "--force"]);
+    assert!(c.fails(&["get", "pod", "web"]).contains("NotFound"));
+
+    let out = c.kubectl_with(&["create", "-f", "-"], Some("{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"empty\",\"namespace\":\"default\"},\"spec\":{}}"), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Pod \"empty\" is invalid: spec.containers: Required value"),
+        "{err}"
+    );
+}

@@ -1,21 +1,57 @@
 //! Registry strategies: what the generic handlers do differently per kind (upstream's
-//! `rest.RESTCreateStrategy`/`RESTUpdateStrategy`/graceful deletion). Today one generic
-//! strategy with the per-kind rules the core needs (namespaces); per-kind defaulting and
-//! validation grow here, one module per kind.
+//! `rest.RESTCreateStrategy`/`RESTUpdateStrategy`/graceful deletion).
+//!
+//! The rules every kind shares live here; a kind with rules of its own has one module
+//! implementing [`KindStrategy`], listed in [`for_kind`].
 
 use rkube_api::resources::ResourceInfo;
+use rkube_api::FieldError;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::meta::{meta_str, metadata_mut};
 use crate::rest::DeleteOptions;
 
-fn has_status(info: &ResourceInfo) -> bool {
-    info.subresources.iter().any(|s| s.name == "status")
+mod namespaces;
+mod pods;
+
+/// What one kind does beyond the shared rules. Every method has a do-nothing default.
+pub trait KindStrategy: Sync {
+    /// Defaults and server-owned fields on create (after the shared ones).
+    fn prepare_for_create(&self, _obj: &mut Value) {}
+    /// Carries over what a (non-status) update may not change (after the shared rules).
+    fn prepare_for_update(&self, _obj: &mut Value, _old: &Value) {}
+    /// Kind-specific validation; `old` is set on update.
+    fn validate(&self, _obj: &Value, _old: Option<&Value>) -> Vec<FieldError> {
+        Vec::new()
+    }
+    /// Whether deletion waits for finalizers kept in the spec.
+    fn has_spec_finalizers(&self, _obj: &Value) -> bool {
+        false
+    }
+    /// Seconds a delete waits for the object's owner to confirm (pods on a node); 0 deletes
+    /// at once.
+    fn grace_period(&self, _obj: &Value, _options: &DeleteOptions) -> i64 {
+        0
+    }
+    /// Marks an object whose deletion must wait (e.g. a namespace turns Terminating).
+    fn mark_deleting(&self, _obj: &mut Value) {}
 }
 
-fn is(info: &ResourceInfo, group: &str, plural: &str) -> bool {
-    info.group == group && info.plural == plural
+struct Generic;
+impl KindStrategy for Generic {}
+
+/// The strategy of a kind.
+pub fn for_kind(info: &ResourceInfo) -> &'static dyn KindStrategy {
+    match (info.group, info.plural) {
+        ("", "namespaces") => &namespaces::Namespaces,
+        ("", "pods") => &pods::Pods,
+        _ => &Generic,
+    }
+}
+
+fn has_status(info: &ResourceInfo) -> bool {
+    info.subresources.iter().any(|s| s.name == "status")
 }
 
 /// Fills in what the server owns on create.
@@ -29,23 +65,7 @@ pub fn prepare_for_create(info: &ResourceInfo, obj: &mut Value) {
             map.remove("status");
         }
     }
-    if is(info, "", "namespaces") {
-        let spec = obj
-            .as_object_mut()
-            .expect("object")
-            .entry("spec")
-            .or_insert_with(|| json!({}));
-        if spec.get("finalizers").is_none() {
-            spec["finalizers"] = json!(["kubernetes"]);
-        }
-        obj["status"] = json!({"phase": "Active"});
-        let name = meta_str(obj, "name").unwrap_or("").to_owned();
-        let meta = metadata_mut(obj);
-        let labels = meta.entry("labels").or_insert_with(|| json!({}));
-        if labels.is_object() {
-            labels["kubernetes.io/metadata.name"] = json!(name);
-        }
-    }
+    for_kind(info).prepare_for_create(obj);
 }
 
 /// Carries over what an update may not change, and splits spec from status.
@@ -93,10 +113,8 @@ pub fn prepare_for_update(info: &ResourceInfo, obj: &mut Value, old: &Value, sta
             + 1;
         metadata_mut(obj).insert("generation".into(), json!(generation));
     }
-    if is(info, "", "namespaces") && !status_only {
-        if let Some(s) = old.get("status") {
-            obj["status"] = s.clone();
-        }
+    if !status_only {
+        for_kind(info).prepare_for_update(obj, old);
     }
 }
 
@@ -104,7 +122,7 @@ pub fn prepare_for_update(info: &ResourceInfo, obj: &mut Value, old: &Value, sta
 /// each kind's strategy.
 pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Result<(), ApiError> {
     let name = meta_str(obj, "name").unwrap_or("");
-    let errors = if old.is_none() {
+    let mut errors = if old.is_none() {
         rkube_api::names::validate_object_name(
             info.name_rule(),
             name,
@@ -113,6 +131,7 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Result
     } else {
         Vec::new()
     };
+    errors.extend(for_kind(info).validate(obj, old));
     if errors.is_empty() {
         Ok(())
     } else {
@@ -122,10 +141,7 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Result
 
 /// Finalizers a kind keeps in its spec (namespaces' `spec.finalizers`).
 pub fn has_spec_finalizers(info: &ResourceInfo, obj: &Value) -> bool {
-    is(info, "", "namespaces")
-        && obj["spec"]["finalizers"]
-            .as_array()
-            .is_some_and(|f| !f.is_empty())
+    for_kind(info).has_spec_finalizers(obj)
 }
 
 /// How a delete proceeds.
@@ -153,27 +169,12 @@ pub fn begin_delete(info: &ResourceInfo, obj: &mut Value, options: &DeleteOption
         }
         _ => {}
     }
-    let spec_finalizers = has_spec_finalizers(info, obj);
-    let graceful_pod = is(info, "", "pods")
-        && obj["spec"]["nodeName"]
-            .as_str()
-            .is_some_and(|n| !n.is_empty())
-        && options
-            .grace_period_seconds
-            .or_else(|| obj["spec"]["terminationGracePeriodSeconds"].as_i64())
-            .unwrap_or(30)
-            > 0;
-    if finalizers.is_empty() && !spec_finalizers && !graceful_pod {
+    let strategy = for_kind(info);
+    let spec_finalizers = strategy.has_spec_finalizers(obj);
+    let grace = strategy.grace_period(obj, options).max(0);
+    if finalizers.is_empty() && !spec_finalizers && grace == 0 {
         return Deletion::Now;
     }
-    let grace = if graceful_pod {
-        options
-            .grace_period_seconds
-            .or_else(|| obj["spec"]["terminationGracePeriodSeconds"].as_i64())
-            .unwrap_or(30)
-    } else {
-        0
-    };
     let meta = metadata_mut(obj);
     if !already {
         let at = crate::meta::rfc3339(
@@ -189,8 +190,6 @@ pub fn begin_delete(info: &ResourceInfo, obj: &mut Value, options: &DeleteOption
     if !finalizers.is_empty() {
         meta.insert("finalizers".into(), Value::Array(finalizers));
     }
-    if is(info, "", "namespaces") {
-        obj["status"]["phase"] = json!("Terminating");
-    }
+    strategy.mark_deleting(obj);
     Deletion::Pending
 }
