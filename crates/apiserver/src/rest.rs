@@ -47,7 +47,7 @@ pub(crate) async fn serve(
         if !info.subresources.iter().any(|s| s.name == sub) {
             return Err(ApiError::page_not_found());
         }
-        if sub != "status" {
+        if !["status", "scale", "binding", "finalize"].contains(&sub.as_str()) {
             return Err(ApiError::not_implemented(format!(
                 "the {sub} subresource of {} is not implemented yet",
                 info.plural
@@ -61,6 +61,7 @@ pub(crate) async fn serve(
         (&Method::GET, true, false) => "get",
         (&Method::GET, false, false) => "list",
         (&Method::POST, false, _) => "create",
+        (&Method::POST, true, _) if path.subresource.is_some() => "create",
         (&Method::PUT, true, _) => "update",
         (&Method::PATCH, true, _) => "patch",
         (&Method::DELETE, true, _) => "delete",
@@ -85,6 +86,15 @@ pub(crate) async fn serve(
         query,
         headers,
     };
+    match (verb, ctx.path.subresource.as_deref()) {
+        ("create", Some("binding")) => return ctx.bind(body).await,
+        ("get", Some("scale")) => return ctx.get_scale().await,
+        ("update" | "patch", Some("scale")) => {
+            return ctx.update_scale(body, verb == "patch").await
+        }
+        ("update", Some("finalize")) => return ctx.finalize(body).await,
+        _ => {}
+    }
     match verb {
         "get" => ctx.get().await,
         "list" => ctx.list().await,
@@ -155,6 +165,240 @@ impl Ctx {
             code,
             serde_json::to_vec(obj).map_err(ApiError::internal)?,
         ))
+    }
+
+    /// Reads the named object as JSON with its store revision.
+    async fn current(&self) -> Result<(Value, i64), ApiError> {
+        let name = self.name();
+        let got = self
+            .state
+            .store
+            .get(&self.key(name), None)
+            .await
+            .map_err(|e| from_store(e, self.info, name))?;
+        let kv = got.kv.ok_or_else(|| ApiError::not_found(self.info, name))?;
+        Ok((
+            decode_served(&kv.value, kv.mod_revision).map_err(ApiError::internal)?,
+            kv.mod_revision,
+        ))
+    }
+
+    /// `pods/binding`: assigns a pod to a node (the scheduler's write).
+    async fn bind(&self, body: Bytes) -> ApiResult {
+        let name = self.name().to_owned();
+        let binding = negotiate::decode_body(&self.headers, &body)?;
+        let target = binding["target"]["name"].as_str().unwrap_or("").to_owned();
+        if target.is_empty() {
+            return Err(ApiError::invalid(
+                self.info,
+                &name,
+                &[FieldError::required("target.name", "")],
+            ));
+        }
+        if binding["target"]["kind"]
+            .as_str()
+            .is_some_and(|k| !k.is_empty() && k != "Node")
+        {
+            return Err(ApiError::invalid(
+                self.info,
+                &name,
+                &[FieldError::not_supported(
+                    "target.kind",
+                    binding["target"]["kind"].as_str().unwrap_or(""),
+                    &["Node"],
+                )],
+            ));
+        }
+        let binding_resource = rkube_api::GroupResource::new("", "pods/binding");
+        for _ in 0..MAX_PATCH_ATTEMPTS {
+            let (mut pod, revision) = self.current().await?;
+            if meta_str(&pod, "deletionTimestamp").is_some() {
+                return Err(rkube_api::Status::conflict(
+                    &binding_resource,
+                    &name,
+                    &format!("pod {name} is being deleted, cannot be assigned to a host"),
+                )
+                .into());
+            }
+            if let Some(node) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+                return Err(rkube_api::Status::conflict(
+                    &binding_resource,
+                    &name,
+                    &format!("pod {name} is already assigned to node \"{node}\""),
+                )
+                .into());
+            }
+            pod["spec"]["nodeName"] = json!(target);
+            let conditions = pod["status"]
+                .as_object_mut()
+                .map(|s| s.entry("conditions").or_insert_with(|| json!([])));
+            if let Some(Value::Array(conditions)) = conditions {
+                conditions.retain(|c| c["type"] != "PodScheduled");
+                conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": meta::now_rfc3339()}));
+            }
+            if self.query.dry_run()? {
+                break;
+            }
+            match self
+                .state
+                .store
+                .update(&self.key(&name), encode_for_store(&pod).into(), revision)
+                .await
+            {
+                Ok(_) => break,
+                Err(rkube_store::Error::Conflict { .. }) => continue,
+                Err(e) => return Err(from_store(e, self.info, &name)),
+            }
+        }
+        self.respond_value(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}))
+    }
+
+    /// The `autoscaling/v1` Scale view of a scalable object.
+    fn scale_of(&self, obj: &Value) -> Value {
+        let selector = match &obj["spec"]["selector"] {
+            Value::Object(m)
+                if m.contains_key("matchLabels") || m.contains_key("matchExpressions") =>
+            {
+                rkube_api::LabelSelector::from_json(&obj["spec"]["selector"])
+                    .ok()
+                    .flatten()
+                    .map(|s| s.to_string())
+                    .unwrap_or_default()
+            }
+            Value::Object(m) => m
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(","),
+            _ => String::new(),
+        };
+        let meta = &obj["metadata"];
+        json!({
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"], "resourceVersion": meta["resourceVersion"], "creationTimestamp": meta["creationTimestamp"]},
+            "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(1)},
+            "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
+        })
+    }
+
+    async fn get_scale(&self) -> ApiResult {
+        let (obj, _) = self.current().await?;
+        self.respond_value(StatusCode::OK, &self.scale_of(&obj))
+    }
+
+    /// PUT or PATCH of `<workload>/scale`: changes `spec.replicas` only.
+    async fn update_scale(&self, body: Bytes, patch: bool) -> ApiResult {
+        let name = self.name().to_owned();
+        for _ in 0..MAX_PATCH_ATTEMPTS {
+            let (obj, revision) = self.current().await?;
+            let current = self.scale_of(&obj);
+            let wanted = if patch {
+                let mut scale = current.clone();
+                let patch_doc: Value = serde_json::from_slice(&body)
+                    .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+                match negotiate::patch_type(&self.headers)? {
+                    negotiate::PatchKind::Merge => json_patch::merge(&mut scale, &patch_doc),
+                    negotiate::PatchKind::Json => {
+                        let ops: json_patch::Patch =
+                            serde_json::from_value(patch_doc).map_err(|e| {
+                                ApiError::bad_request(format!("error decoding patch: {e}"))
+                            })?;
+                        json_patch::patch(&mut scale, &ops)
+                            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                    }
+                }
+                scale
+            } else {
+                negotiate::decode_body(&self.headers, &body)?
+            };
+            if let Some(rv) = meta_str(&wanted, "resourceVersion").filter(|rv| !rv.is_empty()) {
+                if rv != revision.to_string() {
+                    return Err(ApiError::conflict(self.info, &name));
+                }
+            }
+            let replicas = wanted["spec"]["replicas"].as_i64().unwrap_or(0);
+            if replicas < 0 {
+                let err = FieldError::invalid(
+                    "spec.replicas",
+                    replicas,
+                    "must be greater than or equal to 0",
+                );
+                return Err(rkube_api::Status::invalid(
+                    &rkube_api::GroupKind::new("autoscaling", "Scale"),
+                    &name,
+                    &[err],
+                )
+                .into());
+            }
+            let mut updated = obj.clone();
+            updated["spec"]["replicas"] = json!(replicas);
+            strategy::prepare_for_update(self.info, &mut updated, &obj, false);
+            if self.query.dry_run()? {
+                return self.respond_value(StatusCode::OK, &self.scale_of(&updated));
+            }
+            match self
+                .state
+                .store
+                .update(
+                    &self.key(&name),
+                    encode_for_store(&updated).into(),
+                    revision,
+                )
+                .await
+            {
+                Ok(kv) => {
+                    let served =
+                        decode_served(&kv.value, kv.mod_revision).map_err(ApiError::internal)?;
+                    return self.respond_value(StatusCode::OK, &self.scale_of(&served));
+                }
+                Err(rkube_store::Error::Conflict { .. })
+                    if meta_str(&wanted, "resourceVersion").is_none_or(str::is_empty) =>
+                {
+                    continue
+                }
+                Err(e) => return Err(from_store(e, self.info, &name)),
+            }
+        }
+        Err(ApiError::conflict(self.info, &name))
+    }
+
+    /// `namespaces/finalize`: replaces `spec.finalizers`; a deleting namespace with none
+    /// left is removed.
+    async fn finalize(&self, body: Bytes) -> ApiResult {
+        let name = self.name().to_owned();
+        let wanted = self.decode_body(&body)?;
+        let (mut obj, revision) = self.current().await?;
+        obj["spec"]["finalizers"] = wanted["spec"]["finalizers"].clone();
+        if obj["spec"]["finalizers"].is_null() {
+            obj["spec"]["finalizers"] = json!([]);
+        }
+        let done = meta_str(&obj, "deletionTimestamp").is_some()
+            && obj["spec"]["finalizers"]
+                .as_array()
+                .is_some_and(Vec::is_empty)
+            && obj["metadata"]["finalizers"]
+                .as_array()
+                .is_none_or(Vec::is_empty);
+        if self.query.dry_run()? {
+            return self.respond_value(StatusCode::OK, &obj);
+        }
+        if done {
+            let deleted = self
+                .state
+                .store
+                .delete(&self.key(&name), Some(revision))
+                .await
+                .map_err(|e| from_store(e, self.info, &name))?;
+            return self.respond_object(StatusCode::OK, &encode_for_store(&obj), deleted.revision);
+        }
+        let kv = self
+            .state
+            .store
+            .update(&self.key(&name), encode_for_store(&obj).into(), revision)
+            .await
+            .map_err(|e| from_store(e, self.info, &name))?;
+        self.respond_object(StatusCode::OK, &kv.value, kv.mod_revision)
     }
 
     async fn get(&self) -> ApiResult {

@@ -391,3 +391,136 @@ fn bookmarks_report_progress() {
         "only bookmarks: {body}"
     );
 }
+
+#[test]
+fn binding_assigns_a_pod_once() {
+    let c = Cluster::start(&[]);
+    let pods = "/api/v1/namespaces/default/pods";
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+    let (code, body) = curl(
+        &c,
+        "POST",
+        pods,
+        "application/json",
+        Some(&serde_json::to_vec(&pod).unwrap()),
+        &[],
+    );
+    assert_eq!(code, 201, "{body}");
+    let binding = |node: &str| {
+        serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"}, "target": {"apiVersion": "v1", "kind": "Node", "name": node}})).unwrap()
+    };
+    let (code, body) = curl(
+        &c,
+        "POST",
+        &format!("{pods}/p/binding"),
+        "application/json",
+        Some(&binding("node-1")),
+        &[],
+    );
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(status(&body)["status"], "Success");
+    let (_, body) = curl(
+        &c,
+        "GET",
+        &format!("{pods}/p"),
+        "application/json",
+        None,
+        &[],
+    );
+    let got = status(&body);
+    assert_eq!(got["spec"]["nodeName"], "node-1");
+    assert!(
+        got["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "PodScheduled" && c["status"] == "True"),
+        "{body}"
+    );
+    let (code, body) = curl(
+        &c,
+        "POST",
+        &format!("{pods}/p/binding"),
+        "application/json",
+        Some(&binding("node-2")),
+        &[],
+    );
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(status(&body)["message"], "Operation cannot be fulfilled on pods/binding \"p\": pod p is already assigned to node \"node-1\"");
+}
+
+#[test]
+fn deleting_a_namespace_waits_for_its_finalizer() {
+    let c = Cluster::start(&[]);
+    let ns = serde_json::to_vec(
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "doomed"}}),
+    )
+    .unwrap();
+    let (code, body) = curl(
+        &c,
+        "POST",
+        "/api/v1/namespaces",
+        "application/json",
+        Some(&ns),
+        &[],
+    );
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(status(&body)["spec"]["finalizers"], json!(["kubernetes"]));
+    let (code, body) = curl(
+        &c,
+        "DELETE",
+        "/api/v1/namespaces/doomed",
+        "application/json",
+        None,
+        &[],
+    );
+    assert_eq!(code, 200, "{body}");
+    let (_, body) = curl(
+        &c,
+        "GET",
+        "/api/v1/namespaces/doomed",
+        "application/json",
+        None,
+        &[],
+    );
+    let got = status(&body);
+    assert_eq!(got["status"]["phase"], "Terminating");
+    // Nothing new may be created in it.
+    let (code, body) = curl(
+        &c,
+        "POST",
+        "/api/v1/namespaces/doomed/configmaps",
+        "application/json",
+        Some(&cm("late")),
+        &[],
+    );
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        status(&body)["message"]
+            .as_str()
+            .unwrap()
+            .contains("because it is being terminated"),
+        "{body}"
+    );
+    // Removing the finalizer (the namespace controller's last step) removes the namespace.
+    let mut finalize = got.clone();
+    finalize["spec"]["finalizers"] = json!([]);
+    let (code, body) = curl(
+        &c,
+        "PUT",
+        "/api/v1/namespaces/doomed/finalize",
+        "application/json",
+        Some(&serde_json::to_vec(&finalize).unwrap()),
+        &[],
+    );
+    assert_eq!(code, 200, "{body}");
+    let (code, _) = curl(
+        &c,
+        "GET",
+        "/api/v1/namespaces/doomed",
+        "application/json",
+        None,
+        &[],
+    );
+    assert_eq!(code, 404);
+}

@@ -388,3 +388,58 @@ fn pods_get_upstream_defaults_and_graceful_deletion() {
         "{err}"
     );
 }
+
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: default
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.27
+"#;
+
+#[test]
+fn scale_subresource() {
+    let c = Cluster::start(&[]);
+    assert_eq!(c.create(DEPLOYMENT).trim(), "deployment.apps/web created");
+    assert_eq!(
+        c.ok(&["scale", "deployment", "web", "--replicas=5"]).trim(),
+        "deployment.apps/web scaled"
+    );
+    let d: serde_json::Value =
+        serde_json::from_str(&c.ok(&["get", "deploy", "web", "-o", "json"])).unwrap();
+    assert_eq!(d["spec"]["replicas"], 5);
+    assert_eq!(
+        d["metadata"]["generation"], 2,
+        "a spec change bumps generation"
+    );
+    let scale: serde_json::Value = serde_json::from_str(&c.ok(&[
+        "get",
+        "--raw",
+        "/apis/apps/v1/namespaces/default/deployments/web/scale",
+    ]))
+    .unwrap();
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["apiVersion"], "autoscaling/v1");
+    assert_eq!(scale["spec"]["replicas"], 5);
+    assert_eq!(scale["status"]["selector"], "app=web");
+    let table = c.ok(&["get", "deploy"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+        "{table}"
+    );
+}
