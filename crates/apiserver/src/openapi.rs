@@ -1,10 +1,11 @@
-//! OpenAPI v3 documents generated from the resource table.
+//! OpenAPI v3 documents generated from the resource table and the k8s-openapi types.
 //!
-//! Today they carry the operations and parameters of every resource but no schemas.
-//! That is what kubectl's field-validation check reads (it looks for the
-//! `fieldValidation` query parameter on each kind's PATCH operation, and when it finds it
-//! leaves validation to the server instead of downloading schemas). Schemas, which
-//! `kubectl explain` needs, come next.
+//! Each group version's document lists every resource's operations with their
+//! parameters — kubectl's field-validation check looks for the `fieldValidation` query
+//! parameter on each kind's PATCH operation and then leaves validation to the server —
+//! and the schemas of its kinds (from k8s-openapi's schemars impls, tagged with
+//! `x-kubernetes-group-version-kind`), which `kubectl explain` reads. Documents are built
+//! once per group version, on first request.
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -12,6 +13,34 @@ use rkube_api::resources::{self, ResourceInfo};
 use serde_json::{json, Map, Value};
 
 use crate::error::ApiError;
+
+/// Defines `add_kind_schema`, matching a (group, version, kind) to its k8s-openapi type.
+macro_rules! kind_schemas {
+    ($($ty:path),* $(,)?) => {
+        /// Adds the schema of a kind (and what it references) to `generator`; returns its
+        /// schema name, or `None` for a kind without a Rust type.
+        pub(super) fn add_kind_schema(generator: &mut schemars::SchemaGenerator, group: &str, version: &str, kind: &str) -> Option<String> {
+            $(
+                if <$ty as k8s_openapi::Resource>::GROUP == group
+                    && <$ty as k8s_openapi::Resource>::VERSION == version
+                    && <$ty as k8s_openapi::Resource>::KIND == kind
+                {
+                    generator.subschema_for::<$ty>();
+                    return Some(<$ty as schemars::JsonSchema>::schema_name().into_owned());
+                }
+            )*
+            None
+        }
+    };
+}
+use kind_schemas;
+
+#[path = "openapi_kinds.rs"]
+mod kinds;
+
+/// Built documents, by group-version path.
+static DOCUMENTS: std::sync::Mutex<Option<std::collections::HashMap<String, bytes::Bytes>>> =
+    std::sync::Mutex::new(None);
 
 fn gv_path(group: &str, version: &str) -> String {
     if group.is_empty() {
@@ -54,7 +83,12 @@ fn parameter(name: &str, description: &str) -> Value {
     json!({"name": name, "in": "query", "description": description, "schema": {"type": "string", "uniqueItems": true}})
 }
 
-fn operation(r: &ResourceInfo, action: &str, with_field_validation: bool) -> Value {
+fn operation(
+    r: &ResourceInfo,
+    action: &str,
+    with_field_validation: bool,
+    schema: Option<&str>,
+) -> Value {
     let mut parameters = vec![parameter(
         "dryRun",
         "When present, indicates that modifications should not be persisted.",
@@ -66,7 +100,10 @@ fn operation(r: &ResourceInfo, action: &str, with_field_validation: bool) -> Val
     json!({
         "operationId": format!("{action}{}", r.kind),
         "parameters": parameters,
-        "responses": {"200": {"description": "OK"}},
+        "responses": {"200": match schema {
+            Some(name) => json!({"description": "OK", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{name}")}}}}),
+            None => json!({"description": "OK"}),
+        }},
         "x-kubernetes-action": action,
         "x-kubernetes-group-version-kind": {"group": r.group, "version": r.version, "kind": r.kind},
     })
@@ -91,8 +128,28 @@ pub fn group_version(path: &str) -> Result<Response, ApiError> {
     if rows.is_empty() {
         return Err(ApiError::page_not_found());
     }
+    let key = gv_path(group, version);
+    if let Some(doc) = DOCUMENTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(Default::default)
+        .get(&key)
+    {
+        return Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            doc.clone(),
+        )
+            .into_response());
+    }
+    let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
+    let mut documented = Vec::new();
     let mut paths = Map::new();
     for r in rows {
+        let schema = kinds::add_kind_schema(&mut generator, r.group, r.version, r.kind);
+        if let Some(name) = &schema {
+            documented.push((name.clone(), r));
+        }
         let base = format!("/{}", gv_path(r.group, r.version));
         let collection = if r.namespaced {
             format!("{base}/namespaces/{{namespace}}/{}", r.plural)
@@ -101,35 +158,200 @@ pub fn group_version(path: &str) -> Result<Response, ApiError> {
         };
         let mut coll_ops = Map::new();
         if r.has_verb("create") {
-            coll_ops.insert("post".into(), operation(r, "post", true));
+            coll_ops.insert("post".into(), operation(r, "post", true, schema.as_deref()));
         }
         if r.has_verb("list") {
-            coll_ops.insert("get".into(), operation(r, "list", false));
+            coll_ops.insert("get".into(), operation(r, "list", false, schema.as_deref()));
         }
         if !coll_ops.is_empty() {
             paths.insert(collection.clone(), Value::Object(coll_ops));
         }
         let mut item_ops = Map::new();
         if r.has_verb("get") {
-            item_ops.insert("get".into(), operation(r, "get", false));
+            item_ops.insert("get".into(), operation(r, "get", false, schema.as_deref()));
         }
         if r.has_verb("update") {
-            item_ops.insert("put".into(), operation(r, "put", true));
+            item_ops.insert("put".into(), operation(r, "put", true, schema.as_deref()));
         }
         if r.has_verb("patch") {
-            item_ops.insert("patch".into(), operation(r, "patch", true));
+            item_ops.insert(
+                "patch".into(),
+                operation(r, "patch", true, schema.as_deref()),
+            );
         }
         if r.has_verb("delete") {
-            item_ops.insert("delete".into(), operation(r, "delete", false));
+            item_ops.insert(
+                "delete".into(),
+                operation(r, "delete", false, schema.as_deref()),
+            );
         }
         if !item_ops.is_empty() {
             paths.insert(format!("{collection}/{{name}}"), Value::Object(item_ops));
         }
     }
-    Ok(json_response(&json!({
+    let mut schemas = generator.take_definitions(true);
+    for (name, r) in documented {
+        if let Some(Value::Object(schema)) = schemas.get_mut(&name) {
+            schema.insert(
+                "x-kubernetes-group-version-kind".into(),
+                json!([{"group": r.group, "version": r.version, "kind": r.kind}]),
+            );
+        }
+    }
+    let doc = json!({
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": "v1.37.0"},
         "paths": paths,
-        "components": {"schemas": {}},
-    })))
+        "components": {"schemas": schemas},
+    });
+    let body = bytes::Bytes::from(serde_json::to_vec(&doc).map_err(ApiError::internal)?);
+    DOCUMENTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(Default::default)
+        .insert(key, body.clone());
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
+}
+
+/// A kind's schema and the definitions it references, for field validation.
+pub struct KindSchema {
+    name: String,
+    definitions: Map<String, Value>,
+}
+
+/// Built kind schemas, by `group/version/kind`.
+static KIND_SCHEMAS: std::sync::Mutex<
+    Option<std::collections::HashMap<String, Option<std::sync::Arc<KindSchema>>>>,
+> = std::sync::Mutex::new(None);
+
+/// The schema of a built-in kind (`None` for kinds without one).
+pub fn kind_schema(info: &ResourceInfo) -> Option<std::sync::Arc<KindSchema>> {
+    let key = format!("{}/{}/{}", info.group, info.version, info.kind);
+    let mut cache = KIND_SCHEMAS.lock().unwrap_or_else(|e| e.into_inner());
+    cache
+        .get_or_insert_with(Default::default)
+        .entry(key)
+        .or_insert_with(|| {
+            let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
+            let name = kinds::add_kind_schema(&mut generator, info.group, info.version, info.kind)?;
+            Some(std::sync::Arc::new(KindSchema {
+                name,
+                definitions: generator.take_definitions(true),
+            }))
+        })
+        .clone()
+}
+
+impl KindSchema {
+    /// The fields of `value` its schema does not know, as upstream's strict decoding names
+    /// them (`spec.template.spec.containers[0].imagee`).
+    pub fn unknown_fields(&self, value: &Value) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(root) = self.definitions.get(&self.name) {
+            self.walk(root, value, "", &mut out, 0);
+        }
+        out
+    }
+
+    fn resolve<'a>(&'a self, mut schema: &'a Value) -> &'a Value {
+        for _ in 0..8 {
+            if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+                match r
+                    .strip_prefix("#/components/schemas/")
+                    .and_then(|n| self.definitions.get(n))
+                {
+                    Some(s) => schema = s,
+                    None => return schema,
+                }
+            } else if let Some([only]) = schema
+                .get("allOf")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+            {
+                schema = only;
+            } else {
+                return schema;
+            }
+        }
+        schema
+    }
+
+    fn walk(&self, schema: &Value, value: &Value, path: &str, out: &mut Vec<String>, depth: usize) {
+        if depth > 64 {
+            return;
+        }
+        let schema = self.resolve(schema);
+        if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
+            return;
+        }
+        match value {
+            Value::Object(map) => {
+                if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+                    for (k, v) in map {
+                        let child = if path.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{path}.{k}")
+                        };
+                        match props.get(k) {
+                            Some(s) => self.walk(s, v, &child, out, depth + 1),
+                            None => out.push(child),
+                        }
+                    }
+                } else if let Some(additional) =
+                    schema.get("additionalProperties").filter(|a| a.is_object())
+                {
+                    for (k, v) in map {
+                        let child = if path.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{path}.{k}")
+                        };
+                        self.walk(additional, v, &child, out, depth + 1);
+                    }
+                }
+            }
+            Value::Array(items) => {
+                if let Some(item) = schema.get("items") {
+                    for (i, v) in items.iter().enumerate() {
+                        self.walk(item, v, &format!("{path}[{i}]"), out, depth + 1);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_unknown_fields_like_strict_decoding() {
+        let info = resources::find("apps", "v1", "deployments").unwrap();
+        let schema = kind_schema(info).expect("deployments have a schema");
+        let obj = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "x", "labels": {"a": "b"}, "colour": "red"},
+            "spec": {"replica": 2, "selector": {"matchLabels": {"app": "x"}},
+                     "template": {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "i", "imagee": "typo"}]}}},
+        });
+        assert_eq!(
+            schema.unknown_fields(&obj),
+            [
+                "metadata.colour",
+                "spec.replica",
+                "spec.template.spec.containers[0].imagee"
+            ]
+        );
+        let ok = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"any": "key"}});
+        let cm = kind_schema(resources::find("", "v1", "configmaps").unwrap()).unwrap();
+        assert!(cm.unknown_fields(&ok).is_empty());
+    }
 }

@@ -659,8 +659,45 @@ impl Ctx {
         Ok(())
     }
 
+    /// Applies `fieldValidation` to a request's object: Strict rejects unknown fields with
+    /// upstream's strict-decoding error, Warn returns them as warnings, Ignore (and, here,
+    /// an unset parameter) skips the check.
+    fn check_fields(&self, obj: &Value) -> Result<Vec<String>, ApiError> {
+        let mode = self.query.get("fieldValidation").unwrap_or("Ignore");
+        if !["Strict", "Warn", "Ignore"].contains(&mode) {
+            return Err(ApiError::bad_request(format!(
+                "fieldValidation parameter unsupported: {mode}"
+            )));
+        }
+        if mode == "Ignore" {
+            return Ok(Vec::new());
+        }
+        let Some(schema) = crate::openapi::kind_schema(self.info) else {
+            return Ok(Vec::new());
+        };
+        let unknown: Vec<String> = schema
+            .unknown_fields(obj)
+            .into_iter()
+            .map(|f| format!("unknown field \"{f}\""))
+            .collect();
+        if mode == "Strict" && !unknown.is_empty() {
+            let kind = self.info.kind;
+            return Err(ApiError::bad_request(format!(
+                "{kind} in version \"{}\" cannot be handled as a {kind}: strict decoding error: {}",
+                self.info.version,
+                unknown.join(", ")
+            )));
+        }
+        Ok(unknown)
+    }
+
     async fn create(&self, body: Bytes) -> ApiResult {
-        let mut obj = self.decode_body(&body)?;
+        let obj = self.decode_body(&body)?;
+        let warnings = self.check_fields(&obj)?;
+        self.create_checked(obj, warnings).await
+    }
+
+    async fn create_checked(&self, mut obj: Value, warnings: Vec<String>) -> ApiResult {
         self.settle_namespace(&mut obj)?;
         let dry_run = self.query.dry_run()?;
         {
@@ -716,7 +753,9 @@ impl Ctx {
             if exists {
                 return Err(ApiError::already_exists(self.info, &name));
             }
-            return self.respond_value(StatusCode::CREATED, &obj);
+            return self
+                .respond_value(StatusCode::CREATED, &obj)
+                .map(|r| with_warnings(r, &warnings));
         }
         let kv = self
             .state
@@ -725,10 +764,18 @@ impl Ctx {
             .await
             .map_err(|e| from_store(e, self.info, &name))?;
         self.respond_object(StatusCode::CREATED, &kv.value, kv.mod_revision)
+            .map(|r| with_warnings(r, &warnings))
     }
 
     async fn update(&self, body: Bytes) -> ApiResult {
         let mut obj = self.decode_body(&body)?;
+        let warnings = self.check_fields(&obj)?;
+        let response = self.update_checked(&mut obj).await;
+        response.map(|r| with_warnings(r, &warnings))
+    }
+
+    async fn update_checked(&self, obj: &mut Value) -> ApiResult {
+        let mut obj = std::mem::take(obj);
         self.settle_namespace(&mut obj)?;
         let name = self.name().to_owned();
         let body_name = meta_str(&obj, "name").unwrap_or("");
@@ -843,6 +890,7 @@ impl Ctx {
             if !patched.is_object() {
                 return Err(ApiError::bad_request("the patch did not produce an object"));
             }
+            self.check_fields(&patched)?;
             // A resourceVersion in the patch is a precondition.
             let wanted = meta_str(&patched, "resourceVersion").map(str::to_owned);
             if let Some(rv) = wanted {
@@ -967,6 +1015,17 @@ impl Ctx {
         let body = json!({"kind": format!("{}List", self.info.kind), "apiVersion": self.info.api_version(), "metadata": {"resourceVersion": listed.revision.to_string()}, "items": deleted});
         self.respond_value(StatusCode::OK, &body)
     }
+}
+
+/// Adds upstream-style `Warning` headers (code 299) to a response.
+fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        let value = format!("299 - {}", serde_json::Value::String(w.clone()));
+        if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+            response.headers_mut().append("warning", v);
+        }
+    }
+    response
 }
 
 fn cache_error(e: crate::watch_cache::CacheError) -> ApiError {

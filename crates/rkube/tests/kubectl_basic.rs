@@ -443,3 +443,47 @@ fn scale_subresource() {
         "{table}"
     );
 }
+
+#[test]
+fn strict_field_validation_and_explain() {
+    let c = Cluster::start(&[]);
+    let typo = DEPLOYMENT.replace("  replicas: 2", "  replica: 2");
+    let out = c.kubectl_with(&["create", "-f", "-"], Some(&typo), &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Error from server (BadRequest)") && err.contains("Deployment in version \"v1\" cannot be handled as a Deployment: strict decoding error: unknown field \"spec.replica\""),
+        "{err}"
+    );
+    assert_eq!(
+        c.ok(&["get", "deploy", "-o", "name"]).trim(),
+        "",
+        "nothing written"
+    );
+    // --validate=warn: created, with upstream's warning.
+    let out = c.kubectl_with(&["create", "--validate=warn", "-f", "-"], Some(&typo), &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown field \"spec.replica\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let explain = c.ok(&["explain", "pods.spec.containers.image"]);
+    assert!(
+        explain.contains("KIND:       Pod")
+            && explain.contains("FIELD: image <string>")
+            && explain.contains("Container image name"),
+        "{explain}"
+    );
+    let explain = c.ok(&["explain", "deployments"]);
+    assert!(
+        explain.contains("GROUP:      apps")
+            && explain.contains("Deployment enables declarative updates"),
+        "{explain}"
+    );
+}
