@@ -63,17 +63,66 @@ pub fn patch_type(headers: &HeaderMap) -> Result<PatchKind, ApiError> {
     }
 }
 
-/// Whether the client asked for a `meta.k8s.io/v1` Table.
-pub fn wants_table(headers: &HeaderMap) -> bool {
-    headers
+/// The representation a response is sent in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Yaml,
+    /// `meta.k8s.io/v1` Table (what `kubectl get` asks for).
+    Table,
+    /// `meta.k8s.io/v1` PartialObjectMetadata(List) (metadata-only clients).
+    PartialMetadata,
+}
+
+/// Picks the first servable media type of the `Accept` header, as upstream negotiates;
+/// 406 when none is (e.g. only protobuf).
+pub fn response_format(headers: &HeaderMap) -> Result<Format, ApiError> {
+    let mut any = false;
+    for part in headers
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|part| {
-            let params: Vec<&str> = part.split(';').map(str::trim).collect();
-            params.contains(&"as=Table")
-                && params.contains(&"g=meta.k8s.io")
-                && params.contains(&"v=v1")
-        })
+    {
+        let params: Vec<&str> = part.split(';').map(str::trim).collect();
+        let Some(media) = params.first().map(|m| m.to_ascii_lowercase()) else {
+            continue;
+        };
+        if media.is_empty() {
+            continue;
+        }
+        any = true;
+        let meta_v1 = params.contains(&"g=meta.k8s.io") && params.contains(&"v=v1");
+        match media.as_str() {
+            "application/json" | "application/*" | "*/*" => {
+                if params.contains(&"as=Table") {
+                    if meta_v1 {
+                        return Ok(Format::Table);
+                    }
+                } else if params.contains(&"as=PartialObjectMetadata")
+                    || params.contains(&"as=PartialObjectMetadataList")
+                {
+                    if meta_v1 {
+                        return Ok(Format::PartialMetadata);
+                    }
+                } else if !params.iter().any(|p| p.starts_with("as=")) {
+                    return Ok(Format::Json);
+                }
+            }
+            "application/yaml" => return Ok(Format::Yaml),
+            _ => {}
+        }
+    }
+    if any {
+        return Err(ApiError::from(rkube_api::Status::not_acceptable(&[
+            "application/json",
+            "application/yaml",
+        ])));
+    }
+    Ok(Format::Json)
+}
+
+/// An object as `meta.k8s.io/v1` PartialObjectMetadata.
+pub fn partial_metadata(obj: &Value) -> Value {
+    serde_json::json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]})
 }

@@ -16,6 +16,7 @@ use crate::codec::{decode_served, encode_for_store, write_served};
 use crate::error::{from_store, ApiError};
 use crate::filter::Filter;
 use crate::meta::{self, meta_str, metadata_mut};
+use crate::negotiate::Format;
 use crate::query::Query;
 use crate::request::ResourcePath;
 use crate::{negotiate, strategy, table, watch, ApiState};
@@ -79,7 +80,9 @@ pub(crate) async fn serve(
     if !allowed {
         return Err(ApiError::method_not_allowed(info, verb));
     }
+    let format = negotiate::response_format(&headers)?;
     let ctx = Ctx {
+        format,
         state,
         info,
         path,
@@ -110,6 +113,7 @@ pub(crate) async fn serve(
 
 struct Ctx {
     state: Arc<ApiState>,
+    format: Format,
     info: &'static ResourceInfo,
     path: ResourcePath,
     query: Query,
@@ -143,28 +147,47 @@ impl Ctx {
     }
 
     fn wants_table(&self) -> bool {
-        negotiate::wants_table(&self.headers)
+        self.format == Format::Table
+    }
+
+    /// Sends a JSON body in the negotiated format (YAML is converted here).
+    fn send(&self, code: StatusCode, json_body: Vec<u8>) -> ApiResult {
+        if self.format != Format::Yaml {
+            return Ok(json_response(code, json_body));
+        }
+        let value: Value = serde_json::from_slice(&json_body).map_err(ApiError::internal)?;
+        let yaml = serde_saphyr::to_string(&value).map_err(ApiError::internal)?;
+        Ok((code, [(header::CONTENT_TYPE, "application/yaml")], yaml).into_response())
     }
 
     fn respond_object(&self, code: StatusCode, stored: &[u8], revision: i64) -> ApiResult {
-        if self.wants_table() {
-            let obj = decode_served(stored, revision).map_err(ApiError::internal)?;
-            let t = table::for_objects(self.info, &[obj], &revision.to_string(), &self.query);
-            return Ok(json_response(
-                code,
-                serde_json::to_vec(&t).map_err(ApiError::internal)?,
-            ));
+        match self.format {
+            Format::Table | Format::PartialMetadata => {
+                let obj = decode_served(stored, revision).map_err(ApiError::internal)?;
+                let out = match self.format {
+                    Format::Table => {
+                        table::for_objects(self.info, &[obj], &revision.to_string(), &self.query)
+                    }
+                    _ => negotiate::partial_metadata(&obj),
+                };
+                self.send(code, serde_json::to_vec(&out).map_err(ApiError::internal)?)
+            }
+            Format::Json | Format::Yaml => {
+                let mut out = Vec::with_capacity(stored.len() + 32);
+                write_served(&mut out, stored, revision);
+                self.send(code, out)
+            }
         }
-        let mut out = Vec::with_capacity(stored.len() + 32);
-        write_served(&mut out, stored, revision);
-        Ok(json_response(code, out))
     }
 
     fn respond_value(&self, code: StatusCode, obj: &Value) -> ApiResult {
-        Ok(json_response(
-            code,
-            serde_json::to_vec(obj).map_err(ApiError::internal)?,
-        ))
+        let obj = match (self.format, obj.get("kind").and_then(Value::as_str)) {
+            (Format::PartialMetadata, Some(kind)) if kind == self.info.kind => {
+                negotiate::partial_metadata(obj)
+            }
+            _ => obj.clone(),
+        };
+        self.send(code, serde_json::to_vec(&obj).map_err(ApiError::internal)?)
     }
 
     /// Reads the named object as JSON with its store revision.
@@ -540,6 +563,20 @@ impl Ctx {
             }
             return self.respond_value(StatusCode::OK, &t);
         }
+        if self.format == Format::PartialMetadata {
+            let items: Result<Vec<Value>, _> = items
+                .iter()
+                .map(|(s, r)| decode_served(s, *r).map(|o| negotiate::partial_metadata(&o)))
+                .collect();
+            let mut list = json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": list_revision.to_string()}, "items": items.map_err(ApiError::internal)?});
+            if let Some(next) = &next {
+                list["metadata"]["continue"] = json!(next);
+            }
+            return self.send(
+                StatusCode::OK,
+                serde_json::to_vec(&list).map_err(ApiError::internal)?,
+            );
+        }
         let mut out =
             Vec::with_capacity(items.iter().map(|(s, _)| s.len() + 32).sum::<usize>() + 256);
         out.extend_from_slice(format!("{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{{\"resourceVersion\":\"{list_revision}\"", self.info.kind, self.info.api_version()).as_bytes());
@@ -558,7 +595,7 @@ impl Ctx {
             write_served(&mut out, stored, *revision);
         }
         out.extend_from_slice(b"]}");
-        Ok(json_response(StatusCode::OK, out))
+        self.send(StatusCode::OK, out)
     }
 
     async fn watch(&self) -> ApiResult {
@@ -574,7 +611,7 @@ impl Ctx {
             exact,
             filter,
             &self.query,
-            self.wants_table(),
+            self.format,
         )
         .await
     }

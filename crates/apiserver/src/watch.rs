@@ -15,6 +15,7 @@ use tokio::sync::{broadcast, mpsc};
 use crate::codec::write_served;
 use crate::error::ApiError;
 use crate::filter::Filter;
+use crate::negotiate::Format;
 use crate::query::Query;
 use crate::watch_cache::{CacheEvent, CachedObject};
 use crate::ApiState;
@@ -32,7 +33,7 @@ pub async fn serve(
     exact: bool,
     filter: Filter,
     query: &Query,
-    table: bool,
+    format: Format,
 ) -> Result<Response, ApiError> {
     let rv = query.resource_version()?;
     let send_initial = query.get("sendInitialEvents").map(|v| v == "true");
@@ -82,7 +83,7 @@ pub async fn serve(
         prefix,
         exact,
         filter,
-        table,
+        format,
         bookmarks,
         tx,
         query: query.clone(),
@@ -122,7 +123,7 @@ struct Stream {
     prefix: String,
     exact: bool,
     filter: Filter,
-    table: bool,
+    format: Format,
     bookmarks: bool,
     tx: mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
     query: Query,
@@ -222,7 +223,7 @@ impl Stream {
             (_, true, false) => "DELETED",
             (_, false, false) => return true,
         };
-        if self.table {
+        if matches!(self.format, Format::Table | Format::PartialMetadata) {
             return self.send(kind, &event.object, event.revision).await;
         }
         let line = event.line(kind, || {
@@ -236,13 +237,20 @@ impl Stream {
     async fn send(&self, kind: &str, obj: &CachedObject, revision: i64) -> bool {
         let mut body = Vec::with_capacity(obj.stored.len() + 32);
         write_served(&mut body, &obj.stored, revision);
-        if self.table {
+        if matches!(self.format, Format::Table | Format::PartialMetadata) {
             let Ok(value) = serde_json::from_slice::<Value>(&body) else {
                 return true;
             };
-            let t =
-                crate::table::for_objects(self.info, &[value], &revision.to_string(), &self.query);
-            body = serde_json::to_vec(&t).unwrap_or_default();
+            let converted = match self.format {
+                Format::Table => crate::table::for_objects(
+                    self.info,
+                    &[value],
+                    &revision.to_string(),
+                    &self.query,
+                ),
+                _ => crate::negotiate::partial_metadata(&value),
+            };
+            body = serde_json::to_vec(&converted).unwrap_or_default();
         }
         self.send_raw(kind, &body).await
     }

@@ -524,3 +524,57 @@ fn deleting_a_namespace_waits_for_its_finalizer() {
     );
     assert_eq!(code, 404);
 }
+
+#[test]
+fn content_negotiation() {
+    let c = Cluster::start(&[]);
+    curl(&c, "POST", CMS, "application/json", Some(&cm("neg")), &[]);
+    let (code, body) = curl(
+        &c,
+        "GET",
+        &format!("{CMS}/neg"),
+        "application/json",
+        None,
+        &["-H", "Accept: application/yaml"],
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("kind: ConfigMap") && body.contains("name: neg"),
+        "{body}"
+    );
+
+    let (code, body) = curl(
+        &c,
+        "GET",
+        &format!("{CMS}/neg"),
+        "application/json",
+        None,
+        &["-H", "Accept: application/vnd.kubernetes.protobuf"],
+    );
+    assert_eq!(code, 406, "{body}");
+    assert_eq!(status(&body)["reason"], "NotAcceptable");
+    // Protobuf first, JSON as a fallback (what client-go sends): JSON.
+    let (code, body) = curl(
+        &c,
+        "GET",
+        &format!("{CMS}/neg"),
+        "application/json",
+        None,
+        &[
+            "-H",
+            "Accept: application/vnd.kubernetes.protobuf, application/json",
+        ],
+    );
+    assert_eq!(code, 200);
+    assert_eq!(status(&body)["kind"], "ConfigMap");
+
+    let accept =
+        "Accept: application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
+    let (code, body) = curl(&c, "GET", CMS, "application/json", None, &["-H", accept]);
+    assert_eq!(code, 200, "{body}");
+    let list = status(&body);
+    assert_eq!(list["kind"], "PartialObjectMetadataList");
+    assert_eq!(list["items"][0]["kind"], "PartialObjectMetadata");
+    assert_eq!(list["items"][0]["metadata"]["name"], "neg");
+    assert!(list["items"][0].get("data").is_none(), "{body}");
+}
