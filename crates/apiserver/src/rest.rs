@@ -523,7 +523,7 @@ impl Ctx {
                         .store
                         .list(&prefix, options.clone())
                         .await
-                        .map_err(|e| list_store_error(e, &continue_token))?;
+                        .map_err(|e| list_store_error(e, self.info, &continue_token))?;
                     for kv in page.kvs {
                         if filter.matches_stored(&kv.value) {
                             items.push((kv.value, kv.mod_revision));
@@ -1074,13 +1074,17 @@ fn cache_error(e: crate::watch_cache::CacheError) -> ApiError {
     }
 }
 
-fn list_store_error(e: rkube_store::Error, continue_token: &Option<String>) -> ApiError {
+fn list_store_error(
+    e: rkube_store::Error,
+    info: &ResourceInfo,
+    continue_token: &Option<String>,
+) -> ApiError {
     match e {
         rkube_store::Error::Compacted { .. } if continue_token.is_some() => ApiError::expired(
             "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
         ),
         rkube_store::Error::InvalidContinue { .. } => ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"),
-        other => crate::error::from_store(other, rkube_api::resources::find("", "v1", "namespaces").expect("built in"), ""),
+        other => from_store(other, info, ""),
     }
 }
 
