@@ -487,3 +487,87 @@ fn strict_field_validation_and_explain() {
         "{explain}"
     );
 }
+
+#[test]
+fn replace_describe_wait_and_delete_collection() {
+    let c = Cluster::start(&[]);
+    c.create(CM);
+    // replace -f: a full update.
+    let out = c.kubectl_with(
+        &["replace", "-f", "-"],
+        Some(&CM.replace("colour: blue", "colour: red")),
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        c.ok(&["get", "cm", "settings", "-o", "jsonpath={.data.colour}"]),
+        "red"
+    );
+
+    // (kubectl edit sends a strategic merge patch: that comes with the apply issue.)
+    c.ok(&[
+        "patch",
+        "cm",
+        "settings",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"colour":"violet"}}"#,
+    ]);
+
+    let described = c.ok(&["describe", "cm", "settings"]);
+    assert!(
+        described.contains("Name:")
+            && described.contains("settings")
+            && described.contains("violet"),
+        "{described}"
+    );
+
+    c.ok(&[
+        "wait",
+        "--for=jsonpath={.data.colour}=violet",
+        "cm/settings",
+        "--timeout=10s",
+    ]);
+
+    // deletecollection with a label selector removes only the matching objects.
+    c.create(
+        &CM.replace("name: settings", "name: other")
+            .replace("app: web", "app: db"),
+    );
+    let out = c.kubectl_with(
+        &[
+            "get",
+            "--raw",
+            "/api/v1/namespaces/default/configmaps?labelSelector=app%3Ddb",
+        ],
+        None,
+        &[],
+    );
+    assert!(out.status.success());
+    let deleted = std::process::Command::new("curl")
+        .args(["-sS", "-X", "DELETE"])
+        .arg("--cacert")
+        .arg(c.data_dir().join("pki/ca.crt"))
+        .arg("--cert")
+        .arg(c.data_dir().join("pki/admin.crt"))
+        .arg("--key")
+        .arg(c.data_dir().join("pki/admin.key"))
+        .arg(format!(
+            "https://{}/api/v1/namespaces/default/configmaps?labelSelector=app%3Ddb",
+            c.addr
+        ))
+        .output()
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&deleted.stdout).unwrap();
+    assert_eq!(body["kind"], "ConfigMapList");
+    assert_eq!(body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        c.ok(&["get", "cm", "-o", "name"]).trim(),
+        "configmap/settings"
+    );
+}
