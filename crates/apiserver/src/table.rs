@@ -345,6 +345,145 @@ fn columns(info: &ResourceInfo) -> Option<Vec<Column>> {
             }),
             col("Age", 0, age),
         ],
+        ("apps", "replicasets") | ("", "replicationcontrollers") => vec![
+            col("Name", 0, name),
+            int_col("Desired", 0, |o| {
+                json!(o["spec"]["replicas"].as_i64().unwrap_or(1))
+            }),
+            int_col("Current", 0, |o| {
+                json!(o["status"]["replicas"].as_i64().unwrap_or(0))
+            }),
+            int_col("Ready", 0, |o| {
+                json!(o["status"]["readyReplicas"].as_i64().unwrap_or(0))
+            }),
+            col("Age", 0, age),
+        ],
+        ("apps", "statefulsets") => vec![
+            col("Name", 0, name),
+            col("Ready", 0, |o| {
+                json!(format!(
+                    "{}/{}",
+                    o["status"]["readyReplicas"].as_i64().unwrap_or(0),
+                    o["spec"]["replicas"].as_i64().unwrap_or(1)
+                ))
+            }),
+            col("Age", 0, age),
+        ],
+        ("apps", "daemonsets") => vec![
+            col("Name", 0, name),
+            int_col("Desired", 0, |o| {
+                json!(o["status"]["desiredNumberScheduled"].as_i64().unwrap_or(0))
+            }),
+            int_col("Current", 0, |o| {
+                json!(o["status"]["currentNumberScheduled"].as_i64().unwrap_or(0))
+            }),
+            int_col("Ready", 0, |o| {
+                json!(o["status"]["numberReady"].as_i64().unwrap_or(0))
+            }),
+            int_col("Up-to-date", 0, |o| {
+                json!(o["status"]["updatedNumberScheduled"].as_i64().unwrap_or(0))
+            }),
+            int_col("Available", 0, |o| {
+                json!(o["status"]["numberAvailable"].as_i64().unwrap_or(0))
+            }),
+            col("Node Selector", 0, |o| {
+                let sel: Vec<String> = o["spec"]["template"]["spec"]["nodeSelector"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                    .collect();
+                json!(if sel.is_empty() {
+                    "<none>".to_owned()
+                } else {
+                    sel.join(",")
+                })
+            }),
+            col("Age", 0, age),
+        ],
+        ("batch", "jobs") => vec![
+            col("Name", 0, name),
+            col("Status", 0, |o| {
+                let conditions = o["status"]["conditions"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                let has = |t: &str| {
+                    conditions
+                        .iter()
+                        .any(|c| c["type"] == t && c["status"] == "True")
+                };
+                json!(if has("Complete") {
+                    "Complete"
+                } else if has("Failed") {
+                    "Failed"
+                } else if o["spec"]["suspend"] == true {
+                    "Suspended"
+                } else {
+                    "Running"
+                })
+            }),
+            col("Completions", 0, |o| {
+                json!(format!(
+                    "{}/{}",
+                    o["status"]["succeeded"].as_i64().unwrap_or(0),
+                    o["spec"]["completions"].as_i64().unwrap_or(1)
+                ))
+            }),
+            col("Age", 0, age),
+        ],
+        ("coordination.k8s.io", "leases") => vec![
+            col("Name", 0, name),
+            col("Holder", 0, |o| str_or(&o["spec"]["holderIdentity"], "")),
+            col("Age", 0, age),
+        ],
+        ("", "endpoints") => vec![
+            col("Name", 0, name),
+            col("Endpoints", 0, |o| {
+                let mut eps = Vec::new();
+                for subset in o["subsets"].as_array().into_iter().flatten() {
+                    for a in subset["addresses"].as_array().into_iter().flatten() {
+                        for p in subset["ports"].as_array().into_iter().flatten() {
+                            eps.push(format!("{}:{}", a["ip"].as_str().unwrap_or(""), p["port"]));
+                        }
+                    }
+                }
+                json!(if eps.is_empty() {
+                    "<none>".to_owned()
+                } else {
+                    eps.join(",")
+                })
+            }),
+            col("Age", 0, age),
+        ],
+        ("", "events") => vec![
+            col("Last Seen", 0, |o| {
+                let ts = o["lastTimestamp"]
+                    .as_str()
+                    .or_else(|| o["eventTime"].as_str())
+                    .and_then(crate::meta::parse_rfc3339);
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0);
+                json!(ts
+                    .map(|t| human_duration(now - t))
+                    .unwrap_or_else(|| "<unknown>".into()))
+            }),
+            col("Type", 0, |o| o["type"].clone()),
+            col("Reason", 0, |o| o["reason"].clone()),
+            col("Object", 0, |o| {
+                json!(format!(
+                    "{}/{}",
+                    o["involvedObject"]["kind"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_lowercase(),
+                    o["involvedObject"]["name"].as_str().unwrap_or("")
+                ))
+            }),
+            col("Message", 0, |o| o["message"].clone()),
+        ],
         _ => return None,
     };
     Some(c)
@@ -438,5 +577,41 @@ mod tests {
             .map(|c| c["name"].as_str().unwrap())
             .collect();
         assert_eq!(names, ["Name", "Data", "Age"]);
+    }
+
+    fn cells(group: &str, plural: &str, obj: Value) -> Value {
+        let info = rkube_api::resources::builtin()
+            .iter()
+            .find(|r| r.group == group && r.plural == plural)
+            .unwrap();
+        for_objects(info, &[obj], "1", &Query::default())["rows"][0]["cells"].clone()
+    }
+
+    #[test]
+    fn workload_rows() {
+        let now = crate::meta::now_rfc3339();
+        let rs = json!({"metadata": {"name": "r", "creationTimestamp": now}, "spec": {"replicas": 3}, "status": {"replicas": 3, "readyReplicas": 2}});
+        assert_eq!(
+            cells("apps", "replicasets", rs),
+            json!(["r", 3, 3, 2, "0s"])
+        );
+        let job = json!({"metadata": {"name": "j", "creationTimestamp": now}, "spec": {"completions": 2}, "status": {"succeeded": 2, "conditions": [{"type": "Complete", "status": "True"}]}});
+        assert_eq!(
+            cells("batch", "jobs", job),
+            json!(["j", "Complete", "2/2", "0s"])
+        );
+        let svc = json!({"metadata": {"name": "s", "creationTimestamp": now}, "spec": {"type": "NodePort", "clusterIP": "10.43.0.10", "ports": [{"port": 80, "nodePort": 30080, "protocol": "TCP"}, {"port": 53, "protocol": "UDP"}]}});
+        assert_eq!(
+            cells("", "services", svc),
+            json!([
+                "s",
+                "NodePort",
+                "10.43.0.10",
+                "<none>",
+                "80:30080/TCP,53/UDP",
+                "0s",
+                "<none>"
+            ])
+        );
     }
 }
