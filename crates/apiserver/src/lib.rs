@@ -24,6 +24,7 @@ pub mod meta;
 pub mod metrics;
 mod negotiate;
 mod openapi;
+mod proto;
 mod query;
 pub mod request;
 mod rest;

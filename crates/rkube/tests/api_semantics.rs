@@ -83,9 +83,18 @@ fn bad_input_gets_upstream_errors_and_writes_nothing() {
         "POST",
         CMS,
         "application/vnd.kubernetes.protobuf",
-        Some(b"k8s\0"),
+        Some(b"k8s\0\x0a\xff"),
         &[],
     );
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        status(&body)["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("error decoding protobuf request body"),
+        "{body}"
+    );
+    let (code, body) = curl(&c, "POST", CMS, "application/cbor", Some(b"\xa0"), &[]);
     assert_eq!(code, 415, "{body}");
     assert_eq!(status(&body)["reason"], "UnsupportedMediaType");
 

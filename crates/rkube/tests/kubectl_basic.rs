@@ -571,3 +571,113 @@ fn replace_describe_wait_and_delete_collection() {
         "configmap/settings"
     );
 }
+
+/// kubectl's typed commands send protobuf bodies (a peer implementation fails every
+/// `kubectl create namespace` because it cannot read them).
+#[test]
+fn typed_commands_send_protobuf() {
+    let c = Cluster::start(&[]);
+    assert_eq!(
+        c.ok(&["create", "namespace", "team-a"]).trim(),
+        "namespace/team-a created"
+    );
+    let ns: serde_json::Value =
+        serde_json::from_str(&c.ok(&["get", "ns", "team-a", "-o", "json"])).unwrap();
+    assert_eq!(ns["status"]["phase"], "Active");
+    assert_eq!(ns["spec"]["finalizers"], serde_json::json!(["kubernetes"]));
+    c.ok(&[
+        "create",
+        "configmap",
+        "cfg",
+        "-n",
+        "team-a",
+        "--from-literal=a=b",
+        "--from-literal=c=d",
+    ]);
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "cm",
+            "cfg",
+            "-n",
+            "team-a",
+            "-o",
+            "jsonpath={.data.c}"
+        ]),
+        "d"
+    );
+    c.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "s1",
+        "-n",
+        "team-a",
+        "--from-literal=password=hunter2",
+    ]);
+    let secret: serde_json::Value =
+        serde_json::from_str(&c.ok(&["get", "secret", "s1", "-n", "team-a", "-o", "json"]))
+            .unwrap();
+    assert_eq!(secret["data"]["password"], "aHVudGVyMg==");
+    assert_eq!(secret["type"], "Opaque");
+    c.ok(&[
+        "create",
+        "secret",
+        "docker-registry",
+        "reg",
+        "-n",
+        "team-a",
+        "--docker-server=r.example:5000",
+        "--docker-username=u",
+        "--docker-password=p",
+    ]);
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "secret",
+            "reg",
+            "-n",
+            "team-a",
+            "-o",
+            "jsonpath={.type}"
+        ]),
+        "kubernetes.io/dockerconfigjson"
+    );
+    c.ok(&["create", "serviceaccount", "robot", "-n", "team-a"]);
+    c.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "-n",
+        "team-a",
+        "--image=nginx:1.27",
+        "--replicas=2",
+    ]);
+    let d: serde_json::Value =
+        serde_json::from_str(&c.ok(&["get", "deploy", "web", "-n", "team-a", "-o", "json"]))
+            .unwrap();
+    assert_eq!(d["spec"]["replicas"], 2);
+    assert_eq!(d["spec"]["selector"]["matchLabels"]["app"], "web");
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.27"
+    );
+    c.ok(&[
+        "create",
+        "service",
+        "clusterip",
+        "web",
+        "-n",
+        "team-a",
+        "--tcp=80:8080",
+    ]);
+    let svc: serde_json::Value =
+        serde_json::from_str(&c.ok(&["get", "svc", "web", "-n", "team-a", "-o", "json"])).unwrap();
+    assert_eq!(svc["spec"]["ports"][0]["port"], 80);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
+    let err = c.fails(&["create", "namespace", "team-a"]);
+    assert!(
+        err.contains("Error from server (AlreadyExists): namespaces \"team-a\" already exists"),
+        "{err}"
+    );
+}

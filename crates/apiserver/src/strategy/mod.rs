@@ -14,6 +14,7 @@ use crate::rest::DeleteOptions;
 
 mod namespaces;
 mod pods;
+mod secrets;
 
 /// What one kind does beyond the shared rules. Every method has a do-nothing default.
 pub trait KindStrategy: Sync {
@@ -46,6 +47,7 @@ pub fn for_kind(info: &ResourceInfo) -> &'static dyn KindStrategy {
     match (info.group, info.plural) {
         ("", "namespaces") => &namespaces::Namespaces,
         ("", "pods") => &pods::Pods,
+        ("", "secrets") => &secrets::Secrets,
         _ => &Generic,
     }
 }
