@@ -697,10 +697,10 @@ impl Ctx {
     }
 
     /// Applies `fieldValidation` to a request's object: Strict rejects unknown fields with
-    /// upstream's strict-decoding error, Warn returns them as warnings, Ignore (and, here,
-    /// an unset parameter) skips the check.
+    /// upstream's strict-decoding error, Warn (upstream's default) returns them as
+    /// warnings, Ignore skips the check.
     fn check_fields(&self, obj: &Value) -> Result<Vec<String>, ApiError> {
-        let mode = self.query.get("fieldValidation").unwrap_or("Ignore");
+        let mode = self.query.get("fieldValidation").unwrap_or("Warn");
         if !["Strict", "Warn", "Ignore"].contains(&mode) {
             return Err(ApiError::bad_request(format!(
                 "fieldValidation parameter unsupported: {mode}"

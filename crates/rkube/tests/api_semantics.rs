@@ -587,3 +587,37 @@ fn content_negotiation() {
     assert_eq!(list["items"][0]["metadata"]["name"], "neg");
     assert!(list["items"][0].get("data").is_none(), "{body}");
 }
+
+#[test]
+fn unknown_fields_warn_by_default() {
+    let c = Cluster::start(&[]);
+    let body = serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "w"}, "dta": {"k": "v"}})).unwrap();
+    let headers = tempfile::NamedTempFile::new().unwrap();
+    let (code, _) = curl(
+        &c,
+        "POST",
+        CMS,
+        "application/json",
+        Some(&body),
+        &["-D", headers.path().to_str().unwrap()],
+    );
+    assert_eq!(code, 201);
+    let headers = std::fs::read_to_string(headers.path())
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        headers.contains("warning: 299 - \"unknown field \\\"dta\\\"\""),
+        "{headers}"
+    );
+    let (code, body) = curl(&c, "POST", &format!("{CMS}?fieldValidation=Ignore"), "application/json", Some(&serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "i"}, "dta": {}})).unwrap()), &[]);
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = curl(
+        &c,
+        "POST",
+        &format!("{CMS}?fieldValidation=Sometimes"),
+        "application/json",
+        Some(&cm("x")),
+        &[],
+    );
+    assert_eq!(code, 400, "{body}");
+}
