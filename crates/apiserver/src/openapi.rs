@@ -258,6 +258,74 @@ impl KindSchema {
         out
     }
 
+    /// The first value whose JSON type contradicts the schema, as (field path, the type
+    /// found, the type expected) — what upstream's typed decoding rejects with a 400.
+    pub fn type_error(&self, value: &Value) -> Option<(String, &'static str, String)> {
+        let root = self.definitions.get(&self.name)?;
+        self.check_types(root, value, "", 0)
+    }
+
+    fn check_types(
+        &self,
+        schema: &Value,
+        value: &Value,
+        path: &str,
+        depth: usize,
+    ) -> Option<(String, &'static str, String)> {
+        if depth > 64 || value.is_null() {
+            return None;
+        }
+        let schema = self.resolve(schema);
+        let found = match value {
+            Value::Object(_) => "object",
+            Value::Array(_) => "array",
+            Value::String(_) => "string",
+            Value::Bool(_) => "bool",
+            Value::Number(n) if n.is_i64() || n.is_u64() => "number",
+            Value::Number(_) => "float",
+            Value::Null => return None,
+        };
+        let expected = schema.get("type").and_then(Value::as_str);
+        let ok = match expected {
+            None => true,
+            Some("object") => found == "object",
+            Some("array") => found == "array",
+            Some("string") => found == "string",
+            Some("boolean") => found == "bool",
+            Some("integer") => found == "number",
+            Some("number") => found == "number" || found == "float",
+            Some(_) => true,
+        };
+        if !ok {
+            return Some((path.to_owned(), found, expected.unwrap_or("").to_owned()));
+        }
+        match value {
+            Value::Object(map) => {
+                let props = schema.get("properties").and_then(Value::as_object);
+                let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+                for (k, v) in map {
+                    let child = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    let sub = props.and_then(|p| p.get(k)).or(additional);
+                    if let Some(err) = sub.and_then(|s| self.check_types(s, v, &child, depth + 1)) {
+                        return Some(err);
+                    }
+                }
+                None
+            }
+            Value::Array(items) => {
+                let item = schema.get("items")?;
+                items.iter().enumerate().find_map(|(i, v)| {
+                    self.check_types(item, v, &format!("{path}[{i}]"), depth + 1)
+                })
+            }
+            _ => None,
+        }
+    }
+
     fn resolve<'a>(&'a self, mut schema: &'a Value) -> &'a Value {
         for _ in 0..8 {
             if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
@@ -353,5 +421,31 @@ mod tests {
         let ok = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"any": "key"}});
         let cm = kind_schema(resources::find("", "v1", "configmaps").unwrap()).unwrap();
         assert!(cm.unknown_fields(&ok).is_empty());
+        assert_eq!(cm.type_error(&ok), None);
+        let bad = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "labels": ["x"]}, "data": {"k": 1}});
+        assert_eq!(
+            cm.type_error(&bad),
+            Some(("data.k".to_owned(), "number", "string".to_owned()))
+        );
+        let ns = kind_schema(resources::find("", "v1", "namespaces").unwrap()).unwrap();
+        assert_eq!(
+            ns.type_error(&json!({"spec": "x"})),
+            Some(("spec".to_owned(), "string", "object".to_owned()))
+        );
+        let pod = kind_schema(resources::find("", "v1", "pods").unwrap()).unwrap();
+        let quantities = json!({"spec": {"containers": [{"name": "c", "image": "i", "resources": {"limits": {"cpu": 1, "memory": "1Gi"}}}]}});
+        assert_eq!(
+            pod.type_error(&quantities),
+            None,
+            "quantities may be numbers or strings"
+        );
+        assert_eq!(
+            pod.type_error(&json!({"spec": {"containers": ["c"]}})),
+            Some((
+                "spec.containers[0]".to_owned(),
+                "string",
+                "object".to_owned()
+            ))
+        );
     }
 }

@@ -706,12 +706,21 @@ impl Ctx {
                 "fieldValidation parameter unsupported: {mode}"
             )));
         }
-        if mode == "Ignore" {
-            return Ok(Vec::new());
-        }
         let Some(schema) = crate::openapi::kind_schema(self.info) else {
             return Ok(Vec::new());
         };
+        // Whatever the mode, a value of the wrong JSON type cannot be decoded (upstream's
+        // typed decoding fails with a 400), and nothing further may rely on it.
+        if let Some((path, found, expected)) = schema.type_error(obj) {
+            let kind = self.info.kind;
+            return Err(ApiError::bad_request(format!(
+                "{kind} in version \"{}\" cannot be handled as a {kind}: json: cannot unmarshal {found} into Go struct field {kind}.{path} of type {expected}",
+                self.info.version
+            )));
+        }
+        if mode == "Ignore" {
+            return Ok(Vec::new());
+        }
         let unknown: Vec<String> = schema
             .unknown_fields(obj)
             .into_iter()

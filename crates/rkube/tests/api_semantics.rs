@@ -621,3 +621,55 @@ fn unknown_fields_warn_by_default() {
     );
     assert_eq!(code, 400, "{body}");
 }
+
+#[test]
+fn wrongly_typed_fields_are_rejected_not_crashed_on() {
+    let c = Cluster::start(&[]);
+    let ns = serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "typed"}, "spec": "not an object"})).unwrap();
+    let (code, body) = curl(
+        &c,
+        "POST",
+        "/api/v1/namespaces",
+        "application/json",
+        Some(&ns),
+        &[],
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        status(&body)["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot unmarshal string into Go struct field Namespace.spec"),
+        "{body}"
+    );
+    let pod = serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": ["c"]}})).unwrap();
+    let (code, body) = curl(
+        &c,
+        "POST",
+        "/api/v1/namespaces/default/pods",
+        "application/json",
+        Some(&pod),
+        &[],
+    );
+    assert_eq!(code, 400, "{body}");
+    // A merge patch cannot smuggle a wrong type in either.
+    curl(&c, "POST", CMS, "application/json", Some(&cm("typed")), &[]);
+    let (code, body) = curl(
+        &c,
+        "PATCH",
+        &format!("{CMS}/typed"),
+        "application/merge-patch+json",
+        Some(br#"{"metadata":{"labels":"x"}}"#),
+        &[],
+    );
+    assert_eq!(code, 400, "{body}");
+    let (code, _) = curl(
+        &c,
+        "GET",
+        "/api/v1/namespaces/typed",
+        "application/json",
+        None,
+        &[],
+    );
+    assert_eq!(code, 404, "nothing was written");
+}
