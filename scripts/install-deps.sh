@@ -7,7 +7,8 @@ set -euo pipefail
 
 VENV=${RKUBE_VENV:-/var/cache/rkube-venv}
 PACKAGES=(containerd runc containernetworking-plugins iptables nftables conntrack etcd-server etcd-client
-  docker-registry skopeo busybox-static umoci apache2-utils protobuf-compiler python3-venv gcc iproute2)
+  docker-registry skopeo busybox-static umoci apache2-utils protobuf-compiler python3-venv gcc iproute2
+  curl procps)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
