@@ -230,6 +230,24 @@ fn node_roles(o: &Value) -> Value {
     })
 }
 
+/// Access modes in kubectl's short form (`RWO,ROX`).
+fn access_modes(modes: &Value) -> String {
+    modes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|m| match m {
+            "ReadWriteOnce" => "RWO",
+            "ReadOnlyMany" => "ROX",
+            "ReadWriteMany" => "RWX",
+            "ReadWriteOncePod" => "RWOP",
+            other => other,
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// The printer of a kind, if it has one.
 fn columns(info: &ResourceInfo) -> Option<Vec<Column>> {
     let c = match (info.group, info.plural) {
@@ -456,6 +474,181 @@ fn columns(info: &ResourceInfo) -> Option<Vec<Column>> {
             }),
             col("Age", 0, age),
         ],
+        ("batch", "cronjobs") => vec![
+            col("Name", 0, name),
+            col("Schedule", 0, |o| o["spec"]["schedule"].clone()),
+            col("Timezone", 0, |o| str_or(&o["spec"]["timeZone"], "<none>")),
+            col("Suspend", 0, |o| {
+                json!(if o["spec"]["suspend"] == true {
+                    "True"
+                } else {
+                    "False"
+                })
+            }),
+            int_col("Active", 0, |o| json!(count(&o["status"]["active"]))),
+            col("Last Schedule", 0, |o| {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0);
+                json!(o["status"]["lastScheduleTime"]
+                    .as_str()
+                    .and_then(crate::meta::parse_rfc3339)
+                    .map(|t| human_duration(now - t))
+                    .unwrap_or_else(|| "<none>".into()))
+            }),
+            col("Age", 0, age),
+        ],
+        ("", "persistentvolumeclaims") => vec![
+            col("Name", 0, name),
+            col("Status", 0, |o| str_or(&o["status"]["phase"], "Pending")),
+            col("Volume", 0, |o| str_or(&o["spec"]["volumeName"], "")),
+            col("Capacity", 0, |o| {
+                str_or(&o["status"]["capacity"]["storage"], "")
+            }),
+            col("Access Modes", 0, |o| {
+                json!(access_modes(&o["status"]["accessModes"]))
+            }),
+            col("StorageClass", 0, |o| {
+                str_or(&o["spec"]["storageClassName"], "<unset>")
+            }),
+            col("Age", 0, age),
+        ],
+        ("", "persistentvolumes") => vec![
+            col("Name", 0, name),
+            col("Capacity", 0, |o| {
+                str_or(&o["spec"]["capacity"]["storage"], "")
+            }),
+            col("Access Modes", 0, |o| {
+                json!(access_modes(&o["spec"]["accessModes"]))
+            }),
+            col("Reclaim Policy", 0, |o| {
+                str_or(&o["spec"]["persistentVolumeReclaimPolicy"], "Retain")
+            }),
+            col("Status", 0, |o| str_or(&o["status"]["phase"], "Pending")),
+            col("Claim", 0, |o| {
+                let c = &o["spec"]["claimRef"];
+                json!(if c.is_object() {
+                    format!(
+                        "{}/{}",
+                        c["namespace"].as_str().unwrap_or(""),
+                        c["name"].as_str().unwrap_or("")
+                    )
+                } else {
+                    String::new()
+                })
+            }),
+            col("StorageClass", 0, |o| {
+                str_or(&o["spec"]["storageClassName"], "")
+            }),
+            col("Age", 0, age),
+        ],
+        ("storage.k8s.io", "storageclasses") => vec![
+            col("Name", 0, |o| {
+                let default = o["metadata"]["annotations"]
+                    ["storageclass.kubernetes.io/is-default-class"]
+                    == "true";
+                json!(if default {
+                    format!("{} (default)", o["metadata"]["name"].as_str().unwrap_or(""))
+                } else {
+                    o["metadata"]["name"].as_str().unwrap_or("").to_owned()
+                })
+            }),
+            col("Provisioner", 0, |o| o["provisioner"].clone()),
+            col("ReclaimPolicy", 0, |o| {
+                str_or(&o["reclaimPolicy"], "Delete")
+            }),
+            col("VolumeBindingMode", 0, |o| {
+                str_or(&o["volumeBindingMode"], "Immediate")
+            }),
+            col("AllowVolumeExpansion", 0, |o| {
+                json!(o["allowVolumeExpansion"] == true)
+            }),
+            col("Age", 0, age),
+        ],
+        ("networking.k8s.io", "ingresses") => vec![
+            col("Name", 0, name),
+            col("Class", 0, |o| {
+                str_or(&o["spec"]["ingressClassName"], "<none>")
+            }),
+            col("Hosts", 0, |o| {
+                let hosts: Vec<String> = o["spec"]["rules"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|r| r["host"].as_str().map(str::to_owned))
+                    .collect();
+                json!(if hosts.is_empty() {
+                    "*".to_owned()
+                } else {
+                    hosts.join(",")
+                })
+            }),
+            col("Address", 0, |o| {
+                let ips: Vec<String> = o["status"]["loadBalancer"]["ingress"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|i| {
+                        i["ip"]
+                            .as_str()
+                            .or_else(|| i["hostname"].as_str())
+                            .map(str::to_owned)
+                    })
+                    .collect();
+                json!(ips.join(","))
+            }),
+            col("Ports", 0, |o| {
+                json!(if count(&o["spec"]["tls"]) > 0 {
+                    "80, 443"
+                } else {
+                    "80"
+                })
+            }),
+            col("Age", 0, age),
+        ],
+        ("policy", "poddisruptionbudgets") => vec![
+            col("Name", 0, name),
+            col("Min Available", 0, |o| {
+                json!(o["spec"]["minAvailable"]
+                    .as_i64()
+                    .map(|v| v.to_string())
+                    .or_else(|| o["spec"]["minAvailable"].as_str().map(str::to_owned))
+                    .unwrap_or_else(|| "N/A".into()))
+            }),
+            col("Max Unavailable", 0, |o| {
+                json!(o["spec"]["maxUnavailable"]
+                    .as_i64()
+                    .map(|v| v.to_string())
+                    .or_else(|| o["spec"]["maxUnavailable"].as_str().map(str::to_owned))
+                    .unwrap_or_else(|| "N/A".into()))
+            }),
+            int_col("Allowed Disruptions", 0, |o| {
+                json!(o["status"]["disruptionsAllowed"].as_i64().unwrap_or(0))
+            }),
+            col("Age", 0, age),
+        ],
+        ("scheduling.k8s.io", "priorityclasses") => vec![
+            col("Name", 0, name),
+            int_col("Value", 0, |o| json!(o["value"].as_i64().unwrap_or(0))),
+            col("Global-Default", 0, |o| json!(o["globalDefault"] == true)),
+            col("Age", 0, age),
+            col("PreemptionPolicy", 0, |o| {
+                str_or(&o["preemptionPolicy"], "PreemptLowerPriority")
+            }),
+        ],
+        ("rbac.authorization.k8s.io", "rolebindings")
+        | ("rbac.authorization.k8s.io", "clusterrolebindings") => vec![
+            col("Name", 0, name),
+            col("Role", 0, |o| {
+                json!(format!(
+                    "{}/{}",
+                    o["roleRef"]["kind"].as_str().unwrap_or(""),
+                    o["roleRef"]["name"].as_str().unwrap_or("")
+                ))
+            }),
+            col("Age", 0, age),
+        ],
         ("", "events") => vec![
             col("Last Seen", 0, |o| {
                 let ts = o["lastTimestamp"]
@@ -612,6 +805,21 @@ mod tests {
                 "0s",
                 "<none>"
             ])
+        );
+        let pvc = json!({"metadata": {"name": "data", "creationTimestamp": now}, "spec": {"volumeName": "pv1", "storageClassName": "fast"}, "status": {"phase": "Bound", "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce", "ReadOnlyMany"]}});
+        assert_eq!(
+            cells("", "persistentvolumeclaims", pvc),
+            json!(["data", "Bound", "pv1", "1Gi", "RWO,ROX", "fast", "0s"])
+        );
+        let rb = json!({"metadata": {"name": "rb", "creationTimestamp": now}, "roleRef": {"kind": "ClusterRole", "name": "view"}});
+        assert_eq!(
+            cells("rbac.authorization.k8s.io", "rolebindings", rb),
+            json!(["rb", "ClusterRole/view", "0s"])
+        );
+        let sc = json!({"metadata": {"name": "local", "creationTimestamp": now, "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}}, "provisioner": "rancher.io/local-path"});
+        assert_eq!(
+            cells("storage.k8s.io", "storageclasses", sc)[0],
+            "local (default)"
         );
     }
 }
