@@ -681,3 +681,25 @@ fn typed_commands_send_protobuf() {
         "{err}"
     );
 }
+
+#[test]
+fn deployments_get_defaults_and_selector_validation() {
+    let c = Cluster::start(&[]);
+    c.create(DEPLOYMENT);
+    let d: serde_json::Value =
+        serde_json::from_str(&c.ok(&["get", "deploy", "web", "-o", "json"])).unwrap();
+    assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate");
+    assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
+    assert_eq!(d["spec"]["progressDeadlineSeconds"], 600);
+    assert_eq!(d["spec"]["template"]["spec"]["dnsPolicy"], "ClusterFirst");
+    let bad = DEPLOYMENT
+        .replace("name: web\n  namespace", "name: bad\n  namespace")
+        .replace("      app: web\n  template", "      app: other\n  template");
+    let out = c.kubectl_with(&["create", "-f", "-"], Some(&bad), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("The Deployment \"bad\" is invalid")
+            && err.contains("`selector` does not match template `labels`"),
+        "{err}"
+    );
+}

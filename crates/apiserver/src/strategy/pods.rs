@@ -79,53 +79,13 @@ impl KindStrategy for Pods {
         if !obj["spec"].is_object() {
             return;
         }
-        let spec = &mut obj["spec"];
-        set_default(spec, "restartPolicy", json!("Always"));
-        set_default(spec, "dnsPolicy", json!("ClusterFirst"));
-        set_default(spec, "terminationGracePeriodSeconds", json!(DEFAULT_GRACE));
-        set_default(spec, "securityContext", json!({}));
-        set_default(spec, "schedulerName", json!("default-scheduler"));
-        set_default(spec, "enableServiceLinks", json!(true));
-        for field in ["initContainers", "containers"] {
-            for c in spec[field].as_array_mut().into_iter().flatten() {
-                default_container(c);
-            }
-        }
+        default_pod_spec(&mut obj["spec"]);
         let qos = qos_class(&obj["spec"]);
         obj["status"] = json!({"phase": "Pending", "qosClass": qos});
     }
 
     fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
-        let mut errors = Vec::new();
-        let containers = obj["spec"]["containers"].as_array();
-        if containers.is_none_or(Vec::is_empty) {
-            errors.push(FieldError::required("spec.containers", ""));
-        }
-        for (field, list) in [
-            (
-                "spec.initContainers",
-                obj["spec"]["initContainers"].as_array(),
-            ),
-            ("spec.containers", containers),
-        ] {
-            for (i, c) in list.into_iter().flatten().enumerate() {
-                match c["name"].as_str().unwrap_or("") {
-                    "" => errors.push(FieldError::required(&format!("{field}[{i}].name"), "")),
-                    name => {
-                        for msg in rkube_api::names::is_dns1123_label(name) {
-                            errors.push(FieldError::invalid(
-                                &format!("{field}[{i}].name"),
-                                name,
-                                &msg,
-                            ));
-                        }
-                    }
-                }
-                if c["image"].as_str().is_none_or(str::is_empty) {
-                    errors.push(FieldError::required(&format!("{field}[{i}].image"), ""));
-                }
-            }
-        }
+        let mut errors = validate_pod_spec(&obj["spec"], "spec");
         if let Some(old) = old {
             if !only_mutable_fields_changed(&old["spec"], &obj["spec"]) {
                 errors.push(FieldError::forbidden(
@@ -147,6 +107,56 @@ impl KindStrategy for Pods {
             .or_else(|| obj["spec"]["terminationGracePeriodSeconds"].as_i64())
             .unwrap_or(DEFAULT_GRACE)
     }
+}
+
+/// Upstream's defaults of a pod spec (also used for workload templates).
+pub fn default_pod_spec(spec: &mut Value) {
+    set_default(spec, "restartPolicy", json!("Always"));
+    set_default(spec, "dnsPolicy", json!("ClusterFirst"));
+    set_default(spec, "terminationGracePeriodSeconds", json!(DEFAULT_GRACE));
+    set_default(spec, "securityContext", json!({}));
+    set_default(spec, "schedulerName", json!("default-scheduler"));
+    set_default(spec, "enableServiceLinks", json!(true));
+    for field in ["initContainers", "containers"] {
+        for c in spec[field].as_array_mut().into_iter().flatten() {
+            default_container(c);
+        }
+    }
+}
+
+/// Validates a pod spec found at `path` (`spec`, or `spec.template.spec` in workloads).
+pub fn validate_pod_spec(spec: &Value, path: &str) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let containers = spec["containers"].as_array();
+    if containers.is_none_or(Vec::is_empty) {
+        errors.push(FieldError::required(&format!("{path}.containers"), ""));
+    }
+    for (field, list) in [
+        (
+            format!("{path}.initContainers"),
+            spec["initContainers"].as_array(),
+        ),
+        (format!("{path}.containers"), containers),
+    ] {
+        for (i, c) in list.into_iter().flatten().enumerate() {
+            match c["name"].as_str().unwrap_or("") {
+                "" => errors.push(FieldError::required(&format!("{field}[{i}].name"), "")),
+                name => {
+                    for msg in rkube_api::names::is_dns1123_label(name) {
+                        errors.push(FieldError::invalid(
+                            &format!("{field}[{i}].name"),
+                            name,
+                            &msg,
+                        ));
+                    }
+                }
+            }
+            if c["image"].as_str().is_none_or(str::is_empty) {
+                errors.push(FieldError::required(&format!("{field}[{i}].image"), ""));
+            }
+        }
+    }
+    errors
 }
 
 /// Whether `new` differs from `old` only in the fields upstream lets a pod update change.
