@@ -7,10 +7,11 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{header, StatusCode};
 use axum::response::Response;
+use bytes::Bytes;
 use rkube_api::resources::ResourceInfo;
 use rkube_store::EventKind;
 use serde_json::{json, Value};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 
 use crate::codec::write_served;
 use crate::error::ApiError;
@@ -65,16 +66,13 @@ pub async fn serve(
         (None, Some(_)) => false,
     };
     let after = if initial { None } else { rv };
-    let (tx, rx) = mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(64);
     let sub = match cache.subscribe(&prefix, after).await {
         Ok(sub) => sub,
         Err(crate::watch_cache::CacheError::TooOld { requested, oldest }) => {
             // Upstream answers 200 and an ERROR event carrying 410 Gone.
             let status = rkube_api::Status::too_old_resource_version(requested, oldest);
-            let line = event_line("ERROR", &status.to_json());
-            let _ = tx.send(Ok(line.into())).await;
-            drop(tx);
-            return Ok(stream_response(rx));
+            let line = Bytes::from(event_line("ERROR", &status.to_json()));
+            return Ok(stream_response(futures::stream::iter([Ok(line)])));
         }
         Err(e) => return Err(ApiError::timeout(e.to_string())),
     };
@@ -85,27 +83,21 @@ pub async fn serve(
         filter,
         format,
         bookmarks,
-        tx,
         query: query.clone(),
     };
-    tokio::spawn(stream.run(sub, initial && send_initial == Some(true), timeout));
-    Ok(stream_response(rx))
+    let end_bookmark = initial && send_initial == Some(true);
+    Ok(stream_response(stream.lines(sub, end_bookmark, timeout)))
 }
 
-fn stream_response(rx: mpsc::Receiver<Result<bytes::Bytes, std::io::Error>>) -> Response {
-    let body = Body::from_stream(tokio_stream_from(rx));
+fn stream_response(
+    lines: impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+) -> Response {
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::TRANSFER_ENCODING, "chunked")
-        .body(body)
+        .body(Body::from_stream(lines))
         .expect("valid response")
-}
-
-fn tokio_stream_from(
-    mut rx: mpsc::Receiver<Result<bytes::Bytes, std::io::Error>>,
-) -> impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 fn event_line(kind: &str, object: &[u8]) -> Vec<u8> {
@@ -125,76 +117,100 @@ struct Stream {
     filter: Filter,
     format: Format,
     bookmarks: bool,
-    tx: mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
     query: Query,
 }
 
+/// Where a watch stream is: initial objects, the end-of-initial-events bookmark, the
+/// replay of events after the requested resourceVersion, then live events.
+struct Cursor {
+    initial: std::collections::VecDeque<Arc<CachedObject>>,
+    end_bookmark: bool,
+    replay: std::collections::VecDeque<Arc<CacheEvent>>,
+    sub: crate::watch_cache::Subscription,
+    revision: i64,
+    bookmarked: i64,
+    ticker: tokio::time::Interval,
+    deadline: tokio::time::Instant,
+}
+
 impl Stream {
-    async fn run(
+    /// The body of the watch: a stream pulled by the connection itself (no task per watch),
+    /// ending at the deadline, when the client goes, or when the watch falls behind.
+    fn lines(
         self,
         mut sub: crate::watch_cache::Subscription,
-        initial_end_bookmark: bool,
+        end_bookmark: bool,
         timeout: Duration,
-    ) {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut revision = sub.revision;
-        for obj in std::mem::take(&mut sub.initial) {
-            if self.covers(&obj.key)
-                && self.filter.matches_cached(&obj)
-                && !self.send("ADDED", &obj, obj.revision).await
-            {
-                return;
+    ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+        let now = tokio::time::Instant::now();
+        let cursor = Cursor {
+            initial: std::mem::take(&mut sub.initial).into(),
+            end_bookmark,
+            replay: std::mem::take(&mut sub.replay).into(),
+            revision: sub.revision,
+            bookmarked: sub.revision,
+            sub,
+            ticker: tokio::time::interval_at(now + BOOKMARK_EVERY, BOOKMARK_EVERY),
+            deadline: now + timeout,
+        };
+        futures::stream::unfold((self, cursor), |(stream, mut c)| async move {
+            let line = stream.next_line(&mut c).await?;
+            Some((Ok(line), (stream, c)))
+        })
+    }
+
+    /// The next line to send, or `None` when the watch ends.
+    async fn next_line(&self, c: &mut Cursor) -> Option<Bytes> {
+        while let Some(obj) = c.initial.pop_front() {
+            if self.covers(&obj.key) && self.filter.matches_cached(&obj) {
+                return Some(self.object_line("ADDED", &obj, obj.revision));
             }
         }
-        if initial_end_bookmark {
-            let bookmark = json!({"kind": self.info.kind, "apiVersion": self.info.api_version(), "metadata": {"resourceVersion": revision.to_string(), "annotations": {"k8s.io/initial-events-end": "true"}}});
-            if !self
-                .send_raw(
+        if std::mem::take(&mut c.end_bookmark) {
+            let bookmark = json!({"kind": self.info.kind, "apiVersion": self.info.api_version(), "metadata": {"resourceVersion": c.revision.to_string(), "annotations": {"k8s.io/initial-events-end": "true"}}});
+            return Some(
+                event_line(
                     "BOOKMARK",
                     &serde_json::to_vec(&bookmark).unwrap_or_default(),
                 )
-                .await
+                .into(),
+            );
+        }
+        while let Some(event) = c.replay.pop_front() {
+            c.revision = event.revision;
+            if let Some(line) = self
+                .covers(&event.object.key)
+                .then(|| self.event_line_for(&event))
+                .flatten()
             {
-                return;
+                return Some(line);
             }
         }
-        for event in std::mem::take(&mut sub.replay) {
-            revision = event.revision;
-            if self.covers(&event.object.key) && !self.deliver(&event).await {
-                return;
-            }
-        }
-        let mut ticker =
-            tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
-        let mut bookmarked = revision;
         loop {
             tokio::select! {
-                event = sub.live.recv() => match event {
+                event = c.sub.live.recv() => match event {
                     Ok(event) => {
-                        if event.revision <= revision || !self.covers(&event.object.key) {
+                        if event.revision <= c.revision || !self.covers(&event.object.key) {
                             continue;
                         }
-                        revision = event.revision;
-                        if !self.deliver(&event).await {
-                            return;
+                        c.revision = event.revision;
+                        if let Some(line) = self.event_line_for(&event) {
+                            return Some(line);
                         }
                     }
                     // Too slow to keep up, or the cache was reset: end the watch so the
                     // client re-watches from its last resourceVersion.
-                    Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return,
+                    Err(broadcast::error::RecvError::Lagged(_) | broadcast::error::RecvError::Closed) => return None,
                 },
-                _ = ticker.tick(), if self.bookmarks => {
-                    let current = (*sub.progress.borrow()).max(revision);
-                    if current > bookmarked {
-                        bookmarked = current;
+                _ = c.ticker.tick(), if self.bookmarks => {
+                    let current = (*c.sub.progress.borrow()).max(c.revision);
+                    if current > c.bookmarked {
+                        c.bookmarked = current;
                         let bookmark = json!({"kind": self.info.kind, "apiVersion": self.info.api_version(), "metadata": {"resourceVersion": current.to_string()}});
-                        if !self.send_raw("BOOKMARK", &serde_json::to_vec(&bookmark).unwrap_or_default()).await {
-                            return;
-                        }
+                        return Some(event_line("BOOKMARK", &serde_json::to_vec(&bookmark).unwrap_or_default()).into());
                     }
                 }
-                _ = tokio::time::sleep_until(deadline) => return,
-                _ = self.tx.closed() => return,
+                _ = tokio::time::sleep_until(c.deadline) => return None,
             }
         }
     }
@@ -208,8 +224,9 @@ impl Stream {
         }
     }
 
-    /// Sends one cache event, translating label/field transitions as upstream does.
-    async fn deliver(&self, event: &CacheEvent) -> bool {
+    /// The line for one cache event, translating label/field transitions as upstream
+    /// does; `None` when this watch does not see it.
+    fn event_line_for(&self, event: &CacheEvent) -> Option<Bytes> {
         let now = event.kind != EventKind::Delete && self.filter.matches_cached(&event.object);
         let before = event
             .prev
@@ -217,48 +234,40 @@ impl Stream {
             .is_some_and(|p| self.filter.matches_cached(p));
         let kind = match (event.kind, before, now) {
             (EventKind::Delete, true, _) => "DELETED",
-            (EventKind::Delete, false, _) => return true,
+            (EventKind::Delete, false, _) => return None,
             (_, false, true) => "ADDED",
             (_, true, true) => "MODIFIED",
             (_, true, false) => "DELETED",
-            (_, false, false) => return true,
+            (_, false, false) => return None,
         };
         if matches!(self.format, Format::Table | Format::PartialMetadata) {
-            return self.send(kind, &event.object, event.revision).await;
+            return Some(self.object_line(kind, &event.object, event.revision));
         }
-        let line = event.line(kind, || {
+        Some(event.line(kind, || {
             let mut body = Vec::with_capacity(event.object.stored.len() + 32);
             write_served(&mut body, &event.object.stored, event.revision);
             event_line(kind, &body)
-        });
-        self.tx.send(Ok(line)).await.is_ok()
+        }))
     }
 
-    async fn send(&self, kind: &str, obj: &CachedObject, revision: i64) -> bool {
+    /// The line for one object in this watch's format.
+    fn object_line(&self, kind: &str, obj: &CachedObject, revision: i64) -> Bytes {
         let mut body = Vec::with_capacity(obj.stored.len() + 32);
         write_served(&mut body, &obj.stored, revision);
         if matches!(self.format, Format::Table | Format::PartialMetadata) {
-            let Ok(value) = serde_json::from_slice::<Value>(&body) else {
-                return true;
-            };
-            let converted = match self.format {
-                Format::Table => crate::table::for_objects(
-                    self.info,
-                    &[value],
-                    &revision.to_string(),
-                    &self.query,
-                ),
-                _ => crate::negotiate::partial_metadata(&value),
-            };
-            body = serde_json::to_vec(&converted).unwrap_or_default();
+            if let Ok(value) = serde_json::from_slice::<Value>(&body) {
+                let converted = match self.format {
+                    Format::Table => crate::table::for_objects(
+                        self.info,
+                        &[value],
+                        &revision.to_string(),
+                        &self.query,
+                    ),
+                    _ => crate::negotiate::partial_metadata(&value),
+                };
+                body = serde_json::to_vec(&converted).unwrap_or_default();
+            }
         }
-        self.send_raw(kind, &body).await
-    }
-
-    async fn send_raw(&self, kind: &str, object: &[u8]) -> bool {
-        self.tx
-            .send(Ok(event_line(kind, object).into()))
-            .await
-            .is_ok()
+        event_line(kind, &body).into()
     }
 }
