@@ -675,6 +675,12 @@ fn typed_commands_send_protobuf() {
         serde_json::from_str(&c.ok(&["get", "svc", "web", "-n", "team-a", "-o", "json"])).unwrap();
     assert_eq!(svc["spec"]["ports"][0]["port"], 80);
     assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
+    assert_eq!(svc["spec"]["type"], "ClusterIP");
+    assert_eq!(svc["spec"]["sessionAffinity"], "None");
+    assert_eq!(svc["spec"]["ports"][0]["protocol"], "TCP");
+    let out = c.kubectl_with(&["create", "-f", "-"], Some("{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"noports\",\"namespace\":\"default\"},\"spec\":{}}"), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("spec.ports: Required value"), "{err}");
     let err = c.fails(&["create", "namespace", "team-a"]);
     assert!(
         err.contains("Error from server (AlreadyExists): namespaces \"team-a\" already exists"),

@@ -15,6 +15,7 @@ use crate::rest::DeleteOptions;
 mod namespaces;
 mod pods;
 mod secrets;
+mod services;
 mod workloads;
 
 /// What one kind does beyond the shared rules. Every method has a do-nothing default.
@@ -49,6 +50,7 @@ pub fn for_kind(info: &ResourceInfo) -> &'static dyn KindStrategy {
         ("", "namespaces") => &namespaces::Namespaces,
         ("", "pods") => &pods::Pods,
         ("", "secrets") => &secrets::Secrets,
+        ("", "services") => &services::Services,
         ("apps", "deployments") => &workloads::Workload::Deployment,
         ("apps", "replicasets") => &workloads::Workload::ReplicaSet,
         ("apps", "statefulsets") => &workloads::Workload::StatefulSet,
