@@ -678,6 +678,18 @@ fn typed_commands_send_protobuf() {
     assert_eq!(svc["spec"]["type"], "ClusterIP");
     assert_eq!(svc["spec"]["sessionAffinity"], "None");
     assert_eq!(svc["spec"]["ports"][0]["protocol"], "TCP");
+    c.ok(&["create", "job", "pi", "-n", "team-a", "--image=busybox"]);
+    let job: serde_json::Value =
+        serde_json::from_str(&c.ok(&["get", "job", "pi", "-n", "team-a", "-o", "json"])).unwrap();
+    assert_eq!(job["spec"]["backoffLimit"], 6);
+    assert_eq!(
+        job["spec"]["template"]["metadata"]["labels"]["batch.kubernetes.io/job-name"],
+        "pi"
+    );
+    assert_eq!(
+        job["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"],
+        job["metadata"]["uid"]
+    );
     let out = c.kubectl_with(&["create", "-f", "-"], Some("{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"noports\",\"namespace\":\"default\"},\"spec\":{}}"), &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("spec.ports: Required value"), "{err}");

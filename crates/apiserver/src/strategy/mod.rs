@@ -12,6 +12,7 @@ use crate::error::ApiError;
 use crate::meta::{meta_str, metadata_mut};
 use crate::rest::DeleteOptions;
 
+mod batch;
 mod namespaces;
 mod pods;
 mod secrets;
@@ -50,6 +51,8 @@ pub fn for_kind(info: &ResourceInfo) -> &'static dyn KindStrategy {
         ("", "namespaces") => &namespaces::Namespaces,
         ("", "pods") => &pods::Pods,
         ("", "secrets") => &secrets::Secrets,
+        ("batch", "jobs") => &batch::Jobs,
+        ("batch", "cronjobs") => &batch::CronJobs,
         ("", "services") => &services::Services,
         ("apps", "deployments") => &workloads::Workload::Deployment,
         ("apps", "replicasets") => &workloads::Workload::ReplicaSet,
