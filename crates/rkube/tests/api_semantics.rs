@@ -205,6 +205,25 @@ fn updates_use_optimistic_concurrency() {
     assert_eq!(code, 404, "a dry run writes nothing");
 }
 
+/// Streams `url` with curl (admin certificate) on a thread until the server ends it.
+fn watch_in_background(c: &Cluster, url: String) -> std::thread::JoinHandle<String> {
+    let pki = c.data_dir().join("pki");
+    std::thread::spawn(move || {
+        let out = Command::new("curl")
+            .args(["-sS", "-N"])
+            .arg("--cacert")
+            .arg(pki.join("ca.crt"))
+            .arg("--cert")
+            .arg(pki.join("admin.crt"))
+            .arg("--key")
+            .arg(pki.join("admin.key"))
+            .arg(url)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    })
+}
+
 /// Reads a finished watch stream into its events.
 fn events(body: &str) -> Vec<Value> {
     body.lines()
@@ -301,24 +320,7 @@ fn watch_semantics() {
     );
 
     // Label selectors apply to watches, with transitions reported as ADDED/DELETED.
-    let watch = std::thread::spawn({
-        let pki = c.data_dir().join("pki");
-        let url = format!("https://{}{CMS}?watch=true&timeoutSeconds=4&labelSelector=team%3Dblue&resourceVersion={one_rv}", c.addr);
-        move || {
-            let out = Command::new("curl")
-                .args(["-sS", "-N"])
-                .arg("--cacert")
-                .arg(pki.join("ca.crt"))
-                .arg("--cert")
-                .arg(pki.join("admin.crt"))
-                .arg("--key")
-                .arg(pki.join("admin.key"))
-                .arg(url)
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        }
-    });
+    let watch = watch_in_background(&c, format!("https://{}{CMS}?watch=true&timeoutSeconds=4&labelSelector=team%3Dblue&resourceVersion={one_rv}", c.addr));
     std::thread::sleep(std::time::Duration::from_millis(500));
     let label = |v: &str| format!(r#"{{"metadata":{{"labels":{{"team":"{v}"}}}}}}"#);
     curl(
@@ -353,24 +355,7 @@ fn bookmarks_report_progress() {
         .as_str()
         .unwrap()
         .to_owned();
-    let watch = std::thread::spawn({
-        let pki = c.data_dir().join("pki");
-        let url = format!("https://{}{CMS}?watch=true&timeoutSeconds=13&allowWatchBookmarks=true&resourceVersion={rv}", c.addr);
-        move || {
-            let out = Command::new("curl")
-                .args(["-sS", "-N"])
-                .arg("--cacert")
-                .arg(pki.join("ca.crt"))
-                .arg("--cert")
-                .arg(pki.join("admin.crt"))
-                .arg("--key")
-                .arg(pki.join("admin.key"))
-                .arg(url)
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        }
-    });
+    let watch = watch_in_background(&c, format!("https://{}{CMS}?watch=true&timeoutSeconds=13&allowWatchBookmarks=true&resourceVersion={rv}", c.addr));
     // A write elsewhere moves the revision without an event for this watch.
     std::thread::sleep(std::time::Duration::from_millis(500));
     let (code, _) = curl(
