@@ -43,13 +43,17 @@ pub fn labels(obj: &Value) -> std::collections::BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-/// Now as an RFC 3339 timestamp with second precision, as Kubernetes writes them.
-pub fn now_rfc3339() -> String {
-    let secs = SystemTime::now()
+/// Seconds since the Unix epoch, now.
+pub fn now_secs() -> i64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    rfc3339(secs)
+        .unwrap_or(0)
+}
+
+/// Now as an RFC 3339 timestamp with second precision, as Kubernetes writes them.
+pub fn now_rfc3339() -> String {
+    rfc3339(now_secs())
 }
 
 /// Formats seconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ`.

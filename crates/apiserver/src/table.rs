@@ -5,8 +5,6 @@
 //! Created At). Columns are data: a name, a type, a priority (1 = `-o wide` only) and a
 //! function from the object to its cell.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use rkube_api::resources::ResourceInfo;
 use serde_json::{json, Value};
 
@@ -42,18 +40,14 @@ fn name(o: &Value) -> Value {
     o["metadata"]["name"].clone()
 }
 
+/// How long ago an RFC 3339 timestamp was, as kubectl shows ages; `None` if unparsable.
+fn since(timestamp: Option<&str>) -> Option<String> {
+    let t = crate::meta::parse_rfc3339(timestamp?)?;
+    Some(human_duration(crate::meta::now_secs() - t))
+}
+
 fn age(o: &Value) -> Value {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    match o["metadata"]["creationTimestamp"]
-        .as_str()
-        .and_then(crate::meta::parse_rfc3339)
-    {
-        Some(t) => json!(human_duration(now - t)),
-        None => json!("<unknown>"),
-    }
+    json!(since(o["metadata"]["creationTimestamp"].as_str()).unwrap_or_else(|| "<unknown>".into()))
 }
 
 fn count(v: &Value) -> usize {
@@ -487,14 +481,7 @@ fn columns(info: &ResourceInfo) -> Option<Vec<Column>> {
             }),
             int_col("Active", 0, |o| json!(count(&o["status"]["active"]))),
             col("Last Schedule", 0, |o| {
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_secs() as i64)
-                    .unwrap_or(0);
-                json!(o["status"]["lastScheduleTime"]
-                    .as_str()
-                    .and_then(crate::meta::parse_rfc3339)
-                    .map(|t| human_duration(now - t))
+                json!(since(o["status"]["lastScheduleTime"].as_str())
                     .unwrap_or_else(|| "<none>".into()))
             }),
             col("Age", 0, age),
@@ -653,15 +640,8 @@ fn columns(info: &ResourceInfo) -> Option<Vec<Column>> {
             col("Last Seen", 0, |o| {
                 let ts = o["lastTimestamp"]
                     .as_str()
-                    .or_else(|| o["eventTime"].as_str())
-                    .and_then(crate::meta::parse_rfc3339);
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_secs() as i64)
-                    .unwrap_or(0);
-                json!(ts
-                    .map(|t| human_duration(now - t))
-                    .unwrap_or_else(|| "<unknown>".into()))
+                    .or_else(|| o["eventTime"].as_str());
+                json!(since(ts).unwrap_or_else(|| "<unknown>".into()))
             }),
             col("Type", 0, |o| o["type"].clone()),
             col("Reason", 0, |o| o["reason"].clone()),

@@ -6,17 +6,11 @@ use rkube_api::FieldError;
 use serde_json::{json, Value};
 
 use super::pods::{default_pod_spec, validate_pod_spec};
-use super::KindStrategy;
+use super::{set_default, KindStrategy};
 use crate::meta::meta_str;
 
 pub struct Jobs;
 pub struct CronJobs;
-
-fn set_default(obj: &mut Value, field: &str, value: Value) {
-    if obj.get(field).is_none_or(Value::is_null) {
-        obj[field] = value;
-    }
-}
 
 /// Job spec defaults (also applied to a CronJob's job template).
 fn job_spec_defaults(spec: &mut Value) {

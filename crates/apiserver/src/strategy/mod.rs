@@ -42,6 +42,14 @@ pub trait KindStrategy: Sync {
     fn mark_deleting(&self, _obj: &mut Value) {}
 }
 
+/// Sets `field` of `obj` to `value` unless it already holds a non-null value (upstream's
+/// defaulting of an unset field).
+pub(crate) fn set_default(obj: &mut Value, field: &str, value: Value) {
+    if obj.get(field).is_none_or(Value::is_null) {
+        obj[field] = value;
+    }
+}
+
 struct Generic;
 impl KindStrategy for Generic {}
 
@@ -189,13 +197,7 @@ pub fn begin_delete(info: &ResourceInfo, obj: &mut Value, options: &DeleteOption
     }
     let meta = metadata_mut(obj);
     if !already {
-        let at = crate::meta::rfc3339(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0)
-                + grace,
-        );
+        let at = crate::meta::rfc3339(crate::meta::now_secs() + grace);
         meta.insert("deletionTimestamp".into(), json!(at));
         meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
     }

@@ -5,19 +5,13 @@
 use rkube_api::FieldError;
 use serde_json::{json, Value};
 
-use super::KindStrategy;
+use super::{set_default, KindStrategy};
 use crate::rest::DeleteOptions;
 
 pub struct Pods;
 
 /// Upstream's `terminationGracePeriodSeconds` default.
 const DEFAULT_GRACE: i64 = 30;
-
-fn set_default(obj: &mut Value, field: &str, value: Value) {
-    if obj.get(field).is_none_or(Value::is_null) {
-        obj[field] = value;
-    }
-}
 
 /// `Always` for `:latest` or untagged images, else `IfNotPresent` (digests count as pinned).
 pub fn default_pull_policy(image: &str) -> &'static str {

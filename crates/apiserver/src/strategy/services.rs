@@ -7,15 +7,9 @@ use std::collections::HashSet;
 use rkube_api::FieldError;
 use serde_json::{json, Value};
 
-use super::KindStrategy;
+use super::{set_default, KindStrategy};
 
 pub struct Services;
-
-fn set_default(obj: &mut Value, field: &str, value: Value) {
-    if obj.get(field).is_none_or(Value::is_null) {
-        obj[field] = value;
-    }
-}
 
 /// Upstream's `SetDefaults_Service` for the spec.
 fn defaults(spec: &mut Value) {

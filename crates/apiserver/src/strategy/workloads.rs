@@ -10,7 +10,7 @@ use rkube_api::{FieldError, LabelSelector};
 use serde_json::{json, Value};
 
 use super::pods::{default_pod_spec, validate_pod_spec};
-use super::KindStrategy;
+use super::{set_default, KindStrategy};
 
 /// Which workload, for the defaults that differ.
 #[derive(Clone, Copy)]
@@ -19,12 +19,6 @@ pub enum Workload {
     ReplicaSet,
     StatefulSet,
     DaemonSet,
-}
-
-fn set_default(obj: &mut Value, field: &str, value: Value) {
-    if obj.get(field).is_none_or(Value::is_null) {
-        obj[field] = value;
-    }
 }
 
 /// Go's `%#v` of a string map, as upstream prints template labels in this error.
