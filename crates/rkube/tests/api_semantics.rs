@@ -7,40 +7,7 @@ mod support;
 use std::process::Command;
 
 use serde_json::{json, Value};
-use support::Cluster;
-
-/// Runs curl with the admin certificate; returns (HTTP code, body).
-fn curl(
-    c: &Cluster,
-    method: &str,
-    path: &str,
-    content_type: &str,
-    body: Option<&[u8]>,
-    extra: &[&str],
-) -> (u16, String) {
-    let pki = c.data_dir().join("pki");
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-X", method])
-        .arg("--cacert")
-        .arg(pki.join("ca.crt"))
-        .arg("--cert")
-        .arg(pki.join("admin.crt"))
-        .arg("--key")
-        .arg(pki.join("admin.key"))
-        .args(["-H", &format!("Content-Type: {content_type}")])
-        .args(extra);
-    let body_file = tempfile::NamedTempFile::new().unwrap();
-    if let Some(body) = body {
-        std::fs::write(body_file.path(), body).unwrap();
-        cmd.arg("--data-binary")
-            .arg(format!("@{}", body_file.path().display()));
-    }
-    cmd.arg(format!("https://{}{path}", c.addr));
-    let out = cmd.output().expect("curl");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_owned())
-}
+use support::{curl, Cluster};
 
 fn status(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not a Status ({e}): {body}"))

@@ -549,21 +549,16 @@ fn replace_describe_wait_and_delete_collection() {
         &[],
     );
     assert!(out.status.success());
-    let deleted = std::process::Command::new("curl")
-        .args(["-sS", "-X", "DELETE"])
-        .arg("--cacert")
-        .arg(c.data_dir().join("pki/ca.crt"))
-        .arg("--cert")
-        .arg(c.data_dir().join("pki/admin.crt"))
-        .arg("--key")
-        .arg(c.data_dir().join("pki/admin.key"))
-        .arg(format!(
-            "https://{}/api/v1/namespaces/default/configmaps?labelSelector=app%3Ddb",
-            c.addr
-        ))
-        .output()
-        .unwrap();
-    let body: serde_json::Value = serde_json::from_slice(&deleted.stdout).unwrap();
+    let (code, deleted) = support::curl(
+        &c,
+        "DELETE",
+        "/api/v1/namespaces/default/configmaps?labelSelector=app%3Ddb",
+        "application/json",
+        None,
+        &[],
+    );
+    assert_eq!(code, 200, "{deleted}");
+    let body: serde_json::Value = serde_json::from_str(&deleted).unwrap();
     assert_eq!(body["kind"], "ConfigMapList");
     assert_eq!(body["items"].as_array().unwrap().len(), 1);
     assert_eq!(

@@ -229,3 +229,36 @@ pub fn wait_with_timeout(child: Child, timeout: Duration) -> Output {
         }
     }
 }
+
+/// Runs curl with the admin certificate; returns (HTTP code, body).
+pub fn curl(
+    c: &Cluster,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: Option<&[u8]>,
+    extra: &[&str],
+) -> (u16, String) {
+    let pki = c.data_dir().join("pki");
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-X", method])
+        .arg("--cacert")
+        .arg(pki.join("ca.crt"))
+        .arg("--cert")
+        .arg(pki.join("admin.crt"))
+        .arg("--key")
+        .arg(pki.join("admin.key"))
+        .args(["-H", &format!("Content-Type: {content_type}")])
+        .args(extra);
+    let body_file = tempfile::NamedTempFile::new().unwrap();
+    if let Some(body) = body {
+        std::fs::write(body_file.path(), body).unwrap();
+        cmd.arg("--data-binary")
+            .arg(format!("@{}", body_file.path().display()));
+    }
+    cmd.arg(format!("https://{}{path}", c.addr));
+    let out = cmd.output().expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
