@@ -8,6 +8,7 @@
 //! - [`names`]: object name rules (DNS-1123 subdomain/label, DNS-1035 label, path segment) and
 //!   `generateName`;
 //! - [`field_error`]: field-level validation errors rendered exactly as upstream's `field.Error`;
+//! - [`schema`]: every API type's fields, protobuf numbers and merge markers (generated);
 //! - [`status`]: `metav1.Status` errors with upstream's reason, code, message and details.
 //!
 //! Error messages that clients or users rely on match upstream's wording byte for byte.
@@ -19,6 +20,7 @@ pub mod fields;
 pub mod labels;
 pub mod names;
 pub mod resources;
+pub mod schema;
 pub mod status;
 
 pub use field_error::{FieldError, FieldErrorType};
