@@ -9,6 +9,7 @@
 //!   `generateName`;
 //! - [`field_error`]: field-level validation errors rendered exactly as upstream's `field.Error`;
 //! - [`schema`]: every API type's fields, protobuf numbers and merge markers (generated);
+//! - [`smp`]: strategic merge patch, driven by the schema's merge markers;
 //! - [`status`]: `metav1.Status` errors with upstream's reason, code, message and details.
 //!
 //! Error messages that clients or users rely on match upstream's wording byte for byte.
@@ -21,6 +22,7 @@ pub mod labels;
 pub mod names;
 pub mod resources;
 pub mod schema;
+pub mod smp;
 pub mod status;
 
 pub use field_error::{FieldError, FieldErrorType};

@@ -161,7 +161,7 @@ for name in sorted(messages):
         if mk.get("mapType") == ["atomic"]:
             extra += ", atomic: true"
         entries.append(f'Field {{ tag: {tag}, json: "{json_name}", kind: {k}, repeated: {"true" if repeated else "false"}{extra}, ..Field::PLAIN }}')
-    atomic = ", atomic: true" if struct_atomic.get(name) else ""
-    out.append(f'    Message {{ name: "{name}"{atomic}, fields: &[' + ", ".join(entries) + "], ..Message::PLAIN },")
+    atomic = "true" if struct_atomic.get(name) else "false"
+    out.append(f'    Message {{ name: "{name}", atomic: {atomic}, fields: &[' + ", ".join(entries) + "] },")
 out.append("];")
 print("\n".join(out))

@@ -57,15 +57,77 @@ pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> 
 pub enum PatchKind {
     Json,
     Merge,
+    Strategic,
 }
+
+/// The media types of the patch formats, as upstream lists them in its 415 answer.
+const PATCH_TYPES: [&str; 3] = [
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+];
 
 /// The patch format of a PATCH request.
 pub fn patch_type(headers: &HeaderMap) -> Result<PatchKind, ApiError> {
     match content_type(headers).as_str() {
         "application/json-patch+json" => Ok(PatchKind::Json),
         "application/merge-patch+json" => Ok(PatchKind::Merge),
-        other => Err(ApiError::unsupported_media_type(other)),
+        "application/strategic-merge-patch+json" => Ok(PatchKind::Strategic),
+        _ => Err(rkube_api::Status::unsupported_media_type(&PATCH_TYPES).into()),
     }
+}
+
+/// Applies a patch of this format to `original`, an object of the built-in type `root`
+/// (strategic merge patch needs the type's merge markers). Errors are upstream's: 400 for
+/// a patch that cannot be decoded, 422 for a JSON patch that does not apply.
+pub fn apply_patch(
+    kind: PatchKind,
+    original: &Value,
+    body: &[u8],
+    root: Option<&'static rkube_api::schema::Message>,
+) -> Result<Value, ApiError> {
+    let patch: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+    let mut patched = original.clone();
+    match kind {
+        PatchKind::Json => {
+            let ops: json_patch::Patch = serde_json::from_value(patch)
+                .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+            json_patch::patch(&mut patched, &ops).map_err(|e| {
+                ApiError::from(rkube_api::Status::failure(
+                    422,
+                    "Invalid",
+                    format!("the server rejected our request due to an error in our request: {e}"),
+                    None,
+                ))
+            })?;
+        }
+        PatchKind::Merge => {
+            if !patch.is_object() {
+                return Err(ApiError::bad_request(
+                    "error decoding patch: a merge patch must be a JSON object",
+                ));
+            }
+            json_patch::merge(&mut patched, &patch);
+        }
+        PatchKind::Strategic => {
+            let root = root.ok_or_else(|| {
+                ApiError::from(rkube_api::Status::unsupported_media_type(&PATCH_TYPES[..2]))
+            })?;
+            patched = rkube_api::smp::apply(patched, patch, root).map_err(|e| {
+                let status = match e.code {
+                    400 => rkube_api::Status::bad_request(&e.message),
+                    422 => rkube_api::Status::failure(422, "Invalid", e.message, None),
+                    code => rkube_api::Status::failure(code, "", e.message, None),
+                };
+                ApiError::from(status)
+            })?;
+        }
+    }
+    if !patched.is_object() {
+        return Err(ApiError::bad_request("the patch did not produce an object"));
+    }
+    Ok(patched)
 }
 
 /// The representation a response is sent in.

@@ -97,7 +97,7 @@ fn operation(
         parameters.push(parameter("fieldValidation", "fieldValidation instructs the server on how to handle objects in the request containing unknown or duplicate fields."));
         parameters.push(parameter("fieldManager", "fieldManager is a name associated with the actor or entity that is making these changes."));
     }
-    json!({
+    let mut op = json!({
         "operationId": format!("{action}{}", r.kind),
         "parameters": parameters,
         "responses": {"200": match schema {
@@ -106,7 +106,39 @@ fn operation(
         }},
         "x-kubernetes-action": action,
         "x-kubernetes-group-version-kind": {"group": r.group, "version": r.version, "kind": r.kind},
-    })
+    });
+    // The body media types, as upstream lists them: clients pick a patch type from these.
+    let body_schema = match schema {
+        Some(name) => json!({"$ref": format!("#/components/schemas/{name}")}),
+        None => json!({"type": "object"}),
+    };
+    let media: &[&str] = match action {
+        "patch" => &[
+            "application/apply-patch+yaml",
+            "application/json-patch+json",
+            "application/merge-patch+json",
+            "application/strategic-merge-patch+json",
+        ],
+        "post" | "put" => &["*/*"],
+        _ => &[],
+    };
+    if !media.is_empty() {
+        let patch_schema =
+            json!({"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.Patch"});
+        let content: Map<String, Value> = media
+            .iter()
+            .map(|m| {
+                let schema = if action == "patch" {
+                    patch_schema.clone()
+                } else {
+                    body_schema.clone()
+                };
+                ((*m).to_owned(), json!({"schema": schema}))
+            })
+            .collect();
+        op["requestBody"] = json!({"content": content, "required": true});
+    }
+    op
 }
 
 /// `/openapi/v3/api/v1`, `/openapi/v3/apis/<group>/<version>`.
@@ -190,6 +222,10 @@ pub fn group_version(path: &str) -> Result<Response, ApiError> {
         }
     }
     let mut schemas = generator.take_definitions(true);
+    schemas.insert(
+        "io.k8s.apimachinery.pkg.apis.meta.v1.Patch".into(),
+        json!({"description": "Patch is provided to give a concrete name and type to the Kubernetes PATCH request body.", "type": "object"}),
+    );
     for (name, r) in documented {
         if let Some(Value::Object(schema)) = schemas.get_mut(&name) {
             schema.insert(
@@ -197,6 +233,9 @@ pub fn group_version(path: &str) -> Result<Response, ApiError> {
                 json!([{"group": r.group, "version": r.version, "kind": r.kind}]),
             );
         }
+    }
+    for (name, schema) in schemas.iter_mut() {
+        add_merge_markers(name, schema);
     }
     let doc = json!({
         "openapi": "3.0.0",
@@ -216,6 +255,63 @@ pub fn group_version(path: &str) -> Result<Response, ApiError> {
         body,
     )
         .into_response())
+}
+
+/// Adds upstream's merge extensions (`x-kubernetes-patch-strategy`, `-patch-merge-key`,
+/// `-list-type`, `-list-map-keys`, `-map-type`) to a definition, from the type table.
+/// kubectl computes its client-side apply patches from them.
+fn add_merge_markers(name: &str, schema: &mut Value) {
+    use rkube_api::schema::{ListType, Strategy};
+    let message_name = name
+        .strip_prefix("io.k8s.")
+        .unwrap_or(name)
+        .replace("apiextensions-apiserver", "apiextensions_apiserver")
+        .replace("kube-aggregator", "kube_aggregator");
+    let Some(message) = rkube_api::schema::message(&message_name) else {
+        return;
+    };
+    let Value::Object(schema) = schema else {
+        return;
+    };
+    if message.atomic {
+        schema.insert("x-kubernetes-map-type".into(), json!("atomic"));
+    }
+    let Some(Value::Object(properties)) = schema.get_mut("properties") else {
+        return;
+    };
+    for field in message.fields {
+        let Some(Value::Object(property)) = properties.get_mut(field.json) else {
+            continue;
+        };
+        let strategy = match field.strategy {
+            Strategy::Default => None,
+            Strategy::Merge => Some("merge"),
+            Strategy::Replace => Some("replace"),
+            Strategy::RetainKeys => Some("retainKeys"),
+            Strategy::MergeRetainKeys => Some("merge,retainKeys"),
+        };
+        if let Some(strategy) = strategy {
+            property.insert("x-kubernetes-patch-strategy".into(), json!(strategy));
+        }
+        if let Some(key) = field.merge_key {
+            property.insert("x-kubernetes-patch-merge-key".into(), json!(key));
+        }
+        let list_type = match field.list_type {
+            ListType::Unspecified => None,
+            ListType::Atomic => Some("atomic"),
+            ListType::Set => Some("set"),
+            ListType::Map => Some("map"),
+        };
+        if let Some(list_type) = list_type {
+            property.insert("x-kubernetes-list-type".into(), json!(list_type));
+        }
+        if !field.map_keys.is_empty() {
+            property.insert("x-kubernetes-list-map-keys".into(), json!(field.map_keys));
+        }
+        if field.atomic {
+            property.insert("x-kubernetes-map-type".into(), json!("atomic"));
+        }
+    }
 }
 
 /// A kind's schema and the definitions it references, for field validation.

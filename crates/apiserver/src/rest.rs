@@ -317,21 +317,12 @@ impl Ctx {
             let (obj, revision) = self.current().await?;
             let current = self.scale_of(&obj);
             let wanted = if patch {
-                let mut scale = current.clone();
-                let patch_doc: Value = serde_json::from_slice(&body)
-                    .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-                match negotiate::patch_type(&self.headers)? {
-                    negotiate::PatchKind::Merge => json_patch::merge(&mut scale, &patch_doc),
-                    negotiate::PatchKind::Json => {
-                        let ops: json_patch::Patch =
-                            serde_json::from_value(patch_doc).map_err(|e| {
-                                ApiError::bad_request(format!("error decoding patch: {e}"))
-                            })?;
-                        json_patch::patch(&mut scale, &ops)
-                            .map_err(|e| ApiError::bad_request(e.to_string()))?;
-                    }
-                }
-                scale
+                negotiate::apply_patch(
+                    negotiate::patch_type(&self.headers)?,
+                    &current,
+                    &body,
+                    rkube_api::schema::for_kind("autoscaling/v1", "Scale"),
+                )?
             } else {
                 negotiate::decode_body(&self.headers, &body)?
             };
@@ -889,6 +880,8 @@ impl Ctx {
             return self.respond_object(StatusCode::OK, &encode_for_store(&obj), deleted.revision);
         }
         if dry_run {
+            // Nothing was written: the object keeps its resourceVersion.
+            metadata_mut(&mut obj).insert("resourceVersion".into(), json!(revision.to_string()));
             return self.respond_value(StatusCode::OK, &obj);
         }
         let kv = self
@@ -903,6 +896,7 @@ impl Ctx {
     async fn patch(&self, body: Bytes) -> ApiResult {
         let name = self.name().to_owned();
         let kind = negotiate::patch_type(&self.headers)?;
+        let root = rkube_api::schema::for_kind(self.info.api_version(), self.info.kind);
         let patch: Value = serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
         for _ in 0..MAX_PATCH_ATTEMPTS {
@@ -917,25 +911,7 @@ impl Ctx {
                 .ok_or_else(|| ApiError::not_found(self.info, &name))?;
             let old =
                 decode_served(&current.value, current.mod_revision).map_err(ApiError::internal)?;
-            let mut patched = old.clone();
-            match kind {
-                negotiate::PatchKind::Json => {
-                    let ops: json_patch::Patch = serde_json::from_value(patch.clone())
-                        .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-                    json_patch::patch(&mut patched, &ops).map_err(|e| ApiError::from(rkube_api::Status::failure(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}"), None)))?;
-                }
-                negotiate::PatchKind::Merge => {
-                    if !patch.is_object() {
-                        return Err(ApiError::bad_request(
-                            "error decoding patch: a merge patch must be a JSON object",
-                        ));
-                    }
-                    json_patch::merge(&mut patched, &patch);
-                }
-            }
-            if !patched.is_object() {
-                return Err(ApiError::bad_request("the patch did not produce an object"));
-            }
+            let mut patched = negotiate::apply_patch(kind, &old, &body, root)?;
             self.check_fields(&patched)?;
             // A resourceVersion in the patch is a precondition.
             let wanted = meta_str(&patched, "resourceVersion").map(str::to_owned);

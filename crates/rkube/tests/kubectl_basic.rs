@@ -508,7 +508,7 @@ fn replace_describe_wait_and_delete_collection() {
         "red"
     );
 
-    // (kubectl edit sends a strategic merge patch: that comes with the apply issue.)
+    // (kubectl edit and strategic merge patch are covered in kubectl_apply.rs.)
     c.ok(&[
         "patch",
         "cm",

@@ -20,12 +20,6 @@ pub struct Message {
 }
 
 impl Message {
-    pub(crate) const PLAIN: Message = Message {
-        name: "",
-        fields: &[],
-        atomic: false,
-    };
-
     /// The field with this JSON name.
     pub fn field(&self, json: &str) -> Option<&'static Field> {
         self.fields.iter().find(|f| f.json == json)

@@ -1,0 +1,363 @@
+//! kubectl 1.37 client-side apply, strategic merge patch, edit and diff against
+//! `rkube server`: fields and list elements removed and added between applies, lists merged
+//! by their keys, and bad patches refused with nothing written.
+
+mod support;
+
+use serde_json::Value;
+use support::Cluster;
+
+fn apply(c: &Cluster, yaml: &str) -> String {
+    let out = c.kubectl_with(&["apply", "-f", "-"], Some(yaml), &[]);
+    assert!(
+        out.status.success(),
+        "kubectl apply failed: {}\n--- server log ---\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        c.log()
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn get(c: &Cluster, args: &[&str]) -> Value {
+    let mut all = vec!["get"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["-o", "json"]);
+    serde_json::from_str(&c.ok(&all)).unwrap()
+}
+
+const DEPLOY_V1: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web, tier: front}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.25
+        ports: [{containerPort: 80}, {containerPort: 443}]
+        env: [{name: A, value: "1"}, {name: B, value: "2"}]
+        volumeMounts: [{name: data, mountPath: /data}]
+      - name: log
+        image: busybox
+      volumes: [{name: data, emptyDir: {}}]
+"#;
+
+/// The second manifest: a label, a port, an env var, the volume and a container removed;
+/// an env var and a container added; replicas and an image changed.
+const DEPLOY_V2: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web, owner: me}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: metrics
+        image: prom
+      - name: web
+        image: nginx:1.26
+        ports: [{containerPort: 80}]
+        env: [{name: A, value: "1"}, {name: C, value: "3"}]
+"#;
+
+#[test]
+fn apply_twice_removes_and_adds_deployment_fields() {
+    let c = Cluster::start(&[]);
+    assert_eq!(apply(&c, DEPLOY_V1).trim(), "deployment.apps/web created");
+    // A change made by someone else, not in any manifest, survives the applies.
+    c.ok(&["annotate", "deploy", "web", "team=blue"]);
+    assert_eq!(
+        apply(&c, DEPLOY_V2).trim(),
+        "deployment.apps/web configured"
+    );
+
+    let d = get(&c, &["deploy", "web"]);
+    let labels = &d["metadata"]["labels"];
+    assert_eq!(labels["owner"], "me");
+    assert!(labels.get("tier").is_none(), "label removed: {labels}");
+    assert_eq!(d["metadata"]["annotations"]["team"], "blue");
+    assert_eq!(d["spec"]["replicas"], 3);
+    let pod = &d["spec"]["template"]["spec"];
+    let names: Vec<&str> = pod["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["metrics", "web"],
+        "containers follow the manifest's order"
+    );
+    let web = &pod["containers"][1];
+    assert_eq!(web["image"], "nginx:1.26");
+    assert_eq!(
+        web["ports"],
+        serde_json::json!([{"containerPort": 80, "protocol": "TCP"}]),
+        "port 443 removed"
+    );
+    assert_eq!(
+        web["env"],
+        serde_json::json!([{"name": "A", "value": "1"}, {"name": "C", "value": "3"}])
+    );
+    assert!(web.get("volumeMounts").is_none(), "{web}");
+    assert!(pod.get("volumes").is_none(), "{pod}");
+    // Defaults the server set stay.
+    assert_eq!(web["imagePullPolicy"], "IfNotPresent");
+    assert_eq!(d["metadata"]["generation"], 2);
+
+    // Applying the same manifest again changes nothing.
+    assert_eq!(apply(&c, DEPLOY_V2).trim(), "deployment.apps/web unchanged");
+}
+
+const OTHERS_V1: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: svc}
+spec:
+  selector: {app: web}
+  ports:
+  - {name: http, port: 80, targetPort: 8080}
+  - {name: https, port: 443, targetPort: 8443}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cfg, labels: {keep: "yes", drop: "yes"}}
+data: {a: "1", b: "2"}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: pod1, labels: {app: one}}
+spec:
+  containers:
+  - name: c
+    image: busybox
+  tolerations:
+  - {key: a, operator: Exists}
+"#;
+
+const OTHERS_V2: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: svc}
+spec:
+  selector: {app: web}
+  ports:
+  - {name: http, port: 80, targetPort: 9090}
+  - {name: admin, port: 8081}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cfg, labels: {keep: "yes"}}
+data: {a: "1", c: "3"}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: pod1, labels: {app: two}}
+spec:
+  containers:
+  - name: c
+    image: busybox:1.36
+  tolerations:
+  - {key: a, operator: Exists}
+  - {key: b, operator: Exists}
+"#;
+
+#[test]
+fn apply_twice_services_configmaps_pods() {
+    let c = Cluster::start(&[]);
+    let out = apply(&c, OTHERS_V1);
+    assert!(
+        out.contains("service/svc created") && out.contains("pod/pod1 created"),
+        "{out}"
+    );
+    let cluster_ip = get(&c, &["svc", "svc"])["spec"]["clusterIP"].clone();
+    let out = apply(&c, OTHERS_V2);
+    for line in [
+        "service/svc configured",
+        "configmap/cfg configured",
+        "pod/pod1 configured",
+    ] {
+        assert!(out.contains(line), "{out}");
+    }
+
+    let svc = get(&c, &["svc", "svc"]);
+    let ports: Vec<(i64, Value)> = svc["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["port"].as_i64().unwrap(), p["targetPort"].clone()))
+        .collect();
+    assert_eq!(
+        ports,
+        [(80, Value::from(9090)), (8081, Value::from(8081))],
+        "ports merged by port: {svc}"
+    );
+    assert_eq!(
+        svc["spec"]["clusterIP"], cluster_ip,
+        "server-set fields stay"
+    );
+
+    let cm = get(&c, &["cm", "cfg"]);
+    assert_eq!(cm["data"], serde_json::json!({"a": "1", "c": "3"}));
+    assert_eq!(cm["metadata"]["labels"], serde_json::json!({"keep": "yes"}));
+
+    let pod = get(&c, &["pod", "pod1"]);
+    assert_eq!(pod["metadata"]["labels"]["app"], "two");
+    assert_eq!(pod["spec"]["containers"][0]["image"], "busybox:1.36");
+    assert_eq!(pod["spec"]["tolerations"].as_array().unwrap().len(), 2);
+
+    // A change a Pod cannot take is refused with upstream's message, nothing written.
+    let out = c.kubectl_with(
+        &["apply", "-f", "-"],
+        Some(&OTHERS_V2.replace("name: c\n", "name: c\n    command: [sleep]\n")),
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("pod updates may not change fields other than"),
+        "{stderr}"
+    );
+    let after = get(&c, &["pod", "pod1"]);
+    assert_eq!(
+        after["metadata"]["resourceVersion"],
+        pod["metadata"]["resourceVersion"]
+    );
+}
+
+#[test]
+fn strategic_patch_edit_and_diff() {
+    let c = Cluster::start(&[]);
+    apply(&c, DEPLOY_V1);
+
+    // kubectl patch sends a strategic merge patch by default: containers merge by name.
+    c.ok(&[
+        "patch",
+        "deploy",
+        "web",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"side","image":"envoy"}]}}}}"#,
+    ]);
+    let names = c.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[*].name}",
+    ]);
+    assert_eq!(names, "side web log");
+    // $patch: delete removes one element.
+    c.ok(&[
+        "patch",
+        "deploy",
+        "web",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"log","$patch":"delete"}]}}}}"#,
+    ]);
+    let names = c.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[*].name}",
+    ]);
+    assert_eq!(names, "side web");
+
+    // Malformed patches: upstream's errors, nothing written.
+    let before = get(&c, &["deploy", "web"])["metadata"]["resourceVersion"].clone();
+    let err = c.fails(&[
+        "patch",
+        "deploy",
+        "web",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"image":"x"}]}}}}"#,
+    ]);
+    assert!(
+        err.contains("does not contain declared merge key: name"),
+        "{err}"
+    );
+    let err = c.fails(&[
+        "patch",
+        "deploy",
+        "web",
+        "-p",
+        r#"{"spec":{"strategy":{"$retainKeys":["type"],"rollingUpdate":{}}}}"#,
+    ]);
+    assert!(err.contains("invalid patch format of retainKeys"), "{err}");
+    assert_eq!(
+        get(&c, &["deploy", "web"])["metadata"]["resourceVersion"],
+        before
+    );
+
+    // kubectl edit (EDITOR is a script) sends a strategic merge patch too.
+    let editor = c.data_dir().join("editor.sh");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nsed -i 's/replicas: 2/replicas: 7/' \"$1\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = c.kubectl_with(
+        &["edit", "deploy", "web"],
+        None,
+        &[("EDITOR", editor.to_str().unwrap())],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "deployment.apps/web edited"
+    );
+    assert_eq!(
+        c.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "7"
+    );
+
+    // kubectl diff: a server-side dry run; exit 1 with the change, nothing written.
+    let rv = get(&c, &["deploy", "web"])["metadata"]["resourceVersion"].clone();
+    let changed = DEPLOY_V1.replace("nginx:1.25", "nginx:1.27");
+    let out = c.kubectl_with(&["diff", "-f", "-"], Some(&changed), &[]);
+    let diff = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        diff.contains("-        image: nginx:1.25") && diff.contains("+        image: nginx:1.27"),
+        "{diff}"
+    );
+    assert!(
+        !diff.contains("resourceVersion"),
+        "a dry run keeps resourceVersion: {diff}"
+    );
+    assert_eq!(
+        get(&c, &["deploy", "web"])["metadata"]["resourceVersion"],
+        rv
+    );
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[?(@.name=='web')].image}"
+        ]),
+        "nginx:1.25"
+    );
+}
