@@ -10,6 +10,7 @@
 //! - [`field_error`]: field-level validation errors rendered exactly as upstream's `field.Error`;
 //! - [`schema`]: every API type's fields, protobuf numbers and merge markers (generated);
 //! - [`smp`]: strategic merge patch, driven by the schema's merge markers;
+//! - [`ssa`]: server-side apply and field ownership (`managedFields`);
 //! - [`status`]: `metav1.Status` errors with upstream's reason, code, message and details.
 //!
 //! Error messages that clients or users rely on match upstream's wording byte for byte.
@@ -23,6 +24,7 @@ pub mod names;
 pub mod resources;
 pub mod schema;
 pub mod smp;
+pub mod ssa;
 pub mod status;
 
 pub use field_error::{FieldError, FieldErrorType};

@@ -58,23 +58,51 @@ pub enum PatchKind {
     Json,
     Merge,
     Strategic,
+    /// Server-side apply (`application/apply-patch+yaml`).
+    Apply,
 }
 
-/// The media types of the patch formats, as upstream lists them in its 415 answer.
-const PATCH_TYPES: [&str; 3] = [
-    "application/json-patch+json",
-    "application/merge-patch+json",
-    "application/strategic-merge-patch+json",
-];
+const JSON_PATCH: &str = "application/json-patch+json";
+const MERGE_PATCH: &str = "application/merge-patch+json";
+const STRATEGIC_PATCH: &str = "application/strategic-merge-patch+json";
+const APPLY_PATCH: &str = "application/apply-patch+yaml";
 
-/// The patch format of a PATCH request.
-pub fn patch_type(headers: &HeaderMap) -> Result<PatchKind, ApiError> {
+/// The patch format of a PATCH request. Types without a schema (custom resources) take no
+/// strategic merge patch; the 415 lists what the resource accepts, in upstream's order.
+pub fn patch_type(
+    headers: &HeaderMap,
+    root: Option<&'static rkube_api::schema::Message>,
+) -> Result<PatchKind, ApiError> {
     match content_type(headers).as_str() {
-        "application/json-patch+json" => Ok(PatchKind::Json),
-        "application/merge-patch+json" => Ok(PatchKind::Merge),
-        "application/strategic-merge-patch+json" => Ok(PatchKind::Strategic),
-        _ => Err(rkube_api::Status::unsupported_media_type(&PATCH_TYPES).into()),
+        JSON_PATCH => Ok(PatchKind::Json),
+        MERGE_PATCH => Ok(PatchKind::Merge),
+        STRATEGIC_PATCH if root.is_some() => Ok(PatchKind::Strategic),
+        APPLY_PATCH => Ok(PatchKind::Apply),
+        _ => {
+            let accepted: &[&str] = match root {
+                Some(_) => &[JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, APPLY_PATCH],
+                None => &[JSON_PATCH, MERGE_PATCH, APPLY_PATCH],
+            };
+            Err(rkube_api::Status::unsupported_media_type(accepted).into())
+        }
     }
+}
+
+/// Decodes a server-side apply body (YAML, or JSON, which is YAML too) into an object.
+pub fn decode_apply(body: &[u8]) -> Result<Value, ApiError> {
+    if body.len() > MAX_BODY {
+        return Err(ApiError::too_large());
+    }
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::bad_request("error decoding YAML: not UTF-8"))?;
+    let value: Value = serde_saphyr::from_str(text)
+        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request(
+            "error decoding YAML: the apply configuration must be an object",
+        ));
+    }
+    Ok(value)
 }
 
 /// Applies a patch of this format to `original`, an object of the built-in type `root`
@@ -110,9 +138,18 @@ pub fn apply_patch(
             }
             json_patch::merge(&mut patched, &patch);
         }
+        PatchKind::Apply => {
+            return Err(ApiError::internal(
+                "server-side apply is not a patch format apply_patch handles",
+            ))
+        }
         PatchKind::Strategic => {
             let root = root.ok_or_else(|| {
-                ApiError::from(rkube_api::Status::unsupported_media_type(&PATCH_TYPES[..2]))
+                ApiError::from(rkube_api::Status::unsupported_media_type(&[
+                    JSON_PATCH,
+                    MERGE_PATCH,
+                    APPLY_PATCH,
+                ]))
             })?;
             patched = rkube_api::smp::apply(patched, patch, root).map_err(|e| {
                 let status = match e.code {

@@ -9,6 +9,7 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use rkube_api::field_error::BadValue;
 use rkube_api::resources::ResourceInfo;
+use rkube_api::ssa;
 use rkube_api::FieldError;
 use serde_json::{json, Value};
 
@@ -317,11 +318,12 @@ impl Ctx {
             let (obj, revision) = self.current().await?;
             let current = self.scale_of(&obj);
             let wanted = if patch {
+                let root = rkube_api::schema::for_kind("autoscaling/v1", "Scale");
                 negotiate::apply_patch(
-                    negotiate::patch_type(&self.headers)?,
+                    negotiate::patch_type(&self.headers, root)?,
                     &current,
                     &body,
-                    rkube_api::schema::for_kind("autoscaling/v1", "Scale"),
+                    root,
                 )?
             } else {
                 negotiate::decode_body(&self.headers, &body)?
@@ -348,6 +350,7 @@ impl Ctx {
             let mut updated = obj.clone();
             updated["spec"]["replicas"] = json!(replicas);
             strategy::prepare_for_update(self.info, &mut updated, &obj, false);
+            self.record_update(Some(&obj), &mut updated)?;
             if self.query.dry_run()? {
                 return self.respond_value(StatusCode::OK, &self.scale_of(&updated));
             }
@@ -610,7 +613,12 @@ impl Ctx {
     /// Reads and checks a request body as an object of this resource. Missing `kind` and
     /// `apiVersion` default to the endpoint's, as upstream's decoder does; others must match.
     fn decode_body(&self, body: &Bytes) -> Result<Value, ApiError> {
-        let mut obj = negotiate::decode_body(&self.headers, body)?;
+        self.of_this_kind(negotiate::decode_body(&self.headers, body)?)
+    }
+
+    /// Checks a decoded object's `kind` and `apiVersion` against the endpoint's, filling
+    /// them in when missing.
+    fn of_this_kind(&self, mut obj: Value) -> Result<Value, ApiError> {
         let kind = obj
             .get("kind")
             .and_then(Value::as_str)
@@ -731,10 +739,17 @@ impl Ctx {
     async fn create(&self, body: Bytes) -> ApiResult {
         let obj = self.decode_body(&body)?;
         let warnings = self.check_fields(&obj)?;
-        self.create_checked(obj, warnings).await
+        self.create_checked(obj, warnings, true).await
     }
 
-    async fn create_checked(&self, mut obj: Value, warnings: Vec<String>) -> ApiResult {
+    /// Creates `obj`; `record` attributes its fields to this request's manager (an apply
+    /// that creates has attributed them already).
+    async fn create_checked(
+        &self,
+        mut obj: Value,
+        warnings: Vec<String>,
+        record: bool,
+    ) -> ApiResult {
         self.settle_namespace(&mut obj)?;
         let dry_run = self.query.dry_run()?;
         {
@@ -775,6 +790,9 @@ impl Ctx {
         }
         strategy::prepare_for_create(self.info, &mut obj);
         strategy::validate(self.info, &obj, None)?;
+        if record {
+            self.record_update(None, &mut obj)?;
+        }
         let name = meta_str(&obj, "name").unwrap_or("").to_owned();
         self.check_namespace().await?;
         let stored = encode_for_store(&obj);
@@ -850,15 +868,25 @@ impl Ctx {
         }
         let old =
             decode_served(&current.value, current.mod_revision).map_err(ApiError::internal)?;
-        self.write_update(old, obj, current.mod_revision).await
+        self.write_update(old, obj, current.mod_revision, true)
+            .await
     }
 
     /// Applies the update rules (immutable metadata, status split, generation) and writes
     /// with compare-and-swap on `revision`.
-    async fn write_update(&self, old: Value, mut obj: Value, revision: i64) -> ApiResult {
+    async fn write_update(
+        &self,
+        old: Value,
+        mut obj: Value,
+        revision: i64,
+        record: bool,
+    ) -> ApiResult {
         let name = self.name().to_owned();
         strategy::prepare_for_update(self.info, &mut obj, &old, self.is_status());
         strategy::validate(self.info, &obj, Some(&old))?;
+        if record {
+            self.record_update(Some(&old), &mut obj)?;
+        }
         let dry_run = self.query.dry_run()?;
         // An object being deleted goes once its last finalizer is removed.
         let finalizers_left = obj["metadata"]["finalizers"]
@@ -893,10 +921,163 @@ impl Ctx {
         self.respond_object(StatusCode::OK, &kv.value, kv.mod_revision)
     }
 
+    /// The field manager of this request: `fieldManager`, else the first word of the
+    /// User-Agent, as upstream defaults it.
+    fn manager_name(&self) -> Result<String, ApiError> {
+        if let Some(name) = self.query.get("fieldManager") {
+            if name.len() > 128 {
+                return Err(patch_options_invalid(FieldError::too_long(
+                    "fieldManager",
+                    128,
+                )));
+            }
+            if name.chars().any(|c| c.is_control()) {
+                return Err(patch_options_invalid(FieldError::invalid(
+                    "fieldManager",
+                    name,
+                    "must only contain printable characters",
+                )));
+            }
+            return Ok(name.to_owned());
+        }
+        let agent = self
+            .headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let prefix = agent.split('/').next().unwrap_or("");
+        Ok(prefix.chars().take(128).collect())
+    }
+
+    /// The merge type of this resource's objects (from the schema table).
+    fn merge_type(&self) -> ssa::Ty {
+        rkube_api::schema::for_kind(self.info.api_version(), self.info.kind)
+            .map_or(ssa::Ty::Untyped, ssa::Ty::of_message)
+    }
+
+    fn ssa_scope(&self) -> ssa::Scope {
+        match self.path.subresource.as_deref() {
+            Some("status") => ssa::Scope::Status,
+            Some("scale") => ssa::Scope::Scale,
+            _ => ssa::Scope::Main {
+                status_subresource: self.info.subresource("status").is_some(),
+            },
+        }
+    }
+
+    /// Attributes the fields an Update changes to this request's field manager.
+    fn record_update(&self, old: Option<&Value>, obj: &mut Value) -> Result<(), ApiError> {
+        let name = self.manager_name()?;
+        let now = meta::now_rfc3339();
+        let manager = ssa::Manager {
+            name: &name,
+            operation: ssa::Operation::Update,
+            api_version: self.info.api_version(),
+            time: &now,
+            scope: self.ssa_scope(),
+        };
+        ssa::record_update(old, obj, self.merge_type(), &manager);
+        Ok(())
+    }
+
+    /// PATCH with `application/apply-patch+yaml`: merges the configuration as its field
+    /// manager's, creating the object when it does not exist.
+    async fn server_side_apply(&self, body: &[u8]) -> ApiResult {
+        let name = self.name().to_owned();
+        let Some(manager_name) = self.query.get("fieldManager").map(str::to_owned) else {
+            return Err(patch_options_invalid(FieldError::required(
+                "fieldManager",
+                "is required for apply patch",
+            )));
+        };
+        self.manager_name()?;
+        let force = match self.query.get("force") {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid boolean value for force: {other:?}"
+                )))
+            }
+        };
+        let mut config = negotiate::decode_apply(body)?;
+        for (field, what) in [("apiVersion", "APIVersion"), ("kind", "Kind")] {
+            if config
+                .get(field)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty()
+            {
+                return Err(ApiError::bad_request(format!(
+                    "Object '{what}' is missing in '{}'",
+                    String::from_utf8_lossy(body).trim()
+                )));
+            }
+        }
+        config = self.of_this_kind(config)?;
+        let config_name = meta_str(&config, "name").unwrap_or("").to_owned();
+        if !config_name.is_empty() && config_name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({config_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        metadata_mut(&mut config).insert("name".into(), json!(name));
+        if !config["metadata"]["managedFields"].is_null() {
+            return Err(ApiError::bad_request("metadata.managedFields must be nil"));
+        }
+        self.settle_namespace(&mut config)?;
+        let warnings = self.check_fields(&config)?;
+        let now = meta::now_rfc3339();
+        let manager = ssa::Manager {
+            name: &manager_name,
+            operation: ssa::Operation::Apply,
+            api_version: self.info.api_version(),
+            time: &now,
+            scope: self.ssa_scope(),
+        };
+        let ty = self.merge_type();
+        for _ in 0..MAX_PATCH_ATTEMPTS {
+            let current = self
+                .state
+                .store
+                .get(&self.key(&name), None)
+                .await
+                .map_err(|e| from_store(e, self.info, &name))?;
+            let Some(current) = current.kv else {
+                if self.is_status() {
+                    return Err(ApiError::not_found(self.info, &name));
+                }
+                let obj = ssa::apply(None, &config, ty, &manager, force).map_err(apply_conflict)?;
+                return self.create_checked(obj, warnings, false).await;
+            };
+            let old =
+                decode_served(&current.value, current.mod_revision).map_err(ApiError::internal)?;
+            let merged =
+                ssa::apply(Some(&old), &config, ty, &manager, force).map_err(apply_conflict)?;
+            match self
+                .write_update(old, merged, current.mod_revision, false)
+                .await
+            {
+                Err(e) if e.code() == 409 && e.reason() == "Conflict" => continue,
+                other => return other.map(|r| with_warnings(r, &warnings)),
+            }
+        }
+        Err(ApiError::conflict(self.info, &name))
+    }
+
     async fn patch(&self, body: Bytes) -> ApiResult {
         let name = self.name().to_owned();
-        let kind = negotiate::patch_type(&self.headers)?;
         let root = rkube_api::schema::for_kind(self.info.api_version(), self.info.kind);
+        let kind = negotiate::patch_type(&self.headers, root)?;
+        if kind == negotiate::PatchKind::Apply {
+            return self.server_side_apply(&body).await;
+        }
+        if self.query.has("force") {
+            return Err(patch_options_invalid(FieldError::forbidden(
+                "force",
+                "may not be specified for non-apply patch",
+            )));
+        }
         let patch: Value = serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
         for _ in 0..MAX_PATCH_ATTEMPTS {
@@ -925,7 +1106,10 @@ impl Ctx {
                     patched[field] = old[field].clone();
                 }
             }
-            match self.write_update(old, patched, current.mod_revision).await {
+            match self
+                .write_update(old, patched, current.mod_revision, true)
+                .await
+            {
                 Err(e)
                     if e.code() == 409
                         && meta_str(&patch, "resourceVersion").is_none()
@@ -1040,6 +1224,39 @@ impl Ctx {
 }
 
 /// Adds upstream-style `Warning` headers (code 299) to a response.
+/// 422 for bad patch options, as upstream words it (`PatchOptions.meta.k8s.io "" is invalid`).
+fn patch_options_invalid(error: FieldError) -> ApiError {
+    rkube_api::Status::invalid(
+        &rkube_api::GroupKind::new("meta.k8s.io", "PatchOptions"),
+        "",
+        &[error],
+    )
+    .into()
+}
+
+/// 409 for apply conflicts, with one `FieldManagerConflict` cause per field.
+fn apply_conflict(conflicts: ssa::Conflicts) -> ApiError {
+    let causes = conflicts
+        .conflicts
+        .iter()
+        .map(|(manager, field)| rkube_api::status::StatusCause {
+            cause_type: "FieldManagerConflict".into(),
+            message: format!("conflict with {manager}"),
+            field: field.clone(),
+        })
+        .collect();
+    rkube_api::Status::failure(
+        409,
+        "Conflict",
+        conflicts.message(),
+        Some(rkube_api::status::StatusDetails {
+            causes,
+            ..Default::default()
+        }),
+    )
+    .into()
+}
+
 fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
     for w in warnings {
         let value = format!("299 - {}", serde_json::Value::String(w.clone()));

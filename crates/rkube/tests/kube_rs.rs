@@ -92,6 +92,52 @@ fn typed_crud() {
     });
 }
 
+#[test]
+fn server_side_apply() {
+    let c = Cluster::start(&[]);
+    runtime().block_on(async {
+        let api: Api<ConfigMap> = Api::namespaced(client(&c).await, "default");
+        let config = serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "ssa", "labels": {"owner": "kube-rs"}},
+            "data": {"a": "1", "b": "2"}
+        });
+        let params = PatchParams::apply("kube-rs-test");
+        let created = api.patch("ssa", &params, &Patch::Apply(&config)).await.unwrap();
+        let fields = created.metadata.managed_fields.clone().unwrap();
+        assert_eq!(fields.len(), 1);
+        assert_eq!(fields[0].manager.as_deref(), Some("kube-rs-test"));
+        assert_eq!(fields[0].operation.as_deref(), Some("Apply"));
+
+        // Re-applying without "b" removes it.
+        let mut less = config.clone();
+        less["data"] = serde_json::json!({"a": "1"});
+        let applied = api.patch("ssa", &params, &Patch::Apply(&less)).await.unwrap();
+        assert_eq!(applied.data.unwrap().len(), 1);
+
+        // Another manager changing "a" conflicts, then forces.
+        let other = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"a": "9"}});
+        match api
+            .patch("ssa", &PatchParams::apply("intruder"), &Patch::Apply(&other))
+            .await
+        {
+            Err(kube::Error::Api(s)) => {
+                assert_eq!((s.code, s.reason.as_str()), (409, "Conflict"));
+                assert_eq!(
+                    s.message,
+                    "Apply failed with 1 conflict: conflict with \"kube-rs-test\": .data.a"
+                );
+            }
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        let forced = api
+            .patch("ssa", &PatchParams::apply("intruder").force(), &Patch::Apply(&other))
+            .await
+            .unwrap();
+        assert_eq!(forced.data.unwrap()["a"], "9");
+    });
+}
+
 async fn reflect(c: &Cluster, config: watcher::Config) {
     let client = client(c).await;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");

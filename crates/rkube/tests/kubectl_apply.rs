@@ -361,3 +361,231 @@ fn strategic_patch_edit_and_diff() {
         "nginx:1.25"
     );
 }
+
+fn apply_server_side(c: &Cluster, yaml: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["apply", "--server-side", "-f", "-"];
+    args.extend_from_slice(extra);
+    c.kubectl_with(&args, Some(yaml), &[])
+}
+
+fn managers(obj: &Value) -> Vec<String> {
+    obj["metadata"]["managedFields"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .map(|e| {
+                    format!(
+                        "{}/{}",
+                        e["manager"].as_str().unwrap(),
+                        e["operation"].as_str().unwrap()
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn server_side_apply_owns_removes_and_conflicts() {
+    let c = Cluster::start(&[]);
+    let out = apply_server_side(&c, DEPLOY_V1, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "deployment.apps/web serverside-applied"
+    );
+    let d = get(&c, &["deploy", "web", "--show-managed-fields"]);
+    assert_eq!(managers(&d), ["kubectl/Apply"]);
+    let fields = &d["metadata"]["managedFields"][0]["fieldsV1"];
+    assert!(
+        fields["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"web\"}"]["f:ports"]
+            ["k:{\"containerPort\":443,\"protocol\":\"TCP\"}"]
+            .is_object(),
+        "{fields}"
+    );
+    // kubectl hides managedFields unless asked.
+    assert!(!c
+        .ok(&["get", "deploy", "web", "-o", "yaml"])
+        .contains("managedFields"));
+
+    // Applying the second manifest removes what the manager no longer applies.
+    let out = apply_server_side(&c, DEPLOY_V2, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d = get(&c, &["deploy", "web"]);
+    assert!(d["metadata"]["labels"].get("tier").is_none());
+    let pod = &d["spec"]["template"]["spec"];
+    let names: Vec<&str> = pod["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["metrics", "web"]);
+    let web = &pod["containers"][1];
+    assert_eq!(
+        web["ports"],
+        serde_json::json!([{"containerPort": 80, "protocol": "TCP"}])
+    );
+    assert_eq!(
+        web["env"],
+        serde_json::json!([{"name": "A", "value": "1"}, {"name": "C", "value": "3"}])
+    );
+    assert!(
+        pod.get("volumes").is_none() && web.get("volumeMounts").is_none(),
+        "{pod}"
+    );
+
+    // kubectl scale (manager "kubectl", from its User-Agent, as upstream names it) takes
+    // spec.replicas through the scale subresource; applying another value conflicts.
+    c.ok(&["scale", "deploy", "web", "--replicas=5"]);
+    let out = apply_server_side(&c, DEPLOY_V2, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a conflicting apply succeeded");
+    assert!(
+        stderr.contains("Apply failed with 1 conflict: conflict with \"kubectl\" with subresource \"scale\" using apps/v1: .spec.replicas"),
+        "{stderr}"
+    );
+    assert_eq!(
+        get(&c, &["deploy", "web"])["spec"]["replicas"],
+        5,
+        "nothing written"
+    );
+
+    // A second applier with the same value shares the field; with another value it
+    // conflicts with the first applier.
+    let other = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  template:
+    spec:
+      containers:
+      - name: web
+        image: nginx:9
+"#;
+    let out = apply_server_side(&c, other, &["--field-manager=team-b"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "conflict with \"kubectl\": .spec.template.spec.containers[name=\"web\"].image"
+        ),
+        "{stderr}"
+    );
+    let out = apply_server_side(&c, other, &["--field-manager=team-b", "--force-conflicts"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d = get(&c, &["deploy", "web", "--show-managed-fields"]);
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][1]["image"],
+        "nginx:9"
+    );
+    assert!(
+        managers(&d).contains(&"team-b/Apply".to_owned()),
+        "{:?}",
+        managers(&d)
+    );
+    // --force-conflicts took the image from kubectl: kubectl's next apply of another
+    // image now conflicts with team-b.
+    let out = apply_server_side(&c, &DEPLOY_V2.replace("replicas: 3", "replicas: 5"), &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "conflict with \"team-b\": .spec.template.spec.containers[name=\"web\"].image"
+        ),
+        "{stderr}"
+    );
+    let out = apply_server_side(
+        &c,
+        &DEPLOY_V2
+            .replace("replicas: 3", "replicas: 5")
+            .replace("nginx:1.26", "nginx:9"),
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Server-side dry run (what kubectl diff --server-side does) writes nothing.
+    let rv = get(&c, &["deploy", "web"])["metadata"]["resourceVersion"].clone();
+    let agreed = DEPLOY_V2
+        .replace("replicas: 3", "replicas: 5")
+        .replace("nginx:1.26", "nginx:9");
+    let out = apply_server_side(&c, &agreed.replace("prom", "prom:2"), &["--dry-run=server"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        get(&c, &["deploy", "web"])["metadata"]["resourceVersion"],
+        rv
+    );
+
+    // Bad input: an apply without a field manager, and force on another patch type.
+    let (code, body) = support::curl(
+        &c,
+        "PATCH",
+        "/apis/apps/v1/namespaces/default/deployments/web",
+        "application/apply-patch+yaml",
+        Some(b"apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n"),
+        &[],
+    );
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("PatchOptions.meta.k8s.io \\\"\\\" is invalid: fieldManager: Required value: is required for apply patch"), "{body}");
+    let (code, body) = support::curl(
+        &c,
+        "PATCH",
+        "/apis/apps/v1/namespaces/default/deployments/web?force=true",
+        "application/merge-patch+json",
+        Some(b"{}"),
+        &[],
+    );
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body.contains("force: Forbidden: may not be specified for non-apply patch"),
+        "{body}"
+    );
+}
+
+#[test]
+fn updates_are_recorded_as_managers() {
+    let c = Cluster::start(&[]);
+    c.ok(&["create", "configmap", "cfg", "--from-literal=a=1"]);
+    let cm = get(&c, &["cm", "cfg", "--show-managed-fields"]);
+    assert_eq!(managers(&cm), ["kubectl-create/Update"]);
+    assert_eq!(
+        cm["metadata"]["managedFields"][0]["fieldsV1"],
+        serde_json::json!({"f:data": {".": {}, "f:a": {}}})
+    );
+    c.ok(&["label", "cm", "cfg", "x=y"]);
+    let cm = get(&c, &["cm", "cfg", "--show-managed-fields"]);
+    assert_eq!(
+        managers(&cm),
+        ["kubectl-create/Update", "kubectl-label/Update"]
+    );
+    // An applier taking a field an Update manager set conflicts with it.
+    let out = apply_server_side(
+        &c,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {a: \"2\"}\n",
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("conflict with \"kubectl-create\" using v1: .data.a"),
+        "{stderr}"
+    );
+}

@@ -45,6 +45,16 @@ except ApiException as e:
     assert e.status == 409 and "the object has been modified" in e.body, e.body
 
 v1.patch_namespaced_config_map("py", "default", {"metadata": {"labels": {"patched": "yes"}}}, _content_type="application/merge-patch+json")
+
+# Server-side apply: the JSON body is YAML too; the manager owns what it applied.
+applied = v1.patch_namespaced_config_map("py-ssa", "default", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "py-ssa"}, "data": {"x": "1"}}, field_manager="python", _content_type="application/apply-patch+yaml")
+assert [(m.manager, m.operation) for m in applied.metadata.managed_fields] == [("python", "Apply")], applied.metadata.managed_fields
+try:
+    v1.patch_namespaced_config_map("py-ssa", "default", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "py-ssa"}, "data": {"x": "2"}}, field_manager="other", _content_type="application/apply-patch+yaml")
+    raise SystemExit("conflicting apply succeeded")
+except ApiException as e:
+    assert e.status == 409 and 'conflict with \\"python\\": .data.x' in e.body, e.body
+v1.delete_namespaced_config_map("py-ssa", "default")
 items = v1.list_namespaced_config_map("default", label_selector="from=python,patched=yes").items
 assert [i.metadata.name for i in items] == ["py"], items
 assert v1.list_namespaced_config_map("default", label_selector="from=elsewhere").items == []
