@@ -24,14 +24,27 @@ props = {}
 for f in os.listdir(openapi_dir):
     doc = json.load(open(os.path.join(openapi_dir, f)))
     for name, schema in doc.get("components", {}).get("schemas", {}).items():
-        props[name] = list(schema.get("properties", {}).keys())
+        props[name.lower()] = list(schema.get("properties", {}).keys())
+
+# Field names of types no served OpenAPI document describes (camel case loses Go's
+# initialisms there).
+JSON_NAMES = {
+    "client_cidr": "clientCIDR",
+    "server_address_by_client_cid_rs": "serverAddressByClientCIDRs",
+    "u_id": "uid",
+    "pod_uid": "podUID",
+    "service_account_uid": "serviceAccountUID",
+    "node_id": "nodeID",
+    "api_server_id": "apiServerID",
+    "share_id": "shareID",
+}
 
 def schema_name(module):
     m = module.replace("apiextensions_apiserver", "apiextensions-apiserver").replace("kube_aggregator", "kube-aggregator")
     return "io.k8s." + m
 
 def norm(s):
-    return s.replace("_", "").lower()
+    return re.sub(r"[^a-z0-9]", "", s.lower())
 
 def camel(snake):
     parts = snake.split("_")
@@ -127,15 +140,33 @@ out.append("use super::{Field, Kind, ListType, Message, Strategy};")
 out.append("")
 out.append("/// Every message, sorted by name.")
 out.append("pub static MESSAGES: &[Message] = &[")
+# Go structs embedded with `json:",inline"` (Volume's VolumeSource, Probe's handler, ...)
+# are fields of their own on the wire but spread among the parent's JSON properties, and
+# have no OpenAPI schema of their own: their JSON names come from the parent's.
+inline = set()          # (message, tag) of inline fields
+inherited = {}          # inline message -> JSON property names of a parent
+for name, fields in messages.items():
+    names = props.get(schema_name(name).lower(), [])
+    if not names:
+        continue
+    parent = {norm(p) for p in names}
+    for tag, rust_name, kind, repeated, target, value_kind, mk in fields:
+        if kind != "message" or repeated or norm(rust_name) in parent or target not in messages:
+            continue
+        inner = [f[1] for f in messages[target]]
+        if inner and sum(norm(n) in parent for n in inner) * 2 >= len(inner):
+            inline.add((name, tag))
+            inherited.setdefault(target, []).extend(names)
+
 for name in sorted(messages):
     fields = messages[name]
     if fields is None:
         continue
-    names = props.get(schema_name(name), [])
+    names = props.get(schema_name(name).lower(), []) or inherited.get(name, [])
     by_norm = {norm(p): p for p in names}
     entries = []
     for tag, rust_name, kind, repeated, target, value_kind, mk in fields:
-        json_name = by_norm.get(norm(rust_name), camel(rust_name))
+        json_name = by_norm.get(norm(rust_name)) or JSON_NAMES.get(rust_name) or camel(rust_name)
         if kind == "map":
             if value_kind == "message":
                 k = f'Kind::Map(&Kind::Message("{target}"))'
@@ -160,6 +191,8 @@ for name in sorted(messages):
             extra += ", map_keys: &[" + ", ".join(f'"{k}"' for k in mk["listMapKey"]) + "]"
         if mk.get("mapType") == ["atomic"]:
             extra += ", atomic: true"
+        if (name, tag) in inline:
+            extra += ", inline: true"
         entries.append(f'Field {{ tag: {tag}, json: "{json_name}", kind: {k}, repeated: {"true" if repeated else "false"}{extra}, ..Field::PLAIN }}')
     atomic = "true" if struct_atomic.get(name) else "false"
     out.append(f'    Message {{ name: "{name}", atomic: {atomic}, fields: &[' + ", ".join(entries) + "] },")

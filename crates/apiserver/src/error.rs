@@ -5,6 +5,8 @@ use axum::response::{IntoResponse, Response};
 use rkube_api::resources::ResourceInfo;
 use rkube_api::{FieldError, Status};
 
+use crate::negotiate::Format;
+
 /// A failed request, answered as upstream answers it.
 #[derive(Debug, Clone)]
 pub struct ApiError(pub Box<Status>);
@@ -86,7 +88,11 @@ impl ApiError {
     }
 
     pub fn unsupported_media_type(content_type: &str) -> Self {
-        let mut s = Status::unsupported_media_type(&["application/json", "application/yaml"]);
+        let mut s = Status::unsupported_media_type(&[
+            "application/json",
+            "application/yaml",
+            crate::proto::MEDIA_TYPE,
+        ]);
         if !content_type.is_empty() {
             s.message = format!("{} (got {content_type})", s.message);
         }
@@ -107,6 +113,29 @@ impl ApiError {
 
     pub fn internal(message: impl std::fmt::Display) -> Self {
         Status::internal_error(&message.to_string()).into()
+    }
+}
+
+impl ApiError {
+    /// The error as a response in the negotiated format: a protobuf `Status` for protobuf
+    /// clients, JSON otherwise.
+    pub fn into_response_as(self, format: Format) -> Response {
+        if format == Format::Protobuf {
+            let encoded = serde_json::to_value(&*self.0)
+                .map_err(|e| e.to_string())
+                .and_then(|v| crate::proto::encode_object(&v));
+            if let Ok(body) = encoded {
+                let code =
+                    StatusCode::from_u16(self.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                return (
+                    code,
+                    [(header::CONTENT_TYPE, crate::proto::MEDIA_TYPE)],
+                    body,
+                )
+                    .into_response();
+            }
+        }
+        self.into_response()
     }
 }
 

@@ -24,7 +24,7 @@ pub mod meta;
 pub mod metrics;
 mod negotiate;
 mod openapi;
-mod proto;
+pub mod proto;
 mod query;
 pub mod request;
 mod rest;

@@ -1,4 +1,5 @@
-//! Content negotiation: request body formats, patch types, Table responses.
+//! Content negotiation: request body formats, patch types, response formats (JSON, YAML,
+//! protobuf, Table, partial metadata).
 
 use axum::http::{header, HeaderMap};
 use serde_json::Value;
@@ -37,11 +38,9 @@ pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> 
             serde_saphyr::from_str(text)
                 .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
         }
-        "application/vnd.kubernetes.protobuf" => {
-            crate::proto::decode_object(body).map_err(|e| {
-                ApiError::bad_request(format!("error decoding protobuf request body: {e}"))
-            })?
-        }
+        crate::proto::MEDIA_TYPE => crate::proto::decode_object(body).map_err(|e| {
+            ApiError::bad_request(format!("error decoding protobuf request body: {e}"))
+        })?,
         other => return Err(ApiError::unsupported_media_type(other)),
     };
     if !value.is_object() {
@@ -172,15 +171,39 @@ pub fn apply_patch(
 pub enum Format {
     Json,
     Yaml,
+    /// `application/vnd.kubernetes.protobuf` (client-go's typed clients, kubectl's typed
+    /// commands); watches get length-delimited frames.
+    Protobuf,
     /// `meta.k8s.io/v1` Table (what `kubectl get` asks for).
     Table,
     /// `meta.k8s.io/v1` PartialObjectMetadata(List) (metadata-only clients).
     PartialMetadata,
 }
 
+impl Format {
+    /// The `Content-Type` of a response in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Yaml => "application/yaml",
+            Format::Protobuf => crate::proto::MEDIA_TYPE,
+            Format::Json | Format::Table | Format::PartialMetadata => "application/json",
+        }
+    }
+}
+
 /// Picks the first servable media type of the `Accept` header, as upstream negotiates;
-/// 406 when none is (e.g. only protobuf).
+/// 406 when none is.
 pub fn response_format(headers: &HeaderMap) -> Result<Format, ApiError> {
+    negotiate(headers, true)
+}
+
+/// [`response_format`] for an object that has no protobuf form: the next type the client
+/// accepts, or 406 listing the JSON types (as upstream answers for custom resources).
+pub fn response_format_without_protobuf(headers: &HeaderMap) -> Result<Format, ApiError> {
+    negotiate(headers, false)
+}
+
+fn negotiate(headers: &HeaderMap, protobuf: bool) -> Result<Format, ApiError> {
     let mut any = false;
     for part in headers
         .get_all(header::ACCEPT)
@@ -197,6 +220,7 @@ pub fn response_format(headers: &HeaderMap) -> Result<Format, ApiError> {
         }
         any = true;
         let meta_v1 = params.contains(&"g=meta.k8s.io") && params.contains(&"v=v1");
+        let converts = params.iter().any(|p| p.starts_with("as="));
         match media.as_str() {
             "application/json" | "application/*" | "*/*" => {
                 if params.contains(&"as=Table") {
@@ -209,19 +233,22 @@ pub fn response_format(headers: &HeaderMap) -> Result<Format, ApiError> {
                     if meta_v1 {
                         return Ok(Format::PartialMetadata);
                     }
-                } else if !params.iter().any(|p| p.starts_with("as=")) {
+                } else if !converts {
                     return Ok(Format::Json);
                 }
             }
             "application/yaml" => return Ok(Format::Yaml),
+            // Tables and partial metadata are served as JSON only.
+            crate::proto::MEDIA_TYPE if protobuf && !converts => return Ok(Format::Protobuf),
             _ => {}
         }
     }
     if any {
-        return Err(ApiError::from(rkube_api::Status::not_acceptable(&[
-            "application/json",
-            "application/yaml",
-        ])));
+        let mut served = vec!["application/json", "application/yaml"];
+        if protobuf {
+            served.push(crate::proto::MEDIA_TYPE);
+        }
+        return Err(ApiError::from(rkube_api::Status::not_acceptable(&served)));
     }
     Ok(Format::Json)
 }
@@ -229,4 +256,48 @@ pub fn response_format(headers: &HeaderMap) -> Result<Format, ApiError> {
 /// An object as `meta.k8s.io/v1` PartialObjectMetadata.
 pub fn partial_metadata(obj: &Value) -> Value {
     serde_json::json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]})
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn format(accept: &str, protobuf: bool) -> Result<Format, u16> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_str(accept).unwrap());
+        negotiate(&headers, protobuf).map_err(|e| e.code())
+    }
+
+    #[test]
+    fn protobuf_in_the_clients_order() {
+        let pb = crate::proto::MEDIA_TYPE;
+        assert_eq!(format(pb, true), Ok(Format::Protobuf));
+        assert_eq!(
+            format(&format!("{pb},application/json"), true),
+            Ok(Format::Protobuf)
+        );
+        assert_eq!(
+            format(&format!("{pb};stream=watch"), true),
+            Ok(Format::Protobuf)
+        );
+        assert_eq!(
+            format(&format!("application/json, {pb}"), true),
+            Ok(Format::Json)
+        );
+        // No protobuf form: the next type, else 406.
+        assert_eq!(
+            format(&format!("{pb}, application/yaml"), false),
+            Ok(Format::Yaml)
+        );
+        assert_eq!(format(pb, false), Err(406));
+        // Conversions are JSON only.
+        let table = "as=Table;v=v1;g=meta.k8s.io";
+        assert_eq!(
+            format(&format!("{pb};{table},application/json;{table}"), true),
+            Ok(Format::Table)
+        );
+        assert_eq!(format(&format!("{pb};{table}"), true), Err(406));
+    }
 }

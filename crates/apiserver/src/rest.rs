@@ -27,7 +27,7 @@ const MAX_PATCH_ATTEMPTS: usize = 8;
 
 pub(crate) type ApiResult = Result<Response, ApiError>;
 
-/// Serves one resource request.
+/// Serves one resource request; errors are answered in the negotiated format.
 pub(crate) async fn serve(
     state: Arc<ApiState>,
     method: Method,
@@ -36,8 +36,34 @@ pub(crate) async fn serve(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
-    let info = rkube_api::resources::find(&path.group, &path.version, &path.resource)
-        .ok_or_else(ApiError::page_not_found)?;
+    let info = rkube_api::resources::find(&path.group, &path.version, &path.resource);
+    let mut negotiated = negotiate::response_format(&headers);
+    if let (Ok(Format::Protobuf), Some(info)) = (&negotiated, info) {
+        if !crate::proto::can_encode(info.api_version(), info.kind) {
+            negotiated = negotiate::response_format_without_protobuf(&headers);
+        }
+    }
+    let error_format = match negotiated {
+        Ok(Format::Protobuf) => Format::Protobuf,
+        _ => Format::Json,
+    };
+    serve_resource(state, method, path, query, headers, body, info, negotiated)
+        .await
+        .or_else(|e| Ok(e.into_response_as(error_format)))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_resource(
+    state: Arc<ApiState>,
+    method: Method,
+    path: ResourcePath,
+    query: Query,
+    headers: HeaderMap,
+    body: Bytes,
+    info: Option<&'static ResourceInfo>,
+    negotiated: Result<Format, ApiError>,
+) -> ApiResult {
+    let info = info.ok_or_else(ApiError::page_not_found)?;
     if info.namespaced {
         if path.namespace.is_none() && path.name.is_some() {
             return Err(ApiError::page_not_found());
@@ -81,7 +107,8 @@ pub(crate) async fn serve(
     if !allowed {
         return Err(ApiError::method_not_allowed(info, verb));
     }
-    let format = negotiate::response_format(&headers)?;
+    // Negotiated above; a 406 comes after the 404s and 405s, as upstream's does.
+    let format = negotiated?;
     let ctx = Ctx {
         format,
         state,
@@ -151,14 +178,50 @@ impl Ctx {
         self.format == Format::Table
     }
 
-    /// Sends a JSON body in the negotiated format (YAML is converted here).
+    /// Sends a JSON body in the negotiated format (YAML and protobuf are converted here).
     fn send(&self, code: StatusCode, json_body: Vec<u8>) -> ApiResult {
-        if self.format != Format::Yaml {
-            return Ok(json_response(code, json_body));
+        self.send_as(self.format, code, json_body)
+    }
+
+    fn send_as(&self, format: Format, code: StatusCode, json_body: Vec<u8>) -> ApiResult {
+        match format {
+            Format::Json | Format::Table | Format::PartialMetadata => {
+                Ok(json_response(code, json_body))
+            }
+            Format::Yaml => {
+                let value: Value =
+                    serde_json::from_slice(&json_body).map_err(ApiError::internal)?;
+                let yaml = serde_saphyr::to_string(&value).map_err(ApiError::internal)?;
+                Ok((code, [(header::CONTENT_TYPE, "application/yaml")], yaml).into_response())
+            }
+            Format::Protobuf => {
+                let value: Value =
+                    serde_json::from_slice(&json_body).map_err(ApiError::internal)?;
+                self.send_protobuf(code, &value)
+            }
         }
-        let value: Value = serde_json::from_slice(&json_body).map_err(ApiError::internal)?;
-        let yaml = serde_saphyr::to_string(&value).map_err(ApiError::internal)?;
-        Ok((code, [(header::CONTENT_TYPE, "application/yaml")], yaml).into_response())
+    }
+
+    /// Sends an object as protobuf; one that cannot be encoded goes in the next format the
+    /// client accepts.
+    fn send_protobuf(&self, code: StatusCode, obj: &Value) -> ApiResult {
+        match crate::proto::encode_object(obj) {
+            Ok(body) => Ok((
+                code,
+                [(header::CONTENT_TYPE, crate::proto::MEDIA_TYPE)],
+                body,
+            )
+                .into_response()),
+            Err(e) => {
+                tracing::warn!(error = %e, kind = self.info.kind, "cannot encode as protobuf; answering in another format");
+                let format = negotiate::response_format_without_protobuf(&self.headers)?;
+                self.send_as(
+                    format,
+                    code,
+                    serde_json::to_vec(obj).map_err(ApiError::internal)?,
+                )
+            }
+        }
     }
 
     fn respond_object(&self, code: StatusCode, stored: &[u8], revision: i64) -> ApiResult {
@@ -173,6 +236,10 @@ impl Ctx {
                 };
                 self.send(code, serde_json::to_vec(&out).map_err(ApiError::internal)?)
             }
+            Format::Protobuf => {
+                let obj = decode_served(stored, revision).map_err(ApiError::internal)?;
+                self.send_protobuf(code, &obj)
+            }
             Format::Json | Format::Yaml => {
                 let mut out = Vec::with_capacity(stored.len() + 32);
                 write_served(&mut out, stored, revision);
@@ -186,6 +253,7 @@ impl Ctx {
             (Format::PartialMetadata, Some(kind)) if kind == self.info.kind => {
                 negotiate::partial_metadata(obj)
             }
+            (Format::Protobuf, _) => return self.send_protobuf(code, obj),
             _ => obj.clone(),
         };
         self.send(code, serde_json::to_vec(&obj).map_err(ApiError::internal)?)
@@ -570,6 +638,19 @@ impl Ctx {
                 StatusCode::OK,
                 serde_json::to_vec(&list).map_err(ApiError::internal)?,
             );
+        }
+        if self.format == Format::Protobuf {
+            let mut metadata = json!({"resourceVersion": list_revision.to_string()});
+            if let Some(next) = &next {
+                metadata["continue"] = json!(next);
+            }
+            if let Some(remaining) = remaining {
+                metadata["remainingItemCount"] = json!(remaining);
+            }
+            let items: Result<Vec<Value>, _> =
+                items.iter().map(|(s, r)| decode_served(s, *r)).collect();
+            let list = json!({"kind": format!("{}List", self.info.kind), "apiVersion": self.info.api_version(), "metadata": metadata, "items": items.map_err(ApiError::internal)?});
+            return self.send_protobuf(StatusCode::OK, &list);
         }
         let mut out =
             Vec::with_capacity(items.iter().map(|(s, _)| s.len() + 32).sum::<usize>() + 256);
@@ -1125,7 +1206,7 @@ impl Ctx {
 
     async fn delete(&self, body: Bytes) -> ApiResult {
         let name = self.name().to_owned();
-        let options = DeleteOptions::parse(&body, &self.query)?;
+        let options = DeleteOptions::parse(&self.headers, &body, &self.query)?;
         let current = self
             .state
             .store
@@ -1184,7 +1265,7 @@ impl Ctx {
 
     async fn delete_collection(&self, body: Bytes) -> ApiResult {
         let filter = self.filter()?;
-        let options = DeleteOptions::parse(&body, &self.query)?;
+        let options = DeleteOptions::parse(&self.headers, &body, &self.query)?;
         let listed = self
             .state
             .store
@@ -1301,7 +1382,7 @@ pub(crate) struct DeleteOptions {
 }
 
 impl DeleteOptions {
-    fn parse(body: &[u8], query: &Query) -> Result<Self, ApiError> {
+    fn parse(headers: &HeaderMap, body: &[u8], query: &Query) -> Result<Self, ApiError> {
         let mut o = DeleteOptions {
             grace_period_seconds: query.int("gracePeriodSeconds")?,
             propagation_policy: query.get("propagationPolicy").map(str::to_owned),
@@ -1309,8 +1390,19 @@ impl DeleteOptions {
             ..Default::default()
         };
         if !body.iter().all(u8::is_ascii_whitespace) {
-            let v: Value = serde_json::from_slice(body)
-                .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?;
+            let protobuf = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with(crate::proto::MEDIA_TYPE));
+            let v: Value = if protobuf {
+                crate::proto::decode_object(body).map_err(|e| {
+                    ApiError::bad_request(format!("error decoding DeleteOptions: {e}"))
+                })?
+            } else {
+                serde_json::from_slice(body).map_err(|e| {
+                    ApiError::bad_request(format!("error decoding DeleteOptions: {e}"))
+                })?
+            };
             if let Some(g) = v.get("gracePeriodSeconds").and_then(Value::as_i64) {
                 o.grace_period_seconds = Some(g);
             }

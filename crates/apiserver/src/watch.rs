@@ -1,5 +1,6 @@
 //! Watch streams: `?watch=true` answered from the watch cache as a chunked stream of
-//! JSON event lines (ADDED, MODIFIED, DELETED, BOOKMARK, ERROR).
+//! JSON event lines (ADDED, MODIFIED, DELETED, BOOKMARK, ERROR), or for protobuf clients
+//! of length-delimited `WatchEvent` frames ([`crate::proto::watch_frame`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,8 +72,9 @@ pub async fn serve(
         Err(crate::watch_cache::CacheError::TooOld { requested, oldest }) => {
             // Upstream answers 200 and an ERROR event carrying 410 Gone.
             let status = rkube_api::Status::too_old_resource_version(requested, oldest);
-            let line = Bytes::from(event_line("ERROR", &status.to_json()));
-            return Ok(stream_response(futures::stream::iter([Ok(line)])));
+            let status = serde_json::to_value(&status).unwrap_or_default();
+            let line = value_event(format, "ERROR", &status);
+            return Ok(stream_response(format, futures::stream::iter([Ok(line)])));
         }
         Err(e) => return Err(ApiError::timeout(e.to_string())),
     };
@@ -86,18 +88,52 @@ pub async fn serve(
         query: query.clone(),
     };
     let end_bookmark = initial && send_initial == Some(true);
-    Ok(stream_response(stream.lines(sub, end_bookmark, timeout)))
+    Ok(stream_response(
+        format,
+        stream.lines(sub, end_bookmark, timeout),
+    ))
 }
 
 fn stream_response(
+    format: Format,
     lines: impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
 ) -> Response {
+    let content_type = match format {
+        Format::Protobuf => crate::proto::WATCH_MEDIA_TYPE,
+        _ => "application/json",
+    };
     Response::builder()
         .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_TYPE, content_type)
         .header(header::TRANSFER_ENCODING, "chunked")
         .body(Body::from_stream(lines))
         .expect("valid response")
+}
+
+/// An event whose object is built here (bookmarks, errors), in the stream's format.
+fn value_event(format: Format, kind: &str, object: &Value) -> Bytes {
+    if format == Format::Protobuf {
+        return protobuf_event(kind, object).into();
+    }
+    event_line(kind, &serde_json::to_vec(object).unwrap_or_default()).into()
+}
+
+/// A protobuf watch frame; an object that cannot be encoded becomes an ERROR event
+/// carrying a 500 Status, so the client re-lists instead of missing it silently.
+fn protobuf_event(kind: &str, object: &Value) -> Vec<u8> {
+    match crate::proto::encode_object(object) {
+        Ok(body) => crate::proto::watch_frame(kind, &body),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot encode a watch event as protobuf");
+            let status =
+                rkube_api::Status::internal_error(&format!("unable to encode watch object: {e}"));
+            let body = serde_json::to_value(&status)
+                .map_err(|e| e.to_string())
+                .and_then(|v| crate::proto::encode_object(&v))
+                .unwrap_or_default();
+            crate::proto::watch_frame("ERROR", &body)
+        }
+    }
 }
 
 fn event_line(kind: &str, object: &[u8]) -> Vec<u8> {
@@ -168,13 +204,7 @@ impl Stream {
         }
         if std::mem::take(&mut c.end_bookmark) {
             let bookmark = json!({"kind": self.info.kind, "apiVersion": self.info.api_version(), "metadata": {"resourceVersion": c.revision.to_string(), "annotations": {"k8s.io/initial-events-end": "true"}}});
-            return Some(
-                event_line(
-                    "BOOKMARK",
-                    &serde_json::to_vec(&bookmark).unwrap_or_default(),
-                )
-                .into(),
-            );
+            return Some(value_event(self.format, "BOOKMARK", &bookmark));
         }
         while let Some(event) = c.replay.pop_front() {
             c.revision = event.revision;
@@ -207,7 +237,7 @@ impl Stream {
                     if current > c.bookmarked {
                         c.bookmarked = current;
                         let bookmark = json!({"kind": self.info.kind, "apiVersion": self.info.api_version(), "metadata": {"resourceVersion": current.to_string()}});
-                        return Some(event_line("BOOKMARK", &serde_json::to_vec(&bookmark).unwrap_or_default()).into());
+                        return Some(value_event(self.format, "BOOKMARK", &bookmark));
                     }
                 }
                 _ = tokio::time::sleep_until(c.deadline) => return None,
@@ -240,8 +270,16 @@ impl Stream {
             (_, true, false) => "DELETED",
             (_, false, false) => return None,
         };
-        if matches!(self.format, Format::Table | Format::PartialMetadata) {
-            return Some(self.object_line(kind, &event.object, event.revision));
+        match self.format {
+            Format::Table | Format::PartialMetadata => {
+                return Some(self.object_line(kind, &event.object, event.revision))
+            }
+            Format::Protobuf => {
+                return Some(event.frame(kind, || {
+                    self.object_line(kind, &event.object, event.revision).into()
+                }))
+            }
+            Format::Json | Format::Yaml => {}
         }
         Some(event.line(kind, || {
             let mut body = Vec::with_capacity(event.object.stored.len() + 32);
@@ -254,6 +292,10 @@ impl Stream {
     fn object_line(&self, kind: &str, obj: &CachedObject, revision: i64) -> Bytes {
         let mut body = Vec::with_capacity(obj.stored.len() + 32);
         write_served(&mut body, &obj.stored, revision);
+        if self.format == Format::Protobuf {
+            let value = serde_json::from_slice::<Value>(&body).unwrap_or_default();
+            return protobuf_event(kind, &value).into();
+        }
         if matches!(self.format, Format::Table | Format::PartialMetadata) {
             if let Ok(value) = serde_json::from_slice::<Value>(&body) {
                 let converted = match self.format {

@@ -57,16 +57,31 @@ pub struct CacheEvent {
     pub prev: Option<Arc<CachedObject>>,
     /// The JSON event line per event type, rendered once for all watchers.
     lines: [std::sync::OnceLock<Bytes>; 3],
+    /// The protobuf watch frame per event type, likewise.
+    frames: [std::sync::OnceLock<Bytes>; 3],
 }
 
 impl CacheEvent {
     /// The watch event line `{"type":T,"object":…}` for this change, shared by every
     /// client watch that sends it with the same type.
     pub fn line(&self, event_type: &str, render: impl FnOnce() -> Vec<u8>) -> Bytes {
+        Self::shared(&self.lines, event_type, render)
+    }
+
+    /// The protobuf watch frame for this change, shared likewise.
+    pub fn frame(&self, event_type: &str, render: impl FnOnce() -> Vec<u8>) -> Bytes {
+        Self::shared(&self.frames, event_type, render)
+    }
+
+    fn shared(
+        slots: &[std::sync::OnceLock<Bytes>; 3],
+        event_type: &str,
+        render: impl FnOnce() -> Vec<u8>,
+    ) -> Bytes {
         let slot = match event_type {
-            "ADDED" => &self.lines[0],
-            "MODIFIED" => &self.lines[1],
-            _ => &self.lines[2],
+            "ADDED" => &slots[0],
+            "MODIFIED" => &slots[1],
+            _ => &slots[2],
         };
         slot.get_or_init(|| Bytes::from(render())).clone()
     }
@@ -277,6 +292,7 @@ impl ResourceCache {
                 object,
                 prev,
                 lines: Default::default(),
+                frames: Default::default(),
             });
             if state.events.len() >= self.window {
                 if let Some(old) = state.events.pop_front() {
@@ -369,6 +385,7 @@ async fn history(
                         object: Arc::new(CachedObject::new(e.kv.key, e.kv.mod_revision, object)),
                         prev,
                         lines: Default::default(),
+                        frames: Default::default(),
                     }));
                     if events.len() > window {
                         if let Some(old) = events.pop_front() {

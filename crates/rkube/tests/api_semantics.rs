@@ -504,17 +504,18 @@ fn content_negotiation() {
         "{body}"
     );
 
+    // Nothing servable: 406. (Protobuf is covered in tests/protobuf.rs.)
     let (code, body) = curl(
         &c,
         "GET",
         &format!("{CMS}/neg"),
         "application/json",
         None,
-        &["-H", "Accept: application/vnd.kubernetes.protobuf"],
+        &["-H", "Accept: application/cbor"],
     );
     assert_eq!(code, 406, "{body}");
     assert_eq!(status(&body)["reason"], "NotAcceptable");
-    // Protobuf first, JSON as a fallback (what client-go sends): JSON.
+    // JSON first, protobuf second: JSON.
     let (code, body) = curl(
         &c,
         "GET",
@@ -523,7 +524,7 @@ fn content_negotiation() {
         None,
         &[
             "-H",
-            "Accept: application/vnd.kubernetes.protobuf, application/json",
+            "Accept: application/json, application/vnd.kubernetes.protobuf",
         ],
     );
     assert_eq!(code, 200);

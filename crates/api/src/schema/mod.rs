@@ -20,9 +20,18 @@ pub struct Message {
 }
 
 impl Message {
-    /// The field with this JSON name.
+    /// The field with this JSON name, looking into inline fields (whose own fields are
+    /// the parent's in JSON).
     pub fn field(&self, json: &str) -> Option<&'static Field> {
-        self.fields.iter().find(|f| f.json == json)
+        self.fields.iter().find_map(|f| {
+            if f.inline {
+                f.message().and_then(|m| m.field(json))
+            } else if f.json == json {
+                Some(f)
+            } else {
+                None
+            }
+        })
     }
 }
 
@@ -45,6 +54,9 @@ pub struct Field {
     pub map_keys: &'static [&'static str],
     /// `+mapType=atomic`: a map replaced as a whole.
     pub atomic: bool,
+    /// A Go struct embedded with `json:",inline"`: a message of its own on the wire, its
+    /// fields spread among the parent's in JSON (`Volume`'s `VolumeSource`).
+    pub inline: bool,
 }
 
 impl Field {
@@ -58,6 +70,7 @@ impl Field {
         list_type: ListType::Unspecified,
         map_keys: &[],
         atomic: false,
+        inline: false,
     };
 
     /// The message type of this field (or of its list elements or map values).
@@ -209,6 +222,18 @@ mod tests {
             message("apimachinery.pkg.apis.meta.v1.LabelSelector")
                 .unwrap()
                 .atomic
+        );
+        // Inline structs: VolumeSource's fields are Volume's in JSON.
+        let volume = message("api.core.v1.Volume").unwrap();
+        assert_eq!(volume.field("emptyDir").unwrap().json, "emptyDir");
+        assert!(volume.field("volumeSource").is_none());
+        assert_eq!(
+            message("api.core.v1.AwsElasticBlockStoreVolumeSource")
+                .unwrap()
+                .field("volumeID")
+                .unwrap()
+                .tag,
+            1
         );
         let meta = message("apimachinery.pkg.apis.meta.v1.ObjectMeta").unwrap();
         assert_eq!(meta.field("finalizers").unwrap().list_type, ListType::Set);

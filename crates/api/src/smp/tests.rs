@@ -116,6 +116,13 @@ fn cases() -> Vec<Case> {
             Ok(json!({"spec": {"volumes": [{"name": "v", "emptyDir": {"medium": "Memory"}}, {"name": "w", "emptyDir": {}}]}})),
         ),
         (
+            "fields of inline structs (Volume's VolumeSource) merge like the parent's",
+            POD,
+            json!({"spec": {"volumes": [{"name": "v", "emptyDir": {"medium": "Memory"}}]}}),
+            json!({"spec": {"volumes": [{"name": "v", "emptyDir": {"sizeLimit": "1Gi"}}]}}),
+            Ok(json!({"spec": {"volumes": [{"name": "v", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}}]}})),
+        ),
+        (
             "finalizers merge as a set of scalars",
             CM,
             json!({"metadata": {"finalizers": ["a", "b"]}}),

@@ -239,6 +239,19 @@ pub fn curl(
     body: Option<&[u8]>,
     extra: &[&str],
 ) -> (u16, String) {
+    let (code, body) = curl_bytes(c, method, path, content_type, body, extra);
+    (code, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// [`curl`] for binary bodies (protobuf): returns (HTTP code, body bytes).
+pub fn curl_bytes(
+    c: &Cluster,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: Option<&[u8]>,
+    extra: &[&str],
+) -> (u16, Vec<u8>) {
     let pki = c.data_dir().join("pki");
     let mut cmd = Command::new("curl");
     cmd.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-X", method])
@@ -258,7 +271,11 @@ pub fn curl(
     }
     cmd.arg(format!("https://{}{path}", c.addr));
     let out = cmd.output().expect("curl");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_owned())
+    let text = out.stdout;
+    let split = text.iter().rposition(|b| *b == b'\n').unwrap_or(0);
+    let code = String::from_utf8_lossy(&text[(split + 1).min(text.len())..])
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    (code, text[..split].to_vec())
 }
