@@ -24,6 +24,7 @@ pub mod resources;
 pub mod schema;
 pub mod smp;
 pub mod status;
+pub mod structural;
 
 pub use field_error::{FieldError, FieldErrorType};
 pub use fields::FieldSelector;
