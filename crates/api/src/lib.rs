@@ -26,6 +26,7 @@ pub mod schema;
 pub mod smp;
 pub mod ssa;
 pub mod status;
+pub mod structural;
 
 pub use field_error::{FieldError, FieldErrorType};
 pub use fields::FieldSelector;

@@ -108,6 +108,8 @@ pub struct ResourceInfo {
     pub subresources: &'static [SubresourceInfo],
     api_version: &'static str,
     storage_prefix: &'static str,
+    /// Whether the row comes from a CustomResourceDefinition (see [`custom_row`]).
+    custom: bool,
 }
 
 impl ResourceInfo {
@@ -160,6 +162,11 @@ impl ResourceInfo {
                 | ("authentication.k8s.io", _)
                 | ("authorization.k8s.io", _)
         )
+    }
+
+    /// Whether the row was made from a CustomResourceDefinition rather than built in.
+    pub fn is_custom(&self) -> bool {
+        self.custom
     }
 
     /// Whether the resource supports `verb`.
@@ -373,6 +380,7 @@ macro_rules! res {
             subresources: $sub,
             api_version: "v1",
             storage_prefix: concat!("/registry/", $plural, "/"),
+            custom: false,
         }
     };
     ($group:literal $version:literal $kind:literal, $plural:literal, $singular:literal,
@@ -391,6 +399,7 @@ macro_rules! res {
             subresources: $sub,
             api_version: concat!($group, "/", $version),
             storage_prefix: res!(@prefix $group, $plural $(, $storage)?),
+            custom: false,
         }
     };
     (@prefix $group:literal, $plural:literal) => { concat!("/registry/", $group, "/", $plural, "/") };
@@ -593,6 +602,108 @@ pub fn in_category(category: &str) -> impl Iterator<Item = &'static ResourceInfo
     BUILTIN
         .iter()
         .filter(move |r| r.categories.contains(&category))
+}
+
+/// The names and shape of one served version of a CustomResourceDefinition, from which
+/// [`custom_row`] makes a table row.
+#[derive(Clone, Debug)]
+pub struct CustomRow<'a> {
+    pub group: &'a str,
+    pub version: &'a str,
+    pub kind: &'a str,
+    pub plural: &'a str,
+    pub singular: &'a str,
+    pub namespaced: bool,
+    pub short_names: &'a [String],
+    pub categories: &'a [String],
+    /// Whether the `status` subresource is enabled.
+    pub status: bool,
+    /// Whether the `scale` subresource is enabled.
+    pub scale: bool,
+}
+
+/// Interned rows and strings of custom resources.
+#[derive(Default)]
+struct Interned {
+    strings: std::collections::HashSet<&'static str>,
+    lists: std::collections::HashSet<&'static [&'static str]>,
+    subresources: std::collections::HashSet<&'static [SubresourceInfo]>,
+    rows: std::collections::HashSet<&'static ResourceInfo>,
+}
+
+static INTERNED: std::sync::Mutex<Option<Interned>> = std::sync::Mutex::new(None);
+
+impl Interned {
+    fn str(&mut self, s: &str) -> &'static str {
+        if let Some(found) = self.strings.get(s) {
+            return found;
+        }
+        let leaked: &'static str = Box::leak(s.to_owned().into_boxed_str());
+        self.strings.insert(leaked);
+        leaked
+    }
+
+    fn list(&mut self, items: &[String]) -> &'static [&'static str] {
+        let items: Vec<&'static str> = items.iter().map(|s| self.str(s)).collect();
+        if let Some(found) = self.lists.get(items.as_slice()) {
+            return found;
+        }
+        let leaked: &'static [&'static str] = Box::leak(items.into_boxed_slice());
+        self.lists.insert(leaked);
+        leaked
+    }
+}
+
+/// The table row of one served version of a CustomResourceDefinition.
+///
+/// The API server holds `&'static ResourceInfo` everywhere, so custom rows live for the
+/// rest of the process: every distinct row (and every distinct string in one) is leaked
+/// once and then reused, so memory grows only with the number of distinct CRD name sets
+/// ever served, not with requests or with re-reading the same CRDs.
+pub fn custom_row(row: &CustomRow<'_>) -> &'static ResourceInfo {
+    let mut guard = INTERNED.lock().unwrap_or_else(|e| e.into_inner());
+    let interned = guard.get_or_insert_with(Interned::default);
+    let group = interned.str(row.group);
+    let version = interned.str(row.version);
+    let kind = interned.str(row.kind);
+    let plural = interned.str(row.plural);
+    let mut subs = Vec::new();
+    if row.scale {
+        subs.push(sub_gv("scale", "Scale", "autoscaling", "v1", GPU));
+    }
+    if row.status {
+        subs.push(sub("status", kind, GPU));
+    }
+    let subresources: &'static [SubresourceInfo] = match interned.subresources.get(subs.as_slice())
+    {
+        Some(found) => found,
+        None => {
+            let leaked: &'static [SubresourceInfo] = Box::leak(subs.into_boxed_slice());
+            interned.subresources.insert(leaked);
+            leaked
+        }
+    };
+    let info = ResourceInfo {
+        group,
+        version,
+        kind,
+        plural,
+        singular: interned.str(row.singular),
+        namespaced: row.namespaced,
+        verbs: RW,
+        short_names: interned.list(row.short_names),
+        categories: interned.list(row.categories),
+        subresources,
+        api_version: interned.str(&format!("{group}/{version}")),
+        storage_prefix: interned.str(&format!("/registry/{group}/{plural}/")),
+        custom: true,
+    };
+    if let Some(found) = interned.rows.get(&info) {
+        return found;
+    }
+    let leaked: &'static ResourceInfo = Box::leak(Box::new(info));
+    interned.rows.insert(leaked);
+    leaked
 }
 
 #[cfg(test)]
@@ -883,5 +994,46 @@ mod tests {
         assert_eq!((tr.verbs, tr.namespaced), (CREATE, false));
         let nodes = find("", "v1", "nodes").unwrap();
         assert_eq!(nodes.subresource("proxy").unwrap().verbs, PROXY);
+    }
+}
+
+#[cfg(test)]
+mod custom_tests {
+    use super::*;
+
+    #[test]
+    fn custom_rows_are_interned() {
+        let short = vec!["wd".to_owned()];
+        let cats = vec!["all".to_owned()];
+        let row = CustomRow {
+            group: "example.com",
+            version: "v1",
+            kind: "Widget",
+            plural: "widgets",
+            singular: "widget",
+            namespaced: true,
+            short_names: &short,
+            categories: &cats,
+            status: true,
+            scale: true,
+        };
+        let a = custom_row(&row);
+        let b = custom_row(&row.clone());
+        assert!(std::ptr::eq(a, b), "the same row is leaked once");
+        assert!(a.is_custom());
+        assert_eq!(a.api_version(), "example.com/v1");
+        assert_eq!(a.storage_prefix(), "/registry/example.com/widgets/");
+        assert_eq!(a.key(Some("ns"), "w"), "/registry/example.com/widgets/ns/w");
+        assert_eq!(a.subresource("status").map(|s| s.kind), Some("Widget"));
+        assert_eq!(a.subresource("scale").map(|s| s.group), Some("autoscaling"));
+        let v2 = custom_row(&CustomRow {
+            version: "v2",
+            ..row
+        });
+        assert_eq!(
+            v2.storage_prefix(),
+            a.storage_prefix(),
+            "versions share storage"
+        );
     }
 }

@@ -3,28 +3,13 @@
 
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use rkube_api::resources::{self, ResourceInfo};
+use rkube_api::resources::ResourceInfo;
 use serde_json::{json, Value};
 
+use crate::crd::Snapshot;
 use crate::error::ApiError;
 
 const AGGREGATED_V2: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
-
-/// Groups in serving order, each with its versions (preferred first).
-fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
-    let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
-    for r in resources::builtin() {
-        match out.iter_mut().find(|(g, _)| *g == r.group) {
-            Some((_, versions)) => {
-                if !versions.contains(&r.version) {
-                    versions.push(r.version);
-                }
-            }
-            None => out.push((r.group, vec![r.version])),
-        }
-    }
-    out
-}
 
 fn group_version(group: &str, version: &str) -> String {
     if group.is_empty() {
@@ -58,12 +43,18 @@ fn json(content_type: &'static str, body: &Value) -> Response {
 }
 
 /// `/api` (legacy) or `/apis`.
-pub fn root(legacy: bool, headers: &HeaderMap, server_address: &str) -> Response {
+pub fn root(
+    served: &Snapshot,
+    legacy: bool,
+    headers: &HeaderMap,
+    server_address: &str,
+) -> Response {
     if wants_aggregated(headers) {
-        let items: Vec<Value> = groups()
+        let items: Vec<Value> = served
+            .groups()
             .into_iter()
             .filter(|(g, _)| g.is_empty() == legacy)
-            .map(|(g, versions)| aggregated_group(g, &versions))
+            .map(|(g, versions)| aggregated_group(served, g, &versions))
             .collect();
         let doc = json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items});
         return json(AGGREGATED_V2, &doc);
@@ -74,7 +65,8 @@ pub fn root(legacy: bool, headers: &HeaderMap, server_address: &str) -> Response
             &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}]}),
         );
     }
-    let groups: Vec<Value> = groups()
+    let groups: Vec<Value> = served
+        .groups()
         .into_iter()
         .filter(|(g, _)| !g.is_empty())
         .map(|(g, versions)| api_group(g, &versions))
@@ -94,8 +86,9 @@ fn api_group(group: &str, versions: &[&str]) -> Value {
 }
 
 /// `/apis/<group>`.
-pub fn group(group: &str) -> Result<Response, ApiError> {
-    let (_, versions) = groups()
+pub fn group(served: &Snapshot, group: &str) -> Result<Response, ApiError> {
+    let (_, versions) = served
+        .groups()
         .into_iter()
         .find(|(g, _)| *g == group && !g.is_empty())
         .ok_or_else(ApiError::page_not_found)?;
@@ -106,9 +99,9 @@ pub fn group(group: &str) -> Result<Response, ApiError> {
 }
 
 /// `/api/v1` or `/apis/<group>/<version>`.
-pub fn version(group: &str, version: &str) -> Result<Response, ApiError> {
-    let rows: Vec<&ResourceInfo> = resources::builtin()
-        .iter()
+pub fn version(served: &Snapshot, group: &str, version: &str) -> Result<Response, ApiError> {
+    let rows: Vec<&ResourceInfo> = served
+        .rows()
         .filter(|r| r.group == group && r.version == version)
         .collect();
     if rows.is_empty() {
@@ -139,12 +132,12 @@ pub fn version(group: &str, version: &str) -> Result<Response, ApiError> {
     ))
 }
 
-fn aggregated_group(group: &str, versions: &[&str]) -> Value {
+fn aggregated_group(served: &Snapshot, group: &str, versions: &[&str]) -> Value {
     let versions: Vec<Value> = versions
         .iter()
         .map(|version| {
-            let resources: Vec<Value> = resources::builtin()
-                .iter()
+            let resources: Vec<Value> = served
+                .rows()
                 .filter(|r| r.group == group && r.version == *version)
                 .map(|r| {
                     let mut entry = json!({

@@ -17,6 +17,7 @@ use serde_json::json;
 
 pub mod auth;
 mod codec;
+pub mod crd;
 mod discovery;
 pub mod error;
 mod filter;
@@ -45,6 +46,8 @@ pub struct ApiState {
     pub tokens: StaticTokens,
     /// `host:port` clients reach this server at (for legacy `/api` discovery).
     pub server_address: String,
+    /// What is served: built-in resources and established CRDs.
+    pub registry: crd::Registry,
 }
 
 impl ApiState {
@@ -60,6 +63,7 @@ impl ApiState {
             metrics: Default::default(),
             tokens,
             server_address,
+            registry: Default::default(),
         })
     }
 }
@@ -172,26 +176,31 @@ async fn route(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError>
             )
                 .into_response());
         }
-        "/openapi/v3" => return Ok(openapi::root()),
+        "/openapi/v3" => return Ok(openapi::root(&state.registry.snapshot())),
         p if p.starts_with("/openapi/v3/") => {
-            return openapi::group_version(&p["/openapi/v3".len()..])
+            return openapi::group_version(&state.registry.snapshot(), &p["/openapi/v3".len()..])
         }
         _ => {}
     }
     let is_ns_sub = |s: &str| s == "status" || s == "finalize";
     let target = request::parse(&path, is_ns_sub).ok_or_else(ApiError::page_not_found)?;
+    let served = state.registry.snapshot();
     match target {
         request::Target::Root { legacy } => Ok(discovery::root(
+            &served,
             legacy,
             &parts.headers,
             &state.server_address,
         )),
-        request::Target::Group { group } => discovery::group(&group),
-        request::Target::Version { group, version } => discovery::version(&group, &version),
+        request::Target::Group { group } => discovery::group(&served, &group),
+        request::Target::Version { group, version } => {
+            discovery::version(&served, &group, &version)
+        }
         request::Target::Resource(rp) => {
             let body = read_body(body).await?;
             rest::serve(
                 state,
+                &served,
                 parts.method,
                 rp,
                 query::Query::parse(parts.uri.query()),

@@ -9,9 +9,12 @@
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use rkube_api::resources::{self, ResourceInfo};
+#[cfg(test)]
+use rkube_api::resources;
+use rkube_api::resources::ResourceInfo;
 use serde_json::{json, Map, Value};
 
+use crate::crd::{CustomVersion, Snapshot};
 use crate::error::ApiError;
 
 /// Defines `add_kind_schema`, matching a (group, version, kind) to its k8s-openapi type.
@@ -38,9 +41,28 @@ use kind_schemas;
 #[path = "openapi_kinds.rs"]
 mod kinds;
 
-/// Built documents, by group-version path.
-static DOCUMENTS: std::sync::Mutex<Option<std::collections::HashMap<String, bytes::Bytes>>> =
-    std::sync::Mutex::new(None);
+/// Built documents by group-version path, for the registry snapshot generation they were
+/// built from (a new snapshot — a CRD changed — drops them all).
+type Documents = (u64, std::collections::HashMap<String, bytes::Bytes>);
+static DOCUMENTS: std::sync::Mutex<Option<Documents>> = std::sync::Mutex::new(None);
+
+fn cached_document(generation: u64, key: &str) -> Option<bytes::Bytes> {
+    let guard = DOCUMENTS.lock().unwrap_or_else(|e| e.into_inner());
+    match &*guard {
+        Some((g, docs)) if *g == generation => docs.get(key).cloned(),
+        _ => None,
+    }
+}
+
+fn cache_document(generation: u64, key: String, body: bytes::Bytes) {
+    let mut guard = DOCUMENTS.lock().unwrap_or_else(|e| e.into_inner());
+    match &mut *guard {
+        Some((g, docs)) if *g == generation => {
+            docs.insert(key, body);
+        }
+        other => *other = Some((generation, [(key, body)].into_iter().collect())),
+    }
+}
 
 fn gv_path(group: &str, version: &str) -> String {
     if group.is_empty() {
@@ -50,9 +72,9 @@ fn gv_path(group: &str, version: &str) -> String {
     }
 }
 
-fn group_versions() -> Vec<(&'static str, &'static str)> {
+fn group_versions(served: &Snapshot) -> Vec<(&'static str, &'static str)> {
     let mut out: Vec<(&'static str, &'static str)> = Vec::new();
-    for r in resources::builtin() {
+    for r in served.rows() {
         if !out.contains(&(r.group, r.version)) {
             out.push((r.group, r.version));
         }
@@ -70,11 +92,26 @@ fn json_response(body: &Value) -> Response {
 }
 
 /// `/openapi/v3`: where each group version's document is.
-pub fn root() -> Response {
+/// kubectl caches documents by this hash, so a custom group version's changes with its
+/// CRDs' specs.
+pub fn root(served: &Snapshot) -> Response {
     let mut paths = Map::new();
-    for (group, version) in group_versions() {
+    for (group, version) in group_versions(served) {
         let path = gv_path(group, version);
-        paths.insert(path.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={}", env!("CARGO_PKG_VERSION"))}));
+        let custom: u64 = served
+            .custom_versions()
+            .iter()
+            .filter(|c| c.info.group == group && c.info.version == version)
+            .fold(0, |h, c| h.rotate_left(7) ^ c.spec_hash);
+        let hash = if custom == 0 {
+            env!("CARGO_PKG_VERSION").to_owned()
+        } else {
+            format!("{:016X}", custom)
+        };
+        paths.insert(
+            path.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={hash}")}),
+        );
     }
     json_response(&json!({"paths": paths}))
 }
@@ -142,7 +179,7 @@ fn operation(
 }
 
 /// `/openapi/v3/api/v1`, `/openapi/v3/apis/<group>/<version>`.
-pub fn group_version(path: &str) -> Result<Response, ApiError> {
+pub fn group_version(served: &Snapshot, path: &str) -> Result<Response, ApiError> {
     let (group, version) = match path
         .trim_matches('/')
         .split('/')
@@ -153,20 +190,15 @@ pub fn group_version(path: &str) -> Result<Response, ApiError> {
         ["apis", group, version] => (*group, *version),
         _ => return Err(ApiError::page_not_found()),
     };
-    let rows: Vec<&ResourceInfo> = resources::builtin()
-        .iter()
+    let rows: Vec<&ResourceInfo> = served
+        .rows()
         .filter(|r| r.group == group && r.version == version)
         .collect();
     if rows.is_empty() {
         return Err(ApiError::page_not_found());
     }
     let key = gv_path(group, version);
-    if let Some(doc) = DOCUMENTS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get_or_insert_with(Default::default)
-        .get(&key)
-    {
+    if let Some(doc) = cached_document(served.generation, &key) {
         return Ok((
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],
@@ -176,9 +208,19 @@ pub fn group_version(path: &str) -> Result<Response, ApiError> {
     }
     let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
     let mut documented = Vec::new();
+    let mut custom_schemas = Vec::new();
     let mut paths = Map::new();
     for r in rows {
-        let schema = kinds::add_kind_schema(&mut generator, r.group, r.version, r.kind);
+        let schema = match served.custom(r) {
+            Some(custom) => {
+                generator
+                    .subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>();
+                let (name, schema) = custom_schema(&custom);
+                custom_schemas.push((name.clone(), schema));
+                Some(name)
+            }
+            None => kinds::add_kind_schema(&mut generator, r.group, r.version, r.kind),
+        };
         if let Some(name) = &schema {
             documented.push((name.clone(), r));
         }
@@ -237,6 +279,9 @@ pub fn group_version(path: &str) -> Result<Response, ApiError> {
     for (name, schema) in schemas.iter_mut() {
         add_merge_markers(name, schema);
     }
+    for (name, schema) in custom_schemas {
+        schemas.insert(name, schema);
+    }
     let doc = json!({
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": "v1.37.0"},
@@ -244,17 +289,39 @@ pub fn group_version(path: &str) -> Result<Response, ApiError> {
         "components": {"schemas": schemas},
     });
     let body = bytes::Bytes::from(serde_json::to_vec(&doc).map_err(ApiError::internal)?);
-    DOCUMENTS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get_or_insert_with(Default::default)
-        .insert(key, body.clone());
+    cache_document(served.generation, key, body.clone());
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
         body,
     )
         .into_response())
+}
+
+/// A custom resource's component schema, named as upstream names it
+/// (`com.example.v1.Widget`): the CRD's schema with `apiVersion`, `kind` and `metadata`
+/// (a reference to ObjectMeta) added, tagged with its group, version and kind.
+fn custom_schema(custom: &CustomVersion) -> (String, Value) {
+    let r = custom.info;
+    let reversed: Vec<&str> = r.group.split('.').rev().collect();
+    let name = format!("{}.{}.{}", reversed.join("."), r.version, r.kind);
+    let mut schema = custom.schema_json.clone();
+    if !schema.is_object() {
+        schema = json!({"type": "object"});
+    }
+    let props = schema
+        .as_object_mut()
+        .expect("an object")
+        .entry("properties")
+        .or_insert_with(|| json!({}));
+    if let Some(props) = props.as_object_mut() {
+        props.insert("apiVersion".into(), json!({"description": "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources", "type": "string"}));
+        props.insert("kind".into(), json!({"description": "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds", "type": "string"}));
+        props.insert("metadata".into(), json!({"description": "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata", "allOf": [{"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}]}));
+    }
+    schema["x-kubernetes-group-version-kind"] =
+        json!([{"group": r.group, "version": r.version, "kind": r.kind}]);
+    (name, schema)
 }
 
 /// Adds upstream's merge extensions (`x-kubernetes-patch-strategy`, `-patch-merge-key`,
@@ -312,6 +379,15 @@ fn add_merge_markers(name: &str, schema: &mut Value) {
             property.insert("x-kubernetes-map-type".into(), json!("atomic"));
         }
     }
+}
+
+/// Whether a schema is apiextensions' `JSON` (any JSON value, e.g. a schema's `default`),
+/// which k8s-openapi describes as an object.
+fn is_any_json(schema: &Value) -> bool {
+    schema
+        .get("description")
+        .and_then(Value::as_str)
+        .is_some_and(|d| d.starts_with("JSON represents any valid JSON value"))
 }
 
 /// A kind's schema and the definitions it references, for field validation.
@@ -372,6 +448,9 @@ impl KindSchema {
             return None;
         }
         let schema = self.resolve(schema);
+        if is_any_json(schema) {
+            return None;
+        }
         let found = match value {
             Value::Object(_) => "object",
             Value::Array(_) => "array",
@@ -450,7 +529,9 @@ impl KindSchema {
             return;
         }
         let schema = self.resolve(schema);
-        if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
+        if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true))
+            || is_any_json(schema)
+        {
             return;
         }
         match value {

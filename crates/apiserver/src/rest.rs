@@ -14,6 +14,7 @@ use rkube_api::FieldError;
 use serde_json::{json, Value};
 
 use crate::codec::{decode_served, encode_for_store, write_served};
+use crate::crd::{CustomVersion, Snapshot};
 use crate::error::{from_store, ApiError};
 use crate::filter::Filter;
 use crate::meta::{self, meta_str, metadata_mut};
@@ -30,15 +31,16 @@ pub(crate) type ApiResult = Result<Response, ApiError>;
 /// Serves one resource request; errors are answered in the negotiated format.
 pub(crate) async fn serve(
     state: Arc<ApiState>,
+    served: &Snapshot,
     method: Method,
     path: ResourcePath,
     query: Query,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
-    let info = rkube_api::resources::find(&path.group, &path.version, &path.resource);
+    let found = served.find(&path.group, &path.version, &path.resource);
     let mut negotiated = negotiate::response_format(&headers);
-    if let (Ok(Format::Protobuf), Some(info)) = (&negotiated, info) {
+    if let (Ok(Format::Protobuf), Some((info, _))) = (&negotiated, &found) {
         if !crate::proto::can_encode(info.api_version(), info.kind) {
             negotiated = negotiate::response_format_without_protobuf(&headers);
         }
@@ -47,7 +49,7 @@ pub(crate) async fn serve(
         Ok(Format::Protobuf) => Format::Protobuf,
         _ => Format::Json,
     };
-    serve_resource(state, method, path, query, headers, body, info, negotiated)
+    serve_resource(state, method, path, query, headers, body, found, negotiated)
         .await
         .or_else(|e| Ok(e.into_response_as(error_format)))
 }
@@ -60,10 +62,10 @@ async fn serve_resource(
     query: Query,
     headers: HeaderMap,
     body: Bytes,
-    info: Option<&'static ResourceInfo>,
+    found: Option<(&'static ResourceInfo, Option<Arc<CustomVersion>>)>,
     negotiated: Result<Format, ApiError>,
 ) -> ApiResult {
-    let info = info.ok_or_else(ApiError::page_not_found)?;
+    let (info, custom) = found.ok_or_else(ApiError::page_not_found)?;
     if info.namespaced {
         if path.namespace.is_none() && path.name.is_some() {
             return Err(ApiError::page_not_found());
@@ -107,12 +109,18 @@ async fn serve_resource(
     if !allowed {
         return Err(ApiError::method_not_allowed(info, verb));
     }
+    if verb == "create" && custom.as_ref().is_some_and(|c| c.terminating) {
+        let mut err = ApiError::method_not_allowed(info, verb);
+        err.0.message = "create not allowed while custom resource definition is terminating".into();
+        return Err(err);
+    }
     // Negotiated above; a 406 comes after the 404s and 405s, as upstream's does.
     let format = negotiated?;
     let ctx = Ctx {
         format,
         state,
         info,
+        custom,
         path,
         query,
         headers,
@@ -143,6 +151,8 @@ struct Ctx {
     state: Arc<ApiState>,
     format: Format,
     info: &'static ResourceInfo,
+    /// The CRD version serving this request, for custom resources.
+    custom: Option<Arc<CustomVersion>>,
     path: ResourcePath,
     query: Query,
     headers: HeaderMap,
@@ -224,14 +234,47 @@ impl Ctx {
         }
     }
 
+    /// A stored object as this request's version serves it (custom resources are
+    /// converted from their storage version and defaulted).
+    fn served_form<'a>(&self, stored: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        match &self.custom {
+            Some(custom) => std::borrow::Cow::Owned(custom.from_storage(stored)),
+            None => std::borrow::Cow::Borrowed(stored),
+        }
+    }
+
+    /// `decode_served` of this request's served form.
+    fn decode(&self, stored: &[u8], revision: i64) -> Result<Value, ApiError> {
+        decode_served(&self.served_form(stored), revision).map_err(ApiError::internal)
+    }
+
+    /// The stored form of an object (custom resources at their storage version).
+    fn encode(&self, obj: &Value) -> Vec<u8> {
+        match &self.custom {
+            Some(custom) => {
+                let mut stored = obj.clone();
+                custom.to_storage(&mut stored);
+                encode_for_store(&stored)
+            }
+            None => encode_for_store(obj),
+        }
+    }
+
+    /// A Table of objects, with the CRD's printer columns for custom resources.
+    fn table(&self, objects: &[Value], resource_version: &str) -> Value {
+        match &self.custom {
+            Some(custom) => custom.table(objects, resource_version, &self.query),
+            None => table::for_objects(self.info, objects, resource_version, &self.query),
+        }
+    }
+
     fn respond_object(&self, code: StatusCode, stored: &[u8], revision: i64) -> ApiResult {
+        let stored = &*self.served_form(stored);
         match self.format {
             Format::Table | Format::PartialMetadata => {
                 let obj = decode_served(stored, revision).map_err(ApiError::internal)?;
                 let out = match self.format {
-                    Format::Table => {
-                        table::for_objects(self.info, &[obj], &revision.to_string(), &self.query)
-                    }
+                    Format::Table => self.table(&[obj], &revision.to_string()),
                     _ => negotiate::partial_metadata(&obj),
                 };
                 self.send(code, serde_json::to_vec(&out).map_err(ApiError::internal)?)
@@ -269,10 +312,7 @@ impl Ctx {
             .await
             .map_err(|e| from_store(e, self.info, name))?;
         let kv = got.kv.ok_or_else(|| ApiError::not_found(self.info, name))?;
-        Ok((
-            decode_served(&kv.value, kv.mod_revision).map_err(ApiError::internal)?,
-            kv.mod_revision,
-        ))
+        Ok((self.decode(&kv.value, kv.mod_revision)?, kv.mod_revision))
     }
 
     /// `pods/binding`: assigns a pod to a node (the scheduler's write).
@@ -347,6 +387,9 @@ impl Ctx {
 
     /// The `autoscaling/v1` Scale view of a scalable object.
     fn scale_of(&self, obj: &Value) -> Value {
+        if let Some(custom) = &self.custom {
+            return custom.scale_of(obj);
+        }
         let selector = match &obj["spec"]["selector"] {
             Value::Object(m)
                 if m.contains_key("matchLabels") || m.contains_key("matchExpressions") =>
@@ -416,7 +459,10 @@ impl Ctx {
                 .into());
             }
             let mut updated = obj.clone();
-            updated["spec"]["replicas"] = json!(replicas);
+            match &self.custom {
+                Some(custom) => custom.set_replicas(&mut updated, replicas),
+                None => updated["spec"]["replicas"] = json!(replicas),
+            }
             strategy::prepare_for_update(self.info, &mut updated, &obj, false);
             self.record_update(Some(&obj), &mut updated)?;
             if self.query.dry_run()? {
@@ -425,16 +471,11 @@ impl Ctx {
             match self
                 .state
                 .store
-                .update(
-                    &self.key(&name),
-                    encode_for_store(&updated).into(),
-                    revision,
-                )
+                .update(&self.key(&name), self.encode(&updated).into(), revision)
                 .await
             {
                 Ok(kv) => {
-                    let served =
-                        decode_served(&kv.value, kv.mod_revision).map_err(ApiError::internal)?;
+                    let served = self.decode(&kv.value, kv.mod_revision)?;
                     return self.respond_value(StatusCode::OK, &self.scale_of(&served));
                 }
                 Err(rkube_store::Error::Conflict { .. })
@@ -613,13 +654,8 @@ impl Ctx {
         };
         if self.wants_table() {
             let objects: Result<Vec<Value>, _> =
-                items.iter().map(|(s, r)| decode_served(s, *r)).collect();
-            let mut t = table::for_objects(
-                self.info,
-                &objects.map_err(ApiError::internal)?,
-                &list_revision.to_string(),
-                &self.query,
-            );
+                items.iter().map(|(s, r)| self.decode(s, *r)).collect();
+            let mut t = self.table(&objects?, &list_revision.to_string());
             if let Some(next) = &next {
                 t["metadata"]["continue"] = json!(next);
             }
@@ -628,9 +664,9 @@ impl Ctx {
         if self.format == Format::PartialMetadata {
             let items: Result<Vec<Value>, _> = items
                 .iter()
-                .map(|(s, r)| decode_served(s, *r).map(|o| negotiate::partial_metadata(&o)))
+                .map(|(s, r)| self.decode(s, *r).map(|o| negotiate::partial_metadata(&o)))
                 .collect();
-            let mut list = json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": list_revision.to_string()}, "items": items.map_err(ApiError::internal)?});
+            let mut list = json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": list_revision.to_string()}, "items": items?});
             if let Some(next) = &next {
                 list["metadata"]["continue"] = json!(next);
             }
@@ -654,7 +690,11 @@ impl Ctx {
         }
         let mut out =
             Vec::with_capacity(items.iter().map(|(s, _)| s.len() + 32).sum::<usize>() + 256);
-        out.extend_from_slice(format!("{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{{\"resourceVersion\":\"{list_revision}\"", self.info.kind, self.info.api_version()).as_bytes());
+        let list_kind = match &self.custom {
+            Some(custom) => custom.list_kind.clone(),
+            None => format!("{}List", self.info.kind),
+        };
+        out.extend_from_slice(format!("{{\"kind\":\"{list_kind}\",\"apiVersion\":\"{}\",\"metadata\":{{\"resourceVersion\":\"{list_revision}\"", self.info.api_version()).as_bytes());
         if let Some(next) = &next {
             out.extend_from_slice(b",\"continue\":");
             out.extend_from_slice(&serde_json::to_vec(next).map_err(ApiError::internal)?);
@@ -667,7 +707,7 @@ impl Ctx {
             if i > 0 {
                 out.push(b',');
             }
-            write_served(&mut out, stored, *revision);
+            write_served(&mut out, &self.served_form(stored), *revision);
         }
         out.extend_from_slice(b"]}");
         self.send(StatusCode::OK, out)
@@ -687,6 +727,7 @@ impl Ctx {
             filter,
             &self.query,
             self.format,
+            self.custom.clone(),
         )
         .await
     }
@@ -779,12 +820,32 @@ impl Ctx {
     /// Applies `fieldValidation` to a request's object: Strict rejects unknown fields with
     /// upstream's strict-decoding error, Warn (upstream's default) returns them as
     /// warnings, Ignore skips the check.
-    fn check_fields(&self, obj: &Value) -> Result<Vec<String>, ApiError> {
+    ///
+    /// A custom resource is pruned and defaulted here (upstream does both while decoding):
+    /// the fields pruning removes are its unknown fields.
+    fn check_fields(&self, obj: &mut Value) -> Result<Vec<String>, ApiError> {
         let mode = self.query.get("fieldValidation").unwrap_or("Warn");
         if !["Strict", "Warn", "Ignore"].contains(&mode) {
             return Err(ApiError::bad_request(format!(
                 "fieldValidation parameter unsupported: {mode}"
             )));
+        }
+        if let Some(custom) = &self.custom {
+            let unknown: Vec<String> = custom
+                .decode(obj)
+                .into_iter()
+                .map(|f| format!("unknown field \"{f}\""))
+                .collect();
+            let kind = self.info.kind;
+            return match mode {
+                "Ignore" => Ok(Vec::new()),
+                "Strict" if !unknown.is_empty() => Err(ApiError::bad_request(format!(
+                    "{kind} in version \"{}\" cannot be handled as a {kind}: strict decoding error: {}",
+                    self.info.version,
+                    unknown.join(", ")
+                ))),
+                _ => Ok(unknown),
+            };
         }
         let Some(schema) = crate::openapi::kind_schema(self.info) else {
             return Ok(Vec::new());
@@ -818,8 +879,8 @@ impl Ctx {
     }
 
     async fn create(&self, body: Bytes) -> ApiResult {
-        let obj = self.decode_body(&body)?;
-        let warnings = self.check_fields(&obj)?;
+        let mut obj = self.decode_body(&body)?;
+        let warnings = self.check_fields(&mut obj)?;
         self.create_checked(obj, warnings, true).await
     }
 
@@ -871,12 +932,13 @@ impl Ctx {
         }
         strategy::prepare_for_create(self.info, &mut obj);
         strategy::validate(self.info, &obj, None)?;
+        self.validate_custom(&obj)?;
         if record {
             self.record_update(None, &mut obj)?;
         }
         let name = meta_str(&obj, "name").unwrap_or("").to_owned();
         self.check_namespace().await?;
-        let stored = encode_for_store(&obj);
+        let stored = self.encode(&obj);
         if dry_run {
             let exists = self
                 .state
@@ -905,7 +967,7 @@ impl Ctx {
 
     async fn update(&self, body: Bytes) -> ApiResult {
         let mut obj = self.decode_body(&body)?;
-        let warnings = self.check_fields(&obj)?;
+        let warnings = self.check_fields(&mut obj)?;
         let response = self.update_checked(&mut obj).await;
         response.map(|r| with_warnings(r, &warnings))
     }
@@ -947,8 +1009,7 @@ impl Ctx {
         if expected != current.mod_revision {
             return Err(ApiError::conflict(self.info, &name));
         }
-        let old =
-            decode_served(&current.value, current.mod_revision).map_err(ApiError::internal)?;
+        let old = self.decode(&current.value, current.mod_revision)?;
         self.write_update(old, obj, current.mod_revision, true)
             .await
     }
@@ -965,6 +1026,7 @@ impl Ctx {
         let name = self.name().to_owned();
         strategy::prepare_for_update(self.info, &mut obj, &old, self.is_status());
         strategy::validate(self.info, &obj, Some(&old))?;
+        self.validate_custom(&obj)?;
         if record {
             self.record_update(Some(&old), &mut obj)?;
         }
@@ -986,7 +1048,7 @@ impl Ctx {
                 .delete(&self.key(&name), Some(revision))
                 .await
                 .map_err(|e| from_store(e, self.info, &name))?;
-            return self.respond_object(StatusCode::OK, &encode_for_store(&obj), deleted.revision);
+            return self.respond_object(StatusCode::OK, &self.encode(&obj), deleted.revision);
         }
         if dry_run {
             // Nothing was written: the object keeps its resourceVersion.
@@ -996,7 +1058,7 @@ impl Ctx {
         let kv = self
             .state
             .store
-            .update(&self.key(&name), encode_for_store(&obj).into(), revision)
+            .update(&self.key(&name), self.encode(&obj).into(), revision)
             .await
             .map_err(|e| from_store(e, self.info, &name))?;
         self.respond_object(StatusCode::OK, &kv.value, kv.mod_revision)
@@ -1107,7 +1169,7 @@ impl Ctx {
             return Err(ApiError::bad_request("metadata.managedFields must be nil"));
         }
         self.settle_namespace(&mut config)?;
-        let warnings = self.check_fields(&config)?;
+        let warnings = self.check_fields(&mut config)?;
         let now = meta::now_rfc3339();
         let manager = ssa::Manager {
             name: &manager_name,
@@ -1131,8 +1193,7 @@ impl Ctx {
                 let obj = ssa::apply(None, &config, ty, &manager, force).map_err(apply_conflict)?;
                 return self.create_checked(obj, warnings, false).await;
             };
-            let old =
-                decode_served(&current.value, current.mod_revision).map_err(ApiError::internal)?;
+            let old = self.decode(&current.value, current.mod_revision)?;
             let merged =
                 ssa::apply(Some(&old), &config, ty, &manager, force).map_err(apply_conflict)?;
             match self
@@ -1144,6 +1205,23 @@ impl Ctx {
             }
         }
         Err(ApiError::conflict(self.info, &name))
+    }
+
+    /// Validates a custom resource against its CRD's schema.
+    fn validate_custom(&self, obj: &Value) -> Result<(), ApiError> {
+        let Some(custom) = &self.custom else {
+            return Ok(());
+        };
+        let errors = custom.validate(obj);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid(
+                self.info,
+                meta_str(obj, "name").unwrap_or(""),
+                &errors,
+            ))
+        }
     }
 
     async fn patch(&self, body: Bytes) -> ApiResult {
@@ -1171,10 +1249,9 @@ impl Ctx {
             let current = current
                 .kv
                 .ok_or_else(|| ApiError::not_found(self.info, &name))?;
-            let old =
-                decode_served(&current.value, current.mod_revision).map_err(ApiError::internal)?;
+            let old = self.decode(&current.value, current.mod_revision)?;
             let mut patched = negotiate::apply_patch(kind, &old, &body, root)?;
-            self.check_fields(&patched)?;
+            self.check_fields(&mut patched)?;
             // A resourceVersion in the patch is a precondition.
             let wanted = meta_str(&patched, "resourceVersion").map(str::to_owned);
             if let Some(rv) = wanted {
@@ -1216,8 +1293,7 @@ impl Ctx {
         let current = current
             .kv
             .ok_or_else(|| ApiError::not_found(self.info, &name))?;
-        let mut obj =
-            decode_served(&current.value, current.mod_revision).map_err(ApiError::internal)?;
+        let mut obj = self.decode(&current.value, current.mod_revision)?;
         if let Some(uid) = &options.precondition_uid {
             let actual = meta_str(&obj, "uid").unwrap_or("");
             if uid != actual {
@@ -1239,7 +1315,7 @@ impl Ctx {
                     .store
                     .update(
                         &self.key(&name),
-                        encode_for_store(&obj).into(),
+                        self.encode(&obj).into(),
                         current.mod_revision,
                     )
                     .await
@@ -1277,13 +1353,13 @@ impl Ctx {
             if !filter.matches_stored(&kv.value) {
                 continue;
             }
-            let mut obj = decode_served(&kv.value, kv.mod_revision).map_err(ApiError::internal)?;
+            let mut obj = self.decode(&kv.value, kv.mod_revision)?;
             let result = match strategy::begin_delete(self.info, &mut obj, &options) {
                 _ if options.dry_run => Ok(()),
                 strategy::Deletion::Pending => self
                     .state
                     .store
-                    .update(&kv.key, encode_for_store(&obj).into(), kv.mod_revision)
+                    .update(&kv.key, self.encode(&obj).into(), kv.mod_revision)
                     .await
                     .map(|_| ()),
                 strategy::Deletion::Now => self
@@ -1299,7 +1375,11 @@ impl Ctx {
                 Err(e) => return Err(from_store(e, self.info, "")),
             }
         }
-        let body = json!({"kind": format!("{}List", self.info.kind), "apiVersion": self.info.api_version(), "metadata": {"resourceVersion": listed.revision.to_string()}, "items": deleted});
+        let list_kind = match &self.custom {
+            Some(custom) => custom.list_kind.clone(),
+            None => format!("{}List", self.info.kind),
+        };
+        let body = json!({"kind": list_kind, "apiVersion": self.info.api_version(), "metadata": {"resourceVersion": listed.revision.to_string()}, "items": deleted});
         self.respond_value(StatusCode::OK, &body)
     }
 }

@@ -88,6 +88,9 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
     rkube_apiserver::ensure_default_namespaces(&state)
         .await
         .map_err(|e| anyhow::anyhow!("cannot create the default namespaces: {}", e.0.message))?;
+    rkube_apiserver::crd::controller::start(&state)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot load the custom resource definitions: {e}"))?;
     let tls = tls::server_config(tls::TlsMaterial {
         cert_chain: pki.serving_cert_chain_der(),
         key: pki.serving_key_der(),

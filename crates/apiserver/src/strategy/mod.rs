@@ -13,6 +13,8 @@ use crate::meta::{meta_str, metadata_mut};
 use crate::rest::DeleteOptions;
 
 mod batch;
+pub(crate) mod crds;
+mod custom;
 mod namespaces;
 mod pods;
 mod secrets;
@@ -40,6 +42,11 @@ pub trait KindStrategy: Sync {
     }
     /// Marks an object whose deletion must wait (e.g. a namespace turns Terminating).
     fn mark_deleting(&self, _obj: &mut Value) {}
+    /// Finalizers the server adds when an object of this kind is deleted (CRDs wait for
+    /// their custom resources to go).
+    fn deletion_finalizers(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// Sets `field` of `obj` to `value` unless it already holds a non-null value (upstream's
@@ -55,7 +62,11 @@ impl KindStrategy for Generic {}
 
 /// The strategy of a kind.
 pub fn for_kind(info: &ResourceInfo) -> &'static dyn KindStrategy {
+    if info.is_custom() {
+        return &custom::CustomResources;
+    }
     match (info.group, info.plural) {
+        ("apiextensions.k8s.io", "customresourcedefinitions") => &crds::Crds,
         ("", "namespaces") => &namespaces::Namespaces,
         ("", "pods") => &pods::Pods,
         ("", "secrets") => &secrets::Secrets,
@@ -190,6 +201,13 @@ pub fn begin_delete(info: &ResourceInfo, obj: &mut Value, options: &DeleteOption
         _ => {}
     }
     let strategy = for_kind(info);
+    if !already {
+        for f in strategy.deletion_finalizers() {
+            if !finalizers.contains(&json!(f)) {
+                finalizers.push(json!(f));
+            }
+        }
+    }
     let spec_finalizers = strategy.has_spec_finalizers(obj);
     let grace = strategy.grace_period(obj, options).max(0);
     if finalizers.is_empty() && !spec_finalizers && grace == 0 {
