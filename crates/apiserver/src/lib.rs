@@ -17,6 +17,7 @@ use serde_json::json;
 
 pub mod auth;
 mod codec;
+mod conversion;
 pub mod crd;
 mod discovery;
 pub mod error;

@@ -21,7 +21,7 @@ use crate::meta::{self, meta_str, metadata_mut};
 use crate::negotiate::Format;
 use crate::query::Query;
 use crate::request::ResourcePath;
-use crate::{negotiate, strategy, table, watch, ApiState};
+use crate::{conversion, negotiate, strategy, table, watch, ApiState};
 
 /// Most attempts of a read-modify-write (patch) that keeps losing to other writers.
 const MAX_PATCH_ATTEMPTS: usize = 8;
@@ -237,9 +237,12 @@ impl Ctx {
     /// A stored object as this request's version serves it (custom resources are
     /// converted from their storage version and defaulted).
     fn served_form<'a>(&self, stored: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
-        match &self.custom {
-            Some(custom) => std::borrow::Cow::Owned(custom.from_storage(stored)),
-            None => std::borrow::Cow::Borrowed(stored),
+        match (&self.custom, conversion::for_resource(self.info)) {
+            (Some(custom), _) => std::borrow::Cow::Owned(custom.from_storage(stored)),
+            (None, Some(conv)) => {
+                std::borrow::Cow::Owned(conv.served(stored, self.info.api_version()))
+            }
+            (None, None) => std::borrow::Cow::Borrowed(stored),
         }
     }
 
@@ -250,13 +253,18 @@ impl Ctx {
 
     /// The stored form of an object (custom resources at their storage version).
     fn encode(&self, obj: &Value) -> Vec<u8> {
-        match &self.custom {
-            Some(custom) => {
+        match (&self.custom, conversion::for_resource(self.info)) {
+            (Some(custom), _) => {
                 let mut stored = obj.clone();
                 custom.to_storage(&mut stored);
                 encode_for_store(&stored)
             }
-            None => encode_for_store(obj),
+            (None, Some(conv)) => {
+                let mut stored = obj.clone();
+                conv.to_storage(&mut stored);
+                encode_for_store(&stored)
+            }
+            (None, None) => encode_for_store(obj),
         }
     }
 
@@ -264,7 +272,10 @@ impl Ctx {
     fn table(&self, objects: &[Value], resource_version: &str) -> Value {
         match &self.custom {
             Some(custom) => custom.table(objects, resource_version, &self.query),
-            None => table::for_objects(self.info, objects, resource_version, &self.query),
+            None => {
+                let (info, objects) = conversion::table_view(self.info, objects);
+                table::for_objects(info, &objects, resource_version, &self.query)
+            }
         }
     }
 
@@ -684,8 +695,8 @@ impl Ctx {
                 metadata["remainingItemCount"] = json!(remaining);
             }
             let items: Result<Vec<Value>, _> =
-                items.iter().map(|(s, r)| decode_served(s, *r)).collect();
-            let list = json!({"kind": format!("{}List", self.info.kind), "apiVersion": self.info.api_version(), "metadata": metadata, "items": items.map_err(ApiError::internal)?});
+                items.iter().map(|(s, r)| self.decode(s, *r)).collect();
+            let list = json!({"kind": format!("{}List", self.info.kind), "apiVersion": self.info.api_version(), "metadata": metadata, "items": items?});
             return self.send_protobuf(StatusCode::OK, &list);
         }
         let mut out =

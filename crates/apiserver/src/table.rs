@@ -636,6 +636,29 @@ fn columns(info: &ResourceInfo) -> Option<Vec<Column>> {
             }),
             col("Age", 0, age),
         ],
+        ("autoscaling", "horizontalpodautoscalers") => vec![
+            col("Name", 0, name),
+            col("Reference", 0, |o| {
+                json!(format!(
+                    "{}/{}",
+                    o["spec"]["scaleTargetRef"]["kind"].as_str().unwrap_or(""),
+                    o["spec"]["scaleTargetRef"]["name"].as_str().unwrap_or("")
+                ))
+            }),
+            col("Targets", 0, |o| json!(hpa_targets(o))),
+            col("MinPods", 0, |o| {
+                json!(o["spec"]["minReplicas"]
+                    .as_i64()
+                    .map_or_else(|| "<unset>".to_owned(), |n| n.to_string()))
+            }),
+            int_col("MaxPods", 0, |o| {
+                json!(o["spec"]["maxReplicas"].as_i64().unwrap_or(0))
+            }),
+            int_col("Replicas", 0, |o| {
+                json!(o["status"]["currentReplicas"].as_i64().unwrap_or(0))
+            }),
+            col("Age", 0, age),
+        ],
         ("", "events") => vec![
             col("Last Seen", 0, |o| {
                 let ts = o["lastTimestamp"]
@@ -660,6 +683,73 @@ fn columns(info: &ResourceInfo) -> Option<Vec<Column>> {
         _ => return None,
     };
     Some(c)
+}
+
+/// An autoscaler's metrics as upstream prints them: `cpu: 40%/60%, memory: <unknown>/1Gi`,
+/// at most two, then `+ N more...`.
+fn hpa_targets(o: &Value) -> String {
+    const MAX: usize = 2;
+    let Some(metrics) = o["spec"]["metrics"].as_array().filter(|m| !m.is_empty()) else {
+        return "<none>".into();
+    };
+    let current = o["status"]["currentMetrics"].as_array();
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => String::new(),
+    };
+    let list: Vec<String> = metrics
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let kind = m["type"].as_str().unwrap_or("");
+            let key = match kind {
+                "Resource" => "resource",
+                "ContainerResource" => "containerResource",
+                "Pods" => "pods",
+                "Object" => "object",
+                "External" => "external",
+                _ => "",
+            };
+            let spec = &m[key];
+            let status = current
+                .and_then(|c| c.get(i))
+                .filter(|c| c["type"] == kind)
+                .map(|c| &c[key]["current"]);
+            let target = &spec["target"];
+            let label = spec["name"]
+                .as_str()
+                .or_else(|| spec["metric"]["name"].as_str())
+                .unwrap_or("");
+            let (cur, want) = if let Some(u) = target["averageUtilization"].as_i64() {
+                let cur = status
+                    .and_then(|s| s["averageUtilization"].as_i64())
+                    .map_or_else(|| "<unknown>".to_owned(), |c| format!("{c}%"));
+                (cur, format!("{u}%"))
+            } else {
+                let field = if target["averageValue"].is_null() {
+                    "value"
+                } else {
+                    "averageValue"
+                };
+                let cur = status
+                    .map(|s| text(&s[field]))
+                    .filter(|c| !c.is_empty())
+                    .unwrap_or_else(|| "<unknown>".to_owned());
+                (cur, text(&target[field]))
+            };
+            if label.is_empty() {
+                format!("{cur}/{want}")
+            } else {
+                format!("{label}: {cur}/{want}")
+            }
+        })
+        .collect();
+    if list.len() > MAX {
+        format!("{} + {} more...", list[..MAX].join(", "), list.len() - MAX)
+    } else {
+        list.join(", ")
+    }
 }
 
 /// Builds a Table of `objects`.
@@ -750,6 +840,20 @@ mod tests {
             .map(|c| c["name"].as_str().unwrap())
             .collect();
         assert_eq!(names, ["Name", "Data", "Age"]);
+    }
+
+    #[test]
+    fn autoscaler_targets_as_upstream() {
+        let hpa = json!({"spec": {"metrics": [
+            {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}},
+            {"type": "Resource", "resource": {"name": "memory", "target": {"type": "AverageValue", "averageValue": "1Gi"}}},
+            {"type": "Pods", "pods": {"metric": {"name": "qps"}, "target": {"type": "AverageValue", "averageValue": "10"}}}
+        ]}, "status": {"currentMetrics": [{"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 40}}}]}});
+        assert_eq!(
+            hpa_targets(&hpa),
+            "cpu: 40%/60%, memory: <unknown>/1Gi + 1 more..."
+        );
+        assert_eq!(hpa_targets(&json!({"spec": {}})), "<none>");
     }
 
     fn cells(group: &str, plural: &str, obj: Value) -> Value {

@@ -276,7 +276,10 @@ impl Stream {
             (_, true, false) => "DELETED",
             (_, false, false) => return None,
         };
-        if self.custom.is_some() || matches!(self.format, Format::Table | Format::PartialMetadata) {
+        if self.custom.is_some()
+            || crate::conversion::for_resource(self.info).is_some()
+            || matches!(self.format, Format::Table | Format::PartialMetadata)
+        {
             // Per-watch rendering: formats and versions differ between watches.
             return Some(self.object_line(kind, &event.object, event.revision));
         }
@@ -295,9 +298,16 @@ impl Stream {
     /// The line for one object in this watch's format.
     fn object_line(&self, kind: &str, obj: &CachedObject, revision: i64) -> Bytes {
         let mut body = Vec::with_capacity(obj.stored.len() + 32);
-        match &self.custom {
-            Some(custom) => write_served(&mut body, &custom.from_storage(&obj.stored), revision),
-            None => write_served(&mut body, &obj.stored, revision),
+        match (&self.custom, crate::conversion::for_resource(self.info)) {
+            (Some(custom), _) => {
+                write_served(&mut body, &custom.from_storage(&obj.stored), revision)
+            }
+            (None, Some(conv)) => write_served(
+                &mut body,
+                &conv.served(&obj.stored, self.info.api_version()),
+                revision,
+            ),
+            (None, None) => write_served(&mut body, &obj.stored, revision),
         }
         if self.format == Format::Protobuf {
             let value = serde_json::from_slice::<Value>(&body).unwrap_or_default();
@@ -309,12 +319,15 @@ impl Stream {
                     (Format::Table, Some(custom)) => {
                         custom.table(&[value], &revision.to_string(), &self.query)
                     }
-                    (Format::Table, None) => crate::table::for_objects(
-                        self.info,
-                        &[value],
-                        &revision.to_string(),
-                        &self.query,
-                    ),
+                    (Format::Table, None) => {
+                        let (info, objects) = crate::conversion::table_view(self.info, &[value]);
+                        crate::table::for_objects(
+                            info,
+                            &objects,
+                            &revision.to_string(),
+                            &self.query,
+                        )
+                    }
                     _ => crate::negotiate::partial_metadata(&value),
                 };
                 body = serde_json::to_vec(&converted).unwrap_or_default();
