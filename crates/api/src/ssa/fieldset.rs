@@ -52,6 +52,18 @@ impl FieldSet {
         self.members.contains(element)
     }
 
+    /// Removes one top-level element and everything under it.
+    pub fn remove_element(&mut self, element: &str) {
+        self.members.remove(element);
+        self.children.remove(element);
+    }
+
+    /// Keeps only one top-level element and what is under it.
+    pub fn keep_element(&mut self, element: &str) {
+        self.members.retain(|m| m == element);
+        self.children.retain(|k, _| k == element);
+    }
+
     pub fn union(&self, other: &FieldSet) -> FieldSet {
         let mut out = self.clone();
         out.members.extend(other.members.iter().cloned());

@@ -163,10 +163,10 @@ impl Conflicts {
     }
 }
 
-/// The metadata no manager owns.
-fn strip(set: &FieldSet, scope: Scope) -> FieldSet {
-    let mut never = FieldSet::default();
+/// Identity metadata, which no manager owns.
+fn never_owned() -> FieldSet {
     let p = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let mut never = FieldSet::default();
     for path in [
         p(&["f:apiVersion"]),
         p(&["f:kind"]),
@@ -184,35 +184,21 @@ fn strip(set: &FieldSet, scope: Scope) -> FieldSet {
     ] {
         never.insert(&path);
     }
-    let mut out = set.difference(&never);
+    never
+}
+
+/// The metadata no manager owns.
+fn strip(set: &FieldSet, scope: Scope) -> FieldSet {
+    static NEVER: std::sync::OnceLock<FieldSet> = std::sync::OnceLock::new();
+    let never = NEVER.get_or_init(never_owned);
+    let mut out = set.difference(never);
     match scope {
         Scope::Main {
             status_subresource: true,
         }
-        | Scope::Scale => {
-            let mut status = FieldSet::default();
-            status.insert(&p(&["f:status"]));
-            out = out.difference(&status);
-            if let Some(child) = set.child("f:status") {
-                let mut under = FieldSet::default();
-                for path in child.paths() {
-                    let mut full = vec!["f:status".to_owned()];
-                    full.extend(path);
-                    under.insert(&full);
-                }
-                out = out.difference(&under);
-            }
-        }
-        Scope::Status => {
-            // Only status is owned through the status subresource.
-            let mut keep = FieldSet::default();
-            for path in set.paths() {
-                if path.first().map(String::as_str) == Some("f:status") {
-                    keep.insert(&path);
-                }
-            }
-            out = out.intersection(&keep);
-        }
+        | Scope::Scale => out.remove_element("f:status"),
+        // Only status is owned through the status subresource.
+        Scope::Status => out.keep_element("f:status"),
         Scope::Main { .. } => {}
     }
     out
@@ -288,12 +274,11 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, ty: Ty, m: &Manager<'
     };
     // A created object is compared with an empty one, so that the maps and lists it adds
     // are owned themselves, as upstream records them.
-    let old_plain = old.map(without_managed).unwrap_or_else(|| json!({}));
-    let new_plain = without_managed(new);
+    let empty = json!({});
     let (mut changed, mut removed) = (FieldSet::default(), FieldSet::default());
     typed::compare(
-        Some(&old_plain),
-        Some(&new_plain),
+        Some(old.unwrap_or(&empty)),
+        Some(new),
         ty,
         &mut Vec::new(),
         &mut changed,

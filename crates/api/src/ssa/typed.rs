@@ -139,6 +139,9 @@ pub fn to_set(value: &Value, ty: Ty, path: &mut Vec<String>, out: &mut FieldSet)
     match (value, ty) {
         (Value::Object(map), t) if t.is_map_like() => {
             for (k, v) in map {
+                if is_managed_fields(path, k) {
+                    continue;
+                }
                 path.push(fieldset::field(k));
                 let child = t.child(k);
                 to_set(v, child, path, out);
@@ -210,12 +213,15 @@ pub fn compare(
         (Some(o), Some(n)) => match (o, n, ty) {
             (Value::Object(om), Value::Object(nm), t) if t.is_map_like() => {
                 for (k, nv) in nm {
+                    if is_managed_fields(path, k) {
+                        continue;
+                    }
                     path.push(fieldset::field(k));
                     compare(om.get(k), Some(nv), t.child(k), path, changed, removed);
                     path.pop();
                 }
                 for (k, ov) in om {
-                    if !nm.contains_key(k) {
+                    if !nm.contains_key(k) && !is_managed_fields(path, k) {
                         path.push(fieldset::field(k));
                         compare(Some(ov), None, t.child(k), path, changed, removed);
                         path.pop();
@@ -261,6 +267,11 @@ pub fn compare(
             }
         },
     }
+}
+
+/// `metadata.managedFields` is bookkeeping, never a field anyone owns.
+fn is_managed_fields(path: &[String], key: &str) -> bool {
+    key == "managedFields" && path.len() == 1 && path[0] == "f:metadata"
 }
 
 /// Merges an applied configuration into a live value (structured merge: granular maps and
