@@ -21,6 +21,12 @@ pub(crate) struct ServerArgs {
     /// comma-separated etcd client URLs (http://127.0.0.1:2379,...).
     #[arg(long, default_value = "")]
     datastore_endpoint: String,
+    /// The store backend: `sqlite` (embedded, the default) or `etcd` (with --etcd-servers).
+    #[arg(long, value_parser = ["sqlite", "etcd"])]
+    store: Option<String>,
+    /// Comma-separated etcd client URLs, for `--store etcd` (upstream's flag name).
+    #[arg(long, value_delimiter = ',')]
+    etcd_servers: Vec<String>,
     /// Address the API server listens on (HTTPS).
     #[arg(long, default_value = "127.0.0.1:6443")]
     listen: SocketAddr,
@@ -40,12 +46,31 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// The store the flags name: `--store`/`--etcd-servers`, or `--datastore-endpoint`.
+fn datastore_endpoint(args: &ServerArgs) -> Result<String> {
+    match (args.store.as_deref(), args.etcd_servers.is_empty()) {
+        (Some("etcd"), true) => anyhow::bail!("--store etcd needs --etcd-servers URL[,URL...]"),
+        (Some("etcd"), false) => {
+            if !args.datastore_endpoint.is_empty() {
+                anyhow::bail!(
+                    "use either --store etcd --etcd-servers or --datastore-endpoint, not both"
+                );
+            }
+            Ok(args.etcd_servers.join(","))
+        }
+        (_, false) => anyhow::bail!("--etcd-servers is only used with --store etcd"),
+        (Some(_), true) => Ok(args.datastore_endpoint.clone()),
+        (None, true) => Ok(args.datastore_endpoint.clone()),
+    }
+}
+
 pub(crate) async fn run(args: ServerArgs) -> Result<()> {
     let started = Instant::now();
+    let endpoint = datastore_endpoint(&args)?;
     let data_dir = args.data_dir.unwrap_or_else(crate::default_data_dir);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
-    let store = crate::datastore::open(&args.datastore_endpoint, &data_dir).await?;
+    let store = crate::datastore::open(&endpoint, &data_dir).await?;
 
     let mut names = ServingNames::new(hostname());
     if !args.listen.ip().is_unspecified() {

@@ -109,7 +109,7 @@ fn refuses_a_database_that_is_not_its_own() {
 fn runs_on_etcd() {
     let etcd = rkube_testkit::EtcdCluster::start(1).unwrap();
     let endpoints = etcd.client_endpoints().join(",");
-    let c = Cluster::start(&["--datastore-endpoint", &endpoints]);
+    let c = Cluster::start(&["--store", "etcd", "--etcd-servers", &endpoints]);
     assert!(
         !c.data_dir().join("db/state.db").exists(),
         "no SQLite file when etcd is the store"
@@ -120,6 +120,35 @@ fn runs_on_etcd() {
         "b"
     );
     assert!(c.stop().0.success());
+}
+
+#[test]
+fn store_flags_must_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    for (flags, message) in [
+        (
+            &["--store", "etcd"][..],
+            "--store etcd needs --etcd-servers",
+        ),
+        (
+            &["--etcd-servers", "http://127.0.0.1:1"][..],
+            "--etcd-servers is only used with --store etcd",
+        ),
+        (
+            &["--store", "mysql"][..],
+            "invalid value 'mysql' for '--store <STORE>'",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_rkube"))
+            .args(["server", "--data-dir"])
+            .arg(dir.path())
+            .args(flags)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{flags:?} started");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{flags:?}: {stderr}");
+    }
 }
 
 #[test]

@@ -44,7 +44,9 @@ impl Cluster {
         let addr = format!("127.0.0.1:{}", rkube_testkit::free_port());
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
         let etcd = match std::env::var("RKUBE_TEST_DATASTORE").as_deref() {
-            Ok("etcd") if !extra.contains(&"--datastore-endpoint") => {
+            Ok("etcd")
+                if !extra.contains(&"--datastore-endpoint") && !extra.contains(&"--store") =>
+            {
                 Some(rkube_testkit::EtcdCluster::start(1).expect("start etcd"))
             }
             _ => None,
