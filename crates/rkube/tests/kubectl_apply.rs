@@ -589,3 +589,137 @@ fn updates_are_recorded_as_managers() {
         "{stderr}"
     );
 }
+
+/// Every kind merges by its own markers: paths of an Ingress rule, NetworkPolicy ports,
+/// a StatefulSet's probes, Role rules, DaemonSet volumes (an inline VolumeSource).
+const MANY_KINDS: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: ing}
+spec:
+  rules:
+  - host: a.example.com
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: svc, port: {number: 80}}}}
+      - {path: /api, pathType: Prefix, backend: {service: {name: api, port: {number: 8080}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: np}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: fe}}}]
+    ports: [{port: 80, protocol: TCP}]
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: cj}
+spec:
+  schedule: "*/5 * * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: OnFailure
+          containers: [{name: c, image: busybox, args: [date]}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: sts}
+spec:
+  serviceName: sts
+  replicas: 1
+  selector: {matchLabels: {app: sts}}
+  template:
+    metadata: {labels: {app: sts}}
+    spec:
+      containers:
+      - name: c
+        image: nginx
+        volumeMounts: [{name: data, mountPath: /data}]
+        livenessProbe: {httpGet: {path: /, port: 80}}
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: r}
+rules:
+- {apiGroups: [""], resources: [pods], verbs: [get, list]}
+- {apiGroups: [apps], resources: [deployments], verbs: [get]}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: ds}
+spec:
+  selector: {matchLabels: {app: ds}}
+  template:
+    metadata: {labels: {app: ds}}
+    spec:
+      tolerations: [{operator: Exists}]
+      containers: [{name: c, image: busybox, resources: {limits: {cpu: 100m}}, env: [{name: X, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}]}]
+      volumes: [{name: h, hostPath: {path: /var/log}}, {name: cm, configMap: {name: cfg}}]
+"#;
+
+#[test]
+fn apply_twice_for_many_kinds() {
+    let c = Cluster::start(&[]);
+    apply(&c, MANY_KINDS);
+    let v2 = MANY_KINDS
+        .replace("      - {path: /api, pathType: Prefix, backend: {service: {name: api, port: {number: 8080}}}}\n", "")
+        .replace("port: 80, protocol: TCP", "port: 443, protocol: TCP")
+        .replace("*/5", "*/10")
+        .replace("livenessProbe: {httpGet: {path: /, port: 80}}", "readinessProbe: {tcpSocket: {port: 80}}")
+        .replace("- {apiGroups: [apps], resources: [deployments], verbs: [get]}\n", "")
+        .replace(", {name: cm, configMap: {name: cfg}}", "")
+        .replace("cpu: 100m", "cpu: 200m");
+    assert_ne!(v2, MANY_KINDS);
+    let out = apply(&c, &v2);
+    assert_eq!(out.matches("configured").count(), 6, "{out}");
+
+    let ing = get(&c, &["ingress", "ing"]);
+    assert_eq!(
+        ing["spec"]["rules"][0]["http"]["paths"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let np = get(&c, &["networkpolicy", "np"]);
+    assert_eq!(
+        np["spec"]["ingress"][0]["ports"],
+        serde_json::json!([{"port": 443, "protocol": "TCP"}])
+    );
+    assert_eq!(
+        get(&c, &["cronjob", "cj"])["spec"]["schedule"],
+        "*/10 * * * *"
+    );
+    let sts = get(&c, &["statefulset", "sts"]);
+    let container = &sts["spec"]["template"]["spec"]["containers"][0];
+    assert!(container.get("livenessProbe").is_none(), "{container}");
+    assert_eq!(container["readinessProbe"]["tcpSocket"]["port"], 80);
+    assert_eq!(
+        container["readinessProbe"]["periodSeconds"], 10,
+        "probe defaults"
+    );
+    let role = get(&c, &["role", "r"]);
+    assert_eq!(role["rules"].as_array().unwrap().len(), 1);
+    let ds = get(&c, &["daemonset", "ds"]);
+    let pod = &ds["spec"]["template"]["spec"];
+    let volumes: Vec<&str> = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(volumes, ["h"], "{pod}");
+    assert_eq!(pod["volumes"][0]["hostPath"]["path"], "/var/log");
+    assert_eq!(pod["containers"][0]["resources"]["limits"]["cpu"], "200m");
+    // No field is ever stored as null.
+    for obj in [&ing, &np, &sts, &role, &ds] {
+        assert!(!obj.to_string().contains(":null"), "{obj}");
+    }
+}

@@ -42,10 +42,10 @@ fn apply_defaults(obj: &mut Value) {
         }
     }
     set_default(spec, "conversion", json!({"strategy": "None"}));
-    if let Some(versions) = spec["versions"].as_array_mut() {
-        for v in versions {
-            if let Some(columns) = v["additionalPrinterColumns"].as_array_mut() {
-                for c in columns {
+    {
+        for v in super::list_mut(spec, "versions") {
+            {
+                for c in super::list_mut(v, "additionalPrinterColumns") {
                     if c.is_object() {
                         set_default(c, "priority", json!(0));
                     }

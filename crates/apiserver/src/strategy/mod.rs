@@ -58,6 +58,15 @@ pub(crate) fn set_default(obj: &mut Value, field: &str, value: Value) {
     }
 }
 
+/// The elements of list `field` of `obj`, if it has one. (Indexing with `obj[field]` on a
+/// mutable value would insert a `null` field, which upstream's JSON never has.)
+pub(crate) fn list_mut<'a>(obj: &'a mut Value, field: &str) -> impl Iterator<Item = &'a mut Value> {
+    obj.get_mut(field)
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+}
+
 struct Generic;
 impl KindStrategy for Generic {}
 

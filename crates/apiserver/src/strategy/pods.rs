@@ -5,7 +5,7 @@
 use rkube_api::FieldError;
 use serde_json::{json, Value};
 
-use super::{set_default, KindStrategy};
+use super::{list_mut, set_default, KindStrategy};
 use crate::rest::DeleteOptions;
 
 pub struct Pods;
@@ -31,8 +31,19 @@ fn default_container(c: &mut Value) {
     set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
     set_default(c, "terminationMessagePolicy", json!("File"));
     set_default(c, "resources", json!({}));
-    for port in c["ports"].as_array_mut().into_iter().flatten() {
+    for port in list_mut(c, "ports") {
         set_default(port, "protocol", json!("TCP"));
+    }
+    for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        if let Some(p) = c.get_mut(probe).filter(|p| p.is_object()) {
+            set_default(p, "timeoutSeconds", json!(1));
+            set_default(p, "periodSeconds", json!(10));
+            set_default(p, "successThreshold", json!(1));
+            set_default(p, "failureThreshold", json!(3));
+            if let Some(get) = p.get_mut("httpGet").filter(|g| g.is_object()) {
+                set_default(get, "scheme", json!("HTTP"));
+            }
+        }
     }
 }
 
@@ -78,6 +89,14 @@ impl KindStrategy for Pods {
         obj["status"] = json!({"phase": "Pending", "qosClass": qos});
     }
 
+    /// Upstream defaults every object it decodes: an update is defaulted before it is
+    /// compared with the pod it replaces.
+    fn prepare_for_update(&self, obj: &mut Value, _old: &Value) {
+        if obj["spec"].is_object() {
+            default_pod_spec(&mut obj["spec"]);
+        }
+    }
+
     fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
         let mut errors = validate_pod_spec(&obj["spec"], "spec");
         if let Some(old) = old {
@@ -112,7 +131,7 @@ pub fn default_pod_spec(spec: &mut Value) {
     set_default(spec, "schedulerName", json!("default-scheduler"));
     set_default(spec, "enableServiceLinks", json!(true));
     for field in ["initContainers", "containers"] {
-        for c in spec[field].as_array_mut().into_iter().flatten() {
+        for c in list_mut(spec, field) {
             default_container(c);
         }
     }
@@ -158,7 +177,7 @@ fn only_mutable_fields_changed(old: &Value, new: &Value) -> bool {
     let strip = |spec: &Value| {
         let mut s = spec.clone();
         for field in ["initContainers", "containers"] {
-            for c in s[field].as_array_mut().into_iter().flatten() {
+            for c in list_mut(&mut s, field) {
                 c["image"] = Value::Null;
             }
         }
@@ -192,8 +211,16 @@ mod tests {
 
     #[test]
     fn defaults_and_qos() {
-        let mut pod = json!({"spec": {"containers": [{"name": "c", "image": "nginx", "ports": [{"containerPort": 80}]}]}});
+        let mut pod = json!({"spec": {"containers": [
+            {"name": "c", "image": "nginx", "ports": [{"containerPort": 80}], "livenessProbe": {"httpGet": {"path": "/", "port": 80}}},
+            {"name": "d", "image": "nginx"}
+        ]}});
         Pods.prepare_for_create(&mut pod);
+        assert_eq!(
+            pod["spec"]["containers"][0]["livenessProbe"],
+            json!({"httpGet": {"path": "/", "port": 80, "scheme": "HTTP"}, "timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3})
+        );
+        assert!(pod["spec"]["containers"][1].get("ports").is_none());
         let spec = &pod["spec"];
         assert_eq!(spec["restartPolicy"], "Always");
         assert_eq!(spec["dnsPolicy"], "ClusterFirst");
@@ -206,6 +233,10 @@ mod tests {
             "/dev/termination-log"
         );
         assert_eq!(spec["containers"][0]["ports"][0]["protocol"], "TCP");
+        assert!(
+            spec.get("initContainers").is_none(),
+            "no null fields: {spec}"
+        );
         assert_eq!(
             pod["status"],
             json!({"phase": "Pending", "qosClass": "BestEffort"})

@@ -22,7 +22,7 @@ fn defaults(spec: &mut Value) {
     if kind == "NodePort" || kind == "LoadBalancer" {
         set_default(spec, "externalTrafficPolicy", json!("Cluster"));
     }
-    for port in spec["ports"].as_array_mut().into_iter().flatten() {
+    for port in super::list_mut(spec, "ports") {
         set_default(port, "protocol", json!("TCP"));
         if port.get("targetPort").is_none_or(Value::is_null) {
             port["targetPort"] = port["port"].clone();

@@ -78,6 +78,11 @@ impl KindStrategy for Workload {
         }
     }
 
+    /// Upstream defaults every object it decodes, updates too.
+    fn prepare_for_update(&self, obj: &mut Value, _old: &Value) {
+        self.prepare_for_create(obj);
+    }
+
     fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
         let mut errors = Vec::new();
         let spec = &obj["spec"];
