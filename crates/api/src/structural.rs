@@ -43,6 +43,12 @@ pub struct Schema {
     /// Whether `x-kubernetes-list-type`, `-list-map-keys` or `-map-type` is set (only
     /// structural checks care).
     pub has_list_or_map_markers: bool,
+    /// `x-kubernetes-list-type` (`atomic`, `set`, `map`); empty when unset.
+    pub list_type: String,
+    /// `x-kubernetes-list-map-keys`.
+    pub list_map_keys: Vec<String>,
+    /// `x-kubernetes-map-type` (`granular`, `atomic`); empty when unset.
+    pub map_type: String,
     pub has_cel_rules: bool,
     pub title: String,
     pub has_external_docs: bool,
@@ -151,6 +157,26 @@ fn parse_at(v: &Value, depth: usize) -> Schema {
         has_list_or_map_markers: m.contains_key("x-kubernetes-list-type")
             || m.contains_key("x-kubernetes-list-map-keys")
             || m.contains_key("x-kubernetes-map-type"),
+        list_type: m
+            .get("x-kubernetes-list-type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned(),
+        list_map_keys: m
+            .get("x-kubernetes-list-map-keys")
+            .and_then(Value::as_array)
+            .map(|keys| {
+                keys.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        map_type: m
+            .get("x-kubernetes-map-type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned(),
         has_cel_rules: m
             .get("x-kubernetes-validations")
             .and_then(Value::as_array)

@@ -1104,7 +1104,10 @@ impl Ctx {
     }
 
     /// The merge type of this resource's objects (from the schema table).
-    fn merge_type(&self) -> ssa::Ty {
+    fn merge_type(&self) -> ssa::Ty<'_> {
+        if let Some(custom) = &self.custom {
+            return ssa::Ty::of_schema(&custom.schema);
+        }
         rkube_api::schema::for_kind(self.info.api_version(), self.info.kind)
             .map_or(ssa::Ty::Untyped, ssa::Ty::of_message)
     }

@@ -723,3 +723,88 @@ fn apply_twice_for_many_kinds() {
         assert!(!obj.to_string().contains(":null"), "{obj}");
     }
 }
+
+const ROUTE_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: routes.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: routes, singular: route, kind: Route}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              backends:
+                type: array
+                x-kubernetes-list-type: map
+                x-kubernetes-list-map-keys: [name]
+                items:
+                  type: object
+                  required: [name]
+                  properties:
+                    name: {type: string}
+                    weight: {type: integer}
+"#;
+
+#[test]
+fn server_side_apply_merges_custom_resource_lists_by_their_keys() {
+    let c = Cluster::start(&[]);
+    c.create(ROUTE_CRD);
+    c.ok(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "crd/routes.example.com",
+        "--timeout=30s",
+    ]);
+    let route = |backends: &str| {
+        format!("apiVersion: example.com/v1\nkind: Route\nmetadata: {{name: r}}\nspec:\n  backends: {backends}\n")
+    };
+    let out = apply_server_side(
+        &c,
+        &route("[{name: blue, weight: 90}, {name: green, weight: 10}]"),
+        &["--field-manager=team-a"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = apply_server_side(
+        &c,
+        &route("[{name: canary, weight: 1}]"),
+        &["--field-manager=team-b"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = get(&c, &["routes.example.com", "r"]);
+    let names: Vec<&str> = r["spec"]["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["blue", "green", "canary"], "merged by name: {r}");
+    let out = apply_server_side(
+        &c,
+        &route("[{name: canary, weight: 50}]"),
+        &["--field-manager=team-a"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("conflict with \"team-b\": .spec.backends[name=\"canary\"].weight"),
+        "{stderr}"
+    );
+}

@@ -8,7 +8,7 @@ use crate::schema;
 
 const T: &str = "2026-01-01T00:00:00Z";
 
-fn deploy_ty() -> Ty {
+fn deploy_ty() -> Ty<'static> {
     Ty::of_message(schema::for_kind("apps/v1", "Deployment").unwrap())
 }
 
@@ -362,4 +362,93 @@ proptest::proptest! {
         let mut new = config.clone();
         record_update(Some(&live), &mut new, ty, &updater("u"));
     }
+}
+
+#[test]
+fn custom_resource_lists_follow_the_crd_schema() {
+    let schema = crate::structural::Schema::parse(&json!({
+        "type": "object",
+        "properties": {
+            "spec": {"type": "object", "properties": {
+                "ports": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+                    "items": {"type": "object", "properties": {"name": {"type": "string"}, "port": {"type": "integer"}}}},
+                "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+                "args": {"type": "array", "items": {"type": "string"}},
+                "selector": {"type": "object", "x-kubernetes-map-type": "atomic", "additionalProperties": {"type": "string"}}
+            }}
+        }
+    }));
+    let ty = Ty::of_schema(&schema);
+    let m = |name| Manager {
+        name,
+        operation: Operation::Apply,
+        api_version: "example.com/v1",
+        time: T,
+        scope: Scope::Main {
+            status_subresource: true,
+        },
+    };
+    let cr = |spec: Value| json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w", "labels": {"a": "1"}}, "spec": spec});
+    let live = apply(
+        None,
+        &cr(json!({"ports": [{"name": "http", "port": 80}, {"name": "https", "port": 443}], "tags": ["x"], "args": ["1"], "selector": {"app": "w"}})),
+        ty,
+        &m("a"),
+        false,
+    )
+    .unwrap();
+    assert_eq!(
+        fields_of(&live, "a"),
+        json!({"f:metadata": {"f:labels": {"f:a": {}}}, "f:spec": {
+            "f:args": {},
+            "f:ports": {"k:{\"name\":\"http\"}": {".": {}, "f:name": {}, "f:port": {}}, "k:{\"name\":\"https\"}": {".": {}, "f:name": {}, "f:port": {}}},
+            "f:selector": {},
+            "f:tags": {"v:\"x\"": {}}
+        }})
+    );
+    // Another manager adds an element and a tag: merged, not replaced.
+    let live = apply(
+        Some(&live),
+        &cr(json!({"ports": [{"name": "admin", "port": 9000}], "tags": ["y"]})),
+        ty,
+        &m("b"),
+        false,
+    )
+    .unwrap();
+    let names: Vec<&str> = live["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["http", "https", "admin"]);
+    assert_eq!(live["spec"]["tags"], json!(["x", "y"]));
+    // a drops https: removed; b's element stays. Changing b's port conflicts.
+    let live = apply(
+        Some(&live),
+        &cr(json!({"ports": [{"name": "http", "port": 80}], "tags": ["x"], "args": ["1"], "selector": {"app": "w"}})),
+        ty,
+        &m("a"),
+        false,
+    )
+    .unwrap();
+    let names: Vec<&str> = live["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["http", "admin"]);
+    let err = apply(
+        Some(&live),
+        &cr(json!({"ports": [{"name": "admin", "port": 9001}]})),
+        ty,
+        &m("a"),
+        false,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.message(),
+        "Apply failed with 1 conflict: conflict with \"b\": .spec.ports[name=\"admin\"].port"
+    );
 }

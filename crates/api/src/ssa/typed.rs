@@ -11,10 +11,11 @@ use serde_json::{Map, Value};
 
 use super::fieldset::{self, FieldSet};
 use crate::schema::{Field, Kind, ListType, Message};
+use crate::structural::{Additional, Schema};
 
 /// The type of a value, as far as merging is concerned.
 #[derive(Clone, Copy, Debug)]
-pub enum Ty {
+pub enum Ty<'a> {
     /// A struct whose fields are known.
     Struct(&'static Message),
     /// A map of arbitrary keys to values of one kind.
@@ -27,6 +28,9 @@ pub enum Ty {
     SetList,
     /// Owned and replaced as a whole.
     Atomic,
+    /// A granular object, or a `map`/`set` list, described by a custom resource's structural
+    /// schema (`x-kubernetes-list-type`, `-list-map-keys`, `-map-type`).
+    Schema(&'a Schema),
 }
 
 /// Messages whose JSON form is a scalar or free-form JSON.
@@ -45,9 +49,14 @@ fn opaque(name: &str) -> bool {
         )
 }
 
-impl Ty {
+fn is_object_schema(s: &Schema) -> bool {
+    s.type_ == "object"
+        || (s.type_.is_empty() && (!s.properties.is_empty() || s.additional_properties.is_some()))
+}
+
+impl<'a> Ty<'a> {
     /// The root type of an object of this message.
-    pub fn of_message(message: &'static Message) -> Ty {
+    pub fn of_message(message: &'static Message) -> Ty<'static> {
         if message.atomic {
             Ty::Atomic
         } else {
@@ -55,8 +64,30 @@ impl Ty {
         }
     }
 
+    /// The type of a value a structural schema describes (a custom resource's).
+    pub fn of_schema(s: &'a Schema) -> Ty<'a> {
+        if s.type_ == "array" {
+            return match s.list_type.as_str() {
+                "map" if !s.list_map_keys.is_empty() => Ty::Schema(s),
+                "set" => Ty::Schema(s),
+                _ => Ty::Atomic,
+            };
+        }
+        if is_object_schema(s) {
+            return if s.map_type == "atomic" {
+                Ty::Atomic
+            } else {
+                Ty::Schema(s)
+            };
+        }
+        if s.preserve_unknown_fields && s.type_.is_empty() {
+            return Ty::Untyped;
+        }
+        Ty::Atomic
+    }
+
     /// The type of a value of `kind` (a list element or map value).
-    fn of_kind(kind: &'static Kind) -> Ty {
+    fn of_kind(kind: &'static Kind) -> Ty<'a> {
         match kind {
             Kind::Message(name) if !opaque(name) => {
                 kind.message().map_or(Ty::Atomic, Ty::of_message)
@@ -67,7 +98,7 @@ impl Ty {
     }
 
     /// The type of a struct field.
-    fn of_field(field: &'static Field) -> Ty {
+    fn of_field(field: &'static Field) -> Ty<'a> {
         if field.repeated {
             return match field.list_type {
                 ListType::Map if !field.map_keys.is_empty() => {
@@ -84,58 +115,103 @@ impl Ty {
     }
 
     /// The type of the value under key `key` of a value of this type.
-    pub fn child(self, key: &str) -> Ty {
+    pub fn child(self, key: &str) -> Ty<'a> {
         match self {
             Ty::Struct(message) => message.field(key).map_or(Ty::Atomic, Ty::of_field),
             Ty::Map(value) => Ty::of_kind(value),
             Ty::Untyped => Ty::Untyped,
+            // An object's metadata is ObjectMeta, whatever the schema says of it.
+            Ty::Schema(_) if key == "metadata" => {
+                crate::schema::message("apimachinery.pkg.apis.meta.v1.ObjectMeta")
+                    .map_or(Ty::Untyped, Ty::of_message)
+            }
+            Ty::Schema(s) => {
+                if let Some(p) = s.properties.get(key) {
+                    Ty::of_schema(p)
+                } else if let Some(Additional::Schema(a)) = &s.additional_properties {
+                    Ty::of_schema(a)
+                } else if s.preserve_unknown_fields {
+                    Ty::Untyped
+                } else {
+                    Ty::Atomic
+                }
+            }
             _ => Ty::Atomic,
         }
     }
 
     /// The type of the elements of a list of this type.
-    fn element(self) -> Ty {
+    fn element(self) -> Ty<'a> {
         match self {
             Ty::MapList(kind, _) => Ty::of_kind(kind),
+            Ty::Schema(s) => s.items.as_deref().map_or(Ty::Atomic, Ty::of_schema),
             _ => Ty::Atomic,
         }
     }
 
     fn is_map_like(self) -> bool {
-        matches!(self, Ty::Struct(_) | Ty::Map(_) | Ty::Untyped)
+        match self {
+            Ty::Struct(_) | Ty::Map(_) | Ty::Untyped => true,
+            Ty::Schema(s) => is_object_schema(s),
+            _ => false,
+        }
     }
 
     fn is_list_like(self) -> bool {
-        matches!(self, Ty::MapList(..) | Ty::SetList)
+        match self {
+            Ty::MapList(..) | Ty::SetList => true,
+            Ty::Schema(s) => s.type_ == "array",
+            _ => false,
+        }
+    }
+
+    /// A list whose elements are identified by key fields (and merged field by field).
+    fn is_keyed_list(self) -> bool {
+        match self {
+            Ty::MapList(..) => true,
+            Ty::Schema(s) => s.type_ == "array" && s.list_type == "map",
+            _ => false,
+        }
+    }
+
+    /// A struct: its fields are not owned themselves (map entries are).
+    fn is_struct(self) -> bool {
+        match self {
+            Ty::Struct(_) => true,
+            Ty::Schema(s) => is_object_schema(s) && !s.properties.is_empty(),
+            _ => false,
+        }
     }
 }
 
 /// The path element of list element `item` of a list of type `ty`.
-fn item_element(ty: Ty, item: &Value) -> String {
-    match ty {
-        Ty::MapList(_, keys) => {
-            let mut fields = Map::new();
-            for k in keys {
-                match item.get(*k) {
-                    Some(v) => {
-                        fields.insert((*k).to_owned(), v.clone());
-                    }
-                    // The one key field of the built-in types with a default: an element
-                    // applied without it is the one the server defaulted.
-                    None if *k == "protocol" => {
-                        fields.insert("protocol".into(), Value::from("TCP"));
-                    }
-                    None => {}
-                }
-            }
-            fieldset::key(&fields)
+fn item_element(ty: Ty<'_>, item: &Value) -> String {
+    let keys: Vec<&str> = match ty {
+        Ty::MapList(_, keys) => keys.to_vec(),
+        Ty::Schema(s) if s.list_type == "map" => {
+            s.list_map_keys.iter().map(String::as_str).collect()
         }
-        _ => fieldset::value(item),
+        _ => return fieldset::value(item),
+    };
+    let mut fields = Map::new();
+    for k in keys {
+        match item.get(k) {
+            Some(v) => {
+                fields.insert(k.to_owned(), v.clone());
+            }
+            // The one key field of the built-in types with a default: an element applied
+            // without it is the one the server defaulted.
+            None if k == "protocol" && matches!(ty, Ty::MapList(..)) => {
+                fields.insert("protocol".into(), Value::from("TCP"));
+            }
+            None => {}
+        }
     }
+    fieldset::key(&fields)
 }
 
 /// Adds the fields of `value` (at `path`, of type `ty`) to `out`.
-pub fn to_set(value: &Value, ty: Ty, path: &mut Vec<String>, out: &mut FieldSet) {
+pub fn to_set(value: &Value, ty: Ty<'_>, path: &mut Vec<String>, out: &mut FieldSet) {
     match (value, ty) {
         (Value::Object(map), t) if t.is_map_like() => {
             for (k, v) in map {
@@ -145,7 +221,7 @@ pub fn to_set(value: &Value, ty: Ty, path: &mut Vec<String>, out: &mut FieldSet)
                 path.push(fieldset::field(k));
                 let child = t.child(k);
                 to_set(v, child, path, out);
-                if !matches!(t, Ty::Struct(_)) && (child.is_map_like() || child.is_list_like()) {
+                if !t.is_struct() && (child.is_map_like() || child.is_list_like()) {
                     // A map entry is itself owned (struct fields are not).
                     out.insert(path);
                 }
@@ -159,7 +235,7 @@ pub fn to_set(value: &Value, ty: Ty, path: &mut Vec<String>, out: &mut FieldSet)
             for item in items {
                 path.push(item_element(t, item));
                 out.insert(path);
-                if matches!(t, Ty::MapList(..)) {
+                if t.is_keyed_list() {
                     to_set(item, t.element(), path, out);
                 }
                 path.pop();
@@ -180,7 +256,7 @@ pub fn to_set(value: &Value, ty: Ty, path: &mut Vec<String>, out: &mut FieldSet)
 pub fn compare(
     old: Option<&Value>,
     new: Option<&Value>,
-    ty: Ty,
+    ty: Ty<'_>,
     path: &mut Vec<String>,
     changed: &mut FieldSet,
     removed: &mut FieldSet,
@@ -196,7 +272,7 @@ pub fn compare(
             *removed = removed.union(&all);
         }
         (None, Some(n)) => {
-            if let (Ty::Struct(_), Value::Object(_)) = (ty, n) {
+            if let (true, Value::Object(_)) = (ty.is_struct(), n) {
                 // A struct is not owned itself; what it holds is added.
                 let empty = Value::Object(Map::new());
                 compare(Some(&empty), Some(n), ty, path, changed, removed);
@@ -236,13 +312,13 @@ pub fn compare(
                 for (pe, nv) in &new_items {
                     path.push(pe.clone());
                     match old_items.iter().find(|(k, _)| k == pe) {
-                        Some((_, ov)) if matches!(t, Ty::MapList(..)) => {
+                        Some((_, ov)) if t.is_keyed_list() => {
                             compare(Some(ov), Some(nv), t.element(), path, changed, removed)
                         }
                         Some(_) => {}
                         None => {
                             changed.insert(path);
-                            if matches!(t, Ty::MapList(..)) {
+                            if t.is_keyed_list() {
                                 to_set(nv, t.element(), path, changed);
                             }
                         }
@@ -253,7 +329,7 @@ pub fn compare(
                     if !new_items.iter().any(|(k, _)| k == pe) {
                         path.push(pe.clone());
                         removed.insert(path);
-                        if matches!(t, Ty::MapList(..)) {
+                        if t.is_keyed_list() {
                             to_set(ov, t.element(), path, removed);
                         }
                         path.pop();
@@ -276,7 +352,7 @@ fn is_managed_fields(path: &[String], key: &str) -> bool {
 
 /// Merges an applied configuration into a live value (structured merge: granular maps and
 /// structs merge by key, map and set lists by element, everything else is replaced).
-pub fn merge(live: Option<&Value>, applied: &Value, ty: Ty) -> Value {
+pub fn merge(live: Option<&Value>, applied: &Value, ty: Ty<'_>) -> Value {
     match (live, applied) {
         (Some(Value::Object(lm)), Value::Object(am)) if ty.is_map_like() => {
             let mut out = lm.clone();
@@ -299,14 +375,12 @@ pub fn merge(live: Option<&Value>, applied: &Value, ty: Ty) -> Value {
 
 /// Merges two associative lists keeping the live order of live-only elements and the
 /// applied order of applied elements, as structured-merge-diff does.
-fn merge_list(live: &[Value], applied: &[Value], ty: Ty) -> Vec<Value> {
+fn merge_list(live: &[Value], applied: &[Value], ty: Ty<'_>) -> Vec<Value> {
     let lk: Vec<String> = live.iter().map(|v| item_element(ty, v)).collect();
     let ak: Vec<String> = applied.iter().map(|v| item_element(ty, v)).collect();
     let merge_item = |pe: &str, ai: usize| -> Value {
         match lk.iter().position(|k| k == pe) {
-            Some(li) if matches!(ty, Ty::MapList(..)) => {
-                merge(Some(&live[li]), &applied[ai], ty.element())
-            }
+            Some(li) if ty.is_keyed_list() => merge(Some(&live[li]), &applied[ai], ty.element()),
             _ => applied[ai].clone(),
         }
     };
@@ -359,7 +433,7 @@ fn merge_list(live: &[Value], applied: &[Value], ty: Ty) -> Vec<Value> {
 
 /// Removes the members of `set` from `value` (of type `ty`); containers left empty by the
 /// removal of their last owned child are removed too when they were emptied here.
-pub fn remove(value: &mut Value, set: &FieldSet, ty: Ty) {
+pub fn remove(value: &mut Value, set: &FieldSet, ty: Ty<'_>) {
     match (value, ty) {
         (Value::Object(map), t) if t.is_map_like() => {
             let keys: Vec<String> = map.keys().cloned().collect();
