@@ -89,26 +89,10 @@ enum Shape {
     Opaque,
 }
 
-/// Messages whose JSON form is a scalar or free-form JSON.
-fn is_opaque(name: &str) -> bool {
-    matches!(
-        name,
-        "apimachinery.pkg.apis.meta.v1.Time"
-            | "apimachinery.pkg.apis.meta.v1.MicroTime"
-            | "apimachinery.pkg.apis.meta.v1.Duration"
-            | "apimachinery.pkg.api.resource.Quantity"
-            | "apimachinery.pkg.util.intstr.IntOrString"
-            | "apimachinery.pkg.runtime.RawExtension"
-            | "apimachinery.pkg.apis.meta.v1.FieldsV1"
-            | "apiextensions_apiserver.pkg.apis.apiextensions.v1.JSON"
-            | "apiextensions_apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps"
-    )
-}
-
 fn shape_of_kind(kind: &'static Kind) -> Shape {
     match kind {
         Kind::Map(value) => Shape::Map(value),
-        Kind::Message(name) if !is_opaque(name) => {
+        Kind::Message(name) if !crate::schema::is_opaque(name) => {
             kind.message().map_or(Shape::Opaque, Shape::Struct)
         }
         _ => Shape::Opaque,

@@ -1122,17 +1122,27 @@ impl Ctx {
         }
     }
 
+    /// This request's field manager `name` doing `operation` at `time`.
+    fn manager<'a>(
+        &self,
+        name: &'a str,
+        operation: ssa::Operation,
+        time: &'a str,
+    ) -> ssa::Manager<'a> {
+        ssa::Manager {
+            name,
+            operation,
+            api_version: self.info.api_version(),
+            time,
+            scope: self.ssa_scope(),
+        }
+    }
+
     /// Attributes the fields an Update changes to this request's field manager.
     fn record_update(&self, old: Option<&Value>, obj: &mut Value) -> Result<(), ApiError> {
         let name = self.manager_name()?;
         let now = meta::now_rfc3339();
-        let manager = ssa::Manager {
-            name: &name,
-            operation: ssa::Operation::Update,
-            api_version: self.info.api_version(),
-            time: &now,
-            scope: self.ssa_scope(),
-        };
+        let manager = self.manager(&name, ssa::Operation::Update, &now);
         ssa::record_update(old, obj, self.merge_type(), &manager);
         Ok(())
     }
@@ -1185,13 +1195,7 @@ impl Ctx {
         self.settle_namespace(&mut config)?;
         let warnings = self.check_fields(&mut config)?;
         let now = meta::now_rfc3339();
-        let manager = ssa::Manager {
-            name: &manager_name,
-            operation: ssa::Operation::Apply,
-            api_version: self.info.api_version(),
-            time: &now,
-            scope: self.ssa_scope(),
-        };
+        let manager = self.manager(&manager_name, ssa::Operation::Apply, &now);
         let ty = self.merge_type();
         for _ in 0..MAX_PATCH_ATTEMPTS {
             let current = self

@@ -18,6 +18,13 @@ fn apply(c: &Cluster, yaml: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The `name`s of a list's elements, in order.
+fn names_of(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .map(|l| l.iter().filter_map(|e| e["name"].as_str()).collect())
+        .unwrap_or_default()
+}
+
 fn get(c: &Cluster, args: &[&str]) -> Value {
     let mut all = vec!["get"];
     all.extend_from_slice(args);
@@ -89,12 +96,7 @@ fn apply_twice_removes_and_adds_deployment_fields() {
     assert_eq!(d["metadata"]["annotations"]["team"], "blue");
     assert_eq!(d["spec"]["replicas"], 3);
     let pod = &d["spec"]["template"]["spec"];
-    let names: Vec<&str> = pod["containers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
+    let names = names_of(&pod["containers"]);
     assert_eq!(
         names,
         ["metrics", "web"],
@@ -422,12 +424,7 @@ fn server_side_apply_owns_removes_and_conflicts() {
     let d = get(&c, &["deploy", "web"]);
     assert!(d["metadata"]["labels"].get("tier").is_none());
     let pod = &d["spec"]["template"]["spec"];
-    let names: Vec<&str> = pod["containers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
+    let names = names_of(&pod["containers"]);
     assert_eq!(names, ["metrics", "web"]);
     let web = &pod["containers"][1];
     assert_eq!(
@@ -709,12 +706,7 @@ fn apply_twice_for_many_kinds() {
     assert_eq!(role["rules"].as_array().unwrap().len(), 1);
     let ds = get(&c, &["daemonset", "ds"]);
     let pod = &ds["spec"]["template"]["spec"];
-    let volumes: Vec<&str> = pod["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["name"].as_str().unwrap())
-        .collect();
+    let volumes = names_of(&pod["volumes"]);
     assert_eq!(volumes, ["h"], "{pod}");
     assert_eq!(pod["volumes"][0]["hostPath"]["path"], "/var/log");
     assert_eq!(pod["containers"][0]["resources"]["limits"]["cpu"], "200m");
@@ -790,12 +782,7 @@ fn server_side_apply_merges_custom_resource_lists_by_their_keys() {
         String::from_utf8_lossy(&out.stderr)
     );
     let r = get(&c, &["routes.example.com", "r"]);
-    let names: Vec<&str> = r["spec"]["backends"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["name"].as_str().unwrap())
-        .collect();
+    let names = names_of(&r["spec"]["backends"]);
     assert_eq!(names, ["blue", "green", "canary"], "merged by name: {r}");
     let out = apply_server_side(
         &c,

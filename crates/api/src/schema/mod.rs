@@ -137,6 +137,28 @@ pub enum ListType {
     Map,
 }
 
+/// Messages whose JSON form is not an object of their fields — scalars (times, durations,
+/// quantities, int-or-string), string lists, and free-form JSON — so merges treat their values
+/// as leaves.
+pub fn is_opaque(name: &str) -> bool {
+    matches!(
+        name,
+        "apimachinery.pkg.apis.meta.v1.Time"
+            | "apimachinery.pkg.apis.meta.v1.MicroTime"
+            | "apimachinery.pkg.apis.meta.v1.Duration"
+            | "apimachinery.pkg.apis.meta.v1.Verbs"
+            | "apimachinery.pkg.apis.meta.v1.FieldsV1"
+            | "apimachinery.pkg.api.resource.Quantity"
+            | "apimachinery.pkg.util.intstr.IntOrString"
+            | "apimachinery.pkg.runtime.RawExtension"
+            | "apiextensions_apiserver.pkg.apis.apiextensions.v1.Json"
+            | "apiextensions_apiserver.pkg.apis.apiextensions.v1.JsonSchemaProps"
+            | "apiextensions_apiserver.pkg.apis.apiextensions.v1.JsonSchemaPropsOrArray"
+            | "apiextensions_apiserver.pkg.apis.apiextensions.v1.JsonSchemaPropsOrBool"
+            | "apiextensions_apiserver.pkg.apis.apiextensions.v1.JsonSchemaPropsOrStringArray"
+    ) || name.ends_with(".ExtraValue")
+}
+
 /// The message with this full protobuf name.
 pub fn message(name: &str) -> Option<&'static Message> {
     generated::MESSAGES
@@ -195,6 +217,18 @@ mod tests {
             Some("apimachinery.pkg.apis.meta.v1.Status")
         );
         assert_eq!(name("v1", "Nope"), None);
+    }
+
+    #[test]
+    fn opaque_messages_exist() {
+        for name in [
+            "apimachinery.pkg.apis.meta.v1.Time",
+            "apimachinery.pkg.api.resource.Quantity",
+            "apiextensions_apiserver.pkg.apis.apiextensions.v1.Json",
+            "apiextensions_apiserver.pkg.apis.apiextensions.v1.JsonSchemaProps",
+        ] {
+            assert!(message(name).is_some() && is_opaque(name), "{name}");
+        }
     }
 
     #[test]

@@ -33,22 +33,6 @@ pub enum Ty<'a> {
     Schema(&'a Schema),
 }
 
-/// Messages whose JSON form is a scalar or free-form JSON.
-fn opaque(name: &str) -> bool {
-    name.starts_with("apimachinery.pkg.apis.meta.v1.Time")
-        || name.starts_with("apimachinery.pkg.apis.meta.v1.MicroTime")
-        || matches!(
-            name,
-            "apimachinery.pkg.apis.meta.v1.Duration"
-                | "apimachinery.pkg.api.resource.Quantity"
-                | "apimachinery.pkg.util.intstr.IntOrString"
-                | "apimachinery.pkg.runtime.RawExtension"
-                | "apimachinery.pkg.apis.meta.v1.FieldsV1"
-                | "apiextensions_apiserver.pkg.apis.apiextensions.v1.JSON"
-                | "apiextensions_apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps"
-        )
-}
-
 fn is_object_schema(s: &Schema) -> bool {
     s.type_ == "object"
         || (s.type_.is_empty() && (!s.properties.is_empty() || s.additional_properties.is_some()))
@@ -89,7 +73,7 @@ impl<'a> Ty<'a> {
     /// The type of a value of `kind` (a list element or map value).
     fn of_kind(kind: &'static Kind) -> Ty<'a> {
         match kind {
-            Kind::Message(name) if !opaque(name) => {
+            Kind::Message(name) if !crate::schema::is_opaque(name) => {
                 kind.message().map_or(Ty::Atomic, Ty::of_message)
             }
             Kind::Map(value) => Ty::Map(value),
