@@ -795,3 +795,36 @@ fn server_side_apply_merges_custom_resource_lists_by_their_keys() {
         "{stderr}"
     );
 }
+
+#[test]
+fn client_side_apply_upgrades_to_server_side_apply() {
+    let c = Cluster::start(&[]);
+    apply(&c, DEPLOY_V1);
+    // kubectl apply --server-side over a client-side applied object: no conflicts with the
+    // client-side manager, and kubectl's migration then prunes what the new manifest drops.
+    let out = apply_server_side(&c, DEPLOY_V2, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("Warning"), "{stderr}");
+    let d = get(&c, &["deploy", "web", "--show-managed-fields"]);
+    assert_eq!(d["spec"]["replicas"], 3);
+    assert!(d["metadata"]["labels"].get("tier").is_none(), "{d}");
+    let pod = &d["spec"]["template"]["spec"];
+    assert_eq!(names_of(&pod["containers"]), ["metrics", "web"]);
+    assert_eq!(
+        pod["containers"][1]["ports"],
+        serde_json::json!([{"containerPort": 80, "protocol": "TCP"}])
+    );
+    assert!(pod.get("volumes").is_none(), "{pod}");
+    assert!(
+        !managers(&d).contains(&"kubectl-client-side-apply/Update".to_owned()),
+        "{:?}",
+        managers(&d)
+    );
+    // The last-applied annotation follows, so client-side apply still works afterwards.
+    assert_eq!(
+        apply(&c, DEPLOY_V1).trim(),
+        "deployment.apps/web configured"
+    );
+    assert_eq!(get(&c, &["deploy", "web"])["spec"]["replicas"], 2);
+}

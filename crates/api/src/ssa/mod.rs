@@ -138,6 +138,8 @@ impl Entry {
 pub struct Conflicts {
     /// (manager as upstream prints it, field path such as `.spec.replicas`).
     pub conflicts: Vec<(String, String)>,
+    /// The same paths as path elements.
+    paths: Vec<Vec<String>>,
 }
 
 impl Conflicts {
@@ -311,9 +313,70 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, ty: Ty, m: &Manager<'
     write_entries(new, entries);
 }
 
+/// The annotation client-side `kubectl apply` keeps its last configuration in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// Applies `config` for manager `m` to `live` (absent when the apply creates the object).
 /// Returns the new object with its `managedFields`, or the conflicts when `force` is off.
+///
+/// As upstream, `kubectl apply --server-side` (manager `kubectl`) takes over fields from a
+/// client-side apply without conflicts: conflicts on fields of the object's
+/// last-applied-configuration are forced, and that annotation, when present, is kept in
+/// step with the applied configuration so client-side apply keeps working afterwards.
 pub fn apply(
+    live: Option<&Value>,
+    config: &Value,
+    ty: Ty,
+    m: &Manager<'_>,
+    force: bool,
+) -> Result<Value, Conflicts> {
+    let kubectl = m.name == "kubectl" && m.operation == Operation::Apply;
+    let mut out = match apply_once(live, config, ty, m, force) {
+        Err(conflicts) if kubectl => {
+            let Some(allowed) = live.and_then(|l| last_applied_fields(l, ty, m.scope)) else {
+                return Err(conflicts);
+            };
+            let (mut rest, mut rest_paths) = (Vec::new(), Vec::new());
+            for (c, p) in conflicts.conflicts.into_iter().zip(conflicts.paths) {
+                if !allowed.contains(&p) {
+                    rest.push(c);
+                    rest_paths.push(p);
+                }
+            }
+            if !rest.is_empty() {
+                return Err(Conflicts {
+                    conflicts: rest,
+                    paths: rest_paths,
+                });
+            }
+            apply_once(live, config, ty, m, true)?
+        }
+        other => other?,
+    };
+    if kubectl && !out["metadata"]["annotations"][LAST_APPLIED].is_null() {
+        let mut applied = without_managed(config);
+        if let Some(annotations) = applied["metadata"]
+            .get_mut("annotations")
+            .and_then(Value::as_object_mut)
+        {
+            annotations.remove(LAST_APPLIED);
+        }
+        let text = format!("{applied}\n");
+        out["metadata"]["annotations"][LAST_APPLIED] = Value::String(text);
+    }
+    Ok(out)
+}
+
+/// The fields of an object's last client-side applied configuration.
+fn last_applied_fields(live: &Value, ty: Ty, scope: Scope) -> Option<FieldSet> {
+    let text = live["metadata"]["annotations"][LAST_APPLIED].as_str()?;
+    let last: Value = serde_json::from_str(text).ok()?;
+    let mut set = FieldSet::default();
+    typed::to_set(&last, ty, &mut Vec::new(), &mut set);
+    Some(strip(&set, scope))
+}
+
+fn apply_once(
     live: Option<&Value>,
     config: &Value,
     ty: Ty,
@@ -339,7 +402,7 @@ pub fn apply(
     );
     let changed = strip(&changed, m.scope);
 
-    let mut conflicts = Vec::new();
+    let (mut conflicts, mut paths) = (Vec::new(), Vec::new());
     for e in entries.iter_mut().filter(|e| !e.is(m)) {
         let clash = e.set.intersection(&changed).intersection(&applied);
         if clash.is_empty() {
@@ -348,16 +411,14 @@ pub fn apply(
         if force {
             e.set = e.set.difference(&clash);
         } else {
-            conflicts.extend(
-                clash
-                    .paths()
-                    .iter()
-                    .map(|p| (e.label(), fieldset::display(p))),
-            );
+            for p in clash.paths() {
+                conflicts.push((e.label(), fieldset::display(&p)));
+                paths.push(p);
+            }
         }
     }
     if !conflicts.is_empty() {
-        return Err(Conflicts { conflicts });
+        return Err(Conflicts { conflicts, paths });
     }
 
     // Fields this manager applied before, applies no more, and nobody else owns.
@@ -370,9 +431,10 @@ pub fn apply(
         .iter()
         .filter(|e| !e.is(m))
         .fold(FieldSet::default(), |acc, e| acc.union(&e.set));
-    let stale = previous.difference(&applied).difference(&others);
+    let kept = applied.union(&others);
+    let stale = previous.difference(&kept);
     if !stale.is_empty() {
-        typed::remove(&mut merged, &stale, ty);
+        typed::remove(&mut merged, &stale, &kept, ty);
     }
 
     entries.retain(|e| !e.is(m));

@@ -452,3 +452,41 @@ fn custom_resource_lists_follow_the_crd_schema() {
         "Apply failed with 1 conflict: conflict with \"b\": .spec.ports[name=\"admin\"].port"
     );
 }
+
+#[test]
+fn a_stale_map_keeps_the_entries_still_applied() {
+    // After kubectl's client-side-apply migration, the applier owns `labels` itself (an
+    // Update-style member) and its entries; re-applying with one entry prunes only the other.
+    let mut live = deploy(
+        1,
+        json!({"app": "web", "tier": "front"}),
+        json!([{"name": "web", "image": "nginx"}]),
+    );
+    let set = json!({"f:metadata": {"f:labels": {".": {}, "f:app": {}, "f:tier": {}}}, "f:spec": {"f:replicas": {}}});
+    live["metadata"]["managedFields"] = json!([{"manager": "a", "operation": "Apply", "apiVersion": "apps/v1", "time": T, "fieldsType": "FieldsV1", "fieldsV1": set}]);
+    let config = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": {"app": "web"}}, "spec": {"replicas": 1}});
+    let out = apply(Some(&live), &config, deploy_ty(), &applier("a"), false).unwrap();
+    assert_eq!(out["metadata"]["labels"], json!({"app": "web"}));
+}
+
+#[test]
+fn reapplying_prunes_list_elements_an_applier_took_over() {
+    let containers = json!([{"name": "web", "image": "nginx", "ports": [{"containerPort": 80, "protocol": "TCP"}, {"containerPort": 443, "protocol": "TCP"}]}]);
+    let mut live = deploy(1, json!({"app": "web"}), containers);
+    let set = json!({"f:spec": {"f:template": {"f:spec": {"f:containers": {".": {}, "k:{\"name\":\"web\"}": {".": {}, "f:image": {}, "f:name": {},
+        "f:ports": {"k:{\"containerPort\":443,\"protocol\":\"TCP\"}": {".": {}, "f:containerPort": {}, "f:protocol": {}},
+                    "k:{\"containerPort\":80,\"protocol\":\"TCP\"}": {".": {}, "f:containerPort": {}, "f:protocol": {}}}}}}}}});
+    live["metadata"]["managedFields"] = json!([{"manager": "a", "operation": "Apply", "apiVersion": "apps/v1", "time": T, "fieldsType": "FieldsV1", "fieldsV1": set}]);
+    let config = deploy(
+        1,
+        json!({"app": "web"}),
+        json!([{"name": "web", "image": "nginx", "ports": [{"containerPort": 80}]}]),
+    );
+    let out = apply(Some(&live), &config, deploy_ty(), &applier("a"), false).unwrap();
+    // The pruned list keeps what someone owns; the unowned `protocol` goes too, as upstream's
+    // prune drops it (the server's defaulting puts it back).
+    assert_eq!(
+        out["spec"]["template"]["spec"]["containers"][0]["ports"],
+        json!([{"containerPort": 80}])
+    );
+}

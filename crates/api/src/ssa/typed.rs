@@ -415,23 +415,32 @@ fn merge_list(live: &[Value], applied: &[Value], ty: Ty<'_>) -> Vec<Value> {
     out
 }
 
-/// Removes the members of `set` from `value` (of type `ty`); containers left empty by the
-/// removal of their last owned child are removed too when they were emptied here.
-pub fn remove(value: &mut Value, set: &FieldSet, ty: Ty<'_>) {
+/// Removes the members of `set` from `value` (of type `ty`), except what `keep` (the fields
+/// someone still owns) holds: a removed container keeps its owned parts, as upstream's
+/// prune removes the stale fields and adds back every owned one. Containers emptied by the
+/// removal go too.
+pub fn remove(value: &mut Value, set: &FieldSet, keep: &FieldSet, ty: Ty<'_>) {
+    let empty = FieldSet::default();
     match (value, ty) {
         (Value::Object(map), t) if t.is_map_like() => {
             let keys: Vec<String> = map.keys().cloned().collect();
             for k in keys {
                 let element = fieldset::field(&k);
-                if let Some(child) = set.child(&element) {
-                    if let Some(v) = map.get_mut(&k) {
-                        let was_empty = is_empty_container(v);
-                        remove(v, child, t.child(&k));
-                        if is_empty_container(v) && (!was_empty || set.has_member(&element)) {
-                            map.remove(&k);
-                        }
+                let kept = keep.child(&element).unwrap_or(&empty);
+                let Some(v) = map.get_mut(&k) else { continue };
+                let was_empty = is_empty_container(v);
+                if set.has_member(&element) && !keep.has_member(&element) {
+                    if kept.is_empty() {
+                        map.remove(&k);
+                        continue;
                     }
-                } else if set.has_member(&element) {
+                    retain_only(v, kept, t.child(&k));
+                } else if let Some(child) = set.child(&element) {
+                    remove(v, child, kept, t.child(&k));
+                } else {
+                    continue;
+                }
+                if is_empty_container(v) && !was_empty {
                     map.remove(&k);
                 }
             }
@@ -439,13 +448,48 @@ pub fn remove(value: &mut Value, set: &FieldSet, ty: Ty<'_>) {
         (Value::Array(items), t) if t.is_list_like() => {
             items.retain_mut(|item| {
                 let element = item_element(t, item);
-                if set.has_member(&element) {
-                    return false;
-                }
-                if let Some(child) = set.child(&element) {
-                    remove(item, child, t.element());
+                let kept = keep.child(&element).unwrap_or(&empty);
+                if set.has_member(&element) && !keep.has_member(&element) {
+                    if kept.is_empty() {
+                        return false;
+                    }
+                    retain_only(item, kept, t.element());
+                } else if let Some(child) = set.child(&element) {
+                    remove(item, child, kept, t.element());
                 }
                 true
+            });
+        }
+        _ => {}
+    }
+}
+
+/// Keeps only the parts of a container that `keep` holds (an owned element with owned
+/// fields keeps only those fields; an owned leaf is kept whole).
+fn retain_only(value: &mut Value, keep: &FieldSet, ty: Ty<'_>) {
+    match (value, ty) {
+        (Value::Object(map), t) if t.is_map_like() => {
+            map.retain(|k, v| {
+                let element = fieldset::field(k);
+                match keep.child(&element) {
+                    Some(child) => {
+                        retain_only(v, child, t.child(k));
+                        true
+                    }
+                    None => keep.has_member(&element),
+                }
+            });
+        }
+        (Value::Array(items), t) if t.is_list_like() => {
+            items.retain_mut(|item| {
+                let element = item_element(t, item);
+                match keep.child(&element) {
+                    Some(child) => {
+                        retain_only(item, child, t.element());
+                        true
+                    }
+                    None => keep.has_member(&element),
+                }
             });
         }
         _ => {}
