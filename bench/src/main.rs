@@ -4,6 +4,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod authz;
 mod stats;
 mod store;
 
@@ -18,6 +19,8 @@ struct Cli {
 enum Command {
     /// Concurrent creates against the store backends, with watch delivery latency.
     Store(store::StoreArgs),
+    /// Authorization decisions against an RBAC index of many bindings.
+    Authz(authz::AuthzArgs),
 }
 
 fn main() -> Result<()> {
@@ -27,5 +30,6 @@ fn main() -> Result<()> {
         .build()?;
     match cli.command {
         Command::Store(args) => rt.block_on(store::run(args)),
+        Command::Authz(args) => authz::run(args),
     }
 }
