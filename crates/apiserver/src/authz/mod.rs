@@ -101,12 +101,21 @@ impl Authorizer {
         self.index_mut().apply(key, obj);
     }
 
-    /// Decides a request.
+    /// Decides a request (an allowing decision without its reason: see [`Self::explain`]).
     pub fn authorize(&self, a: &Attributes) -> Decision {
+        self.decide(a, false)
+    }
+
+    /// Decides a request with upstream's reason either way (access reviews report it).
+    pub fn explain(&self, a: &Attributes) -> Decision {
+        self.decide(a, true)
+    }
+
+    fn decide(&self, a: &Attributes, explain: bool) -> Decision {
         if is_privileged(&a.user) {
             return Decision::Allow(String::new());
         }
-        match self.index().authorize(a) {
+        match self.index().authorize(a, explain) {
             Ok(reason) => Decision::Allow(reason),
             Err(reason) => Decision::Deny(reason),
         }

@@ -391,10 +391,25 @@ impl Binding {
 
     /// The first subject that is `user`, if any.
     pub fn subject_for(&self, user: &UserInfo) -> Option<&Subject> {
-        self.subjects.iter().find(|s| match self.subject_key(s) {
-            Some(SubjectKey::User(name)) => name == user.name,
-            Some(SubjectKey::Group(group)) => user.groups.contains(&group),
-            None => false,
+        self.subjects.iter().find(|s| match s.kind.as_str() {
+            "User" => s.name == user.name,
+            "Group" => user.groups.contains(&s.name),
+            "ServiceAccount" => {
+                let ns = if s.namespace.is_empty() {
+                    &self.namespace
+                } else {
+                    &s.namespace
+                };
+                // `system:serviceaccount:<ns>:<name>`, compared without building it.
+                !ns.is_empty()
+                    && user
+                        .name
+                        .strip_prefix("system:serviceaccount:")
+                        .and_then(|rest| rest.strip_prefix(ns.as_str()))
+                        .and_then(|rest| rest.strip_prefix(':'))
+                        == Some(s.name.as_str())
+            }
+            _ => false,
         })
     }
 
@@ -494,17 +509,81 @@ pub fn aggregate_errors(errors: &[ResolveError]) -> String {
     }
 }
 
+/// Bindings of one namespace (or the cluster's), by name and by subject.
+#[derive(Default, Debug)]
+struct BindingSet {
+    by_name: HashMap<String, Arc<Binding>>,
+    /// User name → names of the bindings naming it.
+    by_user: HashMap<String, BTreeSet<String>>,
+    /// Group name → names of the bindings naming it.
+    by_group: HashMap<String, BTreeSet<String>>,
+}
+
+impl BindingSet {
+    fn remove(&mut self, name: &str) {
+        let Some(old) = self.by_name.remove(name) else {
+            return;
+        };
+        for key in old.keys() {
+            let (map, k) = match key {
+                SubjectKey::User(u) => (&mut self.by_user, u),
+                SubjectKey::Group(g) => (&mut self.by_group, g),
+            };
+            if let Some(set) = map.get_mut(&k) {
+                set.remove(name);
+                if set.is_empty() {
+                    map.remove(&k);
+                }
+            }
+        }
+    }
+
+    fn insert(&mut self, binding: Arc<Binding>) {
+        self.remove(&binding.name);
+        for key in binding.keys() {
+            let (map, k) = match key {
+                SubjectKey::User(u) => (&mut self.by_user, u),
+                SubjectKey::Group(g) => (&mut self.by_group, g),
+            };
+            map.entry(k).or_default().insert(binding.name.clone());
+        }
+        self.by_name.insert(binding.name.clone(), binding);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    /// Appends the bindings naming `user` or one of its groups, each once, by name.
+    fn collect_for(&self, user: &UserInfo, out: &mut Vec<Arc<Binding>>) {
+        let mut names: Vec<&String> = Vec::new();
+        if let Some(set) = self.by_user.get(&user.name) {
+            names.extend(set);
+        }
+        for g in &user.groups {
+            if let Some(set) = self.by_group.get(g) {
+                names.extend(set);
+            }
+        }
+        names.sort_unstable();
+        names.dedup();
+        out.extend(
+            names
+                .into_iter()
+                .filter_map(|n| self.by_name.get(n).cloned()),
+        );
+    }
+}
+
 /// Every Role, ClusterRole and binding, indexed for authorization.
 #[derive(Default, Debug)]
 pub struct Index {
     cluster_roles: HashMap<String, ClusterRoleEntry>,
-    roles: HashMap<(String, String), Arc<[PolicyRule]>>,
-    cluster_role_bindings: HashMap<String, Arc<Binding>>,
-    role_bindings: HashMap<(String, String), Arc<Binding>>,
-    /// Subject → names of the ClusterRoleBindings naming it.
-    crb_by_subject: HashMap<SubjectKey, BTreeSet<String>>,
-    /// (namespace, subject) → names of that namespace's RoleBindings naming it.
-    rb_by_subject: HashMap<(String, SubjectKey), BTreeSet<String>>,
+    /// Namespace → role name → rules.
+    roles: HashMap<String, HashMap<String, Arc<[PolicyRule]>>>,
+    cluster_role_bindings: BindingSet,
+    /// Namespace → its RoleBindings.
+    role_bindings: HashMap<String, BindingSet>,
 }
 
 /// The four kinds the index holds, told apart by their storage key.
@@ -549,10 +628,17 @@ impl Index {
             Kind::Role => match obj {
                 Some(o) => {
                     self.roles
-                        .insert((ns, name), PolicyRule::list_from_json(&o["rules"]).into());
+                        .entry(ns)
+                        .or_default()
+                        .insert(name, PolicyRule::list_from_json(&o["rules"]).into());
                 }
                 None => {
-                    self.roles.remove(&(ns, name));
+                    if let Some(roles) = self.roles.get_mut(&ns) {
+                        roles.remove(&name);
+                        if roles.is_empty() {
+                            self.roles.remove(&ns);
+                        }
+                    }
                 }
             },
             Kind::ClusterRole => match obj {
@@ -576,54 +662,33 @@ impl Index {
                     self.cluster_roles.remove(&name);
                 }
             },
-            Kind::ClusterRoleBinding => {
-                if let Some(old) = self.cluster_role_bindings.remove(&name) {
-                    for k in old.keys() {
-                        if let Some(set) = self.crb_by_subject.get_mut(&k) {
-                            set.remove(&name);
-                            if set.is_empty() {
-                                self.crb_by_subject.remove(&k);
-                            }
-                        }
-                    }
-                }
-                if let Some(o) = obj {
-                    let b = Arc::new(Binding::from_json(o));
-                    for k in b.keys() {
-                        self.crb_by_subject
-                            .entry(k)
-                            .or_default()
-                            .insert(name.clone());
-                    }
-                    self.cluster_role_bindings.insert(name, b);
-                }
-            }
-            Kind::RoleBinding => {
-                let id = (ns.clone(), name.clone());
-                if let Some(old) = self.role_bindings.remove(&id) {
-                    for k in old.keys() {
-                        let idx = (ns.clone(), k);
-                        if let Some(set) = self.rb_by_subject.get_mut(&idx) {
-                            set.remove(&name);
-                            if set.is_empty() {
-                                self.rb_by_subject.remove(&idx);
-                            }
-                        }
-                    }
-                }
-                if let Some(o) = obj {
+            Kind::ClusterRoleBinding => match obj {
+                Some(o) => {
                     let mut binding = Binding::from_json(o);
-                    binding.namespace = ns.clone();
-                    let b = Arc::new(binding);
-                    for k in b.keys() {
-                        self.rb_by_subject
-                            .entry((ns.clone(), k))
-                            .or_default()
-                            .insert(name.clone());
-                    }
-                    self.role_bindings.insert(id, b);
+                    binding.name = name;
+                    self.cluster_role_bindings.insert(Arc::new(binding));
                 }
-            }
+                None => self.cluster_role_bindings.remove(&name),
+            },
+            Kind::RoleBinding => match obj {
+                Some(o) => {
+                    let mut binding = Binding::from_json(o);
+                    binding.name = name;
+                    binding.namespace = ns.clone();
+                    self.role_bindings
+                        .entry(ns)
+                        .or_default()
+                        .insert(Arc::new(binding));
+                }
+                None => {
+                    if let Some(set) = self.role_bindings.get_mut(&ns) {
+                        set.remove(&name);
+                        if set.is_empty() {
+                            self.role_bindings.remove(&ns);
+                        }
+                    }
+                }
+            },
         }
     }
 
@@ -646,7 +711,8 @@ impl Index {
         match role_ref.kind.as_str() {
             "Role" => self
                 .roles
-                .get(&(namespace.to_owned(), role_ref.name.clone()))
+                .get(namespace)
+                .and_then(|roles| roles.get(&role_ref.name))
                 .cloned()
                 .ok_or_else(|| ResolveError::RoleNotFound {
                     kind: "Role".into(),
@@ -664,39 +730,15 @@ impl Index {
         }
     }
 
-    fn user_keys(user: &UserInfo) -> Vec<SubjectKey> {
-        let mut keys = Vec::with_capacity(user.groups.len() + 1);
-        keys.push(SubjectKey::User(user.name.clone()));
-        keys.extend(user.groups.iter().cloned().map(SubjectKey::Group));
-        keys
-    }
-
     /// The bindings that apply to `user`: cluster-wide ones, then those of `namespace`
     /// (when not empty), each once, in name order.
     pub fn bindings_for(&self, user: &UserInfo, namespace: &str) -> Vec<Arc<Binding>> {
-        let keys = Self::user_keys(user);
-        let mut crbs: BTreeSet<&String> = BTreeSet::new();
-        for k in &keys {
-            if let Some(set) = self.crb_by_subject.get(k) {
-                crbs.extend(set.iter());
-            }
-        }
-        let mut out: Vec<Arc<Binding>> = crbs
-            .into_iter()
-            .filter_map(|n| self.cluster_role_bindings.get(n).cloned())
-            .collect();
+        let mut out = Vec::new();
+        self.cluster_role_bindings.collect_for(user, &mut out);
         if !namespace.is_empty() {
-            let mut rbs: BTreeSet<&String> = BTreeSet::new();
-            for k in keys {
-                if let Some(set) = self.rb_by_subject.get(&(namespace.to_owned(), k)) {
-                    rbs.extend(set.iter());
-                }
+            if let Some(set) = self.role_bindings.get(namespace) {
+                set.collect_for(user, &mut out);
             }
-            out.extend(rbs.into_iter().filter_map(|n| {
-                self.role_bindings
-                    .get(&(namespace.to_owned(), n.clone()))
-                    .cloned()
-            }));
         }
         out
     }
@@ -754,15 +796,19 @@ impl Index {
         (rules, errors)
     }
 
-    /// RBAC's decision: allowed with the reason naming the binding, or not, with the
-    /// resolution errors met on the way as the reason.
-    pub fn authorize(&self, a: &Attributes) -> Result<String, String> {
+    /// RBAC's decision: allowed (with the reason naming the binding when `explain`), or
+    /// not, with the resolution errors met on the way as the reason.
+    pub fn authorize(&self, a: &Attributes, explain: bool) -> Result<String, String> {
         let mut allowed = None;
         let mut errors = Vec::new();
         self.visit_rules_for(&a.user, &a.namespace, |source, rule, err| {
             if let (Some((binding, subject)), Some(rule)) = (source, rule) {
                 if rule.allows(a) {
-                    allowed = Some(format!("RBAC: allowed by {}", binding.describe(subject)));
+                    allowed = Some(if explain {
+                        format!("RBAC: allowed by {}", binding.describe(subject))
+                    } else {
+                        String::new()
+                    });
                     return false;
                 }
             }
@@ -1012,7 +1058,7 @@ mod tests {
         let mut a = attrs("get", "", "pods", "", "x");
         a.user.groups = vec!["devs".into()];
         assert_eq!(
-            idx.authorize(&a),
+            idx.authorize(&a, true),
             Ok(
                 "RBAC: allowed by RoleBinding \"rb/ns\" of ClusterRole \"view\" to Group \"devs\""
                     .into()
@@ -1020,21 +1066,21 @@ mod tests {
         );
         a.namespace = "other".into();
         assert_eq!(
-            idx.authorize(&a),
+            idx.authorize(&a, true),
             Err("RBAC: clusterrole.rbac.authorization.k8s.io \"gone\" not found".into())
         );
         let mut sa = attrs("get", "", "pods", "", "");
         sa.user.name = "system:serviceaccount:ns:robot".into();
-        assert!(idx.authorize(&sa).is_ok());
+        assert!(idx.authorize(&sa, true).is_ok());
         sa.user.name = "system:serviceaccount:other:robot".into();
-        assert_eq!(idx.authorize(&sa), Err(String::new()));
+        assert_eq!(idx.authorize(&sa, true), Err(String::new()));
         // Deleting the binding removes its grants.
         idx.apply(
             "/registry/rbac.authorization.k8s.io/rolebindings/ns/rb",
             None,
         );
         a.namespace = "ns".into();
-        assert!(idx.authorize(&a).is_err());
-        assert!(idx.rb_by_subject.is_empty());
+        assert!(idx.authorize(&a, true).is_err());
+        assert!(idx.role_bindings.is_empty());
     }
 }

@@ -157,14 +157,14 @@ pub fn create(
                     )));
                 }
             }
-            decision_status(&authz.authorize(&a))
+            decision_status(&authz.explain(&a))
         }
         "selfsubjectaccessreviews" => {
             validate_spec(&spec, &mut errors);
             if !errors.is_empty() {
                 return Err(ApiError::invalid(info, "", &errors));
             }
-            decision_status(&authz.authorize(&attributes_of(&spec, user.clone())))
+            decision_status(&authz.explain(&attributes_of(&spec, user.clone())))
         }
         "selfsubjectrulesreviews" => {
             let ns = s(&spec["namespace"]);
