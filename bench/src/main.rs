@@ -4,6 +4,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod authz;
 mod merge;
 mod stats;
 mod store;
@@ -19,6 +20,8 @@ struct Cli {
 enum Command {
     /// Concurrent creates against the store backends, with watch delivery latency.
     Store(store::StoreArgs),
+    /// Authorization decisions against an RBAC index of many bindings.
+    Authz(authz::AuthzArgs),
     /// Field ownership and patch costs per write (managedFields, SMP, server-side apply).
     Merge(merge::MergeArgs),
 }
@@ -30,6 +33,7 @@ fn main() -> Result<()> {
         .build()?;
     match cli.command {
         Command::Store(args) => rt.block_on(store::run(args)),
+        Command::Authz(args) => authz::run(args),
         Command::Merge(args) => merge::run(args),
     }
 }

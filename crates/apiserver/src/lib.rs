@@ -16,6 +16,7 @@ use rkube_store::Store;
 use serde_json::json;
 
 pub mod auth;
+pub mod authz;
 mod codec;
 mod conversion;
 pub mod crd;
@@ -49,6 +50,10 @@ pub struct ApiState {
     pub server_address: String,
     /// What is served: built-in resources and established CRDs.
     pub registry: crd::Registry,
+    /// Who may do what: the privileged group and RBAC.
+    pub authz: authz::Authorizer,
+    /// Wakes the ClusterRole aggregation controller after RBAC changes.
+    pub aggregation: tokio::sync::Notify,
 }
 
 impl ApiState {
@@ -65,6 +70,8 @@ impl ApiState {
             tokens,
             server_address,
             registry: Default::default(),
+            authz: Default::default(),
+            aggregation: tokio::sync::Notify::new(),
         })
     }
 }
@@ -123,14 +130,85 @@ fn user_of(state: &ApiState, req: &Request) -> UserInfo {
     UserInfo::anonymous()
 }
 
-/// Paths anonymous users may read (upstream's system:public-info-viewer).
-fn is_public(path: &str) -> bool {
-    matches!(
-        path.trim_end_matches('/'),
-        "/healthz" | "/livez" | "/readyz" | "/version"
-    ) || path.starts_with("/healthz/")
-        || path.starts_with("/livez/")
-        || path.starts_with("/readyz/")
+/// The user the server's own requests run as (upstream's loopback identity).
+pub fn loopback_user() -> UserInfo {
+    UserInfo {
+        name: "system:apiserver".into(),
+        groups: vec![
+            authz::PRIVILEGED_GROUP.into(),
+            "system:authenticated".into(),
+        ],
+    }
+}
+
+/// Sends a request through the whole API path (authorization, the generic handler,
+/// field managers) as the server itself; returns the status and the JSON body.
+pub async fn internal_request(
+    state: &Arc<ApiState>,
+    method: Method,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> (StatusCode, serde_json::Value) {
+    send_internal(state, method, path, "application/json", body).await
+}
+
+/// A server-side apply as the server itself (`path` carries the field manager).
+pub async fn internal_apply(
+    state: &Arc<ApiState>,
+    path: &str,
+    body: &serde_json::Value,
+) -> (StatusCode, serde_json::Value) {
+    send_internal(
+        state,
+        Method::PATCH,
+        path,
+        "application/apply-patch+yaml",
+        Some(body),
+    )
+    .await
+}
+
+async fn send_internal(
+    state: &Arc<ApiState>,
+    method: Method,
+    path: &str,
+    content_type: &str,
+    body: Option<&serde_json::Value>,
+) -> (StatusCode, serde_json::Value) {
+    let bytes = body
+        .map(|b| serde_json::to_vec(b).unwrap_or_default())
+        .unwrap_or_default();
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::ACCEPT, "application/json")
+        .header(
+            header::USER_AGENT,
+            concat!("kube-apiserver/v1.37.0+rkube.", env!("CARGO_PKG_VERSION")),
+        )
+        .body(Body::from(bytes))
+        .expect("a valid internal request");
+    req.extensions_mut().insert(tls::CertUser(loopback_user()));
+    let response = handle(State(state.clone()), req).await;
+    let code = response.status();
+    let body = axum::body::to_bytes(response.into_body(), negotiate::MAX_BODY)
+        .await
+        .unwrap_or_default();
+    let value = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).into()));
+    (code, value)
+}
+
+/// Whether a request changes RBAC objects (after which the authorizer is caught up
+/// before answering, so the change is in force when the client hears back).
+fn writes_rbac(a: &authz::Attributes) -> bool {
+    a.resource_request
+        && a.api_group == "rbac.authorization.k8s.io"
+        && matches!(
+            a.verb.as_str(),
+            "create" | "update" | "patch" | "delete" | "deletecollection"
+        )
 }
 
 async fn handle(State(state): State<Arc<ApiState>>, req: Request) -> Response {
@@ -138,18 +216,46 @@ async fn handle(State(state): State<Arc<ApiState>>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().map(str::to_owned);
-    let user = user_of(&state, &req);
-    let response = if !is_public(&path) && user.is_anonymous() {
-        let verb = if method == Method::GET {
-            "get"
-        } else {
-            "access"
-        };
-        ApiError::forbidden_path("system:anonymous", verb, &path).into_response()
-    } else {
-        route(state.clone(), req)
-            .await
-            .unwrap_or_else(IntoResponse::into_response)
+    let authenticated = user_of(&state, &req);
+    let response = match authz::impersonation::resolve(
+        &state.authz,
+        authenticated.clone(),
+        req.headers(),
+        &path,
+    ) {
+        Err(refused) => *refused,
+        Ok(user) => {
+            let attrs = authz::Attributes::from_request(
+                user.clone(),
+                method.as_str(),
+                &path,
+                query.as_deref(),
+            );
+            let decision = state.authz.authorize(&attrs);
+            if decision.allowed() {
+                let rbac_write = writes_rbac(&attrs);
+                let response = route(state.clone(), req, user)
+                    .await
+                    .unwrap_or_else(IntoResponse::into_response);
+                if rbac_write && response.status().is_success() {
+                    state.authz.sync(&*state.store).await;
+                }
+                response
+            } else {
+                tracing::debug!(
+                    user = attrs.user.name,
+                    verb = attrs.verb,
+                    path,
+                    reason = decision.reason(),
+                    "forbidden"
+                );
+                let format = match negotiate::response_format(req.headers()) {
+                    Ok(negotiate::Format::Protobuf) => negotiate::Format::Protobuf,
+                    _ => negotiate::Format::Json,
+                };
+                authz::forbidden(&attrs, decision.reason()).into_response_as(format)
+            }
+        }
     };
     state.metrics.observe(
         &method,
@@ -158,15 +264,23 @@ async fn handle(State(state): State<Arc<ApiState>>, req: Request) -> Response {
         response.status().as_u16(),
         started.elapsed(),
     );
-    tracing::debug!(method = %method, path, user = user.name, code = response.status().as_u16(), elapsed = ?started.elapsed(), "request");
+    tracing::debug!(method = %method, path, user = authenticated.name, code = response.status().as_u16(), elapsed = ?started.elapsed(), "request");
     response
 }
 
-async fn route(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError> {
+async fn route(state: Arc<ApiState>, req: Request, user: UserInfo) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_owned();
     match path.trim_end_matches('/') {
         "/healthz" | "/livez" | "/readyz" => return Ok(health(&state, parts.uri.query()).await),
+        p if ["/healthz/", "/livez/", "/readyz/"].iter().any(|prefix| {
+            p.strip_prefix(prefix)
+                .is_some_and(|c| c == "ping" || c == "etcd")
+        }) =>
+        {
+            // One check: `ok`, or the failure.
+            return Ok(health(&state, None).await);
+        }
         "/version" => return Ok(version()),
         "/metrics" => {
             let text = state.metrics.render();
@@ -202,6 +316,7 @@ async fn route(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError>
             rest::serve(
                 state,
                 &served,
+                user,
                 parts.method,
                 rp,
                 query::Query::parse(parts.uri.query()),

@@ -13,6 +13,7 @@ use rkube_api::ssa;
 use rkube_api::FieldError;
 use serde_json::{json, Value};
 
+use crate::auth::UserInfo;
 use crate::codec::{decode_served, encode_for_store, write_served};
 use crate::crd::{CustomVersion, Snapshot};
 use crate::error::{from_store, ApiError};
@@ -29,9 +30,11 @@ const MAX_PATCH_ATTEMPTS: usize = 8;
 pub(crate) type ApiResult = Result<Response, ApiError>;
 
 /// Serves one resource request; errors are answered in the negotiated format.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn serve(
     state: Arc<ApiState>,
     served: &Snapshot,
+    user: UserInfo,
     method: Method,
     path: ResourcePath,
     query: Query,
@@ -49,14 +52,17 @@ pub(crate) async fn serve(
         Ok(Format::Protobuf) => Format::Protobuf,
         _ => Format::Json,
     };
-    serve_resource(state, method, path, query, headers, body, found, negotiated)
-        .await
-        .or_else(|e| Ok(e.into_response_as(error_format)))
+    serve_resource(
+        state, user, method, path, query, headers, body, found, negotiated,
+    )
+    .await
+    .or_else(|e| Ok(e.into_response_as(error_format)))
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn serve_resource(
     state: Arc<ApiState>,
+    user: UserInfo,
     method: Method,
     path: ResourcePath,
     query: Query,
@@ -119,12 +125,16 @@ async fn serve_resource(
     let ctx = Ctx {
         format,
         state,
+        user,
         info,
         custom,
         path,
         query,
         headers,
     };
+    if verb == "create" && info.group == "authorization.k8s.io" && info.is_virtual() {
+        return ctx.access_review(body);
+    }
     match (verb, ctx.path.subresource.as_deref()) {
         ("create", Some("binding")) => return ctx.bind(body).await,
         ("get", Some("scale")) => return ctx.get_scale().await,
@@ -149,6 +159,8 @@ async fn serve_resource(
 
 struct Ctx {
     state: Arc<ApiState>,
+    /// Who the request is from (after impersonation).
+    user: UserInfo,
     format: Format,
     info: &'static ResourceInfo,
     /// The CRD version serving this request, for custom resources.
@@ -166,6 +178,32 @@ pub(crate) fn json_response(code: StatusCode, body: Vec<u8>) -> Response {
 impl Ctx {
     fn name(&self) -> &str {
         self.path.name.as_deref().unwrap_or("")
+    }
+
+    /// The access reviews of `authorization.k8s.io`: computed, never stored.
+    fn access_review(&self, body: Bytes) -> ApiResult {
+        let obj = self.decode_body(&body)?;
+        let reviewed = crate::authz::review::create(
+            &self.state.authz,
+            self.info,
+            &self.user,
+            self.path.namespace.as_deref(),
+            obj,
+        )?;
+        self.respond_value(StatusCode::CREATED, &reviewed)
+    }
+
+    /// Refuses RBAC writes that would grant what the user does not hold.
+    fn check_escalation(&self, obj: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+        crate::authz::escalation::check_write(
+            &self.state.authz,
+            &self.user,
+            self.info,
+            self.path.namespace.as_deref().unwrap_or(""),
+            self.name(),
+            obj,
+            old,
+        )
     }
 
     fn key(&self, name: &str) -> String {
@@ -904,6 +942,7 @@ impl Ctx {
         record: bool,
     ) -> ApiResult {
         self.settle_namespace(&mut obj)?;
+        self.check_escalation(&obj, None)?;
         let dry_run = self.query.dry_run()?;
         {
             let meta = metadata_mut(&mut obj);
@@ -1035,6 +1074,7 @@ impl Ctx {
         record: bool,
     ) -> ApiResult {
         let name = self.name().to_owned();
+        self.check_escalation(&obj, Some(&old))?;
         strategy::prepare_for_update(self.info, &mut obj, &old, self.is_status());
         strategy::validate(self.info, &obj, Some(&old))?;
         self.validate_custom(&obj)?;

@@ -116,6 +116,15 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
     rkube_apiserver::crd::controller::start(&state)
         .await
         .map_err(|e| anyhow::anyhow!("cannot load the custom resource definitions: {e}"))?;
+    rkube_apiserver::authz::start(&state)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot load the RBAC policy: {e}"))?;
+    rkube_apiserver::authz::policy::reconcile(&state)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reconcile the default RBAC policy: {e}"))?;
+    rkube_apiserver::authz::aggregation::pass(&state).await;
+    rkube_apiserver::authz::aggregation::start(&state);
+    state.authz.sync(&*state.store).await;
     let tls = tls::server_config(tls::TlsMaterial {
         cert_chain: pki.serving_cert_chain_der(),
         key: pki.serving_key_der(),

@@ -165,6 +165,56 @@ impl Cluster {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Writes a kubeconfig for user `name` in `groups` (at most one), with a client
+    /// certificate issued by this cluster's CA (also written as `<name>.crt`/`.key` in the
+    /// data dir, `:` replaced by `_`); returns its path.
+    pub fn user_kubeconfig(&self, name: &str, groups: &[&str]) -> PathBuf {
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into());
+        let pki = rkube_pki::ClusterPki::load_or_create(
+            &self.dir.path().join("pki"),
+            &rkube_pki::ServingNames::new(hostname),
+        )
+        .expect("load the cluster PKI");
+        let cert = pki
+            .issue_client_cert(name, groups, Duration::from_secs(3600))
+            .expect("issue a client certificate");
+        let stem = name.replace(':', "_");
+        std::fs::write(self.dir.path().join(format!("{stem}.crt")), cert.cert_pem()).unwrap();
+        std::fs::write(self.dir.path().join(format!("{stem}.key")), cert.key_pem()).unwrap();
+        let path = self.dir.path().join(format!("{stem}.kubeconfig"));
+        rkube_pki::write_kubeconfig(
+            &path,
+            &rkube_pki::KubeconfigSpec {
+                cluster_name: "rkube",
+                server_url: &format!("https://{}", self.addr),
+                ca_pem: pki.ca_cert_pem(),
+                user_name: name,
+                client_cert_pem: cert.cert_pem(),
+                client_key_pem: cert.key_pem(),
+                namespace: None,
+            },
+        )
+        .expect("write the kubeconfig");
+        path
+    }
+
+    /// Runs kubectl with another kubeconfig (a user's, from [`Cluster::user_kubeconfig`]).
+    pub fn kubectl_as(&self, kubeconfig: &Path, args: &[&str]) -> Output {
+        let mut all = vec!["--kubeconfig", kubeconfig.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let mut cmd = Command::new(kubectl_path());
+        cmd.args(&all)
+            .env("HOME", self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        wait_with_timeout(cmd.spawn().expect("spawn kubectl"), Duration::from_secs(60))
+    }
+
     /// Whether this cluster runs on etcd (see [`Cluster`]).
     pub fn on_etcd(&self) -> bool {
         self.etcd.is_some()
