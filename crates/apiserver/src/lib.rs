@@ -45,6 +45,8 @@ pub struct ApiState {
     pub caches: watch_cache::WatchCaches,
     pub metrics: metrics::Metrics,
     pub tokens: StaticTokens,
+    /// Service-account tokens: the signing key, issuer, API audiences.
+    pub service_accounts: auth::service_account::ServiceAccounts,
     /// `host:port` clients reach this server at (for legacy `/api` discovery).
     pub server_address: String,
     /// What is served: built-in resources and established CRDs.
@@ -55,6 +57,7 @@ impl ApiState {
     pub fn new(
         store: Arc<dyn Store>,
         tokens: StaticTokens,
+        service_accounts: auth::service_account::ServiceAccounts,
         server_address: String,
         watch_cache_window: usize,
     ) -> Arc<Self> {
@@ -63,6 +66,7 @@ impl ApiState {
             caches: watch_cache::WatchCaches::new(watch_cache_window),
             metrics: Default::default(),
             tokens,
+            service_accounts,
             server_address,
             registry: Default::default(),
         })
@@ -107,20 +111,13 @@ pub async fn ensure_default_namespaces(state: &Arc<ApiState>) -> Result<(), ApiE
     Ok(())
 }
 
-fn user_of(state: &ApiState, req: &Request) -> UserInfo {
-    if let Some(tls::CertUser(user)) = req.extensions().get::<tls::CertUser>() {
-        return user.clone();
-    }
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    if let Some(user) = bearer.and_then(|t| state.tokens.lookup(t)) {
-        return user.clone();
-    }
-    UserInfo::anonymous()
+/// Upstream's answer to a request whose credentials are not valid.
+fn unauthorized(headers: &axum::http::HeaderMap) -> Response {
+    let format = match negotiate::response_format(headers) {
+        Ok(negotiate::Format::Protobuf) => negotiate::Format::Protobuf,
+        _ => negotiate::Format::Json,
+    };
+    ApiError::from(rkube_api::Status::unauthorized("Unauthorized")).into_response_as(format)
 }
 
 /// Paths anonymous users may read (upstream's system:public-info-viewer).
@@ -138,18 +135,35 @@ async fn handle(State(state): State<Arc<ApiState>>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().map(str::to_owned);
-    let user = user_of(&state, &req);
-    let response = if !is_public(&path) && user.is_anonymous() {
-        let verb = if method == Method::GET {
-            "get"
-        } else {
-            "access"
-        };
-        ApiError::forbidden_path("system:anonymous", verb, &path).into_response()
-    } else {
-        route(state.clone(), req)
-            .await
-            .unwrap_or_else(IntoResponse::into_response)
+    let cert_user = req.extensions().get::<tls::CertUser>().map(|c| c.0.clone());
+    let authenticated = auth::authenticate_request(&state, req.headers(), cert_user.as_ref()).await;
+    let mut user_name = String::new();
+    let response = match authenticated {
+        Err(rejected) => {
+            tracing::info!(
+                path,
+                error = rejected.0,
+                "Unable to authenticate the request"
+            );
+            unauthorized(req.headers())
+        }
+        Ok(user) => {
+            user_name.clone_from(&user.name);
+            match auth::impersonation::resolve(user, req.headers(), &path) {
+                Err(refused) => refused.into_response(),
+                Ok(user) if !is_public(&path) && user.is_anonymous() => {
+                    let verb = if method == Method::GET {
+                        "get"
+                    } else {
+                        "access"
+                    };
+                    ApiError::forbidden_path("system:anonymous", verb, &path).into_response()
+                }
+                Ok(user) => route(state.clone(), req, user)
+                    .await
+                    .unwrap_or_else(IntoResponse::into_response),
+            }
+        }
     };
     state.metrics.observe(
         &method,
@@ -158,11 +172,11 @@ async fn handle(State(state): State<Arc<ApiState>>, req: Request) -> Response {
         response.status().as_u16(),
         started.elapsed(),
     );
-    tracing::debug!(method = %method, path, user = user.name, code = response.status().as_u16(), elapsed = ?started.elapsed(), "request");
+    tracing::debug!(method = %method, path, user = user_name, code = response.status().as_u16(), elapsed = ?started.elapsed(), "request");
     response
 }
 
-async fn route(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError> {
+async fn route(state: Arc<ApiState>, req: Request, user: UserInfo) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_owned();
     match path.trim_end_matches('/') {
@@ -176,6 +190,18 @@ async fn route(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError>
                 text,
             )
                 .into_response());
+        }
+        "/.well-known/openid-configuration" => {
+            return Ok(openid_document(
+                "application/json",
+                &state.service_accounts.openid_configuration(),
+            ))
+        }
+        "/openid/v1/jwks" => {
+            return Ok(openid_document(
+                "application/jwk-set+json",
+                &state.service_accounts.jwks(),
+            ))
         }
         "/openapi/v3" => return Ok(openapi::root(&state.registry.snapshot())),
         p if p.starts_with("/openapi/v3/") => {
@@ -202,6 +228,7 @@ async fn route(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError>
             rest::serve(
                 state,
                 &served,
+                user,
                 parts.method,
                 rp,
                 query::Query::parse(parts.uri.query()),
@@ -211,6 +238,19 @@ async fn route(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError>
             .await
         }
     }
+}
+
+/// The service-account issuer discovery documents, cacheable for an hour as upstream's.
+fn openid_document(content_type: &'static str, body: &serde_json::Value) -> Response {
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        serde_json::to_vec(body).unwrap_or_default(),
+    )
+        .into_response()
 }
 
 async fn read_body(body: Body) -> Result<axum::body::Bytes, ApiError> {

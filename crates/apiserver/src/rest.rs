@@ -13,6 +13,7 @@ use rkube_api::ssa;
 use rkube_api::FieldError;
 use serde_json::{json, Value};
 
+use crate::auth::UserInfo;
 use crate::codec::{decode_served, encode_for_store, write_served};
 use crate::crd::{CustomVersion, Snapshot};
 use crate::error::{from_store, ApiError};
@@ -29,9 +30,11 @@ const MAX_PATCH_ATTEMPTS: usize = 8;
 pub(crate) type ApiResult = Result<Response, ApiError>;
 
 /// Serves one resource request; errors are answered in the negotiated format.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn serve(
     state: Arc<ApiState>,
     served: &Snapshot,
+    user: UserInfo,
     method: Method,
     path: ResourcePath,
     query: Query,
@@ -49,14 +52,17 @@ pub(crate) async fn serve(
         Ok(Format::Protobuf) => Format::Protobuf,
         _ => Format::Json,
     };
-    serve_resource(state, method, path, query, headers, body, found, negotiated)
-        .await
-        .or_else(|e| Ok(e.into_response_as(error_format)))
+    serve_resource(
+        state, user, method, path, query, headers, body, found, negotiated,
+    )
+    .await
+    .or_else(|e| Ok(e.into_response_as(error_format)))
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn serve_resource(
     state: Arc<ApiState>,
+    user: UserInfo,
     method: Method,
     path: ResourcePath,
     query: Query,
@@ -77,7 +83,7 @@ async fn serve_resource(
         if !info.subresources.iter().any(|s| s.name == sub) {
             return Err(ApiError::page_not_found());
         }
-        if !["status", "scale", "binding", "finalize"].contains(&sub.as_str()) {
+        if !["status", "scale", "binding", "finalize", "token"].contains(&sub.as_str()) {
             return Err(ApiError::not_implemented(format!(
                 "the {sub} subresource of {} is not implemented yet",
                 info.plural
@@ -119,14 +125,19 @@ async fn serve_resource(
     let ctx = Ctx {
         format,
         state,
+        user,
         info,
         custom,
         path,
         query,
         headers,
     };
+    if verb == "create" && info.group == "authentication.k8s.io" && info.is_virtual() {
+        return ctx.authentication_review(body).await;
+    }
     match (verb, ctx.path.subresource.as_deref()) {
         ("create", Some("binding")) => return ctx.bind(body).await,
+        ("create", Some("token")) => return ctx.token_request(body).await,
         ("get", Some("scale")) => return ctx.get_scale().await,
         ("update" | "patch", Some("scale")) => {
             return ctx.update_scale(body, verb == "patch").await
@@ -149,6 +160,8 @@ async fn serve_resource(
 
 struct Ctx {
     state: Arc<ApiState>,
+    /// Who the request is from (after impersonation).
+    user: UserInfo,
     format: Format,
     info: &'static ResourceInfo,
     /// The CRD version serving this request, for custom resources.
@@ -166,6 +179,31 @@ pub(crate) fn json_response(code: StatusCode, body: Vec<u8>) -> Response {
 impl Ctx {
     fn name(&self) -> &str {
         self.path.name.as_deref().unwrap_or("")
+    }
+
+    /// The reviews of `authentication.k8s.io` (TokenReview, SelfSubjectReview): computed,
+    /// never stored.
+    async fn authentication_review(&self, body: Bytes) -> ApiResult {
+        let obj = self.decode_body(&body)?;
+        let reviewed = match self.info.plural {
+            "tokenreviews" => crate::auth::review::token_review(&self.state, obj).await?,
+            "selfsubjectreviews" => crate::auth::review::self_subject_review(&self.user, obj)?,
+            _ => return Err(ApiError::method_not_allowed(self.info, "create")),
+        };
+        self.respond_value(StatusCode::CREATED, &reviewed)
+    }
+
+    /// `serviceaccounts/token`: a TokenRequest, answered with a freshly signed token.
+    async fn token_request(&self, body: Bytes) -> ApiResult {
+        let obj = negotiate::decode_body(&self.headers, &body)?;
+        let answered = crate::auth::review::token_request(
+            &self.state,
+            self.path.namespace.as_deref().unwrap_or(""),
+            self.name(),
+            obj,
+        )
+        .await?;
+        self.respond_value(StatusCode::CREATED, &answered)
     }
 
     fn key(&self, name: &str) -> String {
