@@ -4,6 +4,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod authn;
 mod merge;
 mod stats;
 mod store;
@@ -21,6 +22,9 @@ enum Command {
     Store(store::StoreArgs),
     /// Field ownership and patch costs per write (managedFields, SMP, server-side apply).
     Merge(merge::MergeArgs),
+    /// Bearer-token authentication: service-account JWTs cold and warm, bootstrap and
+    /// static tokens.
+    Authn(authn::AuthnArgs),
 }
 
 fn main() -> Result<()> {
@@ -31,5 +35,6 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Store(args) => rt.block_on(store::run(args)),
         Command::Merge(args) => merge::run(args),
+        Command::Authn(args) => rt.block_on(authn::run(args)),
     }
 }
