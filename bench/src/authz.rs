@@ -85,10 +85,7 @@ fn load(authz: &Authorizer, bindings: usize) {
 fn user(name: &str, groups: &[&str]) -> UserInfo {
     let mut groups: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
     groups.push("system:authenticated".into());
-    UserInfo {
-        name: name.into(),
-        groups,
-    }
+    UserInfo::new(name, groups)
 }
 
 fn time(authz: &Authorizer, a: &Attributes, count: usize, want: bool) -> (Summary, Duration) {

@@ -4,6 +4,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod authn;
 mod authz;
 mod merge;
 mod stats;
@@ -24,6 +25,9 @@ enum Command {
     Authz(authz::AuthzArgs),
     /// Field ownership and patch costs per write (managedFields, SMP, server-side apply).
     Merge(merge::MergeArgs),
+    /// Bearer-token authentication: service-account JWTs cold and warm, bootstrap and
+    /// static tokens.
+    Authn(authn::AuthnArgs),
 }
 
 fn main() -> Result<()> {
@@ -35,5 +39,6 @@ fn main() -> Result<()> {
         Command::Store(args) => rt.block_on(store::run(args)),
         Command::Authz(args) => authz::run(args),
         Command::Merge(args) => merge::run(args),
+        Command::Authn(args) => rt.block_on(authn::run(args)),
     }
 }

@@ -46,6 +46,8 @@ pub struct ApiState {
     pub caches: watch_cache::WatchCaches,
     pub metrics: metrics::Metrics,
     pub tokens: StaticTokens,
+    /// Service-account tokens: the signing key, issuer, API audiences.
+    pub service_accounts: auth::service_account::ServiceAccounts,
     /// `host:port` clients reach this server at (for legacy `/api` discovery).
     pub server_address: String,
     /// What is served: built-in resources and established CRDs.
@@ -60,6 +62,7 @@ impl ApiState {
     pub fn new(
         store: Arc<dyn Store>,
         tokens: StaticTokens,
+        service_accounts: auth::service_account::ServiceAccounts,
         server_address: String,
         watch_cache_window: usize,
     ) -> Arc<Self> {
@@ -68,6 +71,7 @@ impl ApiState {
             caches: watch_cache::WatchCaches::new(watch_cache_window),
             metrics: Default::default(),
             tokens,
+            service_accounts,
             server_address,
             registry: Default::default(),
             authz: Default::default(),
@@ -114,20 +118,13 @@ pub async fn ensure_default_namespaces(state: &Arc<ApiState>) -> Result<(), ApiE
     Ok(())
 }
 
-fn user_of(state: &ApiState, req: &Request) -> UserInfo {
-    if let Some(tls::CertUser(user)) = req.extensions().get::<tls::CertUser>() {
-        return user.clone();
-    }
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    if let Some(user) = bearer.and_then(|t| state.tokens.lookup(t)) {
-        return user.clone();
-    }
-    UserInfo::anonymous()
+/// Upstream's answer to a request whose credentials are not valid.
+fn unauthorized(headers: &axum::http::HeaderMap) -> Response {
+    let format = match negotiate::response_format(headers) {
+        Ok(negotiate::Format::Protobuf) => negotiate::Format::Protobuf,
+        _ => negotiate::Format::Json,
+    };
+    ApiError::from(rkube_api::Status::unauthorized("Unauthorized")).into_response_as(format)
 }
 
 /// The user the server's own requests run as (upstream's loopback identity).
@@ -138,6 +135,7 @@ pub fn loopback_user() -> UserInfo {
             authz::PRIVILEGED_GROUP.into(),
             "system:authenticated".into(),
         ],
+        ..Default::default()
     }
 }
 
@@ -216,44 +214,54 @@ async fn handle(State(state): State<Arc<ApiState>>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().map(str::to_owned);
-    let authenticated = user_of(&state, &req);
-    let response = match authz::impersonation::resolve(
-        &state.authz,
-        authenticated.clone(),
-        req.headers(),
-        &path,
-    ) {
-        Err(refused) => *refused,
-        Ok(user) => {
-            let attrs = authz::Attributes::from_request(
-                user.clone(),
-                method.as_str(),
-                &path,
-                query.as_deref(),
+    let cert_user = req.extensions().get::<tls::CertUser>().map(|c| c.0.clone());
+    let authenticated = auth::authenticate_request(&state, req.headers(), cert_user.as_ref()).await;
+    let mut user_name = String::new();
+    let response = match authenticated {
+        Err(rejected) => {
+            tracing::info!(
+                path,
+                error = rejected.0,
+                "Unable to authenticate the request"
             );
-            let decision = state.authz.authorize(&attrs);
-            if decision.allowed() {
-                let rbac_write = writes_rbac(&attrs);
-                let response = route(state.clone(), req, user)
-                    .await
-                    .unwrap_or_else(IntoResponse::into_response);
-                if rbac_write && response.status().is_success() {
-                    state.authz.sync(&*state.store).await;
+            unauthorized(req.headers())
+        }
+        Ok(authenticated) => {
+            user_name.clone_from(&authenticated.name);
+            match authz::impersonation::resolve(&state.authz, authenticated, req.headers(), &path) {
+                Err(refused) => *refused,
+                Ok(user) => {
+                    let attrs = authz::Attributes::from_request(
+                        user.clone(),
+                        method.as_str(),
+                        &path,
+                        query.as_deref(),
+                    );
+                    let decision = state.authz.authorize(&attrs);
+                    if decision.allowed() {
+                        let rbac_write = writes_rbac(&attrs);
+                        let response = route(state.clone(), req, user)
+                            .await
+                            .unwrap_or_else(IntoResponse::into_response);
+                        if rbac_write && response.status().is_success() {
+                            state.authz.sync(&*state.store).await;
+                        }
+                        response
+                    } else {
+                        tracing::debug!(
+                            user = attrs.user.name,
+                            verb = attrs.verb,
+                            path,
+                            reason = decision.reason(),
+                            "forbidden"
+                        );
+                        let format = match negotiate::response_format(req.headers()) {
+                            Ok(negotiate::Format::Protobuf) => negotiate::Format::Protobuf,
+                            _ => negotiate::Format::Json,
+                        };
+                        authz::forbidden(&attrs, decision.reason()).into_response_as(format)
+                    }
                 }
-                response
-            } else {
-                tracing::debug!(
-                    user = attrs.user.name,
-                    verb = attrs.verb,
-                    path,
-                    reason = decision.reason(),
-                    "forbidden"
-                );
-                let format = match negotiate::response_format(req.headers()) {
-                    Ok(negotiate::Format::Protobuf) => negotiate::Format::Protobuf,
-                    _ => negotiate::Format::Json,
-                };
-                authz::forbidden(&attrs, decision.reason()).into_response_as(format)
             }
         }
     };
@@ -264,7 +272,7 @@ async fn handle(State(state): State<Arc<ApiState>>, req: Request) -> Response {
         response.status().as_u16(),
         started.elapsed(),
     );
-    tracing::debug!(method = %method, path, user = authenticated.name, code = response.status().as_u16(), elapsed = ?started.elapsed(), "request");
+    tracing::debug!(method = %method, path, user = user_name, code = response.status().as_u16(), elapsed = ?started.elapsed(), "request");
     response
 }
 
@@ -290,6 +298,18 @@ async fn route(state: Arc<ApiState>, req: Request, user: UserInfo) -> Result<Res
                 text,
             )
                 .into_response());
+        }
+        "/.well-known/openid-configuration" => {
+            return Ok(openid_document(
+                "application/json",
+                &state.service_accounts.openid_configuration(),
+            ))
+        }
+        "/openid/v1/jwks" => {
+            return Ok(openid_document(
+                "application/jwk-set+json",
+                &state.service_accounts.jwks(),
+            ))
         }
         "/openapi/v3" => return Ok(openapi::root(&state.registry.snapshot())),
         p if p.starts_with("/openapi/v3/") => {
@@ -326,6 +346,19 @@ async fn route(state: Arc<ApiState>, req: Request, user: UserInfo) -> Result<Res
             .await
         }
     }
+}
+
+/// The service-account issuer discovery documents, cacheable for an hour as upstream's.
+fn openid_document(content_type: &'static str, body: &serde_json::Value) -> Response {
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        serde_json::to_vec(body).unwrap_or_default(),
+    )
+        .into_response()
 }
 
 async fn read_body(body: Body) -> Result<axum::body::Bytes, ApiError> {

@@ -83,7 +83,7 @@ async fn serve_resource(
         if !info.subresources.iter().any(|s| s.name == sub) {
             return Err(ApiError::page_not_found());
         }
-        if !["status", "scale", "binding", "finalize"].contains(&sub.as_str()) {
+        if !["status", "scale", "binding", "finalize", "token"].contains(&sub.as_str()) {
             return Err(ApiError::not_implemented(format!(
                 "the {sub} subresource of {} is not implemented yet",
                 info.plural
@@ -135,8 +135,12 @@ async fn serve_resource(
     if verb == "create" && info.group == "authorization.k8s.io" && info.is_virtual() {
         return ctx.access_review(body);
     }
+    if verb == "create" && info.group == "authentication.k8s.io" && info.is_virtual() {
+        return ctx.authentication_review(body).await;
+    }
     match (verb, ctx.path.subresource.as_deref()) {
         ("create", Some("binding")) => return ctx.bind(body).await,
+        ("create", Some("token")) => return ctx.token_request(body).await,
         ("get", Some("scale")) => return ctx.get_scale().await,
         ("update" | "patch", Some("scale")) => {
             return ctx.update_scale(body, verb == "patch").await
@@ -204,6 +208,31 @@ impl Ctx {
             obj,
             old,
         )
+    }
+
+    /// The reviews of `authentication.k8s.io` (TokenReview, SelfSubjectReview): computed,
+    /// never stored.
+    async fn authentication_review(&self, body: Bytes) -> ApiResult {
+        let obj = self.decode_body(&body)?;
+        let reviewed = match self.info.plural {
+            "tokenreviews" => crate::auth::review::token_review(&self.state, obj).await?,
+            "selfsubjectreviews" => crate::auth::review::self_subject_review(&self.user, obj)?,
+            _ => return Err(ApiError::method_not_allowed(self.info, "create")),
+        };
+        self.respond_value(StatusCode::CREATED, &reviewed)
+    }
+
+    /// `serviceaccounts/token`: a TokenRequest, answered with a freshly signed token.
+    async fn token_request(&self, body: Bytes) -> ApiResult {
+        let obj = negotiate::decode_body(&self.headers, &body)?;
+        let answered = crate::auth::review::token_request(
+            &self.state,
+            self.path.namespace.as_deref().unwrap_or(""),
+            self.name(),
+            obj,
+        )
+        .await?;
+        self.respond_value(StatusCode::CREATED, &answered)
     }
 
     fn key(&self, name: &str) -> String {

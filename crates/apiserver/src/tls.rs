@@ -89,14 +89,7 @@ pub async fn serve(
                         .peer_certificates()
                         .and_then(|certs| certs.first())
                         .and_then(|leaf| rkube_pki::identity::identity_from_der(leaf).ok())
-                        .map(|id| {
-                            let mut groups = id.groups;
-                            groups.push("system:authenticated".into());
-                            UserInfo {
-                                name: id.user,
-                                groups,
-                            }
-                        });
+                        .map(|id| UserInfo::new(id.user, id.groups).authenticated());
                     serve_connection(TokioIo::new(stream), app, user).await;
                 }
                 None => serve_connection(TokioIo::new(tcp), app, None).await,

@@ -2,6 +2,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -13,6 +14,7 @@ use crate::files;
 use crate::identity::{ADMIN_USER, MASTERS_GROUP};
 use crate::leaf::{self, IssuedCert, LeafRequest, Usage};
 use crate::names::ServingNames;
+use crate::service_account::ServiceAccountKey;
 
 /// The serving certificate's file stem: `apiserver.crt`, `apiserver.key`.
 pub const SERVING_NAME: &str = "apiserver";
@@ -60,7 +62,8 @@ impl PkiOptions {
 ///
 /// Files, all PEM (keys PKCS#8 ECDSA P-256, mode 0600; certificates mode 0644; the
 /// directory mode 0700): `ca.crt`/`ca.key`, `apiserver.crt`/`apiserver.key`,
-/// `admin.crt`/`admin.key`, and `<name>.crt`/`<name>.key` per
+/// `admin.crt`/`admin.key`, `sa.key`/`sa.pub` (the service-account token signing key),
+/// and `<name>.crt`/`<name>.key` per
 /// [`client_identity_files`](Self::client_identity_files).
 pub struct ClusterPki {
     dir: PathBuf,
@@ -68,6 +71,7 @@ pub struct ClusterPki {
     ca: ClusterCa,
     serving: IssuedCert,
     admin: IssuedCert,
+    service_account: Arc<ServiceAccountKey>,
 }
 
 impl ClusterPki {
@@ -122,12 +126,14 @@ impl ClusterPki {
             now,
             options.renew_before,
         )?;
+        let service_account = Arc::new(ServiceAccountKey::load_or_create(pki_dir)?);
         Ok(Self {
             dir: pki_dir.to_owned(),
             options,
             ca,
             serving,
             admin,
+            service_account,
         })
     }
 
@@ -165,6 +171,11 @@ impl ClusterPki {
     /// The admin client certificate (CN `admin`, O `system:masters`) and key.
     pub fn admin_cert(&self) -> &IssuedCert {
         &self.admin
+    }
+
+    /// The key that signs and verifies service-account tokens (`sa.key`, `sa.pub`).
+    pub fn service_account_key(&self) -> &Arc<ServiceAccountKey> {
+        &self.service_account
     }
 
     /// Issues a new client certificate, not stored anywhere, for user `common_name` in
@@ -255,6 +266,7 @@ fn check_identity_name(name: &str) -> Result<()> {
     };
     if [
         ca::CA_CERT_FILE.trim_end_matches(".crt"),
+        crate::service_account::SA_KEY_FILE.trim_end_matches(".key"),
         SERVING_NAME,
         ADMIN_NAME,
     ]

@@ -152,6 +152,14 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The service-account key is not a P-256 key that can sign ES256 tokens.
+    #[error("service-account signing key {path}: {reason}")]
+    SigningKeyInvalid {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A client identity file name is reserved or not a plain file name.
     #[error("client identity name {name:?} is invalid: {reason}")]
     IdentityNameInvalid {

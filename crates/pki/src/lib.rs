@@ -5,6 +5,8 @@
 //! directory, creating them on first start and re-issuing leaves that expire or lack a name.
 //! [`kubeconfig`] writes kubeconfig files from its material; [`identity`] maps a verified
 //! client certificate to a user and groups, as upstream's x509 authenticator does.
+//! [`service_account`] keeps the key that signs service-account tokens ([`jwt`]: ES256
+//! compact JWS) and the token claims' stateless checks.
 //!
 //! Keys are ECDSA P-256 (rcgen's ring backend). This crate reads and writes files only in the
 //! directories it is given, and never touches the network.
@@ -17,10 +19,12 @@ mod cluster;
 pub mod error;
 mod files;
 pub mod identity;
+pub mod jwt;
 pub mod kubeconfig;
 mod leaf;
 mod material;
 mod names;
+pub mod service_account;
 
 pub use ca::{CA_CERT_FILE, CA_COMMON_NAME, CA_KEY_FILE};
 pub use cluster::{ClusterPki, PkiOptions, ADMIN_NAME, SERVING_COMMON_NAME, SERVING_NAME};
@@ -29,3 +33,4 @@ pub use identity::{identity_from_der, ClientIdentity};
 pub use kubeconfig::{write_kubeconfig, KubeconfigSpec};
 pub use leaf::IssuedCert;
 pub use names::{ServingNames, DEFAULT_DNS_NAMES, DEFAULT_IPS};
+pub use service_account::ServiceAccountKey;

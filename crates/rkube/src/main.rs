@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Runs the all-in-one server (for now: the store and its health endpoints).
-    Server(server::ServerArgs),
+    Server(Box<server::ServerArgs>),
     /// Prints the version.
     Version,
 }
@@ -60,7 +60,7 @@ fn main() -> Result<()> {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(server::run(args))
+            rt.block_on(server::run(*args))
         }
         Command::Version => {
             println!("rkube {}", env!("CARGO_PKG_VERSION"));

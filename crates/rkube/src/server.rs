@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use rkube_apiserver::auth::service_account::ServiceAccounts;
 use rkube_apiserver::auth::StaticTokens;
 use rkube_apiserver::{tls, ApiState};
 use rkube_pki::{ClusterPki, KubeconfigSpec, ServingNames};
@@ -33,6 +34,12 @@ pub(crate) struct ServerArgs {
     /// Static bearer tokens, upstream's CSV format: token,user,uid,"group1,group2".
     #[arg(long)]
     token_auth_file: Option<PathBuf>,
+    /// The `iss` of service-account tokens this server mints and accepts.
+    #[arg(long, default_value = rkube_apiserver::auth::service_account::DEFAULT_ISSUER)]
+    service_account_issuer: String,
+    /// Audiences the API server accepts in tokens (default: the issuer).
+    #[arg(long, value_delimiter = ',')]
+    api_audiences: Vec<String>,
     /// Revisions of history each resource's watch cache keeps for watch replays.
     #[arg(long, default_value_t = rkube_apiserver::watch_cache::DEFAULT_WINDOW)]
     default_watch_cache_size: usize,
@@ -104,9 +111,15 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
         Some(path) => StaticTokens::load(path).map_err(anyhow::Error::msg)?,
         None => StaticTokens::default(),
     };
+    let service_accounts = ServiceAccounts::new(
+        Some(pki.service_account_key().clone()),
+        args.service_account_issuer.clone(),
+        args.api_audiences.clone(),
+    );
     let state = ApiState::new(
         store.clone(),
         tokens,
+        service_accounts,
         SocketAddr::new(client_ip, args.listen.port()).to_string(),
         args.default_watch_cache_size,
     );

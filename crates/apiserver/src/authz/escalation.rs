@@ -238,6 +238,7 @@ mod tests {
         let alice = UserInfo {
             name: "alice".into(),
             groups: vec!["devs".into(), "system:authenticated".into()],
+            ..Default::default()
         };
         let held = json!({"metadata": {"name": "r"}, "rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}]});
         assert!(check_write(&authz, &alice, info("roles"), "ns", "", &held, None).is_ok());
@@ -287,6 +288,7 @@ mod tests {
         let admin = UserInfo {
             name: "admin".into(),
             groups: vec!["system:masters".into()],
+            ..Default::default()
         };
         assert!(check_write(
             &authz,
@@ -317,6 +319,7 @@ mod tests {
         let carol = UserInfo {
             name: "carol".into(),
             groups: vec!["system:authenticated".into()],
+            ..Default::default()
         };
         let bind_admin = json!({"metadata": {"name": "x"}, "roleRef": {"kind": "ClusterRole", "name": "cluster-admin", "apiGroup": RBAC_GROUP}});
         assert!(check_write(

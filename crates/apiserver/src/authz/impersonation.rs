@@ -85,7 +85,7 @@ pub fn resolve(
             has_extra = true;
             if let Ok(value) = value.to_str() {
                 targets.push(Target::Extra {
-                    key: key.to_ascii_lowercase(),
+                    key: percent_decode(&key.to_ascii_lowercase()),
                     value: value.to_owned(),
                 });
             }
@@ -112,6 +112,8 @@ pub fn resolve(
 
     let mut name = String::new();
     let mut groups: Vec<String> = Vec::new();
+    let mut impersonated_uid = String::new();
+    let mut extra: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for target in &targets {
         let mut a = Attributes {
             user: user.clone(),
@@ -146,11 +148,13 @@ pub fn resolve(
                 groups.push(g.clone());
             }
             Target::Uid(u) => {
+                impersonated_uid = u.clone();
                 a.api_group = "authentication.k8s.io".into();
                 a.resource = "uids".into();
                 a.name = u.clone();
             }
             Target::Extra { key, value } => {
+                extra.entry(key.clone()).or_default().push(value.clone());
                 a.api_group = "authentication.k8s.io".into();
                 a.resource = "userextras".into();
                 a.subresource = key.clone();
@@ -172,7 +176,31 @@ pub fn resolve(
     {
         groups.push("system:authenticated".into());
     }
-    Ok(UserInfo { name, groups })
+    Ok(UserInfo {
+        name,
+        uid: impersonated_uid,
+        groups,
+        extra,
+    })
+}
+
+/// Upstream percent-encodes extra keys in `Impersonate-Extra-<key>` header names.
+fn percent_decode(key: &str) -> String {
+    let bytes = key.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() && key.is_char_boundary(i + 3) {
+            if let Ok(b) = u8::from_str_radix(&key[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap_or_else(|_| key.to_owned())
 }
 
 #[cfg(test)]
@@ -195,6 +223,7 @@ mod tests {
         let admin = UserInfo {
             name: "admin".into(),
             groups: vec!["system:masters".into(), "system:authenticated".into()],
+            ..Default::default()
         };
         let as_alice = resolve(
             &authz,
@@ -207,7 +236,8 @@ mod tests {
             as_alice,
             UserInfo {
                 name: "alice".into(),
-                groups: vec!["devs".into(), "system:authenticated".into()]
+                groups: vec!["devs".into(), "system:authenticated".into()],
+                ..Default::default()
             }
         );
         let sa = resolve(
@@ -235,6 +265,7 @@ mod tests {
         let bob = UserInfo {
             name: "bob".into(),
             groups: vec!["system:authenticated".into()],
+            ..Default::default()
         };
         let denied =
             resolve(&authz, bob, &headers(&[("impersonate-user", "alice")]), "/").unwrap_err();

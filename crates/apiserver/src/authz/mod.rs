@@ -321,6 +321,7 @@ mod tests {
         UserInfo {
             name: "alice".into(),
             groups: vec!["devs".into(), "system:authenticated".into()],
+            ..Default::default()
         }
     }
 

@@ -834,6 +834,7 @@ mod tests {
             user: UserInfo {
                 name: "alice".into(),
                 groups: vec![],
+                ..Default::default()
             },
             verb: verb.into(),
             resource_request: true,

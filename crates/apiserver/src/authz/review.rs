@@ -143,7 +143,12 @@ pub fn create(
             }
             let subject = UserInfo {
                 name: s(&spec["user"]),
+                uid: s(&spec["uid"]),
                 groups: strings(&spec["groups"]),
+                extra: spec["extra"]
+                    .as_object()
+                    .map(|m| m.iter().map(|(k, v)| (k.clone(), strings(v))).collect())
+                    .unwrap_or_default(),
             };
             let mut a = attributes_of(&spec, subject);
             if local {
@@ -235,6 +240,7 @@ mod tests {
         let user = UserInfo {
             name: "alice".into(),
             groups: vec!["system:masters".into()],
+            ..Default::default()
         };
         let err = create(
             &authz,

@@ -331,3 +331,65 @@ pub fn curl_bytes(
         .unwrap_or(0);
     (code, text[..split].to_vec())
 }
+
+/// Runs curl with only the cluster CA (no client certificate) and, when given, a bearer
+/// token; returns (HTTP code, body).
+pub fn curl_token(
+    c: &Cluster,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+    extra_headers: &[&str],
+) -> (u16, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-X", method])
+        .arg("--cacert")
+        .arg(c.data_dir().join("pki").join("ca.crt"))
+        .args(["-H", "Content-Type: application/json"]);
+    if let Some(token) = token {
+        cmd.args(["-H", &format!("Authorization: Bearer {token}")]);
+    }
+    for h in extra_headers {
+        cmd.args(["-H", h]);
+    }
+    if let Some(body) = body {
+        cmd.args(["--data-binary", body]);
+    }
+    cmd.arg(format!("https://{}{path}", c.addr));
+    let out = cmd.output().expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+impl Cluster {
+    /// Runs kubectl with a kubeconfig that has the server and CA but no credentials, and
+    /// `--token token`.
+    pub fn kubectl_token(&self, token: &str, args: &[&str]) -> Output {
+        let path = self.dir.path().join("token.kubeconfig");
+        if !path.exists() {
+            let ca = self.dir.path().join("pki").join("ca.crt");
+            std::fs::write(
+                &path,
+                format!(
+                    "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://{}\n    certificate-authority: {}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user: {{}}\n",
+                    self.addr,
+                    ca.display()
+                ),
+            )
+            .unwrap();
+        }
+        let mut cmd = Command::new(kubectl_path());
+        cmd.arg("--kubeconfig")
+            .arg(&path)
+            .arg("--token")
+            .arg(token)
+            .args(args)
+            .env("HOME", self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        wait_with_timeout(cmd.spawn().expect("spawn kubectl"), Duration::from_secs(60))
+    }
+}
