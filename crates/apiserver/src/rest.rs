@@ -870,14 +870,31 @@ impl Ctx {
         };
         let ns_info =
             rkube_api::resources::find("", "v1", "namespaces").expect("namespaces are built in");
-        let got = self
+        let key = ns_info.key(None, ns);
+        // The namespaces' watch cache answers without a store read; a namespace it has not
+        // seen yet (just created) is looked up in the store, as upstream's admission does.
+        let cached = match self
             .state
-            .store
-            .get(&ns_info.key(None, ns), None)
+            .caches
+            .get(&self.state.store, ns_info.storage_prefix())
             .await
-            .map_err(|e| from_store(e, ns_info, ns))?;
-        let kv = got.kv.ok_or_else(|| ApiError::not_found(ns_info, ns))?;
-        let obj: Value = serde_json::from_slice(&kv.value).map_err(ApiError::internal)?;
+        {
+            Ok(cache) => cache.get_object(&key).map(|o| o.stored.clone()),
+            Err(_) => None,
+        };
+        let stored = match cached {
+            Some(stored) => stored,
+            None => {
+                let got = self
+                    .state
+                    .store
+                    .get(&key, None)
+                    .await
+                    .map_err(|e| from_store(e, ns_info, ns))?;
+                got.kv.ok_or_else(|| ApiError::not_found(ns_info, ns))?.value
+            }
+        };
+        let obj: Value = serde_json::from_slice(&stored).map_err(ApiError::internal)?;
         if meta_str(&obj, "deletionTimestamp").is_some() {
             let why = format!(
                 "unable to create new content in namespace {ns} because it is being terminated"

@@ -194,6 +194,11 @@ impl ResourceCache {
         }
     }
 
+    /// The object at `key` as the cache has it now (possibly a little behind the store).
+    pub fn get_object(&self, key: &str) -> Option<Arc<CachedObject>> {
+        self.lock().objects.get(key).cloned()
+    }
+
     /// The current objects under `prefix` (a sub-prefix of the cache's), at a revision
     /// not older than `min_revision`.
     pub async fn list(

@@ -15,19 +15,25 @@ use crate::{
 };
 
 /// Idle read connections, opened on demand. WAL lets them read while the writer commits.
+/// At most [`MAX_READERS`] reads run at once, so the pool never opens (and parses the
+/// schema of) more connections than it keeps: many concurrent requests queue briefly
+/// instead of churning connections.
 pub(crate) struct ReadPool {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    permits: tokio::sync::Semaphore,
 }
 
-/// How many idle connections to keep.
-const MAX_IDLE: usize = 16;
+/// How many reads run at once, and how many idle connections are kept.
+const MAX_READERS: usize = 16;
+const MAX_IDLE: usize = MAX_READERS;
 
 impl ReadPool {
     pub(crate) fn new(path: PathBuf) -> Self {
         ReadPool {
             path,
             idle: Mutex::new(Vec::new()),
+            permits: tokio::sync::Semaphore::new(MAX_READERS),
         }
     }
 
@@ -36,6 +42,7 @@ impl ReadPool {
         self: &Arc<Self>,
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        let _permit = self.permits.acquire().await.map_err(|_| Error::Closed)?;
         let pool = self.clone();
         tokio::task::spawn_blocking(move || pool.run_blocking(f))
             .await
