@@ -36,6 +36,9 @@ pub(crate) struct ServerArgs {
     /// Revisions of history each resource's watch cache keeps for watch replays.
     #[arg(long, default_value_t = rkube_apiserver::watch_cache::DEFAULT_WINDOW)]
     default_watch_cache_size: usize,
+    /// Do not run the scheduler in this process.
+    #[arg(long)]
+    disable_scheduler: bool,
 }
 
 fn hostname() -> String {
@@ -134,6 +137,9 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    if !args.disable_scheduler {
+        start_scheduler(&state);
+    }
     tracing::info!(listen = %listener.local_addr()?, data_dir = %data_dir.display(), elapsed = ?started.elapsed(), "rkube server ready");
     eprintln!(
         "rkube server is ready at {server_url}\n  export KUBECONFIG={}\n  kubectl get namespaces",
@@ -151,7 +157,25 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Runs the scheduler in-process as user `system:kube-scheduler`, over the API server's
+/// router with no socket: the same authentication, authorization and handlers as any
+/// client.
+fn start_scheduler(state: &std::sync::Arc<ApiState>) {
+    let user = rkube_apiserver::auth::UserInfo {
+        name: "system:kube-scheduler".into(),
+        groups: vec!["system:authenticated".into()],
+    };
+    let router = rkube_apiserver::router(state.clone()).layer(axum::Extension(tls::CertUser(user)));
+    let client = kube::Client::new(router, "default");
+    tokio::spawn(async move {
+        let options = rkube_scheduler::SchedulerOptions::default();
+        if let Err(e) = rkube_scheduler::run(client, options, std::future::pending()).await {
+            tracing::error!(error = %e, "the scheduler stopped");
+        }
+    });
+}
+
+pub(crate) async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("SIGTERM handler");
     tokio::select! {
