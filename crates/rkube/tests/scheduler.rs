@@ -329,3 +329,49 @@ fn a_higher_priority_pod_preempts_a_lower_priority_one() {
         format!("Preempted by pod {uid} on node hollow-node-0")
     );
 }
+
+#[test]
+fn pod_anti_affinity_spreads_replicas_one_per_node() {
+    let c = Cluster::start(&[]);
+    let _nodes = HollowNodes::start(&c, &["--count", "3"]);
+    wait_nodes_ready(&c, 3);
+    let spec = "  affinity:\n    podAntiAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n      - labelSelector:\n          matchLabels: {app: web}\n        topologyKey: kubernetes.io/hostname\n";
+    let web = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{app: web}}\nspec:\n{spec}  containers:\n  - name: c\n    image: busybox\n"
+        )
+    };
+    let mut seen = Vec::new();
+    for i in 0..3 {
+        let name = format!("web-{i}");
+        c.create(&web(&name));
+        // One at a time, so each sees the ones before it bound.
+        seen.push(node_of(&c, &name));
+    }
+    seen.sort();
+    assert_eq!(seen, ["hollow-node-0", "hollow-node-1", "hollow-node-2"]);
+    c.create(&web("web-3"));
+    failed_scheduling_message(
+        &c,
+        "web-3",
+        "0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules. \
+         no new claims to deallocate, preemption: 0/3 nodes are available: \
+         3 No preemption victims found for incoming pod.",
+    );
+    // A pod the replicas' anti-affinity selects is kept away from them too.
+    c.create(&pod_yaml("plain-web", "").replace(
+        "metadata:\n  name: plain-web\n",
+        "metadata:\n  name: plain-web\n  labels: {app: web}\n",
+    ));
+    failed_scheduling_message(
+        &c,
+        "plain-web",
+        "0/3 nodes are available: 3 node(s) didn't satisfy existing pods anti-affinity rules. \
+         no new claims to deallocate, preemption: 0/3 nodes are available: \
+         3 No preemption victims found for incoming pod.",
+    );
+    // Deleting a replica frees its node (for web-3 alone: plain-web goes first).
+    c.ok(&["delete", "pod", "plain-web", "--wait=false"]);
+    c.ok(&["delete", "pod", "web-0", "--wait=false"]);
+    node_of(&c, "web-3");
+}

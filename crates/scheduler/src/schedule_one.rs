@@ -8,8 +8,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::framework::{
-    Code, CycleState, Framework, NodeInfo, NodePluginScores, Nomination, PodInfo, PostFilterInput,
-    Status,
+    AllNodes, Code, CycleState, Framework, NodeInfo, NodePluginScores, Nomination, PodInfo,
+    PostFilterInput, Status,
 };
 
 /// Upstream's message when the cluster has no nodes at all.
@@ -212,6 +212,7 @@ pub fn schedule_pod(
             scores: Vec::new(),
         });
     }
+    state.write(AllNodes(nodes.to_vec()));
     let pre_score = fw.run_pre_score(state, pod, &feasible);
     if !pre_score.is_success() {
         return Err(ScheduleError::Internal(pre_score));

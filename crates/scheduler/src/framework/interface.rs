@@ -61,6 +61,10 @@ impl CycleState {
     }
 }
 
+/// Every node of the cycle's snapshot, for PreScore plugins that score from pods
+/// anywhere in the cluster (PreScore itself sees only the feasible nodes).
+pub struct AllNodes(pub Vec<Arc<NodeInfo>>);
+
 /// A node's score from one plugin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeScore {

@@ -5,6 +5,7 @@ pub mod default_binder;
 pub mod default_preemption;
 pub mod dynamic_resources;
 pub mod helper;
+pub mod inter_pod_affinity;
 pub mod node_affinity;
 pub mod node_name;
 pub mod node_ports;
@@ -107,6 +108,9 @@ pub fn in_tree_registry() -> Registry {
         (node_resources::balanced_allocation::NAME, |_| {
             Arc::new(node_resources::balanced_allocation::BalancedAllocation::new())
         }),
+        (inter_pod_affinity::NAME, |_| {
+            Arc::new(inter_pod_affinity::InterPodAffinity::new())
+        }),
         (dynamic_resources::NAME, |_| {
             Arc::new(dynamic_resources::DynamicResources::new())
         }),
@@ -134,6 +138,7 @@ pub const DEFAULT_PLUGINS: &[&str] = &[
     node_affinity::NAME,
     node_ports::NAME,
     node_resources::fit::NAME,
+    inter_pod_affinity::NAME,
     dynamic_resources::NAME,
     default_preemption::NAME,
     node_resources::balanced_allocation::NAME,
@@ -145,6 +150,7 @@ pub const DEFAULT_WEIGHTS: &[(&str, i64)] = &[
     (taint_toleration::NAME, 3),
     (node_affinity::NAME, 2),
     (node_resources::fit::NAME, 1),
+    (inter_pod_affinity::NAME, 2),
     (node_resources::balanced_allocation::NAME, 1),
 ];
 
