@@ -375,3 +375,26 @@ fn pod_anti_affinity_spreads_replicas_one_per_node() {
     c.ok(&["delete", "pod", "web-0", "--wait=false"]);
     node_of(&c, "web-3");
 }
+
+#[test]
+fn topology_spread_keeps_zones_even() {
+    let c = Cluster::start(&[]);
+    let _nodes = HollowNodes::start(&c, &["--count", "3"]);
+    wait_nodes_ready(&c, 3);
+    c.ok(&["label", "node", "hollow-node-0", "zone=a"]);
+    c.ok(&["label", "node", "hollow-node-1", "zone=a"]);
+    c.ok(&["label", "node", "hollow-node-2", "zone=b"]);
+    let spec = "  topologySpreadConstraints:\n  - maxSkew: 1\n    topologyKey: zone\n    whenUnsatisfiable: DoNotSchedule\n    labelSelector:\n      matchLabels: {app: spread}\n";
+    let mut zones = Vec::new();
+    for i in 0..4 {
+        let name = format!("spread-{i}");
+        c.create(&pod_yaml(&name, spec).replace(
+            &format!("metadata:\n  name: {name}\n"),
+            &format!("metadata:\n  name: {name}\n  labels: {{app: spread}}\n"),
+        ));
+        let node = node_of(&c, &name);
+        zones.push(if node == "hollow-node-2" { "b" } else { "a" });
+    }
+    zones.sort();
+    assert_eq!(zones, ["a", "a", "b", "b"]);
+}

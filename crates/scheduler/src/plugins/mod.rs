@@ -11,6 +11,7 @@ pub mod node_name;
 pub mod node_ports;
 pub mod node_resources;
 pub mod node_unschedulable;
+pub mod pod_topology_spread;
 pub mod priority_sort;
 pub mod scheduling_gates;
 pub mod taint_toleration;
@@ -108,6 +109,9 @@ pub fn in_tree_registry() -> Registry {
         (node_resources::balanced_allocation::NAME, |_| {
             Arc::new(node_resources::balanced_allocation::BalancedAllocation::new())
         }),
+        (pod_topology_spread::NAME, |_| {
+            Arc::new(pod_topology_spread::PodTopologySpread::new())
+        }),
         (inter_pod_affinity::NAME, |_| {
             Arc::new(inter_pod_affinity::InterPodAffinity::new())
         }),
@@ -138,6 +142,7 @@ pub const DEFAULT_PLUGINS: &[&str] = &[
     node_affinity::NAME,
     node_ports::NAME,
     node_resources::fit::NAME,
+    pod_topology_spread::NAME,
     inter_pod_affinity::NAME,
     dynamic_resources::NAME,
     default_preemption::NAME,
@@ -150,6 +155,7 @@ pub const DEFAULT_WEIGHTS: &[(&str, i64)] = &[
     (taint_toleration::NAME, 3),
     (node_affinity::NAME, 2),
     (node_resources::fit::NAME, 1),
+    (pod_topology_spread::NAME, 2),
     (inter_pod_affinity::NAME, 2),
     (node_resources::balanced_allocation::NAME, 1),
 ];
