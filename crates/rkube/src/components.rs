@@ -18,6 +18,23 @@ pub(crate) struct SchedulerArgs {
     /// The `spec.schedulerName` to serve.
     #[arg(long, default_value = rkube_scheduler::plugins::DEFAULT_SCHEDULER_NAME)]
     scheduler_name: String,
+    /// Schedule only while holding the kube-system/kube-scheduler Lease.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+}
+
+/// A leader-election identity unique to this process: `<hostname>_<uuid>`.
+pub(crate) fn leader_identity() -> String {
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    };
+    format!(
+        "{}_{}",
+        read("/proc/sys/kernel/hostname"),
+        read("/proc/sys/kernel/random/uuid")
+    )
 }
 
 /// Flags of `rkube hollow-nodes`.
@@ -68,6 +85,9 @@ pub(crate) async fn run_scheduler(args: SchedulerArgs) -> Result<()> {
         client,
         rkube_scheduler::SchedulerOptions {
             scheduler_name: args.scheduler_name,
+            leader_election: args
+                .leader_elect
+                .then(|| rkube_scheduler::leader_election::LeaderElection::new(leader_identity())),
         },
         crate::server::shutdown_signal(),
     )

@@ -398,3 +398,45 @@ fn topology_spread_keeps_zones_even() {
     zones.sort();
     assert_eq!(zones, ["a", "a", "b", "b"]);
 }
+
+#[test]
+fn the_scheduler_holds_its_lease_against_a_standby() {
+    // The in-process scheduler takes kube-system/kube-scheduler; a standalone one waits.
+    let c = Cluster::start(&[]);
+    let holder = wait_for(
+        &c,
+        &[
+            "get",
+            "lease",
+            "-n",
+            "kube-system",
+            "kube-scheduler",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ],
+        "the scheduler's lease",
+        |out| !out.is_empty(),
+    );
+    let kubeconfig = c.user_kubeconfig("system:kube-scheduler", &[]);
+    let mut standby = Command::new(env!("CARGO_BIN_EXE_rkube"))
+        .arg("scheduler")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn rkube scheduler");
+    std::thread::sleep(Duration::from_millis(2500));
+    let now = c.ok(&[
+        "get",
+        "lease",
+        "-n",
+        "kube-system",
+        "kube-scheduler",
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ]);
+    let _ = standby.kill();
+    let _ = standby.wait();
+    assert_eq!(now, holder, "the holder keeps its lease while it renews");
+}

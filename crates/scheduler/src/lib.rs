@@ -6,6 +6,7 @@
 
 pub mod cache;
 pub mod framework;
+pub mod leader_election;
 pub mod plugins;
 pub mod quantity;
 pub mod queue;

@@ -191,6 +191,8 @@ pub fn schedule_pod(
         match s.code() {
             Code::Success => feasible.push(node.clone()),
             Code::Unschedulable | Code::UnschedulableAndUnresolvable => {
+                tracing::trace!(pod = %pod.key(), node = %node.name(), plugin = s.plugin(),
+                    reason = %s.message(), "Node is filtered out");
                 statuses.push((node.name().to_owned(), s))
             }
             _ => return Err(ScheduleError::Internal(s)),

@@ -18,6 +18,7 @@ use tracing::Instrument;
 
 use crate::cache::Cache;
 use crate::framework::{ClusterEvent, CycleState, Framework, PodInfo};
+use crate::leader_election::{self, LeaderElection};
 use crate::plugins::{default_profile, Handle, DEFAULT_SCHEDULER_NAME};
 use crate::queue::{QueuedPod, SchedulingQueue};
 use crate::schedule_one::{schedule_pod, ScheduleError};
@@ -30,12 +31,15 @@ pub const COMPONENT: &str = "default-scheduler";
 pub struct SchedulerOptions {
     /// The `spec.schedulerName` this scheduler serves.
     pub scheduler_name: String,
+    /// Schedule only while holding this Lease (`None`: always).
+    pub leader_election: Option<LeaderElection>,
 }
 
 impl Default for SchedulerOptions {
     fn default() -> Self {
         SchedulerOptions {
             scheduler_name: DEFAULT_SCHEDULER_NAME.into(),
+            leader_election: None,
         }
     }
 }
@@ -45,6 +49,8 @@ impl Default for SchedulerOptions {
 pub enum Error {
     #[error("the watch of {what} ended")]
     WatchEnded { what: &'static str },
+    #[error("leader election lost")]
+    LeadershipLost,
 }
 
 /// An event's identity for correlation: (pod UID, reason, message).
@@ -233,7 +239,8 @@ impl Scheduler {
             }
         };
         for s in &result.scores {
-            tracing::trace!(node.name = %s.name, scores = ?s.scores, total = s.total, "node scores");
+            tracing::trace!(pod = %pod.key(), node = %s.name, score = s.total,
+                "Calculated node's final score for pod");
         }
         let node = result.node.clone();
         tracing::debug!(node.name = %node, evaluated = result.evaluated, feasible = result.feasible, "pod placed");
@@ -452,6 +459,20 @@ pub async fn run(
     options: SchedulerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
+    let mut shutdown = std::pin::pin!(shutdown);
+    let election = options.leader_election.clone();
+    if let Some(le) = &election {
+        tokio::select! {
+            _ = leader_election::acquire(&client, le) => {}
+            _ = &mut shutdown => return Ok(()),
+        }
+    }
+    let lost = async {
+        match &election {
+            Some(le) => leader_election::hold(&client, le).await,
+            None => std::future::pending().await,
+        }
+    };
     let framework = Arc::new(default_profile(&Handle {
         client: Some(client.clone()),
     }));
@@ -530,8 +551,14 @@ pub async fn run(
         r = pods => r,
         _ = flush => Ok(()),
         _ = schedule => Ok(()),
-        _ = shutdown => Ok(()),
+        _ = lost => Err(Error::LeadershipLost),
+        _ = &mut shutdown => Ok(()),
     };
     sched.queue.close();
+    if let Some(le) = &election {
+        if result.is_ok() {
+            leader_election::release(&client, le).await;
+        }
+    }
     result
 }

@@ -221,6 +221,8 @@ impl Framework {
                     )));
                 }
                 let weighted = s.score * weight;
+                tracing::trace!(pod = %pod.key(), plugin = p.name(), node = %s.name, score = weighted,
+                    "Plugin scored node for pod");
                 total.scores.push((p.name(), weighted));
                 total.total += weighted;
             }

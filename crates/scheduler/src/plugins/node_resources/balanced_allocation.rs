@@ -36,7 +36,16 @@ pub fn score(pod: &PodInfo, node: &NodeInfo) -> i64 {
             (fractions.iter().map(|f| (f - mean).powi(2)).sum::<f64>() / n as f64).sqrt()
         }
     };
-    ((1.0 - std) * MAX_NODE_SCORE as f64) as i64
+    let score = ((1.0 - std) * MAX_NODE_SCORE as f64) as i64;
+    tracing::trace!(
+        pod = %pod.key(),
+        node = %node.name(),
+        resourceAllocationScorer = "BalancedAllocation",
+        fractions = ?fractions,
+        resourceScore = score,
+        "Scoring resources"
+    );
+    score
 }
 
 impl Plugin for BalancedAllocation {

@@ -17,16 +17,29 @@ fn least_requested_score(requested: i64, capacity: i64) -> i64 {
 pub fn score(pod: &PodInfo, node: &NodeInfo) -> i64 {
     let mut total = 0;
     let mut weights = 0;
-    for (resource, weight) in DEFAULT_SCORED_RESOURCES {
+    let mut allocatable_all = [0; 2];
+    let mut requested_all = [0; 2];
+    for (i, (resource, weight)) in DEFAULT_SCORED_RESOURCES.iter().enumerate() {
         let (requested, allocatable) = requested_and_allocatable(resource, pod, node, false);
+        if let Some(slot) = allocatable_all.get_mut(i) {
+            *slot = allocatable;
+            requested_all[i] = requested;
+        }
         total += least_requested_score(requested, allocatable) * weight;
         weights += weight;
     }
-    if weights == 0 {
-        0
-    } else {
-        total / weights
-    }
+    let score = if weights == 0 { 0 } else { total / weights };
+    // The seed's `-v 10` view: what each node has and what would be requested.
+    tracing::trace!(
+        pod = %pod.key(),
+        node = %node.name(),
+        resourceAllocationScorer = "LeastAllocated",
+        allocatableResource = ?allocatable_all,
+        requestedResource = ?requested_all,
+        resourceScore = score,
+        "Scoring resources"
+    );
+    score
 }
 
 #[cfg(test)]
