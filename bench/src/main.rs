@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod authz;
 mod merge;
+mod schedule;
 mod stats;
 mod store;
 
@@ -24,6 +25,8 @@ enum Command {
     Authz(authz::AuthzArgs),
     /// Field ownership and patch costs per write (managedFields, SMP, server-side apply).
     Merge(merge::MergeArgs),
+    /// The scheduling cycle alone, in memory, over many nodes.
+    ScheduleAlgorithm(schedule::ScheduleArgs),
 }
 
 fn main() -> Result<()> {
@@ -35,5 +38,6 @@ fn main() -> Result<()> {
         Command::Store(args) => rt.block_on(store::run(args)),
         Command::Authz(args) => authz::run(args),
         Command::Merge(args) => merge::run(args),
+        Command::ScheduleAlgorithm(args) => schedule::run(args),
     }
 }

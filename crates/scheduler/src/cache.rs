@@ -15,7 +15,9 @@ struct PodState {
 }
 
 struct NodeEntry {
-    info: NodeInfo,
+    /// Shared with snapshots; written copy-on-write, so a snapshot costs one pointer
+    /// per node and only changed nodes are ever copied.
+    info: Arc<NodeInfo>,
     /// False for a placeholder holding pods of a node not (or no longer) known.
     present: bool,
 }
@@ -25,6 +27,21 @@ struct NodeEntry {
 pub struct Cache {
     nodes: HashMap<String, NodeEntry>,
     pods: HashMap<String, PodState>,
+    /// The present nodes in name order with each one's position: rebuilt when the node
+    /// set changes, patched in place when one node changes.
+    snap: Option<Snapshot>,
+}
+
+/// Nodes in name order, and each name's position.
+type Snapshot = (Vec<Arc<NodeInfo>>, HashMap<String, usize>);
+
+/// Puts a changed node's current info into the cached snapshot.
+fn refresh(snap: &mut Option<Snapshot>, name: &str, info: &Arc<NodeInfo>) {
+    if let Some((nodes, index)) = snap {
+        if let Some(i) = index.get(name) {
+            nodes[*i] = info.clone();
+        }
+    }
 }
 
 fn node_name(node: &Node) -> String {
@@ -40,7 +57,7 @@ fn placeholder(name: &str) -> NodeEntry {
         ..Default::default()
     };
     NodeEntry {
-        info: NodeInfo::new(Arc::new(node)),
+        info: Arc::new(NodeInfo::new(Arc::new(node))),
         present: false,
     }
 }
@@ -56,23 +73,30 @@ impl Cache {
         let node = Arc::new(node);
         match self.nodes.get_mut(&name) {
             Some(entry) => {
-                entry.info.set_node(node);
-                entry.present = true;
+                Arc::make_mut(&mut entry.info).set_node(node);
+                if !entry.present {
+                    entry.present = true;
+                    self.snap = None;
+                } else {
+                    refresh(&mut self.snap, &name, &entry.info);
+                }
             }
             None => {
                 self.nodes.insert(
                     name,
                     NodeEntry {
-                        info: NodeInfo::new(node),
+                        info: Arc::new(NodeInfo::new(node)),
                         present: true,
                     },
                 );
+                self.snap = None;
             }
         }
     }
 
     /// Removes a node (its pods stay accounted until they are deleted).
     pub fn remove_node(&mut self, name: &str) {
+        self.snap = None;
         if let Some(entry) = self.nodes.get_mut(name) {
             if entry.info.pods.is_empty() {
                 self.nodes.remove(name);
@@ -93,11 +117,12 @@ impl Cache {
 
     fn attach(&mut self, pod: PodInfo, node: &str, assumed: bool) {
         let uid = pod.uid().to_owned();
-        self.nodes
+        let entry = self
+            .nodes
             .entry(node.to_owned())
-            .or_insert_with(|| placeholder(node))
-            .info
-            .add_pod(pod);
+            .or_insert_with(|| placeholder(node));
+        Arc::make_mut(&mut entry.info).add_pod(pod);
+        refresh(&mut self.snap, node, &entry.info);
         self.pods.insert(
             uid,
             PodState {
@@ -112,7 +137,8 @@ impl Cache {
             return false;
         };
         if let Some(entry) = self.nodes.get_mut(&state.node) {
-            entry.info.remove_pod(uid);
+            Arc::make_mut(&mut entry.info).remove_pod(uid);
+            refresh(&mut self.snap, &state.node, &entry.info);
             if !entry.present && entry.info.pods.is_empty() {
                 self.nodes.remove(&state.node);
             }
@@ -168,15 +194,24 @@ impl Cache {
     }
 
     /// The known nodes with their pods, in name order: what one scheduling cycle sees.
-    pub fn snapshot(&self) -> Vec<Arc<NodeInfo>> {
-        let mut nodes: Vec<Arc<NodeInfo>> = self
-            .nodes
-            .values()
-            .filter(|e| e.present)
-            .map(|e| Arc::new(e.info.clone()))
-            .collect();
-        nodes.sort_by(|a, b| a.name().cmp(b.name()));
-        nodes
+    /// Later changes to the cache do not show through.
+    pub fn snapshot(&mut self) -> Vec<Arc<NodeInfo>> {
+        let nodes = &self.nodes;
+        let (snapshot, _) = self.snap.get_or_insert_with(|| {
+            let mut present: Vec<Arc<NodeInfo>> = nodes
+                .values()
+                .filter(|e| e.present)
+                .map(|e| e.info.clone())
+                .collect();
+            present.sort_by(|a, b| a.name().cmp(b.name()));
+            let index = present
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.name().to_owned(), i))
+                .collect();
+            (present, index)
+        });
+        snapshot.clone()
     }
 }
 
@@ -223,8 +258,13 @@ mod tests {
         assert_eq!(c.snapshot()[0].requested.milli_cpu, 1500);
         c.forget_pod("u2");
         assert_eq!(c.snapshot()[0].requested.milli_cpu, 500);
+        let before = c.snapshot();
         c.remove_pod("u1");
         assert_eq!(c.snapshot()[0].requested.milli_cpu, 0);
+        assert_eq!(
+            before[0].requested.milli_cpu, 500,
+            "snapshots do not change"
+        );
     }
 
     #[test]

@@ -181,11 +181,27 @@ pub struct PodInfo {
     /// Requests with scoring defaults for containers that request nothing.
     pub non_zero_requests: Resource,
     pub host_ports: Vec<HostPort>,
+    /// Whether the pod has any pod affinity or anti-affinity.
+    pub has_affinity: bool,
+    /// Whether the pod has required pod anti-affinity.
+    pub has_required_anti_affinity: bool,
 }
 
 impl PodInfo {
     pub fn new(pod: Arc<Pod>) -> PodInfo {
+        let affinity = pod.spec.as_ref().and_then(|s| s.affinity.as_ref());
+        let has_affinity =
+            affinity.is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some());
+        let has_required_anti_affinity = affinity
+            .and_then(|a| a.pod_anti_affinity.as_ref())
+            .and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
+            .is_some_and(|t| !t.is_empty());
         PodInfo {
+            has_affinity,
+            has_required_anti_affinity,
             requests: pod_requests(&pod, false),
             non_zero_requests: pod_requests(&pod, true),
             host_ports: pod_host_ports(&pod),
@@ -232,6 +248,10 @@ pub struct NodeInfo {
     pub requested: Resource,
     pub non_zero_requested: Resource,
     pub used_ports: Vec<HostPort>,
+    /// Pods here with any pod (anti-)affinity.
+    pub pods_with_affinity: usize,
+    /// Pods here with required pod anti-affinity.
+    pub pods_with_required_anti_affinity: usize,
 }
 
 impl NodeInfo {
@@ -248,6 +268,8 @@ impl NodeInfo {
             requested: Resource::default(),
             non_zero_requested: Resource::default(),
             used_ports: Vec::new(),
+            pods_with_affinity: 0,
+            pods_with_required_anti_affinity: 0,
         }
     }
 
@@ -269,6 +291,8 @@ impl NodeInfo {
         self.requested.add(&pod.requests);
         self.non_zero_requested.add(&pod.non_zero_requests);
         self.used_ports.extend(pod.host_ports.iter().cloned());
+        self.pods_with_affinity += usize::from(pod.has_affinity);
+        self.pods_with_required_anti_affinity += usize::from(pod.has_required_anti_affinity);
         self.pods.push(pod);
     }
 
@@ -280,6 +304,8 @@ impl NodeInfo {
         let pod = self.pods.swap_remove(i);
         self.requested.sub(&pod.requests);
         self.non_zero_requested.sub(&pod.non_zero_requests);
+        self.pods_with_affinity -= usize::from(pod.has_affinity);
+        self.pods_with_required_anti_affinity -= usize::from(pod.has_required_anti_affinity);
         for port in &pod.host_ports {
             if let Some(j) = self.used_ports.iter().position(|p| p == port) {
                 self.used_ports.swap_remove(j);

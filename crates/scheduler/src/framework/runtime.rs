@@ -193,6 +193,14 @@ impl Framework {
                 total: 0,
             })
             .collect();
+        // One list of names for every plugin; only the scores are rewritten.
+        let mut scores: Vec<NodeScore> = nodes
+            .iter()
+            .map(|n| NodeScore {
+                name: n.name().to_owned(),
+                score: 0,
+            })
+            .collect();
         for p in &self.plugins {
             if state.skip_score.contains(&p.name()) {
                 continue;
@@ -200,15 +208,10 @@ impl Framework {
             let Some(pl) = p.as_score() else {
                 continue;
             };
-            let mut scores = Vec::with_capacity(nodes.len());
-            for n in nodes {
-                let score = pl
+            for (slot, n) in scores.iter_mut().zip(nodes) {
+                slot.score = pl
                     .score(state, pod, n)
                     .map_err(|s| s.with_plugin(p.name()))?;
-                scores.push(NodeScore {
-                    name: n.name().to_owned(),
-                    score,
-                });
             }
             pl.normalize_score(state, pod, &mut scores);
             let weight = self.weights.get(p.name()).copied().unwrap_or(1);

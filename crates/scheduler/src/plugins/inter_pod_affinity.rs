@@ -137,13 +137,6 @@ fn preferred(pod: &Pod) -> Vec<(&PodAffinityTerm, i64)> {
     pos.chain(neg).collect()
 }
 
-fn has_any_affinity(pod: &Pod) -> bool {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.affinity.as_ref())
-        .is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some())
-}
-
 type TopologyPair = (String, String);
 
 fn label<'a>(node: &'a NodeInfo, key: &str) -> Option<&'a str> {
@@ -209,6 +202,14 @@ impl PreFilterPlugin for InterPodAffinity {
         let my_ns = namespace(me);
         let affinity = required_affinity(me);
         let anti = required_anti_affinity(me);
+        if affinity.is_empty()
+            && anti.is_empty()
+            && nodes
+                .iter()
+                .all(|n| n.pods_with_required_anti_affinity == 0)
+        {
+            return Status::skip();
+        }
         let mut s = PreFilterState::default();
         for node in nodes {
             for existing in &node.pods {
@@ -304,6 +305,9 @@ impl PreScorePlugin for InterPodAffinity {
         };
         let me = &*pod.pod;
         let mine = preferred(me);
+        if mine.is_empty() && all.iter().all(|n| n.pods_with_affinity == 0) {
+            return Status::skip();
+        }
         let mut scores: HashMap<TopologyPair, i64> = HashMap::new();
         let mut any = false;
         for node in &all {
@@ -315,7 +319,7 @@ impl PreScorePlugin for InterPodAffinity {
                         any = true;
                     }
                 }
-                if !has_any_affinity(other) {
+                if !existing.has_affinity {
                     continue;
                 }
                 for t in required_affinity(other) {
