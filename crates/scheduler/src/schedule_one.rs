@@ -8,8 +8,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::framework::{
-    AllNodes, Code, CycleState, Framework, NodeInfo, NodePluginScores, Nomination, PodInfo,
-    PostFilterInput, Status,
+    AllNodes, Code, CycleState, Framework, NodeInfo, NodePluginScores, NominatedPods, Nomination,
+    PodInfo, PostFilterInput, Status,
 };
 
 /// Upstream's message when the cluster has no nodes at all.
@@ -124,6 +124,37 @@ pub fn num_feasible_nodes_to_find(num_all_nodes: usize) -> usize {
     (num_all_nodes * percentage / 100).max(MIN_FEASIBLE)
 }
 
+/// Filter, counting pods nominated to the node (by preemption) with at least this pod's
+/// priority as if they ran there, so no one takes the room they were promised; a node
+/// fits only if it also fits without them (upstream runs both passes).
+fn filter_with_nominated(
+    fw: &Framework,
+    state: &CycleState,
+    pod: &PodInfo,
+    node: &NodeInfo,
+) -> Status {
+    let priority = pod.priority();
+    let ahead: Vec<&PodInfo> = state
+        .read::<NominatedPods>()
+        .and_then(|n| n.0.get(node.name()))
+        .into_iter()
+        .flatten()
+        .filter(|p| p.uid() != pod.uid() && p.priority() >= priority)
+        .collect();
+    if ahead.is_empty() {
+        return fw.run_filter(state, pod, node);
+    }
+    let mut with = node.clone();
+    for p in ahead {
+        with.add_pod(p.clone());
+    }
+    let s = fw.run_filter(state, pod, &with);
+    if !s.is_success() {
+        return s;
+    }
+    fw.run_filter(state, pod, node)
+}
+
 /// The scheduling cycle's algorithm: where `pod` goes among `nodes`. `next_start` is
 /// where filtering starts (rotated between cycles so every node gets its turn);
 /// `tiebreak` picks among equally scored nodes.
@@ -179,6 +210,24 @@ pub fn schedule_pod(
         _ => return Err(ScheduleError::Internal(pre)),
     }
 
+    // A pod nominated by an earlier preemption tries its node first.
+    let nominated_node = pod
+        .pod
+        .status
+        .as_ref()
+        .and_then(|s| s.nominated_node_name.as_deref())
+        .filter(|n| !n.is_empty());
+    if let Some(node) = nominated_node.and_then(|n| nodes.iter().find(|x| x.name() == n)) {
+        if filter_with_nominated(fw, state, pod, node).is_success() {
+            return Ok(ScheduleResult {
+                node: node.name().to_owned(),
+                evaluated: 1,
+                feasible: 1,
+                scores: Vec::new(),
+            });
+        }
+    }
+
     let want = num_feasible_nodes_to_find(nodes.len());
     let mut feasible: Vec<Arc<NodeInfo>> = Vec::new();
     let mut statuses: Vec<(String, Status)> = Vec::new();
@@ -187,7 +236,7 @@ pub fn schedule_pod(
     for i in 0..nodes.len() {
         let node = &nodes[(start + i) % nodes.len()];
         evaluated += 1;
-        let s = fw.run_filter(state, pod, node);
+        let s = filter_with_nominated(fw, state, pod, node);
         match s.code() {
             Code::Success => feasible.push(node.clone()),
             Code::Unschedulable | Code::UnschedulableAndUnresolvable => {
@@ -310,6 +359,38 @@ mod tests {
              no new claims to deallocate, preemption: 0/2 nodes are available: \
              1 No preemption victims found for incoming pod, 1 Preemption is not helpful for scheduling."
         );
+    }
+
+    #[test]
+    fn nominated_pods_keep_their_room() {
+        let fw = default_profile(&Handle::default());
+        let nodes = vec![Arc::new(sized("a", "4")), Arc::new(sized("b", "4"))];
+        let mut state = CycleState::default();
+        let waiting = pod_named(
+            "preemptor",
+            json!({"priority": 100,
+            "containers": [{"name": "c", "resources": {"requests": {"cpu": "3"}}}]}),
+        );
+        state.write(NominatedPods(
+            [("a".to_owned(), vec![waiting])].into_iter().collect(),
+        ));
+        let r = schedule_pod(&fw, &mut state, &pod(cpu("2")), &nodes, &mut 0, &mut |_| 0).unwrap();
+        assert_eq!((r.node.as_str(), r.feasible), ("b", 1));
+        // A nominated pod goes back to its node first.
+        let back = pod(json!({"containers": [{"name": "c"}]}));
+        let mut p = (*back.pod).clone();
+        p.status = Some(serde_json::from_value(json!({"nominatedNodeName": "b"})).unwrap());
+        let p = PodInfo::new(Arc::new(p));
+        let r = schedule_pod(
+            &fw,
+            &mut CycleState::default(),
+            &p,
+            &nodes,
+            &mut 0,
+            &mut |_| 0,
+        )
+        .unwrap();
+        assert_eq!((r.node.as_str(), r.evaluated), ("b", 1));
     }
 
     #[test]

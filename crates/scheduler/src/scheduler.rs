@@ -17,7 +17,7 @@ use thiserror::Error;
 use tracing::Instrument;
 
 use crate::cache::Cache;
-use crate::framework::{ClusterEvent, CycleState, Framework, PodInfo};
+use crate::framework::{ClusterEvent, CycleState, Framework, NominatedPods, PodInfo};
 use crate::leader_election::{self, LeaderElection};
 use crate::plugins::{default_profile, Handle, DEFAULT_SCHEDULER_NAME};
 use crate::queue::{QueuedPod, SchedulingQueue};
@@ -65,6 +65,8 @@ struct Scheduler {
     /// Events already recorded, by (pod UID, reason, message): a repeat bumps the
     /// event's count instead of creating another (upstream's event correlation).
     recorded: Mutex<HashMap<EventKey, (String, i32)>>,
+    /// Unbound pods nominated to a node by preemption: pod UID → (node, pod).
+    nominated: Mutex<HashMap<String, (String, PodInfo)>>,
 }
 
 fn now_rfc3339() -> String {
@@ -145,8 +147,26 @@ impl Scheduler {
         }
     }
 
+    fn nominated(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, PodInfo)>> {
+        self.nominated.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn pod_changed(&self, pod: Pod) {
         let uid = uid(&pod);
+        let nominated_to = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.nominated_node_name.clone())
+            .filter(|n| !n.is_empty());
+        match nominated_to {
+            Some(node) if !assigned(&pod) && !is_terminal(&pod) => {
+                let info = PodInfo::new(Arc::new(pod.clone()));
+                self.nominated().insert(uid.clone(), (node, info));
+            }
+            _ => {
+                self.nominated().remove(&uid);
+            }
+        }
         if assigned(&pod) {
             self.queue.delete(&uid);
             if is_terminal(&pod) {
@@ -173,6 +193,7 @@ impl Scheduler {
 
     fn pod_deleted(&self, pod: &Pod) {
         let uid = uid(pod);
+        self.nominated().remove(&uid);
         self.queue.delete(&uid);
         self.recorded
             .lock()
@@ -215,6 +236,16 @@ impl Scheduler {
         let _enter = span.enter();
         let nodes = self.cache().snapshot();
         let mut state = CycleState::default();
+        {
+            let nominated = self.nominated();
+            if !nominated.is_empty() {
+                let mut by_node: HashMap<String, Vec<PodInfo>> = HashMap::new();
+                for (node, info) in nominated.values() {
+                    by_node.entry(node.clone()).or_default().push(info.clone());
+                }
+                state.write(NominatedPods(by_node));
+            }
+        }
         let mut tiebreak = |n: usize| {
             // xorshift: cheap, good enough to spread ties.
             *rng ^= *rng << 13;
@@ -345,6 +376,10 @@ impl Scheduler {
                 }
             }
         }
+        self.nominated().insert(
+            uid(pod),
+            (node.clone(), PodInfo::new(Arc::new(pod.clone()))),
+        );
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
         let name = pod.metadata.name.as_deref().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
@@ -483,6 +518,7 @@ pub async fn run(
         cache: Mutex::new(Cache::new()),
         scheduler_name: options.scheduler_name,
         recorded: Mutex::new(HashMap::new()),
+        nominated: Mutex::new(HashMap::new()),
     });
 
     let nodes = {

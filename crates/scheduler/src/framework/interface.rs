@@ -65,6 +65,10 @@ impl CycleState {
 /// anywhere in the cluster (PreScore itself sees only the feasible nodes).
 pub struct AllNodes(pub Vec<Arc<NodeInfo>>);
 
+/// Pods nominated to nodes by preemption and not yet bound, by node name.
+#[derive(Default)]
+pub struct NominatedPods(pub HashMap<String, Vec<PodInfo>>);
+
 /// A node's score from one plugin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeScore {
