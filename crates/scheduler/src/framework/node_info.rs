@@ -146,6 +146,17 @@ pub fn pod_requests(pod: &Pod, non_zero: bool) -> Resource {
     sum
 }
 
+/// `name:latest` when an image name has no tag (no `:` after the last `/`).
+pub fn normalized_image_name(name: &str) -> String {
+    let colon = name.rfind(':').map(|i| i as isize).unwrap_or(-1);
+    let slash = name.rfind('/').map(|i| i as isize).unwrap_or(-1);
+    if colon <= slash {
+        format!("{name}:latest")
+    } else {
+        name.to_owned()
+    }
+}
+
 /// A host port a pod uses: (host IP, protocol, port).
 pub type HostPort = (String, String, i32);
 
@@ -248,6 +259,8 @@ pub struct NodeInfo {
     pub requested: Resource,
     pub non_zero_requested: Resource,
     pub used_ports: Vec<HostPort>,
+    /// Images the node reports: (normalized name, size in bytes), one entry per name.
+    pub images: Vec<(String, i64)>,
     /// Pods here with any pod (anti-)affinity.
     pub pods_with_affinity: usize,
     /// Pods here with required pod anti-affinity.
@@ -261,7 +274,22 @@ impl NodeInfo {
                 .as_ref()
                 .and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref())),
         );
+        let images = node
+            .status
+            .as_ref()
+            .and_then(|s| s.images.as_ref())
+            .into_iter()
+            .flatten()
+            .flat_map(|i| {
+                let size = i.size_bytes.unwrap_or(0);
+                i.names
+                    .iter()
+                    .flatten()
+                    .map(move |n| (normalized_image_name(n), size))
+            })
+            .collect();
         NodeInfo {
+            images,
             node,
             pods: Vec::new(),
             allocatable,

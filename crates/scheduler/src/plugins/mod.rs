@@ -5,6 +5,7 @@ pub mod default_binder;
 pub mod default_preemption;
 pub mod dynamic_resources;
 pub mod helper;
+pub mod image_locality;
 pub mod inter_pod_affinity;
 pub mod node_affinity;
 pub mod node_name;
@@ -121,6 +122,9 @@ pub fn in_tree_registry() -> Registry {
         (default_preemption::NAME, |_| {
             Arc::new(default_preemption::DefaultPreemption::new())
         }),
+        (image_locality::NAME, |_| {
+            Arc::new(image_locality::ImageLocality::new())
+        }),
         (default_binder::NAME, |h| {
             Arc::new(default_binder::DefaultBinder::new(h.client.clone()))
         }),
@@ -147,6 +151,7 @@ pub const DEFAULT_PLUGINS: &[&str] = &[
     dynamic_resources::NAME,
     default_preemption::NAME,
     node_resources::balanced_allocation::NAME,
+    image_locality::NAME,
     default_binder::NAME,
 ];
 
@@ -158,6 +163,7 @@ pub const DEFAULT_WEIGHTS: &[(&str, i64)] = &[
     (pod_topology_spread::NAME, 2),
     (inter_pod_affinity::NAME, 2),
     (node_resources::balanced_allocation::NAME, 1),
+    (image_locality::NAME, 1),
 ];
 
 /// The scheduler name pods get by default.
