@@ -188,6 +188,18 @@ impl Cache {
         self.pods.get(uid).is_some_and(|s| s.assumed)
     }
 
+    /// The cached copy of a pod.
+    pub fn pod(&self, uid: &str) -> Option<Arc<Pod>> {
+        let state = self.pods.get(uid)?;
+        let entry = self.nodes.get(&state.node)?;
+        entry
+            .info
+            .pods
+            .iter()
+            .find(|p| p.uid() == uid)
+            .map(|p| p.pod.clone())
+    }
+
     /// Whether the pod is in the cache at all.
     pub fn has_pod(&self, uid: &str) -> bool {
         self.pods.contains_key(uid)

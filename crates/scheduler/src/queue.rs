@@ -182,9 +182,11 @@ impl SchedulingQueue {
         }
     }
 
-    /// Forgets a pod (deleted, or bound by someone else).
+    /// Forgets a pod (deleted, or bound). A pod in the middle of its cycle is not
+    /// requeued when the cycle ends.
     pub fn delete(&self, uid: &str) {
         let mut inner = self.lock();
+        inner.in_flight.remove(uid);
         Self::remove_everywhere(&mut inner, uid);
     }
 
@@ -379,6 +381,16 @@ mod tests {
         q.move_all(ClusterEvent::NodeAdd);
         q.add_unschedulable(qp, vec!["NodeResourcesFit"]);
         assert_eq!(q.lens(), (0, 1, 0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_pod_deleted_during_its_cycle_is_not_requeued() {
+        let q = queue();
+        q.add_or_update(pod("p", 0, false));
+        let qp = q.pop().await.unwrap();
+        q.delete("p");
+        q.add_unschedulable(qp, vec![]);
+        assert_eq!(q.lens(), (0, 0, 0, 0));
     }
 
     #[tokio::test]

@@ -174,13 +174,17 @@ impl Scheduler {
                 self.queue.move_all(ClusterEvent::AssignedPodDelete);
                 return;
             }
-            let known = self.cache().has_pod(&uid);
-            self.cache().upsert_pod(Arc::new(pod));
-            self.queue.move_all(if known {
-                ClusterEvent::AssignedPodUpdate
-            } else {
-                ClusterEvent::AssignedPodAdd
-            });
+            let before = self.cache().pod(&uid);
+            let pod = Arc::new(pod);
+            self.cache().upsert_pod(pod.clone());
+            match before {
+                None => self.queue.move_all(ClusterEvent::AssignedPodAdd),
+                // Status-only changes (a kubelet's reports) cannot help any pod fit.
+                Some(old) if crate::queue::scheduling_relevant_change(&old, &pod) => {
+                    self.queue.move_all(ClusterEvent::AssignedPodUpdate)
+                }
+                Some(_) => {}
+            }
         } else if self.responsible_for(&pod)
             && !is_terminal(&pod)
             && pod.metadata.deletion_timestamp.is_none()
