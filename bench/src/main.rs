@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod authn;
 mod authz;
 mod merge;
+mod schedule;
 mod stats;
 mod store;
 
@@ -28,6 +29,8 @@ enum Command {
     /// Bearer-token authentication: service-account JWTs cold and warm, bootstrap and
     /// static tokens.
     Authn(authn::AuthnArgs),
+    /// The scheduling cycle alone, in memory, over many nodes.
+    ScheduleAlgorithm(schedule::ScheduleArgs),
 }
 
 fn main() -> Result<()> {
@@ -40,5 +43,6 @@ fn main() -> Result<()> {
         Command::Authz(args) => authz::run(args),
         Command::Merge(args) => merge::run(args),
         Command::Authn(args) => rt.block_on(authn::run(args)),
+        Command::ScheduleAlgorithm(args) => schedule::run(args),
     }
 }

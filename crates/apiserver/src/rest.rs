@@ -891,7 +891,9 @@ impl Ctx {
                     .get(&key, None)
                     .await
                     .map_err(|e| from_store(e, ns_info, ns))?;
-                got.kv.ok_or_else(|| ApiError::not_found(ns_info, ns))?.value
+                got.kv
+                    .ok_or_else(|| ApiError::not_found(ns_info, ns))?
+                    .value
             }
         };
         let obj: Value = serde_json::from_slice(&stored).map_err(ApiError::internal)?;

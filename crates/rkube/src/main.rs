@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod components;
 mod datastore;
 mod server;
 
@@ -23,6 +24,10 @@ struct Cli {
 enum Command {
     /// Runs the all-in-one server (for now: the store and its health endpoints).
     Server(Box<server::ServerArgs>),
+    /// Runs the scheduler against an API server.
+    Scheduler(components::SchedulerArgs),
+    /// Simulates nodes: registers them, renews their leases, and runs their pods on paper.
+    HollowNodes(components::HollowArgs),
     /// Prints the version.
     Version,
 }
@@ -55,13 +60,15 @@ pub(crate) fn default_data_dir() -> PathBuf {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     init_logging(cli.verbosity);
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    };
     match cli.command {
-        Command::Server(args) => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(server::run(*args))
-        }
+        Command::Server(args) => runtime()?.block_on(server::run(*args)),
+        Command::Scheduler(args) => runtime()?.block_on(components::run_scheduler(args)),
+        Command::HollowNodes(args) => runtime()?.block_on(components::run_hollow_nodes(args)),
         Command::Version => {
             println!("rkube {}", env!("CARGO_PKG_VERSION"));
             Ok(())

@@ -43,6 +43,9 @@ pub(crate) struct ServerArgs {
     /// Revisions of history each resource's watch cache keeps for watch replays.
     #[arg(long, default_value_t = rkube_apiserver::watch_cache::DEFAULT_WINDOW)]
     default_watch_cache_size: usize,
+    /// Do not run the scheduler in this process.
+    #[arg(long)]
+    disable_scheduler: bool,
 }
 
 fn hostname() -> String {
@@ -147,6 +150,9 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let stop_scheduler = std::sync::Arc::new(tokio::sync::Notify::new());
+    let scheduler =
+        (!args.disable_scheduler).then(|| start_scheduler(&state, stop_scheduler.clone()));
     tracing::info!(listen = %listener.local_addr()?, data_dir = %data_dir.display(), elapsed = ?started.elapsed(), "rkube server ready");
     eprintln!(
         "rkube server is ready at {server_url}\n  export KUBECONFIG={}\n  kubectl get namespaces",
@@ -160,11 +166,43 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
     )
     .await;
     tracing::info!("rkube server stopped");
+    if let Some(scheduler) = scheduler {
+        // Let it release its Lease so a restarted server schedules at once.
+        stop_scheduler.notify_one();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), scheduler).await;
+    }
     drop(store);
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Runs the scheduler in-process as user `system:kube-scheduler`, over the API server's
+/// router with no socket: the same authentication, authorization and handlers as any
+/// client.
+fn start_scheduler(
+    state: &std::sync::Arc<ApiState>,
+    stop: std::sync::Arc<tokio::sync::Notify>,
+) -> tokio::task::JoinHandle<()> {
+    let user = rkube_apiserver::auth::UserInfo::new(
+        "system:kube-scheduler",
+        vec!["system:authenticated".into()],
+    );
+    let router = rkube_apiserver::router(state.clone()).layer(axum::Extension(tls::CertUser(user)));
+    let client = kube::Client::new(router, "default");
+    tokio::spawn(async move {
+        let stop = stop.notified();
+        let options = rkube_scheduler::SchedulerOptions {
+            leader_election: Some(rkube_scheduler::leader_election::LeaderElection::new(
+                crate::components::leader_identity(),
+            )),
+            ..Default::default()
+        };
+        if let Err(e) = rkube_scheduler::run(client, options, stop).await {
+            tracing::error!(error = %e, "the scheduler stopped");
+        }
+    })
+}
+
+pub(crate) async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("SIGTERM handler");
     tokio::select! {

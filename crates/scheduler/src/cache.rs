@@ -1,0 +1,294 @@
+//! The scheduler's cache: every node with the pods bound to it, plus *assumed* pods —
+//! pods the scheduler has placed but whose binding the API has not yet confirmed — so the
+//! next cycle already accounts for them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+
+use crate::framework::{NodeInfo, PodInfo};
+
+struct PodState {
+    node: String,
+    assumed: bool,
+}
+
+struct NodeEntry {
+    /// Shared with snapshots; written copy-on-write, so a snapshot costs one pointer
+    /// per node and only changed nodes are ever copied.
+    info: Arc<NodeInfo>,
+    /// False for a placeholder holding pods of a node not (or no longer) known.
+    present: bool,
+}
+
+/// Nodes and the pods on them.
+#[derive(Default)]
+pub struct Cache {
+    nodes: HashMap<String, NodeEntry>,
+    pods: HashMap<String, PodState>,
+    /// The present nodes in name order with each one's position: rebuilt when the node
+    /// set changes, patched in place when one node changes.
+    snap: Option<Snapshot>,
+}
+
+/// Nodes in name order, and each name's position.
+type Snapshot = (Vec<Arc<NodeInfo>>, HashMap<String, usize>);
+
+/// Puts a changed node's current info into the cached snapshot.
+fn refresh(snap: &mut Option<Snapshot>, name: &str, info: &Arc<NodeInfo>) {
+    if let Some((nodes, index)) = snap {
+        if let Some(i) = index.get(name) {
+            nodes[*i] = info.clone();
+        }
+    }
+}
+
+fn node_name(node: &Node) -> String {
+    node.metadata.name.clone().unwrap_or_default()
+}
+
+fn placeholder(name: &str) -> NodeEntry {
+    let node = Node {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.to_owned()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    NodeEntry {
+        info: Arc::new(NodeInfo::new(Arc::new(node))),
+        present: false,
+    }
+}
+
+impl Cache {
+    pub fn new() -> Cache {
+        Cache::default()
+    }
+
+    /// Adds or replaces a node, keeping the pods already on it.
+    pub fn upsert_node(&mut self, node: Node) {
+        let name = node_name(&node);
+        let node = Arc::new(node);
+        match self.nodes.get_mut(&name) {
+            Some(entry) => {
+                Arc::make_mut(&mut entry.info).set_node(node);
+                if !entry.present {
+                    entry.present = true;
+                    self.snap = None;
+                } else {
+                    refresh(&mut self.snap, &name, &entry.info);
+                }
+            }
+            None => {
+                self.nodes.insert(
+                    name,
+                    NodeEntry {
+                        info: Arc::new(NodeInfo::new(node)),
+                        present: true,
+                    },
+                );
+                self.snap = None;
+            }
+        }
+    }
+
+    /// Removes a node (its pods stay accounted until they are deleted).
+    pub fn remove_node(&mut self, name: &str) {
+        self.snap = None;
+        if let Some(entry) = self.nodes.get_mut(name) {
+            if entry.info.pods.is_empty() {
+                self.nodes.remove(name);
+            } else {
+                entry.present = false;
+            }
+        }
+    }
+
+    /// The names of the nodes the cache knows.
+    pub fn node_names(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|(_, e)| e.present)
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    fn attach(&mut self, pod: PodInfo, node: &str, assumed: bool) {
+        let uid = pod.uid().to_owned();
+        let entry = self
+            .nodes
+            .entry(node.to_owned())
+            .or_insert_with(|| placeholder(node));
+        Arc::make_mut(&mut entry.info).add_pod(pod);
+        refresh(&mut self.snap, node, &entry.info);
+        self.pods.insert(
+            uid,
+            PodState {
+                node: node.to_owned(),
+                assumed,
+            },
+        );
+    }
+
+    fn detach(&mut self, uid: &str) -> bool {
+        let Some(state) = self.pods.remove(uid) else {
+            return false;
+        };
+        if let Some(entry) = self.nodes.get_mut(&state.node) {
+            Arc::make_mut(&mut entry.info).remove_pod(uid);
+            refresh(&mut self.snap, &state.node, &entry.info);
+            if !entry.present && entry.info.pods.is_empty() {
+                self.nodes.remove(&state.node);
+            }
+        }
+        true
+    }
+
+    /// A pod the API reports bound (`spec.nodeName` set): added, replaced, or — when it
+    /// was assumed — confirmed.
+    pub fn upsert_pod(&mut self, pod: Arc<Pod>) {
+        let Some(node) = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .filter(|n| !n.is_empty())
+        else {
+            return;
+        };
+        let info = PodInfo::new(pod);
+        self.detach(info.uid());
+        self.attach(info, &node, false);
+    }
+
+    /// Removes a pod (deleted, or finished and no longer using its node).
+    pub fn remove_pod(&mut self, uid: &str) {
+        self.detach(uid);
+    }
+
+    /// Places `pod` on `node` before the binding is confirmed.
+    pub fn assume_pod(&mut self, pod: &PodInfo, node: &str) {
+        let mut p = (*pod.pod).clone();
+        p.spec.get_or_insert_with(Default::default).node_name = Some(node.to_owned());
+        let info = PodInfo::new(Arc::new(p));
+        self.detach(info.uid());
+        self.attach(info, node, true);
+    }
+
+    /// Drops an assumed pod whose binding failed.
+    pub fn forget_pod(&mut self, uid: &str) {
+        if self.pods.get(uid).is_some_and(|s| s.assumed) {
+            self.detach(uid);
+        }
+    }
+
+    /// Whether the pod is assumed (placed, binding not yet seen).
+    pub fn is_assumed(&self, uid: &str) -> bool {
+        self.pods.get(uid).is_some_and(|s| s.assumed)
+    }
+
+    /// The cached copy of a pod.
+    pub fn pod(&self, uid: &str) -> Option<Arc<Pod>> {
+        let state = self.pods.get(uid)?;
+        let entry = self.nodes.get(&state.node)?;
+        entry
+            .info
+            .pods
+            .iter()
+            .find(|p| p.uid() == uid)
+            .map(|p| p.pod.clone())
+    }
+
+    /// Whether the pod is in the cache at all.
+    pub fn has_pod(&self, uid: &str) -> bool {
+        self.pods.contains_key(uid)
+    }
+
+    /// The known nodes with their pods, in name order: what one scheduling cycle sees.
+    /// Later changes to the cache do not show through.
+    pub fn snapshot(&mut self) -> Vec<Arc<NodeInfo>> {
+        let nodes = &self.nodes;
+        let (snapshot, _) = self.snap.get_or_insert_with(|| {
+            let mut present: Vec<Arc<NodeInfo>> = nodes
+                .values()
+                .filter(|e| e.present)
+                .map(|e| e.info.clone())
+                .collect();
+            present.sort_by(|a, b| a.name().cmp(b.name()));
+            let index = present
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.name().to_owned(), i))
+                .collect();
+            (present, index)
+        });
+        snapshot.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn node(name: &str) -> Node {
+        serde_json::from_value(json!({"metadata": {"name": name},
+            "status": {"allocatable": {"cpu": "2", "memory": "1Gi", "pods": "10"}}}))
+        .unwrap()
+    }
+
+    fn pod(uid: &str, node: Option<&str>, cpu: &str) -> Arc<Pod> {
+        Arc::new(
+            serde_json::from_value(json!({"metadata": {"name": uid, "namespace": "d", "uid": uid},
+                "spec": {"nodeName": node, "containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}]}}))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn assumed_pods_count_until_confirmed_or_forgotten() {
+        let mut c = Cache::new();
+        c.upsert_node(node("a"));
+        let p = PodInfo::new(pod("u1", None, "500m"));
+        c.assume_pod(&p, "a");
+        assert!(c.is_assumed("u1"));
+        assert_eq!(c.snapshot()[0].requested.milli_cpu, 500);
+        // The API confirms the binding.
+        c.upsert_pod(pod("u1", Some("a"), "500m"));
+        assert!(!c.is_assumed("u1"));
+        assert_eq!(c.snapshot()[0].requested.milli_cpu, 500);
+        c.forget_pod("u1");
+        assert_eq!(
+            c.snapshot()[0].requested.milli_cpu,
+            500,
+            "confirmed pods are not forgotten"
+        );
+        // A failed binding is forgotten.
+        c.assume_pod(&PodInfo::new(pod("u2", None, "1")), "a");
+        assert_eq!(c.snapshot()[0].requested.milli_cpu, 1500);
+        c.forget_pod("u2");
+        assert_eq!(c.snapshot()[0].requested.milli_cpu, 500);
+        let before = c.snapshot();
+        c.remove_pod("u1");
+        assert_eq!(c.snapshot()[0].requested.milli_cpu, 0);
+        assert_eq!(
+            before[0].requested.milli_cpu, 500,
+            "snapshots do not change"
+        );
+    }
+
+    #[test]
+    fn pods_of_unknown_nodes_wait_for_their_node() {
+        let mut c = Cache::new();
+        c.upsert_pod(pod("u1", Some("b"), "1"));
+        assert!(c.snapshot().is_empty());
+        c.upsert_node(node("b"));
+        assert_eq!(c.snapshot()[0].requested.milli_cpu, 1000);
+        c.remove_node("b");
+        assert!(c.snapshot().is_empty());
+        c.upsert_node(node("b"));
+        assert_eq!(c.snapshot()[0].pods.len(), 1);
+    }
+}

@@ -1,0 +1,405 @@
+//! What the scheduler knows of a node (its object, pods, requested resources and used
+//! host ports) and of a pod (its effective requests), computed once per object.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Container, Node, Pod, ResourceRequirements};
+
+use crate::quantity;
+
+/// The cpu request a container without one counts as for scoring (upstream's 100m).
+pub const DEFAULT_MILLI_CPU_REQUEST: i64 = 100;
+/// The memory request a container without one counts as for scoring (200 MiB).
+pub const DEFAULT_MEMORY_REQUEST: i64 = 200 * 1024 * 1024;
+
+/// An amount of every resource the scheduler accounts for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resource {
+    pub milli_cpu: i64,
+    pub memory: i64,
+    pub ephemeral_storage: i64,
+    /// Pods a node admits (only meaningful for allocatable).
+    pub allowed_pod_number: i64,
+    /// Extended and hugepages resources, in whole units.
+    pub scalar: BTreeMap<String, i64>,
+}
+
+impl Resource {
+    /// The resources of a `ResourceList` (cpu in millicores, the rest in units).
+    pub fn from_list(
+        list: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+    ) -> Resource {
+        let mut r = Resource::default();
+        for (name, q) in list.into_iter().flatten() {
+            match name.as_str() {
+                "cpu" => r.milli_cpu = quantity::milli_value(&q.0).unwrap_or(0),
+                "memory" => r.memory = quantity::value(&q.0).unwrap_or(0),
+                "ephemeral-storage" => r.ephemeral_storage = quantity::value(&q.0).unwrap_or(0),
+                "pods" => r.allowed_pod_number = quantity::value(&q.0).unwrap_or(0),
+                other if is_scalar(other) => {
+                    r.scalar
+                        .insert(other.to_owned(), quantity::value(&q.0).unwrap_or(0));
+                }
+                _ => {}
+            }
+        }
+        r
+    }
+
+    pub fn add(&mut self, other: &Resource) {
+        self.milli_cpu += other.milli_cpu;
+        self.memory += other.memory;
+        self.ephemeral_storage += other.ephemeral_storage;
+        self.allowed_pod_number += other.allowed_pod_number;
+        for (k, v) in &other.scalar {
+            *self.scalar.entry(k.clone()).or_default() += v;
+        }
+    }
+
+    pub fn sub(&mut self, other: &Resource) {
+        self.milli_cpu -= other.milli_cpu;
+        self.memory -= other.memory;
+        self.ephemeral_storage -= other.ephemeral_storage;
+        self.allowed_pod_number -= other.allowed_pod_number;
+        for (k, v) in &other.scalar {
+            *self.scalar.entry(k.clone()).or_default() -= v;
+        }
+    }
+
+    /// Each resource the larger of the two.
+    pub fn set_max(&mut self, other: &Resource) {
+        self.milli_cpu = self.milli_cpu.max(other.milli_cpu);
+        self.memory = self.memory.max(other.memory);
+        self.ephemeral_storage = self.ephemeral_storage.max(other.ephemeral_storage);
+        for (k, v) in &other.scalar {
+            let e = self.scalar.entry(k.clone()).or_default();
+            *e = (*e).max(*v);
+        }
+    }
+
+    /// Whether nothing at all is requested.
+    pub fn is_zero(&self) -> bool {
+        self.milli_cpu == 0
+            && self.memory == 0
+            && self.ephemeral_storage == 0
+            && self.scalar.values().all(|v| *v == 0)
+    }
+}
+
+/// Extended resources (`example.com/gpu`), hugepages and attachable volumes are scalar.
+fn is_scalar(name: &str) -> bool {
+    name.starts_with("hugepages-")
+        || name.starts_with("attachable-volumes-")
+        || (name.contains('/') && !name.starts_with("kubernetes.io/"))
+}
+
+fn container_requests(c: &Container, non_zero: bool) -> Resource {
+    let requests = c
+        .resources
+        .as_ref()
+        .and_then(|r: &ResourceRequirements| r.requests.as_ref());
+    let mut r = Resource::from_list(requests);
+    if non_zero {
+        let has = |k: &str| requests.is_some_and(|m| m.contains_key(k));
+        if !has("cpu") {
+            r.milli_cpu = DEFAULT_MILLI_CPU_REQUEST;
+        }
+        if !has("memory") {
+            r.memory = DEFAULT_MEMORY_REQUEST;
+        }
+    }
+    r
+}
+
+/// A pod's effective requests, as upstream's `PodRequests`: the containers' sum plus
+/// restartable (sidecar) init containers, at least each regular init container's request
+/// (plus the sidecars started before it), plus the pod overhead. With `non_zero`, a
+/// container without a cpu or memory request counts as the scoring defaults.
+pub fn pod_requests(pod: &Pod, non_zero: bool) -> Resource {
+    let Some(spec) = pod.spec.as_ref() else {
+        return Resource::default();
+    };
+    let mut sum = Resource::default();
+    for c in &spec.containers {
+        sum.add(&container_requests(c, non_zero));
+    }
+    let mut sidecars = Resource::default();
+    let mut init_max = Resource::default();
+    for c in spec.init_containers.iter().flatten() {
+        let r = container_requests(c, non_zero);
+        if c.restart_policy.as_deref() == Some("Always") {
+            sidecars.add(&r);
+            // A sidecar runs alongside every later init container and the app containers.
+            init_max.set_max(&sidecars);
+        } else {
+            let mut during = sidecars.clone();
+            during.add(&r);
+            init_max.set_max(&during);
+        }
+    }
+    sum.add(&sidecars);
+    sum.set_max(&init_max);
+    if let Some(overhead) = spec.overhead.as_ref() {
+        sum.add(&Resource::from_list(Some(overhead)));
+    }
+    sum
+}
+
+/// `name:latest` when an image name has no tag (no `:` after the last `/`).
+pub fn normalized_image_name(name: &str) -> String {
+    let colon = name.rfind(':').map(|i| i as isize).unwrap_or(-1);
+    let slash = name.rfind('/').map(|i| i as isize).unwrap_or(-1);
+    if colon <= slash {
+        format!("{name}:latest")
+    } else {
+        name.to_owned()
+    }
+}
+
+/// A host port a pod uses: (host IP, protocol, port).
+pub type HostPort = (String, String, i32);
+
+/// The host ports a pod's containers ask for (`hostIP` defaults to 0.0.0.0, protocol to TCP).
+pub fn pod_host_ports(pod: &Pod) -> Vec<HostPort> {
+    let Some(spec) = pod.spec.as_ref() else {
+        return Vec::new();
+    };
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            let port = p.host_port.filter(|p| *p > 0)?;
+            Some((
+                p.host_ip
+                    .clone()
+                    .filter(|ip| !ip.is_empty())
+                    .unwrap_or_else(|| "0.0.0.0".into()),
+                p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                port,
+            ))
+        })
+        .collect()
+}
+
+/// A pod with what the scheduler computes from it once.
+#[derive(Debug, Clone)]
+pub struct PodInfo {
+    pub pod: Arc<Pod>,
+    /// Effective requests (for Filter).
+    pub requests: Resource,
+    /// Requests with scoring defaults for containers that request nothing.
+    pub non_zero_requests: Resource,
+    pub host_ports: Vec<HostPort>,
+    /// Whether the pod has any pod affinity or anti-affinity.
+    pub has_affinity: bool,
+    /// Whether the pod has required pod anti-affinity.
+    pub has_required_anti_affinity: bool,
+}
+
+impl PodInfo {
+    pub fn new(pod: Arc<Pod>) -> PodInfo {
+        let affinity = pod.spec.as_ref().and_then(|s| s.affinity.as_ref());
+        let has_affinity =
+            affinity.is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some());
+        let has_required_anti_affinity = affinity
+            .and_then(|a| a.pod_anti_affinity.as_ref())
+            .and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
+            .is_some_and(|t| !t.is_empty());
+        PodInfo {
+            has_affinity,
+            has_required_anti_affinity,
+            requests: pod_requests(&pod, false),
+            non_zero_requests: pod_requests(&pod, true),
+            host_ports: pod_host_ports(&pod),
+            pod,
+        }
+    }
+
+    /// The pod's UID (its identity in the cache and the queue).
+    pub fn uid(&self) -> &str {
+        self.pod.metadata.uid.as_deref().unwrap_or("")
+    }
+
+    /// `namespace/name`.
+    pub fn key(&self) -> String {
+        pod_key(&self.pod)
+    }
+
+    /// The pod's priority (`spec.priority`, 0 when unset).
+    pub fn priority(&self) -> i32 {
+        pod_priority(&self.pod)
+    }
+}
+
+/// `namespace/name` of a pod.
+pub fn pod_key(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or(""),
+        pod.metadata.name.as_deref().unwrap_or("")
+    )
+}
+
+/// `spec.priority`, 0 when unset.
+pub fn pod_priority(pod: &Pod) -> i32 {
+    pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0)
+}
+
+/// A node and the pods on it (bound or assumed), with their totals.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub node: Arc<Node>,
+    pub pods: Vec<PodInfo>,
+    pub allocatable: Resource,
+    pub requested: Resource,
+    pub non_zero_requested: Resource,
+    pub used_ports: Vec<HostPort>,
+    /// Images the node reports: (normalized name, size in bytes), one entry per name.
+    pub images: Vec<(String, i64)>,
+    /// Pods here with any pod (anti-)affinity.
+    pub pods_with_affinity: usize,
+    /// Pods here with required pod anti-affinity.
+    pub pods_with_required_anti_affinity: usize,
+}
+
+impl NodeInfo {
+    pub fn new(node: Arc<Node>) -> NodeInfo {
+        let allocatable = Resource::from_list(
+            node.status
+                .as_ref()
+                .and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref())),
+        );
+        let images = node
+            .status
+            .as_ref()
+            .and_then(|s| s.images.as_ref())
+            .into_iter()
+            .flatten()
+            .flat_map(|i| {
+                let size = i.size_bytes.unwrap_or(0);
+                i.names
+                    .iter()
+                    .flatten()
+                    .map(move |n| (normalized_image_name(n), size))
+            })
+            .collect();
+        NodeInfo {
+            images,
+            node,
+            pods: Vec::new(),
+            allocatable,
+            requested: Resource::default(),
+            non_zero_requested: Resource::default(),
+            used_ports: Vec::new(),
+            pods_with_affinity: 0,
+            pods_with_required_anti_affinity: 0,
+        }
+    }
+
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        self.node.metadata.name.as_deref().unwrap_or("")
+    }
+
+    /// Replaces the node object, keeping its pods.
+    pub fn set_node(&mut self, node: Arc<Node>) {
+        let pods = std::mem::take(&mut self.pods);
+        *self = NodeInfo::new(node);
+        for p in pods {
+            self.add_pod(p);
+        }
+    }
+
+    pub fn add_pod(&mut self, pod: PodInfo) {
+        self.requested.add(&pod.requests);
+        self.non_zero_requested.add(&pod.non_zero_requests);
+        self.used_ports.extend(pod.host_ports.iter().cloned());
+        self.pods_with_affinity += usize::from(pod.has_affinity);
+        self.pods_with_required_anti_affinity += usize::from(pod.has_required_anti_affinity);
+        self.pods.push(pod);
+    }
+
+    /// Removes the pod with `uid`; whether it was there.
+    pub fn remove_pod(&mut self, uid: &str) -> bool {
+        let Some(i) = self.pods.iter().position(|p| p.uid() == uid) else {
+            return false;
+        };
+        let pod = self.pods.swap_remove(i);
+        self.requested.sub(&pod.requests);
+        self.non_zero_requested.sub(&pod.non_zero_requests);
+        self.pods_with_affinity -= usize::from(pod.has_affinity);
+        self.pods_with_required_anti_affinity -= usize::from(pod.has_required_anti_affinity);
+        for port in &pod.host_ports {
+            if let Some(j) = self.used_ports.iter().position(|p| p == port) {
+                self.used_ports.swap_remove(j);
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn pod(spec: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": "p", "uid": "u"}, "spec": spec}))
+            .unwrap()
+    }
+
+    #[test]
+    fn requests_include_init_containers_sidecars_and_overhead() {
+        let cases = [
+            // (spec, cpu millis, memory bytes)
+            (
+                json!({"containers": [
+                    {"name": "a", "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}},
+                    {"name": "b", "resources": {"requests": {"cpu": "250m"}}}]}),
+                750,
+                1 << 30,
+            ),
+            (
+                json!({"initContainers": [{"name": "i", "resources": {"requests": {"cpu": "2", "memory": "10Mi"}}}],
+                       "containers": [{"name": "a", "resources": {"requests": {"cpu": "1", "memory": "20Mi"}}}]}),
+                2000,
+                20 << 20,
+            ),
+            (
+                json!({"initContainers": [
+                        {"name": "s", "restartPolicy": "Always", "resources": {"requests": {"cpu": "500m"}}},
+                        {"name": "i", "resources": {"requests": {"cpu": "1"}}}],
+                       "containers": [{"name": "a", "resources": {"requests": {"cpu": "1"}}}]}),
+                1500,
+                0,
+            ),
+            (
+                json!({"overhead": {"cpu": "100m", "memory": "64Mi"},
+                       "containers": [{"name": "a", "resources": {"requests": {"cpu": "1"}}}]}),
+                1100,
+                64 << 20,
+            ),
+        ];
+        for (spec, cpu, mem) in cases {
+            let r = pod_requests(&pod(spec.clone()), false);
+            assert_eq!((r.milli_cpu, r.memory), (cpu, mem), "{spec}");
+        }
+    }
+
+    #[test]
+    fn non_zero_requests_default_missing_cpu_and_memory() {
+        let p = pod(
+            json!({"containers": [{"name": "a"}, {"name": "b", "resources": {"requests": {"cpu": "1"}}}]}),
+        );
+        let r = pod_requests(&p, true);
+        assert_eq!(r.milli_cpu, 1100);
+        assert_eq!(r.memory, 2 * DEFAULT_MEMORY_REQUEST);
+        assert!(pod_requests(&p, false).memory == 0);
+    }
+}

@@ -1,0 +1,309 @@
+//! A profile's plugins in order, with their score weights, and the loops that run each
+//! extension point over them (upstream's `frameworkImpl`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+
+use super::interface::{
+    ClusterEvent, CycleState, NodeScore, Nomination, Plugin, PostFilterInput, MAX_NODE_SCORE,
+};
+use super::node_info::{NodeInfo, PodInfo};
+use super::status::{Code, Status};
+
+/// One scheduling profile: its `schedulerName` and enabled plugins with weights.
+pub struct Framework {
+    scheduler_name: String,
+    plugins: Vec<Arc<dyn Plugin>>,
+    weights: HashMap<&'static str, i64>,
+}
+
+/// A node's total score with each plugin's weighted part (for explaining a decision).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodePluginScores {
+    pub name: String,
+    pub scores: Vec<(&'static str, i64)>,
+    pub total: i64,
+}
+
+impl Framework {
+    /// A profile from plugins (in extension-point order) and score weights by plugin
+    /// name; a Score plugin without a weight counts with weight 1.
+    pub fn new(
+        scheduler_name: impl Into<String>,
+        plugins: Vec<Arc<dyn Plugin>>,
+        weights: &[(&'static str, i64)],
+    ) -> Framework {
+        Framework {
+            scheduler_name: scheduler_name.into(),
+            plugins,
+            weights: weights.iter().copied().collect(),
+        }
+    }
+
+    /// The `spec.schedulerName` this profile serves.
+    pub fn scheduler_name(&self) -> &str {
+        &self.scheduler_name
+    }
+
+    pub fn plugins(&self) -> &[Arc<dyn Plugin>] {
+        &self.plugins
+    }
+
+    /// The events a pod rejected by `plugins` waits for (every event when none is named).
+    pub fn events_for(&self, plugins: &[&'static str]) -> Vec<ClusterEvent> {
+        if plugins.is_empty() {
+            return super::interface::ALL_EVENTS.to_vec();
+        }
+        let mut events = Vec::new();
+        for p in self.plugins.iter().filter(|p| plugins.contains(&p.name())) {
+            for e in p.events_to_register() {
+                if !events.contains(e) {
+                    events.push(*e);
+                }
+            }
+        }
+        events
+    }
+
+    /// PreEnqueue: the first plugin that does not admit the pod.
+    pub fn run_pre_enqueue(&self, pod: &Pod) -> Status {
+        for p in &self.plugins {
+            if let Some(pl) = p.as_pre_enqueue() {
+                let s = pl.pre_enqueue(pod);
+                if !s.is_success() {
+                    return s.with_plugin(p.name());
+                }
+            }
+        }
+        Status::success()
+    }
+
+    /// QueueSort: whether `a` goes before `b`.
+    pub fn less(&self, a: &PodInfo, a_at: u64, b: &PodInfo, b_at: u64) -> bool {
+        for p in &self.plugins {
+            if let Some(pl) = p.as_queue_sort() {
+                return pl.less(a, a_at, b, b_at);
+            }
+        }
+        a_at < b_at
+    }
+
+    /// PreFilter: Skip marks the plugin's Filter as skipped; the first rejection or
+    /// error ends the cycle.
+    pub fn run_pre_filter(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        nodes: &[Arc<NodeInfo>],
+    ) -> Status {
+        for p in &self.plugins {
+            if let Some(pl) = p.as_pre_filter() {
+                let s = pl.pre_filter(state, pod, nodes);
+                match s.code() {
+                    Code::Success => {}
+                    Code::Skip => state.skip_filter.push(p.name()),
+                    _ => return s.with_plugin(p.name()),
+                }
+            }
+        }
+        Status::success()
+    }
+
+    /// Filter: the first plugin that rejects the node decides.
+    pub fn run_filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
+        for p in &self.plugins {
+            if state.skip_filter.contains(&p.name()) {
+                continue;
+            }
+            if let Some(pl) = p.as_filter() {
+                let s = pl.filter(state, pod, node);
+                if !s.is_success() {
+                    return s.with_plugin(p.name());
+                }
+            }
+        }
+        Status::success()
+    }
+
+    /// PostFilter: the first success wins; otherwise every plugin's reasons, in order.
+    pub fn run_post_filter(&self, input: &PostFilterInput<'_>) -> (Status, Option<Nomination>) {
+        let mut reasons = Vec::new();
+        let mut rejector = "";
+        let mut ran = false;
+        for p in &self.plugins {
+            let Some(pl) = p.as_post_filter() else {
+                continue;
+            };
+            ran = true;
+            let (s, nomination) = pl.post_filter(input);
+            match s.code() {
+                Code::Success => return (s.with_plugin(p.name()), nomination),
+                Code::Unschedulable => {}
+                _ => return (s.with_plugin(p.name()), None),
+            }
+            reasons.extend(s.reasons().iter().cloned());
+            if rejector.is_empty() {
+                rejector = p.name();
+            }
+        }
+        if !ran {
+            return (Status::unresolvable("no PostFilter plugin"), None);
+        }
+        (
+            Status::new(Code::Unschedulable, reasons).with_plugin(rejector),
+            None,
+        )
+    }
+
+    /// PreScore over the feasible nodes; Skip marks the plugin's Score as skipped.
+    pub fn run_pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        nodes: &[Arc<NodeInfo>],
+    ) -> Status {
+        for p in &self.plugins {
+            if let Some(pl) = p.as_pre_score() {
+                let s = pl.pre_score(state, pod, nodes);
+                match s.code() {
+                    Code::Success => {}
+                    Code::Skip => state.skip_score.push(p.name()),
+                    _ => return s.with_plugin(p.name()),
+                }
+            }
+        }
+        Status::success()
+    }
+
+    /// Score, NormalizeScore and weights: each node's weighted scores and total.
+    pub fn run_score(
+        &self,
+        state: &CycleState,
+        pod: &PodInfo,
+        nodes: &[Arc<NodeInfo>],
+    ) -> Result<Vec<NodePluginScores>, Status> {
+        let mut result: Vec<NodePluginScores> = nodes
+            .iter()
+            .map(|n| NodePluginScores {
+                name: n.name().to_owned(),
+                scores: Vec::new(),
+                total: 0,
+            })
+            .collect();
+        // One list of names for every plugin; only the scores are rewritten.
+        let mut scores: Vec<NodeScore> = nodes
+            .iter()
+            .map(|n| NodeScore {
+                name: n.name().to_owned(),
+                score: 0,
+            })
+            .collect();
+        for p in &self.plugins {
+            if state.skip_score.contains(&p.name()) {
+                continue;
+            }
+            let Some(pl) = p.as_score() else {
+                continue;
+            };
+            for (slot, n) in scores.iter_mut().zip(nodes) {
+                slot.score = pl
+                    .score(state, pod, n)
+                    .map_err(|s| s.with_plugin(p.name()))?;
+            }
+            pl.normalize_score(state, pod, &mut scores);
+            let weight = self.weights.get(p.name()).copied().unwrap_or(1);
+            for (total, s) in result.iter_mut().zip(&scores) {
+                if !(0..=MAX_NODE_SCORE).contains(&s.score) {
+                    return Err(Status::error(format!(
+                        "plugin {:?} returns an invalid score {}, it should in the range of [0, {MAX_NODE_SCORE}] after normalizing",
+                        p.name(),
+                        s.score
+                    )));
+                }
+                let weighted = s.score * weight;
+                tracing::trace!(pod = %pod.key(), plugin = p.name(), node = %s.name, score = weighted,
+                    "Plugin scored node for pod");
+                total.scores.push((p.name(), weighted));
+                total.total += weighted;
+            }
+        }
+        Ok(result)
+    }
+
+    /// Reserve in order; on failure every plugin is unreserved (in reverse).
+    pub fn run_reserve(&self, state: &CycleState, pod: &PodInfo, node: &str) -> Status {
+        for p in &self.plugins {
+            if let Some(pl) = p.as_reserve() {
+                let s = pl.reserve(state, pod, node);
+                if !s.is_success() {
+                    self.run_unreserve(state, pod, node);
+                    return s.with_plugin(p.name());
+                }
+            }
+        }
+        Status::success()
+    }
+
+    pub fn run_unreserve(&self, state: &CycleState, pod: &PodInfo, node: &str) {
+        for p in self.plugins.iter().rev() {
+            if let Some(pl) = p.as_reserve() {
+                pl.unreserve(state, pod, node);
+            }
+        }
+    }
+
+    /// Permit: the first rejection decides; Wait holds the pod for the longest timeout.
+    pub fn run_permit(&self, state: &CycleState, pod: &PodInfo, node: &str) -> (Status, Duration) {
+        let mut wait = None;
+        for p in &self.plugins {
+            if let Some(pl) = p.as_permit() {
+                let (s, timeout) = pl.permit(state, pod, node);
+                match s.code() {
+                    Code::Success => {}
+                    Code::Wait => wait = Some(wait.unwrap_or(Duration::ZERO).max(timeout)),
+                    _ => return (s.with_plugin(p.name()), Duration::ZERO),
+                }
+            }
+        }
+        match wait {
+            Some(d) => (Status::new(Code::Wait, Vec::<String>::new()), d),
+            None => (Status::success(), Duration::ZERO),
+        }
+    }
+
+    pub async fn run_pre_bind(&self, pod: &Pod, node: &str) -> Status {
+        for p in &self.plugins {
+            if let Some(pl) = p.as_pre_bind() {
+                let s = pl.pre_bind(pod, node).await;
+                if !s.is_success() {
+                    return s.with_plugin(p.name());
+                }
+            }
+        }
+        Status::success()
+    }
+
+    /// Bind: the first plugin that does not Skip binds.
+    pub async fn run_bind(&self, pod: &Pod, node: &str) -> Status {
+        for p in &self.plugins {
+            if let Some(pl) = p.as_bind() {
+                let s = pl.bind(pod, node).await;
+                if !s.is_skip() {
+                    return s.with_plugin(p.name());
+                }
+            }
+        }
+        Status::error("no bind plugin bound the pod")
+    }
+
+    pub fn run_post_bind(&self, pod: &Pod, node: &str) {
+        for p in &self.plugins {
+            if let Some(pl) = p.as_post_bind() {
+                pl.post_bind(pod, node);
+            }
+        }
+    }
+}

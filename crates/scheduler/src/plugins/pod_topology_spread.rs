@@ -1,0 +1,439 @@
+//! PodTopologySpread: `topologySpreadConstraints` keep matching pods evenly spread over
+//! topology domains. `DoNotSchedule` constraints filter (a node whose domain would exceed
+//! `maxSkew` over the least-loaded domain is rejected); `ScheduleAnyway` ones score
+//! (fewer matching pods, higher score). The cluster-level default constraints (which
+//! need Services and ReplicaSets to derive selectors) are not applied yet.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Pod, TopologySpreadConstraint};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+
+use super::helper::tolerated;
+use super::inter_pod_affinity::selector_matches;
+use super::node_affinity::required_matches;
+use crate::framework::{
+    AllNodes, ClusterEvent, CycleState, FilterPlugin, NodeInfo, NodeScore, Plugin, PodInfo,
+    PreFilterPlugin, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
+};
+
+pub const NAME: &str = "PodTopologySpread";
+pub const ERR_REASON_CONSTRAINTS_NOT_MATCH: &str =
+    "node(s) didn't match pod topology spread constraints";
+pub const ERR_REASON_NODE_LABEL_NOT_MATCH: &str =
+    "node(s) didn't match pod topology spread constraints (missing required label)";
+const HOSTNAME: &str = "kubernetes.io/hostname";
+
+/// The Filter and Score plugin.
+#[derive(Default)]
+pub struct PodTopologySpread;
+
+impl PodTopologySpread {
+    pub fn new() -> Self {
+        PodTopologySpread
+    }
+}
+
+/// One constraint, with its selector completed by `matchLabelKeys`.
+struct Constraint {
+    max_skew: i64,
+    key: String,
+    selector: Option<LabelSelector>,
+    min_domains: Option<i32>,
+    honor_affinity: bool,
+    honor_taints: bool,
+}
+
+fn constraints(pod: &Pod, when: &str) -> Vec<Constraint> {
+    let labels = pod.metadata.labels.as_ref();
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.topology_spread_constraints.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .filter(|c: &&TopologySpreadConstraint| c.when_unsatisfiable == when)
+        .map(|c| {
+            let mut selector = c.label_selector.clone();
+            if let (Some(sel), Some(keys)) = (selector.as_mut(), c.match_label_keys.as_ref()) {
+                for key in keys {
+                    if let Some(value) = labels.and_then(|l| l.get(key)) {
+                        sel.match_expressions.get_or_insert_with(Vec::new).push(
+                            LabelSelectorRequirement {
+                                key: key.clone(),
+                                operator: "In".into(),
+                                values: Some(vec![value.clone()]),
+                            },
+                        );
+                    }
+                }
+            }
+            Constraint {
+                max_skew: i64::from(c.max_skew),
+                key: c.topology_key.clone(),
+                selector,
+                min_domains: c.min_domains,
+                honor_affinity: c.node_affinity_policy.as_deref() != Some("Ignore"),
+                honor_taints: c.node_taints_policy.as_deref() == Some("Honor"),
+            }
+        })
+        .collect()
+}
+
+fn label<'a>(node: &'a NodeInfo, key: &str) -> Option<&'a str> {
+    node.node
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(key))
+        .map(String::as_str)
+}
+
+/// Whether the node takes part in counting for these constraints.
+fn eligible(pod: &PodInfo, node: &NodeInfo, cs: &[Constraint]) -> bool {
+    if cs.iter().any(|c| label(node, &c.key).is_none()) {
+        return false;
+    }
+    if cs.iter().any(|c| c.honor_affinity) && !required_matches(pod, &node.node) {
+        return false;
+    }
+    if cs.iter().any(|c| c.honor_taints) {
+        let tolerations = pod
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.tolerations.as_deref())
+            .unwrap_or_default();
+        let taints = node
+            .node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.as_deref())
+            .unwrap_or_default();
+        if taints.iter().any(|t| {
+            (t.effect == "NoSchedule" || t.effect == "NoExecute") && !tolerated(tolerations, t)
+        }) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Pods on the node in the pod's namespace, not terminating, that the selector matches.
+fn count_matching(pod: &PodInfo, node: &NodeInfo, selector: Option<&LabelSelector>) -> i64 {
+    let ns = pod.pod.metadata.namespace.as_deref();
+    node.pods
+        .iter()
+        .filter(|p| {
+            p.pod.metadata.namespace.as_deref() == ns
+                && p.pod.metadata.deletion_timestamp.is_none()
+                && selector_matches(selector, p.pod.metadata.labels.as_ref())
+        })
+        .count() as i64
+}
+
+/// Per `DoNotSchedule` constraint: matching pods per domain value.
+struct PreFilterState {
+    constraints: Vec<Constraint>,
+    counts: Vec<HashMap<String, i64>>,
+}
+
+impl PreFilterState {
+    fn min_match(&self, i: usize) -> i64 {
+        let counts = &self.counts[i];
+        if let Some(min_domains) = self.constraints[i].min_domains {
+            if counts.len() < min_domains.max(0) as usize {
+                return 0;
+            }
+        }
+        counts.values().copied().min().unwrap_or(0)
+    }
+}
+
+/// Per `ScheduleAnyway` constraint: domain counts, weights, and nodes left out.
+struct PreScoreState {
+    constraints: Vec<Constraint>,
+    counts: Vec<HashMap<String, i64>>,
+    weights: Vec<f64>,
+    ignored: HashSet<String>,
+}
+
+impl Plugin for PodTopologySpread {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn events_to_register(&self) -> &'static [ClusterEvent] {
+        &[
+            ClusterEvent::AssignedPodAdd,
+            ClusterEvent::AssignedPodUpdate,
+            ClusterEvent::AssignedPodDelete,
+            ClusterEvent::NodeAdd,
+            ClusterEvent::NodeUpdate,
+            ClusterEvent::NodeDelete,
+            ClusterEvent::UnscheduledPodUpdate,
+        ]
+    }
+    fn as_pre_filter(&self) -> Option<&dyn PreFilterPlugin> {
+        Some(self)
+    }
+    fn as_filter(&self) -> Option<&dyn FilterPlugin> {
+        Some(self)
+    }
+    fn as_pre_score(&self) -> Option<&dyn PreScorePlugin> {
+        Some(self)
+    }
+    fn as_score(&self) -> Option<&dyn ScorePlugin> {
+        Some(self)
+    }
+}
+
+impl PreFilterPlugin for PodTopologySpread {
+    fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, nodes: &[Arc<NodeInfo>]) -> Status {
+        let cs = constraints(&pod.pod, "DoNotSchedule");
+        if cs.is_empty() {
+            return Status::skip();
+        }
+        let mut counts = vec![HashMap::new(); cs.len()];
+        for node in nodes.iter().filter(|n| eligible(pod, n, &cs)) {
+            for (i, c) in cs.iter().enumerate() {
+                let value = label(node, &c.key).unwrap_or_default().to_owned();
+                *counts[i].entry(value).or_default() +=
+                    count_matching(pod, node, c.selector.as_ref());
+            }
+        }
+        state.write(PreFilterState {
+            constraints: cs,
+            counts,
+        });
+        Status::success()
+    }
+}
+
+impl FilterPlugin for PodTopologySpread {
+    fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
+        let Some(s) = state.read::<PreFilterState>() else {
+            return Status::success();
+        };
+        for (i, c) in s.constraints.iter().enumerate() {
+            let Some(value) = label(node, &c.key) else {
+                return Status::unresolvable(ERR_REASON_NODE_LABEL_NOT_MATCH);
+            };
+            let self_match = i64::from(selector_matches(
+                c.selector.as_ref(),
+                pod.pod.metadata.labels.as_ref(),
+            ));
+            let matching = s.counts[i].get(value).copied().unwrap_or(0);
+            if matching + self_match - s.min_match(i) > c.max_skew {
+                return Status::unschedulable(ERR_REASON_CONSTRAINTS_NOT_MATCH);
+            }
+        }
+        Status::success()
+    }
+}
+
+impl PreScorePlugin for PodTopologySpread {
+    fn pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        feasible: &[Arc<NodeInfo>],
+    ) -> Status {
+        let cs = constraints(&pod.pod, "ScheduleAnyway");
+        if cs.is_empty() {
+            return Status::skip();
+        }
+        let mut ignored = HashSet::new();
+        let mut domains: Vec<HashSet<String>> = vec![HashSet::new(); cs.len()];
+        for node in feasible {
+            if cs.iter().any(|c| label(node, &c.key).is_none()) {
+                ignored.insert(node.name().to_owned());
+                continue;
+            }
+            for (i, c) in cs.iter().enumerate() {
+                domains[i].insert(label(node, &c.key).unwrap_or_default().to_owned());
+            }
+        }
+        let considered = feasible.len() - ignored.len();
+        let weights = cs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let size = if c.key == HOSTNAME {
+                    considered
+                } else {
+                    domains[i].len()
+                };
+                ((size + 2) as f64).ln()
+            })
+            .collect();
+        let all = state
+            .read::<AllNodes>()
+            .map(|a| a.0.clone())
+            .unwrap_or_else(|| feasible.to_vec());
+        let mut counts = vec![HashMap::new(); cs.len()];
+        for node in all.iter().filter(|n| eligible(pod, n, &cs)) {
+            for (i, c) in cs.iter().enumerate() {
+                if c.key == HOSTNAME {
+                    continue;
+                }
+                let value = label(node, &c.key).unwrap_or_default();
+                if domains[i].contains(value) {
+                    *counts[i].entry(value.to_owned()).or_default() +=
+                        count_matching(pod, node, c.selector.as_ref());
+                }
+            }
+        }
+        state.write(PreScoreState {
+            constraints: cs,
+            counts,
+            weights,
+            ignored,
+        });
+        Status::success()
+    }
+}
+
+impl ScorePlugin for PodTopologySpread {
+    fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<i64, Status> {
+        let Some(s) = state.read::<PreScoreState>() else {
+            return Ok(0);
+        };
+        if s.ignored.contains(node.name()) {
+            return Ok(0);
+        }
+        let mut score = 0.0;
+        for (i, c) in s.constraints.iter().enumerate() {
+            let count = if c.key == HOSTNAME {
+                count_matching(pod, node, c.selector.as_ref())
+            } else {
+                let value = label(node, &c.key).unwrap_or_default();
+                s.counts[i].get(value).copied().unwrap_or(0)
+            };
+            score += count as f64 * s.weights[i] + (c.max_skew - 1) as f64;
+        }
+        Ok(score.round() as i64)
+    }
+
+    fn normalize_score(&self, state: &CycleState, _: &PodInfo, scores: &mut [NodeScore]) {
+        let Some(s) = state.read::<PreScoreState>() else {
+            return;
+        };
+        let counted = scores.iter().filter(|x| !s.ignored.contains(&x.name));
+        let min = counted.clone().map(|x| x.score).min().unwrap_or(0);
+        let max = counted.map(|x| x.score).max().unwrap_or(0);
+        for x in scores.iter_mut() {
+            x.score = if s.ignored.contains(&x.name) {
+                0
+            } else if max == 0 {
+                MAX_NODE_SCORE
+            } else {
+                MAX_NODE_SCORE * (max + min - x.score) / max
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::framework::Code;
+    use crate::plugins::helper::test_util::node;
+
+    fn pod(name: &str, spec: serde_json::Value) -> PodInfo {
+        let mut spec = spec;
+        spec["containers"] = json!([{"name": "c"}]);
+        let p: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "default", "uid": name, "labels": {"app": "web"}},
+            "spec": spec}))
+        .unwrap();
+        PodInfo::new(Arc::new(p))
+    }
+
+    fn zone_node(name: &str, zone: Option<&str>, web_pods: usize) -> Arc<NodeInfo> {
+        let labels = match zone {
+            Some(z) => json!({"zone": z, "kubernetes.io/hostname": name}),
+            None => json!({"kubernetes.io/hostname": name}),
+        };
+        let mut n = node(name, labels, json!({}), json!({"cpu": "4", "pods": "110"}));
+        for i in 0..web_pods {
+            n.add_pod(pod(&format!("{name}-{i}"), json!({})));
+        }
+        Arc::new(n)
+    }
+
+    fn spread(max_skew: i32, key: &str, when: &str) -> serde_json::Value {
+        json!({"topologySpreadConstraints": [{"maxSkew": max_skew, "topologyKey": key,
+            "whenUnsatisfiable": when, "labelSelector": {"matchLabels": {"app": "web"}}}]})
+    }
+
+    #[test]
+    fn do_not_schedule_keeps_skew_within_max() {
+        // Zone a holds 2 matching pods, zone b 0: with maxSkew 1 only zone b fits.
+        let nodes = vec![
+            zone_node("a1", Some("a"), 2),
+            zone_node("b1", Some("b"), 0),
+            zone_node("none", None, 0),
+        ];
+        let p = pod("new", spread(1, "zone", "DoNotSchedule"));
+        let pl = PodTopologySpread::new();
+        let mut st = CycleState::default();
+        assert!(pl.pre_filter(&mut st, &p, &nodes).is_success());
+        let got: Vec<Status> = nodes.iter().map(|n| pl.filter(&st, &p, n)).collect();
+        assert_eq!(got[0].message(), ERR_REASON_CONSTRAINTS_NOT_MATCH);
+        assert_eq!(got[0].code(), Code::Unschedulable);
+        assert!(got[1].is_success());
+        assert_eq!(got[2].message(), ERR_REASON_NODE_LABEL_NOT_MATCH);
+        assert_eq!(got[2].code(), Code::UnschedulableAndUnresolvable);
+        // maxSkew 3 admits zone a too.
+        let p = pod("new", spread(3, "zone", "DoNotSchedule"));
+        let mut st = CycleState::default();
+        pl.pre_filter(&mut st, &p, &nodes);
+        assert!(pl.filter(&st, &p, &nodes[0]).is_success());
+    }
+
+    #[test]
+    fn min_domains_counts_missing_domains_as_empty() {
+        let nodes = vec![zone_node("a1", Some("a"), 1), zone_node("a2", Some("a"), 0)];
+        let mut spec = spread(1, "zone", "DoNotSchedule");
+        spec["topologySpreadConstraints"][0]["minDomains"] = json!(2);
+        let p = pod("new", spec);
+        let pl = PodTopologySpread::new();
+        let mut st = CycleState::default();
+        pl.pre_filter(&mut st, &p, &nodes);
+        // One domain of two required: the global minimum is 0, so 1 + 1 - 0 > 1.
+        assert!(!pl.filter(&st, &p, &nodes[1]).is_success());
+    }
+
+    #[test]
+    fn schedule_anyway_prefers_emptier_domains() {
+        let nodes = vec![
+            zone_node("a1", Some("a"), 3),
+            zone_node("b1", Some("b"), 1),
+            zone_node("c1", Some("c"), 0),
+        ];
+        let p = pod("new", spread(1, "zone", "ScheduleAnyway"));
+        let pl = PodTopologySpread::new();
+        let mut st = CycleState::default();
+        st.write(AllNodes(nodes.clone()));
+        assert!(pl.pre_score(&mut st, &p, &nodes).is_success());
+        let mut scores: Vec<NodeScore> = nodes
+            .iter()
+            .map(|n| NodeScore {
+                name: n.name().into(),
+                score: pl.score(&st, &p, n).unwrap(),
+            })
+            .collect();
+        // weight ln(3 + 2) ≈ 1.609: raw 5, 2, 0 → normalized 100 * (5 + 0 - s) / 5.
+        assert_eq!(
+            scores.iter().map(|s| s.score).collect::<Vec<_>>(),
+            [5, 2, 0]
+        );
+        pl.normalize_score(&st, &p, &mut scores);
+        assert_eq!(
+            scores.iter().map(|s| s.score).collect::<Vec<_>>(),
+            [0, 60, 100]
+        );
+    }
+}

@@ -1,0 +1,604 @@
+//! The running scheduler: watches nodes and pods through the API (kube-rs watchers) into
+//! the cache and the queue, runs one scheduling cycle at a time, binds asynchronously,
+//! and reports failures as a FailedScheduling Event and a PodScheduled=False condition.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use serde_json::json;
+use thiserror::Error;
+use tracing::Instrument;
+
+use crate::cache::Cache;
+use crate::framework::{ClusterEvent, CycleState, Framework, NominatedPods, PodInfo};
+use crate::leader_election::{self, LeaderElection};
+use crate::plugins::{default_profile, Handle, DEFAULT_SCHEDULER_NAME};
+use crate::queue::{QueuedPod, SchedulingQueue};
+use crate::schedule_one::{schedule_pod, ScheduleError};
+
+/// The component name on Events (upstream's `default-scheduler` reporting controller).
+pub const COMPONENT: &str = "default-scheduler";
+
+/// How the scheduler runs.
+#[derive(Debug, Clone)]
+pub struct SchedulerOptions {
+    /// The `spec.schedulerName` this scheduler serves.
+    pub scheduler_name: String,
+    /// Schedule only while holding this Lease (`None`: always).
+    pub leader_election: Option<LeaderElection>,
+}
+
+impl Default for SchedulerOptions {
+    fn default() -> Self {
+        SchedulerOptions {
+            scheduler_name: DEFAULT_SCHEDULER_NAME.into(),
+            leader_election: None,
+        }
+    }
+}
+
+/// A scheduler failure that stops it.
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("the watch of {what} ended")]
+    WatchEnded { what: &'static str },
+    #[error("leader election lost")]
+    LeadershipLost,
+}
+
+/// An event's identity for correlation: (pod UID, reason, message).
+type EventKey = (String, String, String);
+
+struct Scheduler {
+    client: Client,
+    framework: Arc<Framework>,
+    cache: Mutex<Cache>,
+    queue: SchedulingQueue,
+    scheduler_name: String,
+    /// Events already recorded, by (pod UID, reason, message): a repeat bumps the
+    /// event's count instead of creating another (upstream's event correlation).
+    recorded: Mutex<HashMap<EventKey, (String, i32)>>,
+    /// Unbound pods nominated to a node by preemption: pod UID → (node, pod).
+    nominated: Mutex<HashMap<String, (String, PodInfo)>>,
+}
+
+fn now_rfc3339() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    k8s_openapi::jiff::Timestamp::from_second(now.as_secs() as i64)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+fn is_terminal(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded") | Some("Failed")
+    )
+}
+
+fn assigned(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .is_some_and(|n| !n.is_empty())
+}
+
+fn uid(pod: &Pod) -> String {
+    pod.metadata.uid.clone().unwrap_or_default()
+}
+
+impl Scheduler {
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn responsible_for(&self, pod: &Pod) -> bool {
+        let name = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.scheduler_name.as_deref())
+            .unwrap_or(DEFAULT_SCHEDULER_NAME);
+        name == self.scheduler_name
+    }
+
+    fn on_node(&self, event: watcher::Event<Node>, listed: &mut Option<HashSet<String>>) {
+        match event {
+            watcher::Event::Init => *listed = Some(HashSet::new()),
+            watcher::Event::InitApply(node) => {
+                if let Some(l) = listed.as_mut() {
+                    l.insert(node.metadata.name.clone().unwrap_or_default());
+                }
+                self.cache().upsert_node(node);
+                self.queue.move_all(ClusterEvent::NodeAdd);
+            }
+            watcher::Event::InitDone => {
+                let seen = listed.take().unwrap_or_default();
+                let mut cache = self.cache();
+                for name in cache.node_names() {
+                    if !seen.contains(&name) {
+                        cache.remove_node(&name);
+                    }
+                }
+            }
+            watcher::Event::Apply(node) => {
+                let name = node.metadata.name.clone().unwrap_or_default();
+                let existed = self.cache().node_names().contains(&name);
+                self.cache().upsert_node(node);
+                self.queue.move_all(if existed {
+                    ClusterEvent::NodeUpdate
+                } else {
+                    ClusterEvent::NodeAdd
+                });
+            }
+            watcher::Event::Delete(node) => {
+                self.cache()
+                    .remove_node(node.metadata.name.as_deref().unwrap_or_default());
+                self.queue.move_all(ClusterEvent::NodeDelete);
+            }
+        }
+    }
+
+    fn nominated(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, PodInfo)>> {
+        self.nominated.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn pod_changed(&self, pod: Pod) {
+        let uid = uid(&pod);
+        let nominated_to = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.nominated_node_name.clone())
+            .filter(|n| !n.is_empty());
+        match nominated_to {
+            Some(node) if !assigned(&pod) && !is_terminal(&pod) => {
+                let info = PodInfo::new(Arc::new(pod.clone()));
+                self.nominated().insert(uid.clone(), (node, info));
+            }
+            _ => {
+                self.nominated().remove(&uid);
+            }
+        }
+        if assigned(&pod) {
+            self.queue.delete(&uid);
+            if is_terminal(&pod) {
+                self.cache().remove_pod(&uid);
+                self.queue.move_all(ClusterEvent::AssignedPodDelete);
+                return;
+            }
+            let before = self.cache().pod(&uid);
+            let pod = Arc::new(pod);
+            self.cache().upsert_pod(pod.clone());
+            match before {
+                None => self.queue.move_all(ClusterEvent::AssignedPodAdd),
+                // Status-only changes (a kubelet's reports) cannot help any pod fit.
+                Some(old) if crate::queue::scheduling_relevant_change(&old, &pod) => {
+                    self.queue.move_all(ClusterEvent::AssignedPodUpdate)
+                }
+                Some(_) => {}
+            }
+        } else if self.responsible_for(&pod)
+            && !is_terminal(&pod)
+            && pod.metadata.deletion_timestamp.is_none()
+        {
+            self.queue.add_or_update(Arc::new(pod));
+        } else {
+            self.queue.delete(&uid);
+        }
+    }
+
+    fn pod_deleted(&self, pod: &Pod) {
+        let uid = uid(pod);
+        self.nominated().remove(&uid);
+        self.queue.delete(&uid);
+        self.recorded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| k.0 != uid);
+        if self.cache().has_pod(&uid) {
+            self.cache().remove_pod(&uid);
+            self.queue.move_all(ClusterEvent::AssignedPodDelete);
+        }
+    }
+
+    fn on_pod(&self, event: watcher::Event<Pod>, listed: &mut Option<Vec<Pod>>) {
+        match event {
+            watcher::Event::Init => *listed = Some(Vec::new()),
+            watcher::Event::InitApply(pod) => match listed.as_mut() {
+                Some(l) => l.push(pod),
+                None => self.pod_changed(pod),
+            },
+            watcher::Event::InitDone => {
+                let mut pods = listed.take().unwrap_or_default();
+                // Pending pods enter the queue in creation order.
+                pods.sort_by(|a, b| {
+                    a.metadata
+                        .creation_timestamp
+                        .cmp(&b.metadata.creation_timestamp)
+                });
+                for pod in pods {
+                    self.pod_changed(pod);
+                }
+            }
+            watcher::Event::Apply(pod) => self.pod_changed(pod),
+            watcher::Event::Delete(pod) => self.pod_deleted(&pod),
+        }
+    }
+
+    /// One scheduling cycle; the binding cycle runs on its own task.
+    async fn schedule_one(self: &Arc<Self>, qp: QueuedPod, next_start: &mut usize, rng: &mut u64) {
+        let pod = qp.info.clone();
+        let span = tracing::debug_span!("schedule_pod", object.ref = %pod.key());
+        let _enter = span.enter();
+        let nodes = self.cache().snapshot();
+        let mut state = CycleState::default();
+        {
+            let nominated = self.nominated();
+            if !nominated.is_empty() {
+                let mut by_node: HashMap<String, Vec<PodInfo>> = HashMap::new();
+                for (node, info) in nominated.values() {
+                    by_node.entry(node.clone()).or_default().push(info.clone());
+                }
+                state.write(NominatedPods(by_node));
+            }
+        }
+        let mut tiebreak = |n: usize| {
+            // xorshift: cheap, good enough to spread ties.
+            *rng ^= *rng << 13;
+            *rng ^= *rng >> 7;
+            *rng ^= *rng << 17;
+            (*rng % n.max(1) as u64) as usize
+        };
+        let result = schedule_pod(
+            &self.framework,
+            &mut state,
+            &pod,
+            &nodes,
+            next_start,
+            &mut tiebreak,
+        );
+        let result = match result {
+            Ok(r) => r,
+            Err(err) => {
+                drop(_enter);
+                self.handle_failure(qp, err).await;
+                return;
+            }
+        };
+        for s in &result.scores {
+            tracing::trace!(pod = %pod.key(), node = %s.name, score = s.total,
+                "Calculated node's final score for pod");
+        }
+        let node = result.node.clone();
+        tracing::debug!(node.name = %node, evaluated = result.evaluated, feasible = result.feasible, "pod placed");
+        self.cache().assume_pod(&pod, &node);
+        let reserve = self.framework.run_reserve(&state, &pod, &node);
+        if !reserve.is_success() {
+            self.cache().forget_pod(pod.uid());
+            drop(_enter);
+            self.handle_failure(qp, ScheduleError::Internal(reserve))
+                .await;
+            return;
+        }
+        let (permit, _) = self.framework.run_permit(&state, &pod, &node);
+        if !permit.is_success() {
+            self.framework.run_unreserve(&state, &pod, &node);
+            self.cache().forget_pod(pod.uid());
+            drop(_enter);
+            self.handle_failure(qp, ScheduleError::Internal(permit))
+                .await;
+            return;
+        }
+        drop(_enter);
+        let this = self.clone();
+        tokio::spawn(async move { this.bind(qp, state, node).await }.instrument(span.clone()));
+    }
+
+    /// The binding cycle: PreBind, Bind, PostBind; on failure the pod is forgotten and
+    /// retried after backoff.
+    async fn bind(self: Arc<Self>, qp: QueuedPod, state: CycleState, node: String) {
+        let pod: &PodInfo = &qp.info;
+        let mut status = self.framework.run_pre_bind(&pod.pod, &node).await;
+        if status.is_success() {
+            status = self.framework.run_bind(&pod.pod, &node).await;
+        }
+        if !status.is_success() {
+            tracing::info!(object.ref = %pod.key(), node.name = %node, error = %status.message(), "binding failed");
+            self.framework.run_unreserve(&state, pod, &node);
+            self.cache().forget_pod(pod.uid());
+            self.handle_failure(qp, ScheduleError::Internal(status))
+                .await;
+            return;
+        }
+        self.queue.done(pod.uid());
+        self.framework.run_post_bind(&pod.pod, &node);
+        let ns = pod.pod.metadata.namespace.as_deref().unwrap_or("default");
+        let name = pod.pod.metadata.name.as_deref().unwrap_or_default();
+        tracing::debug!(object.ref = %pod.key(), node.name = %node, "bound");
+        self.record_event(
+            &pod.pod,
+            "Normal",
+            "Scheduled",
+            &format!("Successfully assigned {ns}/{name} to {node}"),
+        )
+        .await;
+    }
+
+    async fn handle_failure(&self, qp: QueuedPod, err: ScheduleError) {
+        let message = err.to_string();
+        let rejectors = match &err {
+            ScheduleError::Fit(fit) => fit.rejectors.clone(),
+            ScheduleError::NoNodes => vec![crate::plugins::node_resources::fit::NAME],
+            ScheduleError::Internal(_) => Vec::new(),
+        };
+        let pod = qp.info.pod.clone();
+        tracing::info!(object.ref = %qp.info.key(), reason = %message, "unable to schedule pod");
+        if let ScheduleError::Fit(fit) = &err {
+            if let Some(nomination) = &fit.nomination {
+                self.preempt(&pod, nomination).await;
+            }
+        }
+        self.queue.add_unschedulable(qp, rejectors);
+        let reason = match err {
+            ScheduleError::Internal(_) => "SchedulerError",
+            _ => "Unschedulable",
+        };
+        self.record_event(&pod, "Warning", "FailedScheduling", &message)
+            .await;
+        self.set_unschedulable(&pod, reason, &message).await;
+    }
+
+    /// Evicts the victims preemption chose and nominates the pod for their node; the
+    /// pod is retried when their deletion frees the room.
+    async fn preempt(&self, pod: &Pod, nomination: &crate::framework::Nomination) {
+        let node = &nomination.node;
+        tracing::info!(object.ref = %crate::framework::node_info::pod_key(pod), node.name = %node,
+            victims = nomination.victims.len(), "preempting");
+        for victim in &nomination.victims {
+            let ns = victim.metadata.namespace.as_deref().unwrap_or("default");
+            let name = victim.metadata.name.as_deref().unwrap_or_default();
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+            match api.delete(name, &kube::api::DeleteParams::default()).await {
+                Ok(_) => {
+                    let message = format!(
+                        "Preempted by pod {} on node {node}",
+                        pod.metadata.uid.as_deref().unwrap_or_default()
+                    );
+                    self.record_event(victim, "Normal", "Preempted", &message)
+                        .await;
+                }
+                Err(e) => {
+                    tracing::info!(object.ref = %format!("{ns}/{name}"), error = %e, "cannot preempt victim")
+                }
+            }
+        }
+        self.nominated().insert(
+            uid(pod),
+            (node.clone(), PodInfo::new(Arc::new(pod.clone()))),
+        );
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        let patch = json!({"status": {"nominatedNodeName": node}});
+        if let Err(e) = api
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            tracing::debug!(object.ref = %format!("{ns}/{name}"), error = %e, "cannot set nominatedNodeName");
+        }
+    }
+
+    /// Sets PodScheduled=False with the reason and message (status subresource).
+    async fn set_unschedulable(&self, pod: &Pod, reason: &str, message: &str) {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        let current = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"));
+        if current.is_some_and(|c| {
+            c.status == "False"
+                && c.reason.as_deref() == Some(reason)
+                && c.message.as_deref() == Some(message)
+        }) {
+            return;
+        }
+        let transition = match current {
+            Some(c) if c.status == "False" => c
+                .last_transition_time
+                .as_ref()
+                .map(|t| t.0.to_string())
+                .unwrap_or_else(now_rfc3339),
+            _ => now_rfc3339(),
+        };
+        let patch = json!({"status": {"conditions": [{
+            "type": "PodScheduled", "status": "False", "reason": reason, "message": message,
+            "lastProbeTime": null, "lastTransitionTime": transition,
+        }]}});
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        if let Err(e) = api
+            .patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
+            .await
+        {
+            tracing::debug!(object.ref = %format!("{ns}/{name}"), error = %e, "cannot update the PodScheduled condition");
+        }
+    }
+
+    async fn record_event(&self, pod: &Pod, type_: &str, reason: &str, message: &str) {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let now = now_rfc3339();
+        let api: Api<Event> = Api::namespaced(self.client.clone(), ns);
+        let key = (uid(pod), reason.to_owned(), message.to_owned());
+        let seen = self
+            .recorded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        if let Some((event_name, count)) = seen {
+            let patch = json!({"count": count + 1, "lastTimestamp": now});
+            if api
+                .patch(&event_name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+                .is_ok()
+            {
+                self.recorded
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key, (event_name, count + 1));
+                return;
+            }
+        }
+        let event_name = format!("{name}.{nanos:x}");
+        let event = json!({
+            "metadata": {"name": event_name, "namespace": ns},
+            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "namespace": ns, "name": name,
+                "uid": pod.metadata.uid, "resourceVersion": pod.metadata.resource_version},
+            "reason": reason, "message": message, "type": type_,
+            "source": {"component": COMPONENT},
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+            "reportingComponent": COMPONENT, "reportingInstance": COMPONENT,
+            "action": if reason == "Scheduled" { "Binding" } else { "Scheduling" },
+        });
+        let Ok(event) = serde_json::from_value::<Event>(event) else {
+            return;
+        };
+        match api.create(&PostParams::default(), &event).await {
+            Ok(_) => {
+                let mut recorded = self.recorded.lock().unwrap_or_else(|e| e.into_inner());
+                if recorded.len() > 10_000 {
+                    recorded.clear();
+                }
+                recorded.insert(key, (event_name, 1));
+            }
+            Err(e) => {
+                tracing::debug!(object.ref = %format!("{ns}/{name}"), error = %e, "cannot record event")
+            }
+        }
+    }
+}
+
+/// Runs the scheduler until `shutdown` resolves or a watch fails for good.
+pub async fn run(
+    client: Client,
+    options: SchedulerOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let mut shutdown = std::pin::pin!(shutdown);
+    let election = options.leader_election.clone();
+    if let Some(le) = &election {
+        tokio::select! {
+            _ = leader_election::acquire(&client, le) => {}
+            _ = &mut shutdown => return Ok(()),
+        }
+    }
+    let lost = async {
+        match &election {
+            Some(le) => leader_election::hold(&client, le).await,
+            None => std::future::pending().await,
+        }
+    };
+    let framework = Arc::new(default_profile(&Handle {
+        client: Some(client.clone()),
+    }));
+    let sched = Arc::new(Scheduler {
+        client: client.clone(),
+        queue: SchedulingQueue::new(framework.clone()),
+        framework,
+        cache: Mutex::new(Cache::new()),
+        scheduler_name: options.scheduler_name,
+        recorded: Mutex::new(HashMap::new()),
+        nominated: Mutex::new(HashMap::new()),
+    });
+
+    let nodes = {
+        let sched = sched.clone();
+        let api: Api<Node> = Api::all(client.clone());
+        async move {
+            let mut listed = None;
+            let mut stream = watcher(api, watcher::Config::default()).boxed();
+            while let Some(event) = stream.try_next().await.transpose() {
+                match event {
+                    Ok(e) => sched.on_node(e, &mut listed),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "node watch failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+            Err::<(), _>(Error::WatchEnded { what: "nodes" })
+        }
+    };
+    let pods = {
+        let sched = sched.clone();
+        let api: Api<Pod> = Api::all(client.clone());
+        async move {
+            let mut listed = None;
+            let mut stream = watcher(api, watcher::Config::default()).boxed();
+            while let Some(event) = stream.try_next().await.transpose() {
+                match event {
+                    Ok(e) => sched.on_pod(e, &mut listed),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "pod watch failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+            Err::<(), _>(Error::WatchEnded { what: "pods" })
+        }
+    };
+    let flush = {
+        let sched = sched.clone();
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                sched.queue.flush();
+            }
+        }
+    };
+    let schedule = {
+        let sched = sched.clone();
+        async move {
+            let mut next_start = 0;
+            let mut rng: u64 = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+                | 1;
+            while let Some(qp) = sched.queue.pop().await {
+                sched.schedule_one(qp, &mut next_start, &mut rng).await;
+            }
+        }
+    };
+    tracing::info!("scheduler started");
+    let result = tokio::select! {
+        r = nodes => r,
+        r = pods => r,
+        _ = flush => Ok(()),
+        _ = schedule => Ok(()),
+        _ = lost => Err(Error::LeadershipLost),
+        _ = &mut shutdown => Ok(()),
+    };
+    sched.queue.close();
+    if let Some(le) = &election {
+        if result.is_ok() {
+            leader_election::release(&client, le).await;
+        }
+    }
+    result
+}
