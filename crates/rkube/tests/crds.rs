@@ -428,6 +428,18 @@ names = [w.metadata.name for w in widgets.get(namespace="default").items]
 assert names == ["py"], names
 patched = widgets.patch(namespace="default", name="py", body={"spec": {"replicas": 4}}, content_type="application/merge-patch+json")
 assert patched.spec.replicas == 4 and patched.metadata.generation == 2, patched
+# Server-side apply through the dynamic client. The merge patch above made the client's
+# User-Agent manager (OpenAPI-Generator) own spec.replicas, so taking it needs force; then
+# a second manager changing it conflicts with the applier.
+applied = widgets.server_side_apply(namespace="default", name="py", field_manager="py-apply", force_conflicts=True, body={"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "py"}, "spec": {"replicas": 5}})
+assert applied.spec.replicas == 5, applied
+managers = [(m.manager, m.operation) for m in applied.metadata.managedFields]
+assert ("py-apply", "Apply") in managers, managers
+try:
+    widgets.server_side_apply(namespace="default", name="py", field_manager="other", body={"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "py"}, "spec": {"replicas": 6}})
+    raise SystemExit("conflicting apply succeeded")
+except Exception as e:
+    assert getattr(e, "status", None) == 409 and 'conflict with \\"py-apply\\": .spec.replicas' in e.body, e
 widgets.delete(namespace="default", name="py")
 assert widgets.get(namespace="default").items == []
 print("dynamic client ok")
