@@ -172,7 +172,8 @@ struct Cursor {
     revision: i64,
     bookmarked: i64,
     ticker: tokio::time::Interval,
-    deadline: tokio::time::Instant,
+    /// The watch's end, one timer for its whole life (not one per event).
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
 }
 
 impl Stream {
@@ -193,7 +194,7 @@ impl Stream {
             bookmarked: sub.revision,
             sub,
             ticker: tokio::time::interval_at(now + BOOKMARK_EVERY, BOOKMARK_EVERY),
-            deadline: now + timeout,
+            deadline: Box::pin(tokio::time::sleep_until(now + timeout)),
         };
         futures::stream::unfold((self, cursor), |(stream, mut c)| async move {
             let line = stream.next_line(&mut c).await?;
@@ -246,7 +247,7 @@ impl Stream {
                         return Some(value_event(self.format, "BOOKMARK", &bookmark));
                     }
                 }
-                _ = tokio::time::sleep_until(c.deadline) => return None,
+                _ = &mut c.deadline => return None,
             }
         }
     }
