@@ -311,6 +311,7 @@ async fn route(state: Arc<ApiState>, req: Request, user: UserInfo) -> Result<Res
                 &state.service_accounts.jwks(),
             ))
         }
+        "/openapi/v2" => return Ok(openapi::v2(&state.registry.snapshot(), &parts.headers)),
         "/openapi/v3" => return Ok(openapi::root(&state.registry.snapshot())),
         p if p.starts_with("/openapi/v3/") => {
             return openapi::group_version(&state.registry.snapshot(), &p["/openapi/v3".len()..])

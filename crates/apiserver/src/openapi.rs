@@ -178,6 +178,108 @@ fn operation(
     op
 }
 
+/// The content type of the protobuf (gnostic) OpenAPI v2 document, as upstream's
+/// handler labels it (clients ask for `application/com.github.proto-openapi.spec.v2@v1.0+protobuf`,
+/// which Go's media-type parser cannot read back).
+const V2_PROTOBUF: &str = "application/octet-stream";
+
+/// `/openapi/v2`: the Swagger 2.0 document, built from the v3 documents (every definition,
+/// references rewritten, each path's operations with their response schema).
+///
+/// In protobuf (gnostic), which kubectl asks for, the document carries only its `swagger`
+/// version: kubectl uses v2 solely for client-side validation of `List` objects and skips
+/// kinds it finds no model for, so each item is then validated by the server, as every
+/// other object is.
+pub fn v2(served: &Snapshot, headers: &axum::http::HeaderMap) -> Response {
+    let protobuf = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/com.github.proto-openapi.spec.v2"));
+    if protobuf {
+        // Document { swagger (1): "2.0" }.
+        let body: &'static [u8] = b"\x0a\x032.0";
+        return (StatusCode::OK, [(header::CONTENT_TYPE, V2_PROTOBUF)], body).into_response();
+    }
+    let mut definitions = Map::new();
+    let mut paths = Map::new();
+    for (group, version) in group_versions(served) {
+        let key = gv_path(group, version);
+        if group_version(served, &key).is_err() {
+            continue;
+        }
+        let Some(bytes) = cached_document(served.generation, &key) else {
+            continue;
+        };
+        let Ok(mut doc) = serde_json::from_slice::<Value>(&bytes) else {
+            continue;
+        };
+        v3_refs_to_v2(&mut doc);
+        if let Some(Value::Object(schemas)) =
+            doc["components"].get_mut("schemas").map(std::mem::take)
+        {
+            definitions.extend(schemas);
+        }
+        if let Some(Value::Object(ps)) = doc.get_mut("paths").map(std::mem::take) {
+            for (path, mut ops) in ps {
+                if let Some(ops) = ops.as_object_mut() {
+                    for op in ops.values_mut() {
+                        v3_operation_to_v2(op);
+                    }
+                }
+                paths.insert(path, ops);
+            }
+        }
+    }
+    json_response(&json!({
+        "swagger": "2.0",
+        "info": {"title": "Kubernetes", "version": "v1.37.0"},
+        "paths": paths,
+        "definitions": definitions,
+    }))
+}
+
+/// Rewrites `#/components/schemas/X` references to `#/definitions/X`.
+fn v3_refs_to_v2(v: &mut Value) {
+    match v {
+        Value::String(s) if s.starts_with("#/components/schemas/") => {
+            *s = s.replacen("#/components/schemas/", "#/definitions/", 1);
+        }
+        Value::Array(items) => items.iter_mut().for_each(v3_refs_to_v2),
+        Value::Object(map) => map.values_mut().for_each(v3_refs_to_v2),
+        _ => {}
+    }
+}
+
+/// A v3 operation in v2's shape: response schemas out of `content`, no request bodies.
+fn v3_operation_to_v2(op: &mut Value) {
+    let Some(op) = op.as_object_mut() else {
+        return;
+    };
+    op.remove("requestBody");
+    if let Some(Value::Object(responses)) = op.get_mut("responses") {
+        for response in responses.values_mut() {
+            if let Some(schema) = response["content"]["application/json"]
+                .get("schema")
+                .cloned()
+            {
+                response["schema"] = schema;
+            }
+            if let Some(r) = response.as_object_mut() {
+                r.remove("content");
+            }
+        }
+    }
+    if let Some(Value::Array(params)) = op.get_mut("parameters") {
+        for p in params {
+            if let Some(schema) = p.as_object_mut().and_then(|m| m.remove("schema")) {
+                p["type"] = schema["type"].clone();
+                p["uniqueItems"] = schema["uniqueItems"].clone();
+            }
+        }
+    }
+}
+
 /// `/openapi/v3/api/v1`, `/openapi/v3/apis/<group>/<version>`.
 pub fn group_version(served: &Snapshot, path: &str) -> Result<Response, ApiError> {
     let (group, version) = match path

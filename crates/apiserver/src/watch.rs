@@ -150,6 +150,9 @@ fn event_line(kind: &str, object: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Most waiting events one write of a watch carries.
+const BATCH: usize = 64;
+
 struct Stream {
     info: &'static ResourceInfo,
     prefix: String,
@@ -174,6 +177,8 @@ struct Cursor {
     ticker: tokio::time::Interval,
     /// The watch's end, one timer for its whole life (not one per event).
     deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// The watch fell behind while batching: it ends once the batch is sent.
+    ended: bool,
 }
 
 impl Stream {
@@ -195,6 +200,7 @@ impl Stream {
             sub,
             ticker: tokio::time::interval_at(now + BOOKMARK_EVERY, BOOKMARK_EVERY),
             deadline: Box::pin(tokio::time::sleep_until(now + timeout)),
+            ended: false,
         };
         futures::stream::unfold((self, cursor), |(stream, mut c)| async move {
             let line = stream.next_line(&mut c).await?;
@@ -223,16 +229,15 @@ impl Stream {
                 return Some(line);
             }
         }
+        if c.ended {
+            return None;
+        }
         loop {
             tokio::select! {
                 event = c.sub.live.recv() => match event {
                     Ok(event) => {
-                        if event.revision <= c.revision || !self.covers(&event.object.key) {
-                            continue;
-                        }
-                        c.revision = event.revision;
-                        if let Some(line) = self.event_line_for(&event) {
-                            return Some(line);
+                        if let Some(line) = self.live_line(c, &event) {
+                            return Some(self.with_ready_events(c, line));
                         }
                     }
                     // Too slow to keep up, or the cache was reset: end the watch so the
@@ -250,6 +255,39 @@ impl Stream {
                 _ = &mut c.deadline => return None,
             }
         }
+    }
+
+    /// The line for a live event this watch has not sent yet and sees, if any.
+    fn live_line(&self, c: &mut Cursor, event: &CacheEvent) -> Option<Bytes> {
+        if event.revision <= c.revision || !self.covers(&event.object.key) {
+            return None;
+        }
+        c.revision = event.revision;
+        self.event_line_for(event)
+    }
+
+    /// `first` followed by the live events already waiting (at most [`BATCH`]), so a watch
+    /// that fell behind catches up in one write instead of one write per event.
+    fn with_ready_events(&self, c: &mut Cursor, first: Bytes) -> Bytes {
+        let mut batch: Option<Vec<u8>> = None;
+        for _ in 0..BATCH {
+            match c.sub.live.try_recv() {
+                Ok(event) => {
+                    if let Some(line) = self.live_line(c, &event) {
+                        batch
+                            .get_or_insert_with(|| first.to_vec())
+                            .extend_from_slice(&line);
+                    }
+                }
+                Err(broadcast::error::TryRecvError::Empty) => break,
+                // The watch ends after what it has: the client re-watches from there.
+                Err(_) => {
+                    c.ended = true;
+                    break;
+                }
+            }
+        }
+        batch.map_or(first, Bytes::from)
     }
 
     /// Whether a key is in this watch's collection (or is its one object).

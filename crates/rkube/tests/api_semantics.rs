@@ -626,3 +626,46 @@ fn wrongly_typed_fields_are_rejected_not_crashed_on() {
     );
     assert_eq!(code, 404, "nothing was written");
 }
+
+/// A burst of writes reaches a live watch complete and in order, one event per line, even
+/// when the server sends several waiting events in one write.
+#[test]
+fn a_burst_of_writes_reaches_a_watch_in_order() {
+    let c = Cluster::start(&[]);
+    let (_, list) = curl(&c, "GET", CMS, "application/json", None, &[]);
+    let rv = serde_json::from_str::<Value>(&list).unwrap()["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let watch = watch_in_background(
+        &c,
+        format!(
+            "https://{}{CMS}?watch=true&timeoutSeconds=8&resourceVersion={rv}",
+            c.addr
+        ),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let items: Vec<Value> = (0..150)
+        .map(|i| serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("burst-{i}")}, "data": {"i": i.to_string()}}))
+        .collect();
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+    c.create(&list.to_string());
+    let evs = events(&watch.join().unwrap());
+    let names: Vec<&str> = evs
+        .iter()
+        .map(|e| e["object"]["metadata"]["name"].as_str().unwrap())
+        .collect();
+    let want: Vec<String> = (0..150).map(|i| format!("burst-{i}")).collect();
+    assert_eq!(names, want);
+    let revisions: Vec<i64> = evs
+        .iter()
+        .map(|e| {
+            e["object"]["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert!(revisions.windows(2).all(|w| w[0] < w[1]), "{revisions:?}");
+}

@@ -716,3 +716,24 @@ fn deployments_get_defaults_and_selector_validation() {
         "{err}"
     );
 }
+
+#[test]
+fn create_a_list_and_openapi_v2() {
+    let c = Cluster::start(&[]);
+    let out = c.create(
+        "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: l1}\n- apiVersion: v1\n  kind: Secret\n  metadata: {name: l2}\n  stringData: {a: b}\n",
+    );
+    assert!(
+        out.contains("configmap/l1 created") && out.contains("secret/l2 created"),
+        "{out}"
+    );
+    // The Swagger 2.0 document, with every kind's definition.
+    let v2: serde_json::Value =
+        serde_json::from_str(&c.ok(&["get", "--raw", "/openapi/v2"])).unwrap();
+    assert_eq!(v2["swagger"], "2.0");
+    assert!(v2["definitions"]["io.k8s.api.apps.v1.Deployment"]["properties"]["spec"].is_object());
+    assert!(
+        !v2.to_string().contains("#/components/schemas/"),
+        "references are rewritten"
+    );
+}
