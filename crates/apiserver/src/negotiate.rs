@@ -104,21 +104,26 @@ pub fn decode_apply(body: &[u8]) -> Result<Value, ApiError> {
     Ok(value)
 }
 
+/// A PATCH request's body as JSON (every patch format but apply is JSON), decoded once
+/// per request however many times the patch is retried.
+pub fn decode_patch(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))
+}
+
 /// Applies a patch of this format to `original`, an object of the built-in type `root`
 /// (strategic merge patch needs the type's merge markers). Errors are upstream's: 400 for
 /// a patch that cannot be decoded, 422 for a JSON patch that does not apply.
 pub fn apply_patch(
     kind: PatchKind,
     original: &Value,
-    body: &[u8],
+    patch: &Value,
     root: Option<&'static rkube_api::schema::Message>,
 ) -> Result<Value, ApiError> {
-    let patch: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
     let mut patched = original.clone();
     match kind {
         PatchKind::Json => {
-            let ops: json_patch::Patch = serde_json::from_value(patch)
+            let ops: json_patch::Patch = serde_json::from_value(patch.clone())
                 .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
             json_patch::patch(&mut patched, &ops).map_err(|e| {
                 ApiError::from(rkube_api::Status::failure(
@@ -135,7 +140,7 @@ pub fn apply_patch(
                     "error decoding patch: a merge patch must be a JSON object",
                 ));
             }
-            json_patch::merge(&mut patched, &patch);
+            json_patch::merge(&mut patched, patch);
         }
         PatchKind::Apply => {
             return Err(ApiError::internal(
@@ -150,7 +155,7 @@ pub fn apply_patch(
                     APPLY_PATCH,
                 ]))
             })?;
-            patched = rkube_api::smp::apply(patched, patch, root).map_err(|e| {
+            patched = rkube_api::smp::apply(patched, patch.clone(), root).map_err(|e| {
                 let status = match e.code {
                     400 => rkube_api::Status::bad_request(&e.message),
                     422 => rkube_api::Status::failure(422, "Invalid", e.message, None),

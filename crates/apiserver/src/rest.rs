@@ -503,17 +503,21 @@ impl Ctx {
     /// PUT or PATCH of `<workload>/scale`: changes `spec.replicas` only.
     async fn update_scale(&self, body: Bytes, patch: bool) -> ApiResult {
         let name = self.name().to_owned();
+        let root = rkube_api::schema::for_kind("autoscaling/v1", "Scale");
+        // The patch is decoded once, after the object is known to exist.
+        let mut decoded: Option<(negotiate::PatchKind, Value)> = None;
         for _ in 0..MAX_PATCH_ATTEMPTS {
             let (obj, revision) = self.current().await?;
             let current = self.scale_of(&obj);
             let wanted = if patch {
-                let root = rkube_api::schema::for_kind("autoscaling/v1", "Scale");
-                negotiate::apply_patch(
-                    negotiate::patch_type(&self.headers, root)?,
-                    &current,
-                    &body,
-                    root,
-                )?
+                if decoded.is_none() {
+                    decoded = Some((
+                        negotiate::patch_type(&self.headers, root)?,
+                        negotiate::decode_patch(&body)?,
+                    ));
+                }
+                let (kind, patch) = decoded.as_ref().expect("decoded above");
+                negotiate::apply_patch(*kind, &current, patch, root)?
             } else {
                 negotiate::decode_body(&self.headers, &body)?
             };
@@ -1239,13 +1243,13 @@ impl Ctx {
     /// manager's, creating the object when it does not exist.
     async fn server_side_apply(&self, body: &[u8]) -> ApiResult {
         let name = self.name().to_owned();
-        let Some(manager_name) = self.query.get("fieldManager").map(str::to_owned) else {
+        if self.query.get("fieldManager").is_none() {
             return Err(patch_options_invalid(FieldError::required(
                 "fieldManager",
                 "is required for apply patch",
             )));
-        };
-        self.manager_name()?;
+        }
+        let manager_name = self.manager_name()?;
         let force = match self.query.get("force") {
             None | Some("false") => false,
             Some("true") => true,
@@ -1343,8 +1347,7 @@ impl Ctx {
                 "may not be specified for non-apply patch",
             )));
         }
-        let patch: Value = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+        let patch = negotiate::decode_patch(&body)?;
         for _ in 0..MAX_PATCH_ATTEMPTS {
             let current = self
                 .state
@@ -1356,7 +1359,7 @@ impl Ctx {
                 .kv
                 .ok_or_else(|| ApiError::not_found(self.info, &name))?;
             let old = self.decode(&current.value, current.mod_revision)?;
-            let mut patched = negotiate::apply_patch(kind, &old, &body, root)?;
+            let mut patched = negotiate::apply_patch(kind, &old, &patch, root)?;
             self.check_fields(&mut patched)?;
             // A resourceVersion in the patch is a precondition.
             let wanted = meta_str(&patched, "resourceVersion").map(str::to_owned);
