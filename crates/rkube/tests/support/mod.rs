@@ -41,7 +41,6 @@ impl Cluster {
     }
 
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Cluster {
-        let addr = format!("127.0.0.1:{}", rkube_testkit::free_port());
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
         let etcd = match std::env::var("RKUBE_TEST_DATASTORE").as_deref() {
             Ok("etcd")
@@ -51,6 +50,9 @@ impl Cluster {
             }
             _ => None,
         };
+        // The server's port is picked once etcd holds its own, so the two cannot draw the
+        // same free port (this collided once in CI).
+        let addr = format!("127.0.0.1:{}", rkube_testkit::free_port());
         let endpoints = etcd.as_ref().map(|e| e.client_endpoints().join(","));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rkube"));
         cmd.args(["server", "--data-dir"])
