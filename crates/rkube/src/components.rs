@@ -37,6 +37,80 @@ pub(crate) fn leader_identity() -> String {
     )
 }
 
+/// Flags of `rkube controller-manager`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct ControllerManagerArgs {
+    /// The kubeconfig to reach the API server with (user system:kube-controller-manager
+    /// or admin); every controller acts with it.
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    #[command(flatten)]
+    controllers: ControllerFlags,
+    /// Run controllers only while holding the kube-system/kube-controller-manager Lease.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+}
+
+/// The controller manager's flags that `rkube server` shares.
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct ControllerFlags {
+    /// Controllers to run: `*` for the defaults, `NAME` to add, `-NAME` to remove.
+    #[arg(long, value_delimiter = ',', default_value = "*")]
+    pub controllers: Vec<String>,
+    /// The pod network; nodes get a podCIDR from it when set.
+    #[arg(long)]
+    pub cluster_cidr: Option<String>,
+    /// The prefix length of each node's podCIDR.
+    #[arg(long, default_value_t = 24)]
+    pub node_cidr_mask_size: u8,
+    /// How long a node may miss heartbeats before it is marked Unknown (e.g. 50s).
+    #[arg(long, default_value = "50s", value_parser = parse_duration)]
+    pub node_monitor_grace_period: std::time::Duration,
+}
+
+impl ControllerFlags {
+    pub(crate) fn config(&self, root_ca_pem: Option<String>) -> rkube_controllers::Config {
+        rkube_controllers::Config {
+            cluster_cidr: self.cluster_cidr.clone(),
+            node_cidr_mask_size: self.node_cidr_mask_size,
+            node_monitor_grace_period: self.node_monitor_grace_period,
+            root_ca_pem,
+        }
+    }
+}
+
+/// A Go-style duration: `300ms`, `50s`, `5m`, `1h`, `1m30s`.
+pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("invalid duration {s:?} (expected e.g. 500ms, 40s, 5m, 1h30m)");
+    let mut total = 0f64;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let value: f64 = rest[..n].parse().map_err(|_| bad())?;
+        rest = &rest[n..];
+        let u = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let scale = match &rest[..u] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += value * scale;
+        rest = &rest[u..];
+    }
+    Ok(std::time::Duration::from_secs_f64(total))
+}
+
 /// Flags of `rkube hollow-nodes`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct HollowArgs {
@@ -88,6 +162,25 @@ pub(crate) async fn run_scheduler(args: SchedulerArgs) -> Result<()> {
             leader_election: args
                 .leader_elect
                 .then(|| rkube_scheduler::leader_election::LeaderElection::new(leader_identity())),
+        },
+        crate::server::shutdown_signal(),
+    )
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn run_controller_manager(args: ControllerManagerArgs) -> Result<()> {
+    let client = client_from_kubeconfig(&args.kubeconfig).await?;
+    let shared = client.clone();
+    rkube_controllers::run(
+        client,
+        Arc::new(move |_| shared.clone()),
+        rkube_controllers::Options {
+            controllers: args.controllers.controllers.clone(),
+            config: args.controllers.config(None),
+            leader_election: args
+                .leader_elect
+                .then(|| rkube_controllers::leader_election(leader_identity())),
         },
         crate::server::shutdown_signal(),
     )

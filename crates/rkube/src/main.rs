@@ -26,6 +26,8 @@ enum Command {
     Server(Box<server::ServerArgs>),
     /// Runs the scheduler against an API server.
     Scheduler(components::SchedulerArgs),
+    /// Runs the controller manager against an API server.
+    ControllerManager(components::ControllerManagerArgs),
     /// Simulates nodes: registers them, renews their leases, and runs their pods on paper.
     HollowNodes(components::HollowArgs),
     /// Prints the version.
@@ -68,6 +70,9 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Server(args) => runtime()?.block_on(server::run(*args)),
         Command::Scheduler(args) => runtime()?.block_on(components::run_scheduler(args)),
+        Command::ControllerManager(args) => {
+            runtime()?.block_on(components::run_controller_manager(args))
+        }
         Command::HollowNodes(args) => runtime()?.block_on(components::run_hollow_nodes(args)),
         Command::Version => {
             println!("rkube {}", env!("CARGO_PKG_VERSION"));

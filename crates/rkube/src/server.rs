@@ -46,6 +46,11 @@ pub(crate) struct ServerArgs {
     /// Do not run the scheduler in this process.
     #[arg(long)]
     disable_scheduler: bool,
+    /// Do not run the controller manager in this process.
+    #[arg(long)]
+    disable_controller_manager: bool,
+    #[command(flatten)]
+    controllers: crate::components::ControllerFlags,
 }
 
 fn hostname() -> String {
@@ -77,6 +82,7 @@ fn datastore_endpoint(args: &ServerArgs) -> Result<String> {
 pub(crate) async fn run(args: ServerArgs) -> Result<()> {
     let started = Instant::now();
     let endpoint = datastore_endpoint(&args)?;
+    rkube_controllers::selected(&args.controllers.controllers)?;
     let data_dir = args.data_dir.unwrap_or_else(crate::default_data_dir);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
@@ -153,6 +159,11 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
     let stop_scheduler = std::sync::Arc::new(tokio::sync::Notify::new());
     let scheduler =
         (!args.disable_scheduler).then(|| start_scheduler(&state, stop_scheduler.clone()));
+    let stop_controllers = std::sync::Arc::new(tokio::sync::Notify::new());
+    let controllers = (!args.disable_controller_manager).then(|| {
+        let config = args.controllers.config(Some(pki.ca_cert_pem().to_owned()));
+        start_controller_manager(&state, &args.controllers, config, stop_controllers.clone())
+    });
     tracing::info!(listen = %listener.local_addr()?, data_dir = %data_dir.display(), elapsed = ?started.elapsed(), "rkube server ready");
     eprintln!(
         "rkube server is ready at {server_url}\n  export KUBECONFIG={}\n  kubectl get namespaces",
@@ -170,6 +181,10 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
         // Let it release its Lease so a restarted server schedules at once.
         stop_scheduler.notify_one();
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), scheduler).await;
+    }
+    if let Some(controllers) = controllers {
+        stop_controllers.notify_one();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), controllers).await;
     }
     drop(store);
     Ok(())
@@ -198,6 +213,59 @@ fn start_scheduler(
         };
         if let Err(e) = rkube_scheduler::run(client, options, stop).await {
             tracing::error!(error = %e, "the scheduler stopped");
+        }
+    })
+}
+
+/// A client over the API server's router with no socket, authenticated as `user`.
+fn in_process_client(
+    state: &std::sync::Arc<ApiState>,
+    user: rkube_apiserver::auth::UserInfo,
+) -> kube::Client {
+    let router = rkube_apiserver::router(state.clone()).layer(axum::Extension(tls::CertUser(user)));
+    kube::Client::new(router, "default")
+}
+
+/// Runs the controller manager in-process: its watchers and Lease as
+/// `system:kube-controller-manager`, each controller's writes as its own service account
+/// in kube-system (upstream's `--use-service-account-credentials`).
+fn start_controller_manager(
+    state: &std::sync::Arc<ApiState>,
+    flags: &crate::components::ControllerFlags,
+    config: rkube_controllers::Config,
+    stop: std::sync::Arc<tokio::sync::Notify>,
+) -> tokio::task::JoinHandle<()> {
+    let manager = in_process_client(
+        state,
+        rkube_apiserver::auth::UserInfo::new(
+            "system:kube-controller-manager",
+            vec!["system:authenticated".into()],
+        ),
+    );
+    let st = state.clone();
+    let clients: rkube_controllers::ClientFactory = std::sync::Arc::new(move |sa: &str| {
+        in_process_client(
+            &st,
+            rkube_apiserver::auth::UserInfo::new(
+                format!("system:serviceaccount:kube-system:{sa}"),
+                vec![
+                    "system:serviceaccounts".into(),
+                    "system:serviceaccounts:kube-system".into(),
+                    "system:authenticated".into(),
+                ],
+            ),
+        )
+    });
+    let options = rkube_controllers::Options {
+        controllers: flags.controllers.clone(),
+        config,
+        leader_election: Some(rkube_controllers::leader_election(
+            crate::components::leader_identity(),
+        )),
+    };
+    tokio::spawn(async move {
+        if let Err(e) = rkube_controllers::run(manager, clients, options, stop.notified()).await {
+            tracing::error!(error = %e, "the controller manager stopped");
         }
     })
 }

@@ -187,6 +187,12 @@ pub const CLUSTER_ROLES: &[RoleDef] = &[
         Res(&["list", "watch"], &["*"], &["*"]),
         Res(CREATE, CORE, &["serviceaccounts/token"]),
     ]},
+    // Controllers' roles (upstream's controller_policy), used with per-controller
+    // service-account credentials: `system:controller:<controller>`.
+    RoleDef { name: "system:controller:service-account-controller", labels: &[], aggregates: &[], rules: &[
+        Res(CREATE, CORE, &["serviceaccounts"]),
+        Res(EVENT_WRITE, EVENTS, &["events"]),
+    ]},
     RoleDef { name: "system:kube-dns", labels: &[], aggregates: &[], rules: &[
         Res(&["list", "watch"], CORE, &["endpoints", "services"]),
     ]},
@@ -309,6 +315,7 @@ pub const CLUSTER_ROLE_BINDINGS: &[BindingDef] = &[
     BindingDef { role: "system:basic-user", subjects: &[Subject::Group("system:authenticated")] },
     BindingDef { role: "system:discovery", subjects: &[Subject::Group("system:authenticated")] },
     BindingDef { role: "system:kube-controller-manager", subjects: &[Subject::User("system:kube-controller-manager")] },
+    BindingDef { role: "system:controller:service-account-controller", subjects: &[Subject::ServiceAccount("kube-system", "service-account-controller")] },
     BindingDef { role: "system:kube-dns", subjects: &[Subject::ServiceAccount("kube-system", "kube-dns")] },
     BindingDef { role: "system:kube-scheduler", subjects: &[Subject::User("system:kube-scheduler")] },
     BindingDef { role: "system:monitoring", subjects: &[Subject::Group("system:monitoring")] },

@@ -1,0 +1,207 @@
+//! rkube's controller manager: upstream kube-controller-manager's controllers, each one
+//! module built on kube-runtime (watchers, reflector stores, `Controller`), listed in
+//! [`registry::CONTROLLERS`]. Controllers are level-triggered — watch, cache, enqueue a key,
+//! reconcile idempotently — and read and write the cluster only through the API.
+//!
+//! Controllers share no mutable state: each gets a [`Context`] (its own client, the
+//! manager's configuration) and runs until the manager stops.
+#![forbid(unsafe_code)]
+
+pub mod registry;
+pub mod serviceaccount;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use kube::Client;
+use rkube_scheduler::leader_election::{self, LeaderElection};
+
+/// Makes the client a controller talks to the API with. With
+/// `--use-service-account-credentials` (what `rkube server` does), each controller acts as
+/// its own service account `system:serviceaccount:kube-system:<name>`, authorized by its
+/// `system:controller:<name>` ClusterRole; otherwise every controller shares one client.
+pub type ClientFactory = Arc<dyn Fn(&str) -> Client + Send + Sync>;
+
+/// The controller manager's configuration (upstream's kube-controller-manager flags).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `--cluster-cidr`: the pod network node IPAM carves per-node ranges from.
+    pub cluster_cidr: Option<String>,
+    /// `--node-cidr-mask-size` (IPv4): the prefix length of each node's podCIDR.
+    pub node_cidr_mask_size: u8,
+    /// `--node-monitor-grace-period`: how long a node may go without heartbeats before
+    /// it is marked Unknown.
+    pub node_monitor_grace_period: Duration,
+    /// The cluster CA bundle (PEM) published as `kube-root-ca.crt` in every namespace.
+    pub root_ca_pem: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            cluster_cidr: None,
+            node_cidr_mask_size: 24,
+            node_monitor_grace_period: Duration::from_secs(50),
+            root_ca_pem: None,
+        }
+    }
+}
+
+/// What a controller gets when it starts.
+#[derive(Clone)]
+pub struct Context {
+    /// The client this controller writes (and gets) with: its own service account's
+    /// credentials, authorized by its `system:controller:<name>` role, as upstream.
+    pub client: Client,
+    /// The client its watchers list and watch with: the manager's own identity
+    /// (`system:kube-controller-manager` may list and watch everything), as upstream's
+    /// shared informers do.
+    pub watch_client: Client,
+    pub config: Arc<Config>,
+}
+
+/// One entry of the registry: a controller's upstream name (as `--controllers` takes it),
+/// the service account it acts as, and how to start it.
+pub struct ControllerDef {
+    /// Upstream's name, e.g. `serviceaccount-controller`.
+    pub name: &'static str,
+    /// Upstream's short alias, e.g. `serviceaccount`.
+    pub alias: &'static str,
+    /// The kube-system service account it uses with per-controller credentials.
+    pub service_account: &'static str,
+    /// Whether it runs when `--controllers` says `*`.
+    pub enabled_by_default: bool,
+    /// Runs the controller until its future is dropped.
+    pub start: fn(Context) -> BoxFuture<'static, ()>,
+}
+
+/// How to run the controller manager.
+pub struct Options {
+    /// `--controllers`: `*` for the defaults, `name` to add, `-name` to remove.
+    pub controllers: Vec<String>,
+    pub config: Config,
+    /// Run only while holding the `kube-system/kube-controller-manager` Lease.
+    pub leader_election: Option<LeaderElection>,
+}
+
+/// An error starting the controller manager.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("unknown controller {0:?} in --controllers (known: {1})")]
+    UnknownController(String, String),
+    #[error("leader election lost")]
+    LeadershipLost,
+}
+
+/// Which registry entries `--controllers` selects, in registry order.
+pub fn selected(spec: &[String]) -> Result<Vec<&'static ControllerDef>, Error> {
+    let spec: Vec<&str> = if spec.is_empty() {
+        vec!["*"]
+    } else {
+        spec.iter().map(String::as_str).collect()
+    };
+    let known = |n: &str| {
+        registry::CONTROLLERS
+            .iter()
+            .find(|c| c.name == n || c.alias == n)
+    };
+    for s in &spec {
+        let n = s.trim_start_matches('-');
+        if n != "*" && known(n).is_none() {
+            let names: Vec<&str> = registry::CONTROLLERS.iter().map(|c| c.name).collect();
+            return Err(Error::UnknownController(n.to_owned(), names.join(", ")));
+        }
+    }
+    let named = |c: &ControllerDef, n: &str| c.name == n || c.alias == n;
+    Ok(registry::CONTROLLERS
+        .iter()
+        .filter(|c| {
+            if spec
+                .iter()
+                .any(|s| s.strip_prefix('-').is_some_and(|n| named(c, n)))
+            {
+                return false;
+            }
+            spec.iter().any(|s| named(c, s)) || (c.enabled_by_default && spec.contains(&"*"))
+        })
+        .collect())
+}
+
+/// Runs the selected controllers until `shutdown` resolves (or leadership is lost).
+/// `manager_client` (the manager's own identity) holds the Lease and feeds the watchers;
+/// `clients` makes each controller's writing client.
+pub async fn run(
+    manager_client: Client,
+    clients: ClientFactory,
+    options: Options,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let chosen = selected(&options.controllers)?;
+    let mut shutdown = std::pin::pin!(shutdown);
+    let election = options.leader_election;
+    if let Some(le) = &election {
+        tokio::select! {
+            _ = leader_election::acquire(&manager_client, le) => {}
+            _ = &mut shutdown => return Ok(()),
+        }
+    }
+    let config = Arc::new(options.config);
+    let mut tasks = tokio::task::JoinSet::new();
+    for def in chosen {
+        let cx = Context {
+            client: clients(def.service_account),
+            watch_client: manager_client.clone(),
+            config: config.clone(),
+        };
+        tracing::info!(controller = def.name, "starting controller");
+        tasks.spawn((def.start)(cx));
+    }
+    let lost = async {
+        match &election {
+            Some(le) => leader_election::hold(&manager_client, le).await,
+            None => std::future::pending().await,
+        }
+    };
+    let result = tokio::select! {
+        _ = lost => Err(Error::LeadershipLost),
+        _ = &mut shutdown => Ok(()),
+    };
+    tasks.shutdown().await;
+    if let (Some(le), Ok(())) = (&election, &result) {
+        leader_election::release(&manager_client, le).await;
+    }
+    result
+}
+
+/// Upstream kube-controller-manager's Lease for `identity`.
+pub fn leader_election(identity: impl Into<String>) -> LeaderElection {
+    LeaderElection {
+        name: "kube-controller-manager".into(),
+        ..LeaderElection::new(identity)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(spec: &[&str]) -> Vec<&'static str> {
+        let spec: Vec<String> = spec.iter().map(|s| s.to_string()).collect();
+        selected(&spec).unwrap().iter().map(|c| c.name).collect()
+    }
+
+    #[test]
+    fn controllers_flag_selects_like_upstream() {
+        assert!(names(&["*"]).contains(&"serviceaccount-controller"));
+        assert!(names(&[]).contains(&"serviceaccount-controller"));
+        assert!(!names(&["*", "-serviceaccount"]).contains(&"serviceaccount-controller"));
+        assert_eq!(
+            names(&["serviceaccount"]),
+            vec!["serviceaccount-controller"]
+        );
+        let err = selected(&["nope".to_string()]).unwrap_err().to_string();
+        assert!(err.contains("unknown controller \"nope\""), "{err}");
+    }
+}

@@ -1,0 +1,14 @@
+//! Every controller the manager knows, as data: adding one is one module and one row.
+
+use futures::FutureExt;
+
+use crate::ControllerDef;
+
+/// The registry, in start order.
+pub static CONTROLLERS: &[ControllerDef] = &[ControllerDef {
+    name: "serviceaccount-controller",
+    alias: "serviceaccount",
+    service_account: "service-account-controller",
+    enabled_by_default: true,
+    start: |cx| crate::serviceaccount::run(cx).boxed(),
+}];
