@@ -64,6 +64,7 @@ pub struct Context {
 
 /// One entry of the registry: a controller's upstream name (as `--controllers` takes it),
 /// the service account it acts as, and how to start it.
+#[derive(Debug)]
 pub struct ControllerDef {
     /// Upstream's name, e.g. `serviceaccount-controller`.
     pub name: &'static str,
