@@ -96,8 +96,7 @@ fn token_review(c: &Cluster, token: &str) -> Value {
 #[test]
 fn service_account_tokens() {
     let c = Cluster::start(&[]);
-    // There is no ServiceAccount controller yet to make each namespace's `default`.
-    c.ok(&["create", "serviceaccount", "default"]);
+    c.wait_for_default_sa("default");
 
     let token = create_token(&c, &["default"]);
     let claims = claims_of(&token);

@@ -144,6 +144,27 @@ impl Cluster {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Waits (up to 20 s) until namespace `ns` has its `default` ServiceAccount, which the
+    /// serviceaccount-controller makes; pods can only be created after it exists.
+    pub fn wait_for_default_sa(&self, ns: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if self
+                .kubectl(&["get", "serviceaccount", "default", "-n", ns])
+                .status
+                .success()
+            {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "namespace {ns} has no default service account after 20 s\n--- server log ---\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Runs kubectl expecting failure; returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);
