@@ -1,0 +1,352 @@
+//! The kubelet: registers the Node, renews its Lease, reports node status, and runs the
+//! pods bound to the node on a CRI v1 runtime (containerd, started and configured by
+//! rkube unless an endpoint is given). Every runtime call has a deadline (`cri`).
+//!
+//! Modules: `cri` (the [`cri::Runtime`] trait and the gRPC client), `containerd` (the
+//! managed runtime), `pause` (the locally built pause image), `cni` (the pod network
+//! config), `node` (registration, Lease, status), `pleg` (relisting), `pod_config` and
+//! `pod_status` (pure spec → CRI and observation → status), `worker` (pod workers).
+#![forbid(unsafe_code)]
+
+pub mod cni;
+pub mod containerd;
+pub mod cri;
+pub mod node;
+pub mod pause;
+pub mod pleg;
+pub mod pod_config;
+pub mod pod_status;
+pub mod time;
+pub mod worker;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use thiserror::Error;
+
+use crate::cri::Runtime;
+use crate::worker::Worker;
+
+/// The field manager the kubelet writes as.
+pub const FIELD_MANAGER: &str = "kubelet";
+
+/// How the kubelet runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub node_name: String,
+    /// Where the managed containerd's config and state, CNI config and pod logs live.
+    pub data_dir: PathBuf,
+    /// A CRI endpoint (`unix:///path`) to use instead of starting containerd.
+    pub container_runtime_endpoint: Option<String>,
+    /// The node's InternalIP (default: the source address of the default route).
+    pub node_ip: Option<String>,
+    /// The pod range when the Node has no `spec.podCIDR`.
+    pub pod_cidr: String,
+    /// The CNI bridge's name.
+    pub cni_bridge: String,
+    pub max_pods: u32,
+    pub node_labels: BTreeMap<String, String>,
+}
+
+impl Options {
+    pub fn new(node_name: impl Into<String>, data_dir: PathBuf) -> Self {
+        Options {
+            node_name: node_name.into(),
+            data_dir,
+            container_runtime_endpoint: None,
+            node_ip: None,
+            pod_cidr: cni::DEFAULT_POD_CIDR.into(),
+            cni_bridge: "cni0".into(),
+            max_pods: 110,
+            node_labels: BTreeMap::new(),
+        }
+    }
+}
+
+/// A failure that stops the kubelet.
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("registering node {node} failed: {source}")]
+    Register {
+        node: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("invalid pod CIDR {0:?}: want an IPv4 CIDR such as 10.42.0.0/24")]
+    PodCidr(String),
+    #[error("cannot write the CNI config: {0}")]
+    Cni(std::io::Error),
+}
+
+/// What every part of the running kubelet shares.
+pub struct Shared {
+    pub client: Client,
+    pub node_name: String,
+    pub host_ip: String,
+    pub runtime: Option<Arc<dyn Runtime>>,
+    /// Why there is no runtime.
+    pub runtime_error: Option<String>,
+    pub pleg: pleg::Pleg,
+    pub pod_logs_dir: PathBuf,
+    workers: Mutex<HashMap<String, Worker>>,
+}
+
+/// The runtime: the given endpoint, or a containerd rkube starts.
+async fn setup_runtime(
+    opts: &Options,
+) -> (
+    Option<containerd::Containerd>,
+    Result<Arc<dyn Runtime>, String>,
+) {
+    if let Some(endpoint) = &opts.container_runtime_endpoint {
+        return match cri::CriRuntime::connect(endpoint) {
+            Ok(r) => (None, Ok(Arc::new(r) as Arc<dyn Runtime>)),
+            Err(e) => (None, Err(e.to_string())),
+        };
+    }
+    match containerd::Containerd::start(&opts.data_dir).await {
+        Ok((c, r)) => (Some(c), Ok(Arc::new(r) as Arc<dyn Runtime>)),
+        Err(e) => (None, Err(e.to_string())),
+    }
+}
+
+/// The node's health from the runtime's and the relister's point of view.
+async fn health(shared: &Shared) -> node::Health {
+    let mut errors = Vec::new();
+    match (&shared.runtime, &shared.runtime_error) {
+        (_, Some(e)) => errors.push(format!("container runtime is down: {e}")),
+        (Some(rt), None) => match rt.status().await {
+            Err(e) => errors.push(format!("container runtime is down: {e}")),
+            Ok(status) => {
+                for (kind, label) in [
+                    ("RuntimeReady", "container runtime not ready"),
+                    ("NetworkReady", "container runtime network not ready"),
+                ] {
+                    if let Some(c) = status.conditions.iter().find(|c| c.r#type == kind) {
+                        if !c.status {
+                            errors.push(format!(
+                                "{label}: {kind}=false reason:{} message:{}",
+                                c.reason, c.message
+                            ));
+                        }
+                    }
+                }
+            }
+        },
+        (None, None) => errors.push("container runtime is down".into()),
+    }
+    errors.extend(shared.pleg.health_error());
+    node::Health { errors }
+}
+
+/// Runs the kubelet until `shutdown` resolves; a containerd it started is stopped then.
+pub async fn run(
+    client: Client,
+    opts: Options,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let registered = node::register(&client, &opts.node_name, &opts.node_labels)
+        .await
+        .map_err(|source| Error::Register {
+            node: opts.node_name.clone(),
+            source,
+        })?;
+    let pod_cidr = registered
+        .spec
+        .as_ref()
+        .and_then(|s| s.pod_cidr.clone())
+        .unwrap_or_else(|| opts.pod_cidr.clone());
+    if !cni::valid_cidr(&pod_cidr) {
+        return Err(Error::PodCidr(pod_cidr));
+    }
+    if opts.container_runtime_endpoint.is_none() {
+        let layout = containerd::Layout::new(&opts.data_dir);
+        cni::write(
+            &layout.cni_conf_dir,
+            &pod_cidr,
+            &opts.cni_bridge,
+            &opts.data_dir.join("cni/ipam"),
+        )
+        .map_err(Error::Cni)?;
+    }
+    let (containerd, runtime) = setup_runtime(&opts).await;
+    let (runtime, runtime_error) = match runtime {
+        Ok(r) => (Some(r), None),
+        Err(e) => {
+            tracing::error!(error = %e, "no container runtime: the node stays NotReady");
+            (None, Some(e))
+        }
+    };
+    let runtime_version = match &runtime {
+        Some(rt) => rt
+            .version()
+            .await
+            .map(|v| format!("{}://{}", v.runtime_name, v.runtime_version))
+            .unwrap_or_default(),
+        None => String::new(),
+    };
+    let host_ip = opts.node_ip.clone().unwrap_or_else(node::detect_node_ip);
+    let shared = Arc::new(Shared {
+        client: client.clone(),
+        node_name: opts.node_name.clone(),
+        host_ip: host_ip.clone(),
+        runtime,
+        runtime_error,
+        pleg: pleg::Pleg::default(),
+        pod_logs_dir: opts.data_dir.join("pod-logs"),
+        workers: Mutex::new(HashMap::new()),
+    });
+    let machine = node::Machine::detect(opts.max_pods);
+    let info = node::NodeInfo {
+        node_name: opts.node_name.clone(),
+        internal_ip: host_ip,
+        runtime_version,
+    };
+    tracing::info!(node = %opts.node_name, pod_cidr = %pod_cidr, "kubelet started");
+
+    let status_loop = {
+        let shared = shared.clone();
+        let client = client.clone();
+        async move {
+            let mut reporter = node::StatusReporter::new(client.clone());
+            let mut tick = tokio::time::interval(node::NODE_STATUS_UPDATE_FREQUENCY);
+            loop {
+                tick.tick().await;
+                let health = health(&shared).await;
+                if let Err(e) = reporter.report(&machine, &info, &health).await {
+                    tracing::warn!(error = %e, "cannot update node status");
+                }
+            }
+        }
+    };
+    let lease_loop = {
+        let client = client.clone();
+        async move {
+            let mut tick = tokio::time::interval(node::LEASE_RENEW_INTERVAL);
+            loop {
+                tick.tick().await;
+                if let Err(e) = node::renew_lease(&client, &registered).await {
+                    tracing::warn!(error = %e, "cannot renew the node lease");
+                }
+            }
+        }
+    };
+    let synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pleg_loop = {
+        let shared = shared.clone();
+        let synced = synced.clone();
+        async move {
+            let Some(runtime) = shared.runtime.clone() else {
+                return std::future::pending().await;
+            };
+            let mut tick = tokio::time::interval(pleg::RELIST_PERIOD);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut n: u64 = 0;
+            loop {
+                tick.tick().await;
+                n += 1;
+                match shared.pleg.relist(&*runtime).await {
+                    Ok(changed) => {
+                        let workers = shared.workers.lock().unwrap_or_else(|e| e.into_inner());
+                        for uid in changed {
+                            if let Some(w) = workers.get(&uid) {
+                                w.poke.notify_one();
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "PLEG relist failed"),
+                }
+                if n.is_multiple_of(10) && synced.load(std::sync::atomic::Ordering::Acquire) {
+                    housekeeping(&shared, &*runtime).await;
+                }
+            }
+        }
+    };
+    let pods_loop = watch_pods(shared.clone(), synced);
+    tokio::select! {
+        _ = status_loop => {}
+        _ = lease_loop => {}
+        _ = pleg_loop => {}
+        _ = pods_loop => {}
+        _ = shutdown => {}
+    }
+    if let Some(c) = containerd {
+        c.stop().await;
+    }
+    tracing::info!(node = %opts.node_name, "kubelet stopped");
+    Ok(())
+}
+
+/// Removes sandboxes of pods this node no longer has (deleted while the kubelet was
+/// away, or force-deleted).
+async fn housekeeping(shared: &Shared, runtime: &dyn Runtime) {
+    let Ok(sandboxes) = runtime.list_pod_sandboxes().await else {
+        return;
+    };
+    let orphans: Vec<String> = {
+        let workers = shared.workers.lock().unwrap_or_else(|e| e.into_inner());
+        sandboxes
+            .iter()
+            .filter_map(|s| s.labels.get(pod_config::POD_UID_LABEL))
+            .filter(|uid| !workers.contains_key(*uid))
+            .cloned()
+            .collect()
+    };
+    for uid in orphans {
+        tracing::info!(pod.uid = %uid, "removing the sandbox of a pod that no longer exists");
+        worker::kill_sandbox_and_containers(runtime, &uid, None, Duration::from_secs(2)).await;
+    }
+}
+
+/// Watches the pods bound to this node and feeds their workers.
+async fn watch_pods(shared: Arc<Shared>, synced: Arc<std::sync::atomic::AtomicBool>) {
+    let api: Api<Pod> = Api::all(shared.client.clone());
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={}", shared.node_name));
+    let mut stream = Box::pin(watcher(api, config));
+    loop {
+        match stream.try_next().await {
+            Ok(Some(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod))) => {
+                let Some(uid) = pod.metadata.uid.clone() else {
+                    continue;
+                };
+                let mut workers = shared.workers.lock().unwrap_or_else(|e| e.into_inner());
+                match workers.get(&uid) {
+                    Some(w) if w.alive() => {
+                        let _ = w.pod.send(Some(pod));
+                    }
+                    _ => {
+                        workers.insert(uid, Worker::spawn(shared.clone(), pod));
+                    }
+                }
+            }
+            Ok(Some(watcher::Event::Delete(pod))) => {
+                if let Some(uid) = pod.metadata.uid.as_deref() {
+                    let w = shared
+                        .workers
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(uid);
+                    if let Some(w) = w {
+                        let _ = w.pod.send(None);
+                    }
+                }
+            }
+            Ok(Some(watcher::Event::InitDone)) => {
+                synced.store(true, std::sync::atomic::Ordering::Release);
+            }
+            Ok(Some(watcher::Event::Init)) => {}
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "pod watch failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,581 @@
+//! Pod workers: one task per pod bound to this node. Each brings the runtime to the pod's
+//! spec (sandbox, image, containers, restarts with back-off), reports the pod's status,
+//! and on deletion stops the containers within the grace period (SIGTERM, then SIGKILL),
+//! removes them and completes the API's graceful delete.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::Api;
+use serde_json::Value;
+use tokio::sync::{watch, Notify};
+
+use crate::cri::{api, Runtime, RuntimeError};
+use crate::pod_config::{self, pod_ref, CONTAINER_NAME_LABEL, POD_UID_LABEL};
+use crate::pod_status::{self, ContainerView, Observed, CONTAINER_EXITED, CONTAINER_RUNNING};
+use crate::Shared;
+
+/// How often a worker syncs its pod without being told to.
+const RESYNC_PERIOD: Duration = Duration::from_secs(10);
+/// Restart back-off (upstream: 10 s doubling to 5 min).
+const BACKOFF_INITIAL: Duration = Duration::from_secs(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// A CRI sandbox state.
+const SANDBOX_READY: i32 = 0;
+
+/// The handle the pod watcher keeps per pod.
+pub struct Worker {
+    pub pod: watch::Sender<Option<Pod>>,
+    pub poke: Arc<Notify>,
+}
+
+impl Worker {
+    /// Starts the worker of `pod`.
+    pub fn spawn(shared: Arc<Shared>, pod: Pod) -> Worker {
+        let (tx, rx) = watch::channel(Some(pod));
+        let poke = Arc::new(Notify::new());
+        tokio::spawn(run(shared, rx, poke.clone()));
+        Worker { pod: tx, poke }
+    }
+
+    /// Whether the task still runs.
+    pub fn alive(&self) -> bool {
+        !self.pod.is_closed()
+    }
+}
+
+/// Back-off of one container or image.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    delay: Duration,
+    since: Instant,
+}
+
+impl Backoff {
+    fn waiting(b: Option<&Backoff>) -> Option<Duration> {
+        b.filter(|b| b.since.elapsed() < b.delay).map(|b| b.delay)
+    }
+
+    fn next(b: Option<&Backoff>) -> Backoff {
+        let delay = b.map_or(BACKOFF_INITIAL, |b| (b.delay * 2).min(BACKOFF_MAX));
+        Backoff {
+            delay,
+            since: Instant::now(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct WorkerState {
+    last_status: Option<Value>,
+    restart_backoff: HashMap<String, Backoff>,
+    pull_backoff: HashMap<String, (Backoff, String)>,
+}
+
+async fn run(shared: Arc<Shared>, mut rx: watch::Receiver<Option<Pod>>, poke: Arc<Notify>) {
+    let mut state = WorkerState::default();
+    loop {
+        let pod = rx.borrow_and_update().clone();
+        let Some(pod) = pod else {
+            // Gone from the API without our final delete: make sure nothing runs.
+            break;
+        };
+        let (name, ns, _) = pod_ref(&pod);
+        let key = format!("{ns}/{name}");
+        if pod.metadata.deletion_timestamp.is_some() {
+            match terminate(&shared, &pod).await {
+                Ok(()) => {
+                    tracing::info!(pod = %key, "pod terminated");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(pod = %key, error = %e, "cannot terminate the pod; retrying")
+                }
+            }
+        } else if !shared.pleg.healthy() {
+            tracing::debug!(pod = %key, "skipping pod sync: PLEG is not healthy");
+        } else {
+            let observed = sync(&shared, &pod, &mut state).await;
+            report(&shared, &pod, &observed, &mut state).await;
+        }
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() { break },
+            _ = poke.notified() => {}
+            _ = tokio::time::sleep(RESYNC_PERIOD) => {}
+        }
+    }
+    if let Some(uid) = rx.borrow().as_ref().and_then(|p| p.metadata.uid.clone()) {
+        tracing::debug!(pod.uid = %uid, "pod worker stopped");
+    }
+}
+
+/// Sends the pod's status when it changed.
+async fn report(shared: &Shared, pod: &Pod, observed: &Observed, state: &mut WorkerState) {
+    let patch = pod_status::status(pod, observed, &crate::time::now_rfc3339());
+    if state.last_status.as_ref() == Some(&patch) {
+        return;
+    }
+    let (name, ns, _) = pod_ref(pod);
+    let api: Api<Pod> = Api::namespaced(shared.client.clone(), ns);
+    match api
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Strategic(patch.clone()),
+        )
+        .await
+    {
+        Ok(_) => state.last_status = Some(patch),
+        Err(e) => {
+            tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "cannot report pod status")
+        }
+    }
+}
+
+fn sandboxes_of<'a>(all: &'a [api::PodSandbox], uid: &str) -> Vec<&'a api::PodSandbox> {
+    let mut v: Vec<_> = all
+        .iter()
+        .filter(|s| s.labels.get(POD_UID_LABEL).map(String::as_str) == Some(uid))
+        .collect();
+    v.sort_by_key(|s| std::cmp::Reverse(s.created_at));
+    v
+}
+
+fn attempt(s: &api::PodSandbox) -> u32 {
+    s.metadata.as_ref().map_or(0, |m| m.attempt)
+}
+
+fn is_terminal(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+/// Brings the runtime to the pod's spec and returns what it observed.
+async fn sync(shared: &Shared, pod: &Pod, state: &mut WorkerState) -> Observed {
+    let (name, ns, uid) = pod_ref(pod);
+    let key = format!("{ns}/{name}");
+    let spec = pod.spec.clone().unwrap_or_default();
+    let mut observed = Observed {
+        host_ip: shared.host_ip.clone(),
+        containers: spec
+            .containers
+            .iter()
+            .map(|c| ContainerView {
+                name: c.name.clone(),
+                image: c.image.clone().unwrap_or_default(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let Some(runtime) = shared.runtime.as_deref() else {
+        return observed;
+    };
+    let sandboxes = match runtime.list_pod_sandboxes().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(pod = %key, error = %e, "cannot list sandboxes");
+            return observed;
+        }
+    };
+    let mine = sandboxes_of(&sandboxes, uid);
+    let terminal = is_terminal(pod);
+    let sandbox = match mine.first() {
+        Some(s) if s.state == SANDBOX_READY => Some((s.id.clone(), attempt(s))),
+        Some(_) if terminal => None,
+        old => {
+            if terminal {
+                None
+            } else {
+                let next_attempt = old.map_or(0, |s| attempt(s) + 1);
+                if let Some(old) = old {
+                    tracing::info!(pod = %key, sandbox = %old.id, "sandbox is not ready; creating a new one");
+                    kill_sandbox_and_containers(runtime, uid, Some(&old.id), Duration::ZERO).await;
+                }
+                let config = pod_config::sandbox_config(pod, next_attempt, &shared.pod_logs_dir);
+                let _ = std::fs::create_dir_all(&config.log_directory);
+                match runtime.run_pod_sandbox(config).await {
+                    Ok(id) => Some((id, next_attempt)),
+                    Err(e) => {
+                        tracing::warn!(pod = %key, error = %e, "Failed to create pod sandbox");
+                        return observed;
+                    }
+                }
+            }
+        }
+    };
+    let sandbox_id = match (&sandbox, mine.first()) {
+        (Some((id, _)), _) => id.clone(),
+        (None, Some(s)) => s.id.clone(),
+        (None, None) => return observed,
+    };
+    if let Some((_, sandbox_attempt)) = &sandbox {
+        match runtime.pod_sandbox_status(&sandbox_id).await {
+            Ok(s) => {
+                observed.sandbox_ready = s.state == SANDBOX_READY;
+                observed.pod_ip = s
+                    .network
+                    .map(|n| n.ip)
+                    .filter(|ip| !ip.is_empty())
+                    .or_else(|| pod_config_host_network(pod).then(|| shared.host_ip.clone()));
+            }
+            Err(e) => {
+                tracing::warn!(pod = %key, error = %e, attempt = sandbox_attempt, "cannot read sandbox status")
+            }
+        }
+    }
+    // This sandbox's containers by name, newest attempt first.
+    let containers = match runtime.list_containers().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(pod = %key, error = %e, "cannot list containers");
+            return observed;
+        }
+    };
+    let mut by_name: HashMap<&str, Vec<&api::Container>> = HashMap::new();
+    for c in containers.iter().filter(|c| c.pod_sandbox_id == sandbox_id) {
+        if let Some(n) = c.labels.get(CONTAINER_NAME_LABEL) {
+            by_name.entry(n.as_str()).or_default().push(c);
+        }
+    }
+    for list in by_name.values_mut() {
+        list.sort_by_key(|c| std::cmp::Reverse(c.metadata.as_ref().map_or(0, |m| m.attempt)));
+    }
+    let downward = pod_config::Downward {
+        pod_ip: observed.pod_ip.clone().unwrap_or_default(),
+        host_ip: shared.host_ip.clone(),
+    };
+    let policy = pod_status::restart_policy(pod).to_owned();
+    for (view, c) in observed.containers.iter_mut().zip(&spec.containers) {
+        let existing = by_name.get(c.name.as_str()).cloned().unwrap_or_default();
+        let mut current = None;
+        if let Some(latest) = existing.first() {
+            match runtime.container_status(&latest.id).await {
+                Ok(s) => current = Some(s),
+                Err(e) => {
+                    tracing::warn!(pod = %key, container = %c.name, error = %e, "cannot read container status")
+                }
+            }
+        }
+        if let Some(prev) = existing.get(1) {
+            view.previous = runtime.container_status(&prev.id).await.ok();
+        }
+        let latest_attempt = existing
+            .first()
+            .and_then(|l| l.metadata.as_ref())
+            .map(|m| m.attempt);
+        view.restart_count = latest_attempt.unwrap_or(0);
+        let start_attempt = match &current {
+            None if existing.is_empty() => (sandbox.is_some()).then_some(0),
+            Some(s) if s.state == CONTAINER_EXITED && sandbox.is_some() => {
+                let restart = match policy.as_str() {
+                    "Never" => false,
+                    "OnFailure" => s.exit_code != 0,
+                    _ => true,
+                };
+                if !restart {
+                    None
+                } else if let Some(delay) = Backoff::waiting(state.restart_backoff.get(&c.name)) {
+                    view.waiting = Some((
+                        "CrashLoopBackOff".into(),
+                        format!(
+                            "back-off {} restarting failed container={} pod={name}_{ns}({uid})",
+                            crate::pleg::go_duration(delay),
+                            c.name
+                        ),
+                    ));
+                    None
+                } else {
+                    let b = Backoff::next(state.restart_backoff.get(&c.name));
+                    state.restart_backoff.insert(c.name.clone(), b);
+                    // Keep only the one dead container that becomes `lastState`.
+                    for old in existing.iter().skip(1) {
+                        let _ = runtime.remove_container(&old.id).await;
+                    }
+                    Some(latest_attempt.unwrap_or(0) + 1)
+                }
+            }
+            _ => None,
+        };
+        view.current = current.clone();
+        if let Some(attempt) = start_attempt {
+            if current.is_some() {
+                view.previous = current;
+            }
+            let sandbox_config = pod_config::sandbox_config(
+                pod,
+                sandbox.as_ref().map_or(0, |s| s.1),
+                &shared.pod_logs_dir,
+            );
+            match start_container(
+                runtime,
+                pod,
+                c,
+                attempt,
+                &sandbox_id,
+                sandbox_config,
+                &downward,
+                state,
+            )
+            .await
+            {
+                Ok(status) => {
+                    view.current = Some(status);
+                    view.restart_count = attempt;
+                }
+                Err(waiting) => view.waiting = Some(waiting),
+            }
+        }
+    }
+    // A pod that finished for good gives its sandbox (and pod IP) back.
+    let phase = pod_status::pod_phase(pod, &observed);
+    if (phase == "Succeeded" || phase == "Failed") && observed.sandbox_ready {
+        if let Err(e) = runtime.stop_pod_sandbox(&sandbox_id).await {
+            tracing::warn!(pod = %key, error = %e, "cannot stop the sandbox of a finished pod");
+        }
+        observed.sandbox_ready = false;
+    }
+    observed
+}
+
+fn pod_config_host_network(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false)
+}
+
+/// The pull policy, defaulted as the API server does.
+fn pull_policy(c: &Container) -> &str {
+    if let Some(p) = c.image_pull_policy.as_deref() {
+        return p;
+    }
+    let image = c.image.as_deref().unwrap_or_default();
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if image.contains('@') || (last.contains(':') && !last.ends_with(":latest")) {
+        "IfNotPresent"
+    } else {
+        "Always"
+    }
+}
+
+/// The image to run `c` with (its id), pulling it as its policy says; or the waiting
+/// reason and message.
+async fn ensure_image(
+    runtime: &dyn Runtime,
+    c: &Container,
+    state: &mut WorkerState,
+) -> Result<String, (String, String)> {
+    let image = c.image.clone().unwrap_or_default();
+    let present = runtime
+        .image_status(&image)
+        .await
+        .map_err(|e| ("ErrImageInspect".to_owned(), e.message()))?;
+    let policy = pull_policy(c);
+    match (policy, present) {
+        ("Never", None) => Err((
+            "ErrImageNeverPull".into(),
+            format!("Container image \"{image}\" is not present with pull policy of Never"),
+        )),
+        ("Never" | "IfNotPresent", Some(img)) => Ok(img.id),
+        _ => {
+            if let Some((b, msg)) = state.pull_backoff.get(&image) {
+                if Backoff::waiting(Some(b)).is_some() {
+                    return Err((
+                        "ImagePullBackOff".into(),
+                        format!("Back-off pulling image \"{image}\": {msg}"),
+                    ));
+                }
+            }
+            match runtime.pull_image(&image, None).await {
+                Ok(r) => {
+                    state.pull_backoff.remove(&image);
+                    Ok(r)
+                }
+                Err(e) => {
+                    let msg = e.message();
+                    let b = Backoff::next(state.pull_backoff.get(&image).map(|(b, _)| b));
+                    state.pull_backoff.insert(image.clone(), (b, msg.clone()));
+                    Err(("ErrImagePull".into(), msg))
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn start_container(
+    runtime: &dyn Runtime,
+    pod: &Pod,
+    c: &Container,
+    attempt: u32,
+    sandbox_id: &str,
+    sandbox_config: api::PodSandboxConfig,
+    downward: &pod_config::Downward,
+    state: &mut WorkerState,
+) -> Result<api::ContainerStatus, (String, String)> {
+    let image = ensure_image(runtime, c, state).await?;
+    let config = pod_config::container_config(pod, c, &image, attempt, downward);
+    let id = runtime
+        .create_container(sandbox_id, config, sandbox_config)
+        .await
+        .map_err(|e| ("CreateContainerError".to_owned(), e.message()))?;
+    runtime
+        .start_container(&id)
+        .await
+        .map_err(|e| ("RunContainerError".to_owned(), e.message()))?;
+    runtime
+        .container_status(&id)
+        .await
+        .map_err(|e| ("RunContainerError".to_owned(), e.message()))
+}
+
+/// Stops every container of pod `uid` (SIGTERM, SIGKILL after `grace`) and its
+/// sandboxes; removes them all.
+pub async fn kill_sandbox_and_containers(
+    runtime: &dyn Runtime,
+    uid: &str,
+    only_sandbox: Option<&str>,
+    grace: Duration,
+) {
+    let containers = runtime.list_containers().await.unwrap_or_default();
+    let mine: Vec<_> = containers
+        .iter()
+        .filter(|c| c.labels.get(POD_UID_LABEL).map(String::as_str) == Some(uid))
+        .filter(|c| only_sandbox.is_none_or(|s| c.pod_sandbox_id == s))
+        .collect();
+    futures::future::join_all(
+        mine.iter()
+            .filter(|c| c.state == CONTAINER_RUNNING)
+            .map(|c| runtime.stop_container(&c.id, grace)),
+    )
+    .await;
+    for c in &mine {
+        if let Err(e) = runtime.remove_container(&c.id).await {
+            if !e.is_not_found() {
+                tracing::warn!(container = %c.id, error = %e, "cannot remove container");
+            }
+        }
+    }
+    let sandboxes = runtime.list_pod_sandboxes().await.unwrap_or_default();
+    for s in sandboxes_of(&sandboxes, uid) {
+        if only_sandbox.is_some_and(|id| id != s.id) {
+            continue;
+        }
+        if let Err(e) = runtime.stop_pod_sandbox(&s.id).await {
+            tracing::warn!(sandbox = %s.id, error = %e, "cannot stop sandbox");
+        }
+        if let Err(e) = runtime.remove_pod_sandbox(&s.id).await {
+            tracing::warn!(sandbox = %s.id, error = %e, "cannot remove sandbox");
+        }
+    }
+}
+
+/// The grace period of a deleted pod: what the delete asked for, else the spec's.
+fn grace_period(pod: &Pod) -> Duration {
+    let secs = pod
+        .metadata
+        .deletion_grace_period_seconds
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+        })
+        .unwrap_or(30);
+    Duration::from_secs(secs.max(0) as u64)
+}
+
+/// Graceful termination: stops the pod's containers within its grace period, removes
+/// them and the sandbox, then deletes the pod from the API (grace 0, same uid).
+async fn terminate(shared: &Shared, pod: &Pod) -> Result<(), String> {
+    let (name, ns, uid) = pod_ref(pod);
+    if let Some(runtime) = shared.runtime.as_deref() {
+        let grace = grace_period(pod);
+        tracing::info!(pod = %format!("{ns}/{name}"), grace = ?grace, "killing the pod's containers");
+        kill_sandbox_and_containers(runtime, uid, None, grace).await;
+    }
+    let _ = std::fs::remove_dir_all(pod_config::log_directory(&shared.pod_logs_dir, pod));
+    let api: Api<Pod> = Api::namespaced(shared.client.clone(), ns);
+    let params = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions {
+            uid: Some(uid.to_owned()),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl RuntimeError {
+    /// The message a pod's status shows, as gRPC errors read in upstream's statuses.
+    pub fn message(&self) -> String {
+        match self {
+            RuntimeError::Rpc { code, message, .. } => {
+                format!("rpc error: code = {code:?} desc = {message}")
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(image: &str, policy: Option<&str>) -> Container {
+        Container {
+            name: "c".into(),
+            image: Some(image.into()),
+            image_pull_policy: policy.map(Into::into),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn pull_policy_defaults_like_the_api_server() {
+        assert_eq!(pull_policy(&container("busybox", None)), "Always");
+        assert_eq!(pull_policy(&container("busybox:latest", None)), "Always");
+        assert_eq!(pull_policy(&container("busybox:1", None)), "IfNotPresent");
+        assert_eq!(
+            pull_policy(&container("localhost:5000/busybox", None)),
+            "Always"
+        );
+        assert_eq!(pull_policy(&container("busybox:1", Some("Never"))), "Never");
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_five_minutes() {
+        let mut b = Backoff::next(None);
+        assert_eq!(b.delay, BACKOFF_INITIAL);
+        assert!(Backoff::waiting(Some(&b)).is_some());
+        for _ in 0..10 {
+            b = Backoff::next(Some(&b));
+        }
+        assert_eq!(b.delay, BACKOFF_MAX);
+        let old = Backoff {
+            delay: Duration::from_millis(1),
+            since: Instant::now() - Duration::from_secs(1),
+        };
+        assert!(Backoff::waiting(Some(&old)).is_none());
+    }
+
+    #[test]
+    fn grace_period_prefers_the_delete_request() {
+        let mut pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"}, "spec": {"containers": [], "terminationGracePeriodSeconds": 20}}))
+        .unwrap();
+        assert_eq!(grace_period(&pod), Duration::from_secs(20));
+        pod.metadata.deletion_grace_period_seconds = Some(2);
+        assert_eq!(grace_period(&pod), Duration::from_secs(2));
+    }
+}
