@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod components;
 mod datastore;
+mod kubelet;
 mod server;
 
 /// rkube: Kubernetes, written in Rust.
@@ -30,6 +31,8 @@ enum Command {
     ControllerManager(components::ControllerManagerArgs),
     /// Simulates nodes: registers them, renews their leases, and runs their pods on paper.
     HollowNodes(components::HollowArgs),
+    /// Runs a kubelet: registers this machine as a Node and runs its pods on containerd.
+    Kubelet(kubelet::KubeletArgs),
     /// Prints the version.
     Version,
 }
@@ -74,6 +77,7 @@ fn main() -> Result<()> {
             runtime()?.block_on(components::run_controller_manager(args))
         }
         Command::HollowNodes(args) => runtime()?.block_on(components::run_hollow_nodes(args)),
+        Command::Kubelet(args) => runtime()?.block_on(kubelet::run(args)),
         Command::Version => {
             println!("rkube {}", env!("CARGO_PKG_VERSION"));
             Ok(())

@@ -51,9 +51,15 @@ pub(crate) struct ServerArgs {
     disable_controller_manager: bool,
     #[command(flatten)]
     controllers: crate::components::ControllerFlags,
+    /// Also run a kubelet for this machine (containerd, CNI, real pods). Off by default so
+    /// a plain server needs no container runtime.
+    #[arg(long)]
+    enable_node: bool,
+    #[command(flatten)]
+    kubelet: crate::kubelet::KubeletFlags,
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .ok()
@@ -164,6 +170,14 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
         let config = args.controllers.config(Some(pki.ca_cert_pem().to_owned()));
         start_controller_manager(&state, &args.controllers, config, stop_controllers.clone())
     });
+    let stop_kubelet = std::sync::Arc::new(tokio::sync::Notify::new());
+    let kubelet = args.enable_node.then(|| {
+        start_kubelet(
+            &state,
+            args.kubelet.options(data_dir.clone()),
+            stop_kubelet.clone(),
+        )
+    });
     tracing::info!(listen = %listener.local_addr()?, data_dir = %data_dir.display(), elapsed = ?started.elapsed(), "rkube server ready");
     eprintln!(
         "rkube server is ready at {server_url}\n  export KUBECONFIG={}\n  kubectl get namespaces",
@@ -185,6 +199,11 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
     if let Some(controllers) = controllers {
         stop_controllers.notify_one();
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), controllers).await;
+    }
+    if let Some(kubelet) = kubelet {
+        // Stops the containerd it started; the pods' containers stay, as on a restart.
+        stop_kubelet.notify_one();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), kubelet).await;
     }
     drop(store);
     Ok(())
@@ -213,6 +232,31 @@ fn start_scheduler(
         };
         if let Err(e) = rkube_scheduler::run(client, options, stop).await {
             tracing::error!(error = %e, "the scheduler stopped");
+        }
+    })
+}
+
+/// Runs the local node's kubelet in-process as `system:node:<name>`. Until the Node
+/// authorizer lands it is also in `system:masters`, as RBAC alone grants nodes nothing.
+fn start_kubelet(
+    state: &std::sync::Arc<ApiState>,
+    options: rkube_kubelet::Options,
+    stop: std::sync::Arc<tokio::sync::Notify>,
+) -> tokio::task::JoinHandle<()> {
+    let client = in_process_client(
+        state,
+        rkube_apiserver::auth::UserInfo::new(
+            format!("system:node:{}", options.node_name),
+            vec![
+                "system:nodes".into(),
+                "system:masters".into(),
+                "system:authenticated".into(),
+            ],
+        ),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = rkube_kubelet::run(client, options, stop.notified()).await {
+            tracing::error!(error = %e, "the kubelet stopped");
         }
     })
 }

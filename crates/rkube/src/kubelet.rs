@@ -1,0 +1,78 @@
+//! `rkube kubelet` and the local node of `rkube server --enable-node`: the kubelet's
+//! flags and how they become `rkube_kubelet::Options`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+/// The kubelet's flags, shared by `rkube kubelet` and `rkube server --enable-node`.
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct KubeletFlags {
+    /// The Node's name (default: the hostname).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// A running CRI runtime (unix:///path/to/socket); without it rkube writes a
+    /// containerd config into the data dir and starts containerd itself.
+    #[arg(long)]
+    pub container_runtime_endpoint: Option<String>,
+    /// The node's InternalIP (default: the source address of the default route).
+    #[arg(long)]
+    pub node_ip: Option<String>,
+    /// The pod range used when the Node has no spec.podCIDR.
+    #[arg(long, default_value = rkube_kubelet::cni::DEFAULT_POD_CIDR)]
+    pub pod_cidr: String,
+    /// The name of the CNI bridge pods attach to.
+    #[arg(long, default_value = "cni0")]
+    pub cni_bridge: String,
+    /// Labels to add to the Node (KEY=VALUE, comma-separated).
+    #[arg(long, value_delimiter = ',', value_parser = crate::components::parse_label)]
+    pub node_labels: Vec<(String, String)>,
+    /// The most pods this node runs.
+    #[arg(long, default_value_t = 110)]
+    pub max_pods: u32,
+}
+
+impl KubeletFlags {
+    pub(crate) fn options(&self, data_dir: PathBuf) -> rkube_kubelet::Options {
+        let name = self
+            .node_name
+            .clone()
+            .unwrap_or_else(crate::server::hostname);
+        let mut o = rkube_kubelet::Options::new(name, data_dir);
+        o.container_runtime_endpoint = self.container_runtime_endpoint.clone();
+        o.node_ip = self.node_ip.clone();
+        o.pod_cidr = self.pod_cidr.clone();
+        o.cni_bridge = self.cni_bridge.clone();
+        o.max_pods = self.max_pods;
+        o.node_labels = self.node_labels.iter().cloned().collect::<BTreeMap<_, _>>();
+        o
+    }
+}
+
+/// Flags of `rkube kubelet`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct KubeletArgs {
+    /// The kubeconfig to reach the API server with.
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    /// Where the kubelet keeps containerd's config and state, CNI config and pod logs
+    /// (default: the rkube data dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    flags: KubeletFlags,
+}
+
+pub(crate) async fn run(args: KubeletArgs) -> Result<()> {
+    let client = crate::components::client_from_kubeconfig(&args.kubeconfig).await?;
+    let data_dir = args.data_dir.unwrap_or_else(crate::default_data_dir);
+    std::fs::create_dir_all(&data_dir)?;
+    rkube_kubelet::run(
+        client,
+        args.flags.options(data_dir),
+        crate::server::shutdown_signal(),
+    )
+    .await?;
+    Ok(())
+}
