@@ -1,0 +1,351 @@
+//! The kubelet on real containerd, runc and CNI plugins: `rkube server --enable-node`
+//! starts its own containerd (own root, state and socket in the test's temp dir), and a
+//! busybox image built offline runs as a real pod.
+//!
+//! Needs root and what `scripts/install-deps.sh` installs (containerd, runc, CNI plugins,
+//! busybox-static, umoci, skopeo); installs nothing itself.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::Cluster;
+
+/// Where the offline busybox image is cached between runs.
+const IMAGE_CACHE: &str = "/var/cache/rkube-images";
+const BUSYBOX: &str = "local.test/busybox:1";
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (run scripts/install-deps.sh)"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A busybox image as a `docker save` archive, built offline from busybox-static with
+/// umoci and skopeo (as in ../shared/recipes), cached under /var/cache.
+fn busybox_archive() -> PathBuf {
+    let cached = Path::new(IMAGE_CACHE).join("busybox-1.tar");
+    if cached.exists() {
+        return cached;
+    }
+    std::fs::create_dir_all(IMAGE_CACHE).unwrap();
+    let work = tempfile::tempdir_in(IMAGE_CACHE).unwrap();
+    let w = work.path();
+    let rootfs = w.join("rootfs/bin");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    std::fs::copy("/bin/busybox", rootfs.join("busybox"))
+        .expect("/bin/busybox (busybox-static) is missing: run scripts/install-deps.sh");
+    for applet in run(Command::new("/bin/busybox").arg("--list")).lines() {
+        if applet != "busybox" {
+            std::os::unix::fs::symlink("busybox", rootfs.join(applet)).unwrap();
+        }
+    }
+    let umoci = |args: &[&str]| run(Command::new("umoci").current_dir(w).args(args));
+    umoci(&["init", "--layout", "oci"]);
+    umoci(&["new", "--image", "oci:busybox"]);
+    umoci(&["unpack", "--image", "oci:busybox", "bundle"]);
+    run(Command::new("cp")
+        .args(["-a", "rootfs/.", "bundle/rootfs/"])
+        .current_dir(w));
+    umoci(&["repack", "--image", "oci:busybox", "bundle"]);
+    umoci(&[
+        "config",
+        "--image",
+        "oci:busybox",
+        "--config.env",
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "--config.cmd",
+        "sh",
+    ]);
+    let tmp = w.join("busybox.tar");
+    run(Command::new("skopeo").current_dir(w).args([
+        "copy",
+        "oci:oci:busybox",
+        &format!("docker-archive:{}:{BUSYBOX}", tmp.display()),
+    ]));
+    std::fs::rename(&tmp, &cached).unwrap();
+    cached
+}
+
+/// A random tag for this test's names (bridge, node, pod range).
+fn random() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    nanos ^ (std::process::id() << 8)
+}
+
+/// A server running a local node on its own containerd. On drop — success or failure —
+/// removes everything the node made outside its temp dir: runc containers, the
+/// processes started from the temp dir (server, containerd, shims), mounts (rootfs,
+/// shm, network namespaces), the CNI bridge and its masquerade rules.
+struct Node {
+    cluster: Cluster,
+    name: String,
+    bridge: String,
+    cidr: String,
+}
+
+impl Node {
+    fn start() -> Node {
+        let r = random();
+        let name = format!("kubelet-e2e-{:06x}", r & 0xffffff);
+        let bridge = format!("rkt{:08x}", r);
+        let cidr = format!("10.{}.{}.0/24", 100 + r % 100, (r >> 8) % 256);
+        let cluster = Cluster::start(&[
+            "--enable-node",
+            "--node-name",
+            &name,
+            "--cni-bridge",
+            &bridge,
+            "--pod-cidr",
+            &cidr,
+        ]);
+        Node {
+            cluster,
+            name,
+            bridge,
+            cidr,
+        }
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.cluster.data_dir().join("containerd/containerd.sock")
+    }
+
+    fn ctr(&self, args: &[&str]) -> String {
+        run(Command::new("ctr")
+            .arg("--address")
+            .arg(self.socket())
+            .args(["--namespace", "k8s.io"])
+            .args(args))
+    }
+
+    /// Polls `f` until it returns `Some`, up to `timeout`.
+    fn wait<T>(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}\n--- server log ---\n{}\n--- containerd log ---\n{}",
+                self.cluster.log(),
+                std::fs::read_to_string(self.cluster.data_dir().join("containerd/containerd.log"))
+                    .unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn jsonpath(&self, args: &[&str], path: &str) -> String {
+        let mut a = args.to_vec();
+        let p = format!("jsonpath={path}");
+        a.extend(["-o", &p]);
+        let out = self.cluster.kubectl(&a);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let dir = self.cluster.data_dir().to_string_lossy().into_owned();
+        let runc_root = format!("{dir}/containerd/state/runc/k8s.io");
+        if let Ok(out) = Command::new("runc")
+            .args(["--root", &runc_root, "list", "-q"])
+            .output()
+        {
+            for id in String::from_utf8_lossy(&out.stdout).lines() {
+                let _ = Command::new("runc")
+                    .args(["--root", &runc_root, "delete", "--force", id])
+                    .output();
+            }
+        }
+        // The server, containerd and its shims all name the temp dir on their command line.
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if pid != std::process::id() && String::from_utf8_lossy(&cmdline).contains(&dir) {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut mounts: Vec<&str> = mountinfo
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&dir))
+            .collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            if !Command::new("umount")
+                .arg(m)
+                .status()
+                .is_ok_and(|s| s.success())
+            {
+                let _ = Command::new("umount").args(["-l", m]).status();
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .output();
+        // Masquerade rules the bridge plugin left for this range (none after clean pod
+        // deletion).
+        let prefix = self.cidr.trim_end_matches("0/24");
+        let listing = Command::new("iptables")
+            .args(["-t", "nat", "-L", "POSTROUTING", "--line-numbers", "-n"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let mut rules: Vec<(u32, String)> = listing
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let num = f.first()?.parse().ok()?;
+                // num target prot opt source destination ...
+                let source = f.get(4)?;
+                source.starts_with(prefix).then(|| (num, f[1].to_owned()))
+            })
+            .collect();
+        rules.sort_by_key(|r| std::cmp::Reverse(r.0));
+        for (num, chain) in rules {
+            let _ = Command::new("iptables")
+                .args(["-t", "nat", "-D", "POSTROUTING", &num.to_string()])
+                .output();
+            if chain.starts_with("CNI-") {
+                let _ = Command::new("iptables")
+                    .args(["-t", "nat", "-F", &chain])
+                    .output();
+                let _ = Command::new("iptables")
+                    .args(["-t", "nat", "-X", &chain])
+                    .output();
+            }
+        }
+    }
+}
+
+#[test]
+fn pod_runs_on_containerd_and_terminates_gracefully() {
+    let image = busybox_archive();
+    let node = Node::start();
+    let c = &node.cluster;
+
+    // The node registers, turns Ready with upstream's reason, and holds a Lease.
+    node.wait("the node to be Ready", Duration::from_secs(60), || {
+        let reason = node.jsonpath(
+            &["get", "node", &node.name],
+            r#"{.status.conditions[?(@.type=="Ready")].reason}"#,
+        );
+        (reason == "KubeletReady").then_some(())
+    });
+    let info = node.jsonpath(
+        &["get", "node", &node.name],
+        "{.status.nodeInfo.containerRuntimeVersion} {.metadata.labels.kubernetes\\.io/os} {.status.capacity.pods}",
+    );
+    assert!(info.starts_with("containerd://1."), "{info}");
+    assert!(info.ends_with(" linux 110"), "{info}");
+    c.ok(&["get", "lease", "-n", "kube-node-lease", &node.name]);
+
+    // The locally built pause image is there; the test's busybox image is imported
+    // (no registry anywhere).
+    assert!(node
+        .ctr(&["images", "ls", "-q"])
+        .contains("rkube.local/pause:1"));
+    node.ctr(&["images", "import", &image.to_string_lossy()]);
+    c.wait_for_default_sa("default");
+
+    c.create(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: hello, namespace: default}}
+spec:
+  containers:
+  - name: main
+    image: {BUSYBOX}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo hello; sleep 3600"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: polite, namespace: default}}
+spec:
+  containers:
+  - name: main
+    image: {BUSYBOX}
+    imagePullPolicy: Never
+    command: ["sh", "-c", "trap 'exit 0' TERM; echo ready; while true; do sleep 1; done"]
+"#
+    ));
+    let prefix = node.cidr.trim_end_matches("0/24").to_owned();
+    for pod in ["hello", "polite"] {
+        let ip = node.wait(&format!("pod {pod} to run"), Duration::from_secs(60), || {
+            let s = node.jsonpath(
+                &["get", "pod", pod],
+                r#"{.status.phase} {.status.podIP} {.status.conditions[?(@.type=="Ready")].status}"#,
+            );
+            let parts: Vec<&str> = s.split(' ').collect();
+            (parts.len() == 3 && parts[0] == "Running" && parts[2] == "True")
+                .then(|| parts[1].to_owned())
+        });
+        assert!(ip.starts_with(&prefix), "pod IP {ip} not in {}", node.cidr);
+        let status = node.jsonpath(
+            &["get", "pod", pod],
+            "{.status.containerStatuses[0].state.running.startedAt} {.status.containerStatuses[0].containerID} {.status.hostIP} {.status.qosClass}",
+        );
+        let parts: Vec<&str> = status.split(' ').collect();
+        assert_eq!(parts.len(), 4, "{status}");
+        assert!(parts[1].starts_with("containerd://"), "{status}");
+        assert!(!parts[2].is_empty() && parts[3] == "BestEffort", "{status}");
+    }
+    // What the container wrote reached its CRI log file.
+    let logs = node.wait("hello's log", Duration::from_secs(10), || {
+        let uid = node.jsonpath(&["get", "pod", "hello"], "{.metadata.uid}");
+        let path = c
+            .data_dir()
+            .join(format!("pod-logs/default_hello_{uid}/main/0.log"));
+        std::fs::read_to_string(path)
+            .ok()
+            .filter(|l| l.contains("hello"))
+    });
+    assert!(logs.contains(" stdout F hello"), "{logs}");
+    assert_eq!(node.ctr(&["containers", "ls", "-q"]).lines().count(), 4);
+
+    // `sh` as PID 1 ignores SIGTERM: the kubelet waits out the grace period, then kills.
+    let started = Instant::now();
+    c.ok(&["delete", "pod", "hello", "--grace-period=3"]);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(2500) && took < Duration::from_secs(20),
+        "deleting with a 3 s grace period took {took:?}"
+    );
+    // A container that handles SIGTERM ends at once, well within the default 30 s.
+    let started = Instant::now();
+    c.ok(&["delete", "pod", "polite"]);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(15),
+        "a polite container took {took:?} to stop"
+    );
+    assert!(c.fails(&["get", "pod", "hello"]).contains("NotFound"));
+    // Containers and sandboxes are gone from the runtime.
+    node.wait("the runtime to be empty", Duration::from_secs(10), || {
+        node.ctr(&["containers", "ls", "-q"])
+            .trim()
+            .is_empty()
+            .then_some(())
+    });
+}
