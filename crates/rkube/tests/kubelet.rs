@@ -349,3 +349,57 @@ spec:
             .then_some(())
     });
 }
+
+/// `rkube kubelet` on a machine without containerd registers its Node anyway and reports
+/// it NotReady, saying how to install the runtime.
+#[test]
+fn missing_containerd_makes_the_node_not_ready_with_install_hint() {
+    let cluster = Cluster::start(&[]);
+    let name = format!("kubelet-e2e-bare-{:06x}", random() & 0xffffff);
+    let data = tempfile::tempdir().unwrap();
+    let log = std::fs::File::create(data.path().join("kubelet.log")).unwrap();
+    let mut kubelet = Command::new(env!("CARGO_BIN_EXE_rkube"))
+        .arg("kubelet")
+        .arg("--kubeconfig")
+        .arg(&cluster.kubeconfig)
+        .args(["--node-name", &name])
+        .arg("--data-dir")
+        .arg(data.path())
+        .env("PATH", data.path().join("empty-bin"))
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (status, reason, message) = loop {
+        let out = cluster.kubectl(&[
+            "get",
+            "node",
+            &name,
+            "-o",
+            r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}|{.status.conditions[?(@.type=="Ready")].reason}|{.status.conditions[?(@.type=="Ready")].message}"#,
+        ]);
+        let s = String::from_utf8_lossy(&out.stdout).into_owned();
+        let parts: Vec<String> = s.splitn(3, '|').map(str::to_owned).collect();
+        if parts.len() == 3 && !parts[0].is_empty() {
+            break (parts[0].clone(), parts[1].clone(), parts[2].clone());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no node status: {}",
+            std::fs::read_to_string(data.path().join("kubelet.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = kubelet.kill();
+    let _ = kubelet.wait();
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "KubeletNotReady")
+    );
+    assert!(
+        message.starts_with("container runtime is down: containerd was not found in PATH")
+            && message.contains("apt-get install containerd runc containernetworking-plugins"),
+        "{message}"
+    );
+}
