@@ -11,6 +11,7 @@
 pub mod cni;
 pub mod containerd;
 pub mod cri;
+pub mod events;
 pub mod node;
 pub mod pause;
 pub mod pleg;
@@ -95,6 +96,7 @@ pub struct Shared {
     pub runtime_error: Option<String>,
     pub pleg: pleg::Pleg,
     pub pod_logs_dir: PathBuf,
+    pub events: events::Recorder,
     workers: Mutex<HashMap<String, Worker>>,
 }
 
@@ -201,6 +203,7 @@ pub async fn run(
         runtime_error,
         pleg: pleg::Pleg::default(),
         pod_logs_dir: opts.data_dir.join("pod-logs"),
+        events: events::Recorder::new(client.clone(), opts.node_name.clone()),
         workers: Mutex::new(HashMap::new()),
     });
     let machine = node::Machine::detect(opts.max_pods);

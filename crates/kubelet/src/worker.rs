@@ -14,6 +14,7 @@ use serde_json::Value;
 use tokio::sync::{watch, Notify};
 
 use crate::cri::{api, Runtime, RuntimeError};
+use crate::events::{NORMAL, WARNING};
 use crate::pod_config::{self, pod_ref, CONTAINER_NAME_LABEL, POD_UID_LABEL};
 use crate::pod_status::{self, ContainerView, Observed, CONTAINER_EXITED, CONTAINER_RUNNING};
 use crate::Shared;
@@ -195,6 +196,13 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut WorkerState) -> Observed {
                 let next_attempt = old.map_or(0, |s| attempt(s) + 1);
                 if let Some(old) = old {
                     tracing::info!(pod = %key, sandbox = %old.id, "sandbox is not ready; creating a new one");
+                    shared.events.pod(
+                        pod,
+                        None,
+                        NORMAL,
+                        "SandboxChanged",
+                        "Pod sandbox changed, it will be killed and re-created.".into(),
+                    );
                     kill_sandbox_and_containers(runtime, uid, Some(&old.id), Duration::ZERO).await;
                 }
                 let config = pod_config::sandbox_config(pod, next_attempt, &shared.pod_logs_dir);
@@ -203,6 +211,13 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut WorkerState) -> Observed {
                     Ok(id) => Some((id, next_attempt)),
                     Err(e) => {
                         tracing::warn!(pod = %key, error = %e, "Failed to create pod sandbox");
+                        shared.events.pod(
+                            pod,
+                            None,
+                            WARNING,
+                            "FailedCreatePodSandBox",
+                            format!("Failed to create pod sandbox: {}", e.message()),
+                        );
                         return observed;
                     }
                 }
@@ -281,6 +296,16 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut WorkerState) -> Observed {
                 if !restart {
                     None
                 } else if let Some(delay) = Backoff::waiting(state.restart_backoff.get(&c.name)) {
+                    shared.events.pod(
+                        pod,
+                        Some(&c.name),
+                        WARNING,
+                        "BackOff",
+                        format!(
+                            "Back-off restarting failed container {} in pod {name}_{ns}({uid})",
+                            c.name
+                        ),
+                    );
                     view.waiting = Some((
                         "CrashLoopBackOff".into(),
                         format!(
@@ -313,6 +338,7 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut WorkerState) -> Observed {
                 &shared.pod_logs_dir,
             );
             match start_container(
+                shared,
                 runtime,
                 pod,
                 c,
@@ -367,38 +393,79 @@ fn pull_policy(c: &Container) -> &str {
 /// The image to run `c` with (its id), pulling it as its policy says; or the waiting
 /// reason and message.
 async fn ensure_image(
+    shared: &Shared,
     runtime: &dyn Runtime,
+    pod: &Pod,
     c: &Container,
     state: &mut WorkerState,
 ) -> Result<String, (String, String)> {
     let image = c.image.clone().unwrap_or_default();
+    let event = |type_: &str, reason: &str, message: String| {
+        shared
+            .events
+            .pod(pod, Some(&c.name), type_, reason, message)
+    };
     let present = runtime
         .image_status(&image)
         .await
         .map_err(|e| ("ErrImageInspect".to_owned(), e.message()))?;
     let policy = pull_policy(c);
     match (policy, present) {
-        ("Never", None) => Err((
-            "ErrImageNeverPull".into(),
-            format!("Container image \"{image}\" is not present with pull policy of Never"),
-        )),
-        ("Never" | "IfNotPresent", Some(img)) => Ok(img.id),
+        ("Never", None) => {
+            let msg =
+                format!("Container image \"{image}\" is not present with pull policy of Never");
+            event(WARNING, "ErrImageNeverPull", msg.clone());
+            event(WARNING, "Failed", "Error: ErrImageNeverPull".into());
+            Err(("ErrImageNeverPull".into(), msg))
+        }
+        ("Never" | "IfNotPresent", Some(img)) => {
+            event(
+                NORMAL,
+                "Pulled",
+                format!("Container image \"{image}\" already present on machine"),
+            );
+            Ok(img.id)
+        }
         _ => {
             if let Some((b, msg)) = state.pull_backoff.get(&image) {
                 if Backoff::waiting(Some(b)).is_some() {
+                    event(
+                        NORMAL,
+                        "BackOff",
+                        format!("Back-off pulling image \"{image}\""),
+                    );
+                    event(WARNING, "Failed", "Error: ImagePullBackOff".into());
                     return Err((
                         "ImagePullBackOff".into(),
                         format!("Back-off pulling image \"{image}\": {msg}"),
                     ));
                 }
             }
+            event(NORMAL, "Pulling", format!("Pulling image \"{image}\""));
+            let started = Instant::now();
             match runtime.pull_image(&image, None).await {
                 Ok(r) => {
                     state.pull_backoff.remove(&image);
+                    let took = crate::pleg::go_duration(started.elapsed());
+                    let size = match runtime.image_status(&r).await {
+                        Ok(Some(img)) => img.size,
+                        _ => 0,
+                    };
+                    event(
+                        NORMAL,
+                        "Pulled",
+                        format!("Successfully pulled image \"{image}\" in {took} ({took} including waiting). Image size: {size} bytes."),
+                    );
                     Ok(r)
                 }
                 Err(e) => {
                     let msg = e.message();
+                    event(
+                        WARNING,
+                        "Failed",
+                        format!("Failed to pull image \"{image}\": {msg}"),
+                    );
+                    event(WARNING, "Failed", "Error: ErrImagePull".into());
                     let b = Backoff::next(state.pull_backoff.get(&image).map(|(b, _)| b));
                     state.pull_backoff.insert(image.clone(), (b, msg.clone()));
                     Err(("ErrImagePull".into(), msg))
@@ -410,6 +477,7 @@ async fn ensure_image(
 
 #[allow(clippy::too_many_arguments)]
 async fn start_container(
+    shared: &Shared,
     runtime: &dyn Runtime,
     pod: &Pod,
     c: &Container,
@@ -419,16 +487,26 @@ async fn start_container(
     downward: &pod_config::Downward,
     state: &mut WorkerState,
 ) -> Result<api::ContainerStatus, (String, String)> {
-    let image = ensure_image(runtime, c, state).await?;
+    let image = ensure_image(shared, runtime, pod, c, state).await?;
+    let event = |type_: &str, reason: &str, message: String| {
+        shared
+            .events
+            .pod(pod, Some(&c.name), type_, reason, message)
+    };
     let config = pod_config::container_config(pod, c, &image, attempt, downward);
     let id = runtime
         .create_container(sandbox_id, config, sandbox_config)
         .await
-        .map_err(|e| ("CreateContainerError".to_owned(), e.message()))?;
-    runtime
-        .start_container(&id)
-        .await
-        .map_err(|e| ("RunContainerError".to_owned(), e.message()))?;
+        .map_err(|e| {
+            event(WARNING, "Failed", format!("Error: {}", e.message()));
+            ("CreateContainerError".to_owned(), e.message())
+        })?;
+    event(NORMAL, "Created", format!("Created container: {}", c.name));
+    runtime.start_container(&id).await.map_err(|e| {
+        event(WARNING, "Failed", format!("Error: {}", e.message()));
+        ("RunContainerError".to_owned(), e.message())
+    })?;
+    event(NORMAL, "Started", format!("Started container {}", c.name));
     runtime
         .container_status(&id)
         .await
@@ -497,6 +575,21 @@ async fn terminate(shared: &Shared, pod: &Pod) -> Result<(), String> {
     if let Some(runtime) = shared.runtime.as_deref() {
         let grace = grace_period(pod);
         tracing::info!(pod = %format!("{ns}/{name}"), grace = ?grace, "killing the pod's containers");
+        for c in runtime.list_containers().await.unwrap_or_default() {
+            if c.state == CONTAINER_RUNNING
+                && c.labels.get(POD_UID_LABEL).map(String::as_str) == Some(uid)
+            {
+                if let Some(cname) = c.labels.get(CONTAINER_NAME_LABEL) {
+                    shared.events.pod(
+                        pod,
+                        Some(cname),
+                        NORMAL,
+                        "Killing",
+                        format!("Stopping container {cname}"),
+                    );
+                }
+            }
+        }
         kill_sandbox_and_containers(runtime, uid, None, grace).await;
     }
     let _ = std::fs::remove_dir_all(pod_config::log_directory(&shared.pod_logs_dir, pod));

@@ -288,6 +288,15 @@ spec:
     image: {BUSYBOX}
     imagePullPolicy: Never
     command: ["sh", "-c", "trap 'exit 0' TERM; echo ready; while true; do sleep 1; done"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: absent, namespace: default}}
+spec:
+  containers:
+  - name: main
+    image: local.test/absent:1
+    imagePullPolicy: Never
 "#
     ));
     let prefix = node.cidr.trim_end_matches("0/24").to_owned();
@@ -322,7 +331,55 @@ spec:
             .filter(|l| l.contains("hello"))
     });
     assert!(logs.contains(" stdout F hello"), "{logs}");
-    assert_eq!(node.ctr(&["containers", "ls", "-q"]).lines().count(), 4);
+    // An image that is not there with pull policy Never: waiting, upstream's reason and
+    // message, and the event saying so.
+    let waiting = node.wait("absent to report its image", Duration::from_secs(30), || {
+        let s = node.jsonpath(
+            &["get", "pod", "absent"],
+            "{.status.phase}|{.status.containerStatuses[0].state.waiting.reason}|{.status.containerStatuses[0].state.waiting.message}",
+        );
+        s.contains("ErrImageNeverPull").then_some(s)
+    });
+    assert_eq!(
+        waiting,
+        r#"Pending|ErrImageNeverPull|Container image "local.test/absent:1" is not present with pull policy of Never"#
+    );
+    // Three sandboxes, two containers.
+    assert_eq!(node.ctr(&["containers", "ls", "-q"]).lines().count(), 5);
+    let events = |pod: &str| -> Vec<String> {
+        let list: serde_json::Value =
+            serde_json::from_str(&c.ok(&["get", "events", "-n", "default", "-o", "json"])).unwrap();
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["involvedObject"]["name"] == pod && e["source"]["component"] == "kubelet")
+            .map(|e| {
+                format!(
+                    "{} {}: {}",
+                    e["type"].as_str().unwrap(),
+                    e["reason"].as_str().unwrap(),
+                    e["message"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    // Events are posted in the background: wait for each.
+    let has_event = |pod: &str, want: &str| {
+        node.wait(
+            &format!("event {want:?} about {pod}"),
+            Duration::from_secs(10),
+            || events(pod).iter().any(|e| e == want).then_some(()),
+        )
+    };
+    has_event(
+        "hello",
+        r#"Normal Pulled: Container image "local.test/busybox:1" already present on machine"#,
+    );
+    has_event("hello", "Normal Created: Created container: main");
+    has_event("hello", "Normal Started: Started container main");
+    has_event("absent", "Warning Failed: Error: ErrImageNeverPull");
+    c.ok(&["delete", "pod", "absent"]);
 
     // `sh` as PID 1 ignores SIGTERM: the kubelet waits out the grace period, then kills.
     let started = Instant::now();
@@ -341,6 +398,7 @@ spec:
         "a polite container took {took:?} to stop"
     );
     assert!(c.fails(&["get", "pod", "hello"]).contains("NotFound"));
+    has_event("hello", "Normal Killing: Stopping container main");
     // Containers and sandboxes are gone from the runtime.
     node.wait("the runtime to be empty", Duration::from_secs(10), || {
         node.ctr(&["containers", "ls", "-q"])
