@@ -214,6 +214,14 @@ pub async fn run(
     };
     tracing::info!(node = %opts.node_name, pod_cidr = %pod_cidr, "kubelet started");
 
+    // The Node had no podCIDR yet: follow the one the node IPAM controller assigns.
+    let mut follow_cidr = (registered
+        .spec
+        .as_ref()
+        .and_then(|s| s.pod_cidr.as_ref())
+        .is_none()
+        && opts.container_runtime_endpoint.is_none())
+    .then(|| (opts.clone(), pod_cidr.clone()));
     let status_loop = {
         let shared = shared.clone();
         let client = client.clone();
@@ -222,6 +230,27 @@ pub async fn run(
             let mut tick = tokio::time::interval(node::NODE_STATUS_UPDATE_FREQUENCY);
             loop {
                 tick.tick().await;
+                if let Some((opts, current)) = &follow_cidr {
+                    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+                    let assigned = nodes
+                        .get(&opts.node_name)
+                        .await
+                        .ok()
+                        .and_then(|n| n.spec.and_then(|s| s.pod_cidr));
+                    if let Some(cidr) = assigned.filter(|c| c != current && cni::valid_cidr(c)) {
+                        tracing::info!(pod_cidr = %cidr, "the node got a podCIDR; rewriting the CNI config");
+                        let layout = containerd::Layout::new(&opts.data_dir);
+                        if let Err(e) = cni::write(
+                            &layout.cni_conf_dir,
+                            &cidr,
+                            &opts.cni_bridge,
+                            &opts.data_dir.join("cni/ipam"),
+                        ) {
+                            tracing::warn!(error = %e, "cannot rewrite the CNI config");
+                        }
+                        follow_cidr = None;
+                    }
+                }
                 let health = health(&shared).await;
                 if let Err(e) = reporter.report(&machine, &info, &health).await {
                     tracing::warn!(error = %e, "cannot update node status");

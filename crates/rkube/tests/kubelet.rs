@@ -148,6 +148,50 @@ impl Node {
         }
     }
 
+    /// Waits until the node is Ready.
+    fn wait_ready(&self) {
+        self.wait("the node to be Ready", Duration::from_secs(60), || {
+            let reason = self.jsonpath(
+                &["get", "node", &self.name],
+                r#"{.status.conditions[?(@.type=="Ready")].reason}"#,
+            );
+            (reason == "KubeletReady").then_some(())
+        });
+    }
+
+    /// The kubelet's events about `pod` in `default`, as `TYPE REASON: MESSAGE`.
+    fn events(&self, pod: &str) -> Vec<String> {
+        let list: serde_json::Value = serde_json::from_str(
+            &self
+                .cluster
+                .ok(&["get", "events", "-n", "default", "-o", "json"]),
+        )
+        .unwrap();
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["involvedObject"]["name"] == pod && e["source"]["component"] == "kubelet")
+            .map(|e| {
+                format!(
+                    "{} {}: {}",
+                    e["type"].as_str().unwrap(),
+                    e["reason"].as_str().unwrap(),
+                    e["message"].as_str().unwrap()
+                )
+            })
+            .collect()
+    }
+
+    /// Waits for an event (they are posted in the background).
+    fn has_event(&self, pod: &str, want: &str) {
+        self.wait(
+            &format!("event {want:?} about {pod}"),
+            Duration::from_secs(10),
+            || self.events(pod).iter().any(|e| e == want).then_some(()),
+        )
+    }
+
     fn jsonpath(&self, args: &[&str], path: &str) -> String {
         let mut a = args.to_vec();
         let p = format!("jsonpath={path}");
@@ -245,13 +289,7 @@ fn pod_runs_on_containerd_and_terminates_gracefully() {
     let c = &node.cluster;
 
     // The node registers, turns Ready with upstream's reason, and holds a Lease.
-    node.wait("the node to be Ready", Duration::from_secs(60), || {
-        let reason = node.jsonpath(
-            &["get", "node", &node.name],
-            r#"{.status.conditions[?(@.type=="Ready")].reason}"#,
-        );
-        (reason == "KubeletReady").then_some(())
-    });
+    node.wait_ready();
     let info = node.jsonpath(
         &["get", "node", &node.name],
         "{.status.nodeInfo.containerRuntimeVersion} {.metadata.labels.kubernetes\\.io/os} {.status.capacity.pods}",
@@ -346,39 +384,13 @@ spec:
     );
     // Three sandboxes, two containers.
     assert_eq!(node.ctr(&["containers", "ls", "-q"]).lines().count(), 5);
-    let events = |pod: &str| -> Vec<String> {
-        let list: serde_json::Value =
-            serde_json::from_str(&c.ok(&["get", "events", "-n", "default", "-o", "json"])).unwrap();
-        list["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["involvedObject"]["name"] == pod && e["source"]["component"] == "kubelet")
-            .map(|e| {
-                format!(
-                    "{} {}: {}",
-                    e["type"].as_str().unwrap(),
-                    e["reason"].as_str().unwrap(),
-                    e["message"].as_str().unwrap()
-                )
-            })
-            .collect()
-    };
-    // Events are posted in the background: wait for each.
-    let has_event = |pod: &str, want: &str| {
-        node.wait(
-            &format!("event {want:?} about {pod}"),
-            Duration::from_secs(10),
-            || events(pod).iter().any(|e| e == want).then_some(()),
-        )
-    };
-    has_event(
+    node.has_event(
         "hello",
         r#"Normal Pulled: Container image "local.test/busybox:1" already present on machine"#,
     );
-    has_event("hello", "Normal Created: Created container: main");
-    has_event("hello", "Normal Started: Started container main");
-    has_event("absent", "Warning Failed: Error: ErrImageNeverPull");
+    node.has_event("hello", "Normal Created: Created container: main");
+    node.has_event("hello", "Normal Started: Started container main");
+    node.has_event("absent", "Warning Failed: Error: ErrImageNeverPull");
     c.ok(&["delete", "pod", "absent"]);
 
     // `sh` as PID 1 ignores SIGTERM: the kubelet waits out the grace period, then kills.
@@ -398,7 +410,7 @@ spec:
         "a polite container took {took:?} to stop"
     );
     assert!(c.fails(&["get", "pod", "hello"]).contains("NotFound"));
-    has_event("hello", "Normal Killing: Stopping container main");
+    node.has_event("hello", "Normal Killing: Stopping container main");
     // Containers and sandboxes are gone from the runtime.
     node.wait("the runtime to be empty", Duration::from_secs(10), || {
         node.ctr(&["containers", "ls", "-q"])
@@ -460,4 +472,84 @@ fn missing_containerd_makes_the_node_not_ready_with_install_hint() {
             && message.contains("apt-get install containerd runc containernetworking-plugins"),
         "{message}"
     );
+}
+
+/// Restart policies: a crashing container is restarted with back-off (CrashLoopBackOff,
+/// restart count, last state), a `Never` pod ends Failed or Succeeded by exit code.
+#[test]
+fn restart_policies_and_crash_loop_back_off() {
+    let image = busybox_archive();
+    let node = Node::start();
+    let c = &node.cluster;
+    node.wait_ready();
+    node.ctr(&["images", "import", &image.to_string_lossy()]);
+    c.wait_for_default_sa("default");
+    let pod = |name: &str, policy: &str, script: &str| {
+        format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, namespace: default}}
+spec:
+  restartPolicy: {policy}
+  containers:
+  - name: main
+    image: {BUSYBOX}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "{script}"]
+"#
+        )
+    };
+    c.create(
+        &[
+            pod("crasher", "Always", "echo boom; exit 3"),
+            pod("fails", "Never", "exit 7"),
+            pod("succeeds", "Never", "exit 0"),
+            pod("retries", "OnFailure", "exit 0"),
+        ]
+        .join("---\n"),
+    );
+
+    let crash = node.wait("crasher to back off", Duration::from_secs(60), || {
+        let s = node.jsonpath(
+            &["get", "pod", "crasher"],
+            "{.status.phase}|{.status.containerStatuses[0].restartCount}|{.status.containerStatuses[0].state.waiting.reason}|{.status.containerStatuses[0].lastState.terminated.exitCode}|{.status.containerStatuses[0].lastState.terminated.reason}",
+        );
+        s.contains("CrashLoopBackOff").then_some(s)
+    });
+    let parts: Vec<&str> = crash.split('|').collect();
+    assert_eq!(parts[0], "Running", "{crash}");
+    assert!(parts[1].parse::<u32>().unwrap() >= 1, "{crash}");
+    assert_eq!(&parts[2..], ["CrashLoopBackOff", "3", "Error"], "{crash}");
+    let uid = node.jsonpath(&["get", "pod", "crasher"], "{.metadata.uid}");
+    node.has_event(
+        "crasher",
+        &format!("Warning BackOff: Back-off restarting failed container main in pod crasher_default({uid})"),
+    );
+
+    for (name, phase, exit, reason) in [
+        ("fails", "Failed", "7", "Error"),
+        ("succeeds", "Succeeded", "0", "Completed"),
+        ("retries", "Succeeded", "0", "Completed"),
+    ] {
+        let s = node.wait(&format!("{name} to finish"), Duration::from_secs(60), || {
+            let s = node.jsonpath(
+                &["get", "pod", name],
+                r#"{.status.phase}|{.status.containerStatuses[0].state.terminated.exitCode}|{.status.containerStatuses[0].state.terminated.reason}|{.status.containerStatuses[0].restartCount}|{.status.conditions[?(@.type=="Ready")].reason}"#,
+            );
+            (s.starts_with("Succeeded") || s.starts_with("Failed")).then_some(s)
+        });
+        assert_eq!(
+            s,
+            format!("{phase}|{exit}|{reason}|0|PodCompleted"),
+            "{name}"
+        );
+    }
+    // Finished pods give their sandbox back; all go away on delete.
+    c.ok(&["delete", "pod", "--all", "--grace-period=1"]);
+    node.wait("the runtime to be empty", Duration::from_secs(20), || {
+        node.ctr(&["containers", "ls", "-q"])
+            .trim()
+            .is_empty()
+            .then_some(())
+    });
 }
