@@ -78,6 +78,13 @@ pub trait Runtime: Send + Sync {
     async fn remove_container(&self, id: &str) -> Result<()>;
     async fn list_containers(&self) -> Result<Vec<api::Container>>;
     async fn container_status(&self, id: &str) -> Result<api::ContainerStatus>;
+    /// Runs `cmd` in a container, killing it after `timeout`; its exit code and output.
+    async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        timeout: Duration,
+    ) -> Result<api::ExecSyncResponse>;
 
     /// The image if the runtime has it.
     async fn image_status(&self, image: &str) -> Result<Option<api::Image>>;
@@ -358,6 +365,26 @@ impl Runtime for CriRuntime {
             }
         )?;
         Ok(r.status.unwrap_or_default())
+    }
+
+    async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        timeout: Duration,
+    ) -> Result<api::ExecSyncResponse> {
+        // The runtime kills the command at `timeout`; the call itself gets a little more.
+        cri!(
+            self,
+            runtime,
+            exec_sync,
+            timeout + Duration::from_secs(2),
+            api::ExecSyncRequest {
+                container_id: id.into(),
+                cmd,
+                timeout: timeout.as_secs().max(1) as i64,
+            }
+        )
     }
 
     async fn image_status(&self, image: &str) -> Result<Option<api::Image>> {

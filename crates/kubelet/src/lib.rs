@@ -17,6 +17,7 @@ pub mod pause;
 pub mod pleg;
 pub mod pod_config;
 pub mod pod_status;
+pub mod probe;
 pub mod time;
 pub mod worker;
 

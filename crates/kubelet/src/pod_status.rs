@@ -25,6 +25,10 @@ pub struct ContainerView {
     /// Why the kubelet is waiting (image pull errors, back-off), overriding `current`.
     pub waiting: Option<(String, String)>,
     pub restart_count: u32,
+    /// The readiness probe's verdict (`None`: no readiness probe).
+    pub ready: Option<bool>,
+    /// The startup probe's verdict (`None`: no startup probe).
+    pub started: Option<bool>,
 }
 
 /// What the kubelet observed of a pod.
@@ -92,8 +96,9 @@ fn container_status(v: &ContainerView) -> (Value, ContainerPhase) {
         }
         (None, Some(cur)) if cur.state == CONTAINER_RUNNING => {
             status["state"] = json!({"running": {"startedAt": rfc3339_from_nanos(cur.started_at)}});
-            status["ready"] = json!(true);
-            status["started"] = json!(true);
+            let started = v.started.unwrap_or(true);
+            status["ready"] = json!(started && v.ready.unwrap_or(true));
+            status["started"] = json!(started);
             phase = ContainerPhase::Running;
         }
         (None, Some(cur)) if cur.state == CONTAINER_EXITED => {
@@ -168,7 +173,16 @@ pub fn restart_policy(pod: &Pod) -> &str {
         .unwrap_or("Always")
 }
 
-/// The status patch (strategic merge patch of `status`) of what was observed; `now` is
+/// The pod conditions the kubelet owns.
+const KUBELET_CONDITIONS: [&str; 4] = [
+    "PodReadyToStartContainers",
+    "Initialized",
+    "ContainersReady",
+    "Ready",
+];
+
+/// The status patch (JSON merge patch of `status`: lists are replaced whole, so no
+/// stale condition message or container state survives) of what was observed; `now` is
 /// used for transition times of conditions whose status changed.
 pub fn status(pod: &Pod, observed: &Observed, now: &str) -> Value {
     let (statuses, phases): (Vec<Value>, Vec<ContainerPhase>) =
@@ -226,14 +240,31 @@ pub fn status(pod: &Pod, observed: &Observed, now: &str) -> Value {
         .and_then(|s| s.start_time.as_ref())
         .map(|t| t.0.to_string())
         .unwrap_or_else(|| now.to_owned());
+    let mut conditions = vec![
+        condition(
+            "PodReadyToStartContainers",
+            observed.sandbox_ready,
+            None,
+            None,
+        ),
+        condition("Initialized", true, initialized_reason, None),
+        condition("ContainersReady", ready, reason, message.clone()),
+        condition("Ready", ready, reason, message),
+    ];
+    // Conditions others own (PodScheduled, readiness gates) stay as they are: the patch
+    // replaces the whole list.
+    for c in old
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        if !KUBELET_CONDITIONS.contains(&c.type_.as_str()) {
+            conditions.push(serde_json::to_value(c).unwrap_or_default());
+        }
+    }
     let mut s = json!({
         "phase": phase,
-        "conditions": [
-            condition("PodReadyToStartContainers", observed.sandbox_ready, None, None),
-            condition("Initialized", true, initialized_reason, None),
-            condition("ContainersReady", ready, reason, message.clone()),
-            condition("Ready", ready, reason, message),
-        ],
+        "conditions": conditions,
         "hostIP": observed.host_ip, "hostIPs": [{"ip": observed.host_ip}],
         "startTime": start_time,
         "containerStatuses": statuses,
@@ -293,10 +324,72 @@ mod tests {
         assert_eq!(s["podIP"], "10.42.0.7");
         assert_eq!(s["conditions"][3]["type"], "Ready");
         assert_eq!(s["conditions"][3]["status"], "True");
+        assert!(s["conditions"][3].get("message").is_none());
         let c = &s["containerStatuses"][0];
         assert_eq!(c["containerID"], "containerd://abc");
         assert_eq!(c["state"]["running"]["startedAt"], "2023-11-14T22:13:20Z");
         assert_eq!(c["ready"], true);
+    }
+
+    #[test]
+    fn conditions_of_others_are_kept() {
+        let mut p = pod("Always");
+        p.status = serde_json::from_value(json!({"conditions": [
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"},
+            {"type": "Ready", "status": "False", "reason": "ContainersNotReady", "message": "old"}]}))
+        .unwrap();
+        let s = status(&p, &observed(ContainerView::default()), "now");
+        let types: Vec<_> = s["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["type"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "PodReadyToStartContainers",
+                "Initialized",
+                "ContainersReady",
+                "Ready",
+                "PodScheduled"
+            ]
+        );
+    }
+
+    #[test]
+    fn probes_decide_readiness() {
+        let running = |ready, started| {
+            observed(ContainerView {
+                current: Some(runtime(CONTAINER_RUNNING, 0)),
+                ready,
+                started,
+                ..Default::default()
+            })
+        };
+        let ready = |o: &Observed| {
+            let s = status(&pod("Always"), o, "now");
+            let c = &s["status"]["containerStatuses"][0];
+            (
+                c["ready"].as_bool().unwrap(),
+                c["started"].as_bool().unwrap(),
+                s["status"]["conditions"][3]["status"].clone(),
+            )
+        };
+        assert_eq!(
+            ready(&running(Some(false), None)),
+            (false, true, json!("False"))
+        );
+        assert_eq!(
+            ready(&running(Some(true), None)),
+            (true, true, json!("True"))
+        );
+        assert_eq!(
+            ready(&running(Some(true), Some(false))),
+            (false, false, json!("False"))
+        );
+        let s = status(&pod("Always"), &running(Some(false), None), "now");
+        assert_eq!(s["status"]["phase"], "Running");
     }
 
     #[test]

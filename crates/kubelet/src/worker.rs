@@ -74,6 +74,7 @@ struct WorkerState {
     last_status: Option<Value>,
     restart_backoff: HashMap<String, Backoff>,
     pull_backoff: HashMap<String, (Backoff, String)>,
+    prober: crate::probe::Prober,
 }
 
 async fn run(shared: Arc<Shared>, mut rx: watch::Receiver<Option<Pod>>, poke: Arc<Notify>) {
@@ -102,10 +103,17 @@ async fn run(shared: Arc<Shared>, mut rx: watch::Receiver<Option<Pod>>, poke: Ar
             let observed = sync(&shared, &pod, &mut state).await;
             report(&shared, &pod, &observed, &mut state).await;
         }
+        let wake = state
+            .prober
+            .next_due()
+            .map_or(RESYNC_PERIOD, |t| {
+                t.saturating_duration_since(Instant::now())
+            })
+            .min(RESYNC_PERIOD);
         tokio::select! {
             changed = rx.changed() => if changed.is_err() { break },
             _ = poke.notified() => {}
-            _ = tokio::time::sleep(RESYNC_PERIOD) => {}
+            _ = tokio::time::sleep(wake) => {}
         }
     }
     if let Some(uid) = rx.borrow().as_ref().and_then(|p| p.metadata.uid.clone()) {
@@ -122,11 +130,7 @@ async fn report(shared: &Shared, pod: &Pod, observed: &Observed, state: &mut Wor
     let (name, ns, _) = pod_ref(pod);
     let api: Api<Pod> = Api::namespaced(shared.client.clone(), ns);
     match api
-        .patch_status(
-            name,
-            &PatchParams::default(),
-            &Patch::Strategic(patch.clone()),
-        )
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(patch.clone()))
         .await
     {
         Ok(_) => state.last_status = Some(patch),
@@ -358,6 +362,9 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut WorkerState) -> Observed {
             }
         }
     }
+    for (view, c) in observed.containers.iter_mut().zip(&spec.containers) {
+        probe_container(shared, runtime, pod, c, view, &downward.pod_ip, state).await;
+    }
     // A pod that finished for good gives its sandbox (and pod IP) back.
     let phase = pod_status::pod_phase(pod, &observed);
     if (phase == "Succeeded" || phase == "Failed") && observed.sandbox_ready {
@@ -367,6 +374,77 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut WorkerState) -> Observed {
         observed.sandbox_ready = false;
     }
     observed
+}
+
+/// Runs the due probes of a running container, records their verdict in `view`, and
+/// kills the container when its liveness (or startup) probe failed for good.
+async fn probe_container(
+    shared: &Shared,
+    runtime: &dyn Runtime,
+    pod: &Pod,
+    c: &Container,
+    view: &mut ContainerView,
+    pod_ip: &str,
+    state: &mut WorkerState,
+) {
+    let Some(cur) = view
+        .current
+        .as_ref()
+        .filter(|s| s.state == CONTAINER_RUNNING)
+    else {
+        return;
+    };
+    if view.waiting.is_some()
+        || (c.startup_probe.is_none() && c.liveness_probe.is_none() && c.readiness_probe.is_none())
+    {
+        return;
+    }
+    let age = Duration::from_nanos((crate::time::now_nanos() - cur.started_at).max(0) as u64);
+    let started = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+    let id = cur.id.clone();
+    let verdict = state
+        .prober
+        .probe(runtime, c, &id, started, pod_ip, |kind, msg| {
+            shared.events.pod(
+                pod,
+                Some(&c.name),
+                WARNING,
+                "Unhealthy",
+                format!("{} probe failed: {msg}", kind.name()),
+            )
+        })
+        .await;
+    view.ready = verdict.ready;
+    view.started = verdict.started;
+    if let Some(kind) = verdict.restart {
+        shared.events.pod(
+            pod,
+            Some(&c.name),
+            NORMAL,
+            "Killing",
+            format!(
+                "Container {} failed {} probe, will be restarted",
+                c.name,
+                kind.name().to_lowercase()
+            ),
+        );
+        let grace = kind
+            .of(c)
+            .and_then(|p| p.termination_grace_period_seconds)
+            .or_else(|| {
+                pod.spec
+                    .as_ref()
+                    .and_then(|s| s.termination_grace_period_seconds)
+            })
+            .unwrap_or(30);
+        if let Err(e) = runtime
+            .stop_container(&id, Duration::from_secs(grace.max(0) as u64))
+            .await
+        {
+            tracing::warn!(container = %id, error = %e, "cannot stop an unhealthy container");
+        }
+        view.ready = Some(false);
+    }
 }
 
 fn pod_config_host_network(pod: &Pod) -> bool {

@@ -32,7 +32,7 @@ fn run(cmd: &mut Command) -> String {
 /// A busybox image as a `docker save` archive, built offline from busybox-static with
 /// umoci and skopeo (as in ../shared/recipes), cached under /var/cache.
 fn busybox_archive() -> PathBuf {
-    let cached = Path::new(IMAGE_CACHE).join("busybox-1.tar");
+    let cached = Path::new(IMAGE_CACHE).join("busybox-2.tar");
     if cached.exists() {
         return cached;
     }
@@ -41,6 +41,14 @@ fn busybox_archive() -> PathBuf {
     let w = work.path();
     let rootfs = w.join("rootfs/bin");
     std::fs::create_dir_all(&rootfs).unwrap();
+    for dir in ["tmp", "etc", "root", "var"] {
+        std::fs::create_dir_all(w.join("rootfs").join(dir)).unwrap();
+    }
+    std::fs::set_permissions(
+        w.join("rootfs/tmp"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
     std::fs::copy("/bin/busybox", rootfs.join("busybox"))
         .expect("/bin/busybox (busybox-static) is missing: run scripts/install-deps.sh");
     for applet in run(Command::new("/bin/busybox").arg("--list")).lines() {
@@ -139,7 +147,8 @@ impl Node {
             }
             assert!(
                 Instant::now() < deadline,
-                "timed out waiting for {what}\n--- server log ---\n{}\n--- containerd log ---\n{}",
+                "timed out waiting for {what}\n--- events ---\n{}\n--- server log ---\n{}\n--- containerd log ---\n{}",
+                String::from_utf8_lossy(&self.cluster.kubectl(&["get", "events", "-A"]).stdout),
                 self.cluster.log(),
                 std::fs::read_to_string(self.cluster.data_dir().join("containerd/containerd.log"))
                     .unwrap_or_default()
@@ -545,6 +554,101 @@ spec:
         );
     }
     // Finished pods give their sandbox back; all go away on delete.
+    c.ok(&["delete", "pod", "--all", "--grace-period=1"]);
+    node.wait("the runtime to be empty", Duration::from_secs(20), || {
+        node.ctr(&["containers", "ls", "-q"])
+            .trim()
+            .is_empty()
+            .then_some(())
+    });
+}
+
+/// Readiness (exec, httpGet) gates READY n/m; a failing liveness probe restarts the
+/// container with upstream's events. Probe traffic goes to the pod's IP on the test's
+/// own bridge.
+#[test]
+fn probes_gate_readiness_and_restart_unhealthy_containers() {
+    let image = busybox_archive();
+    let node = Node::start();
+    let c = &node.cluster;
+    node.wait_ready();
+    node.ctr(&["images", "import", &image.to_string_lossy()]);
+    c.wait_for_default_sa("default");
+    c.create(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: probed, namespace: default}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: {BUSYBOX}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "mkdir -p /www; echo ok > /www/index.html; exec httpd -f -p 8080 -h /www"]
+    ports: [{{name: http, containerPort: 8080}}]
+    readinessProbe: {{httpGet: {{path: /index.html, port: http}}, periodSeconds: 1}}
+    livenessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 1, initialDelaySeconds: 2}}
+  - name: gate
+    image: {BUSYBOX}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "sleep 5; touch /tmp/ready; exec sleep 3600"]
+    readinessProbe: {{exec: {{command: ["test", "-f", "/tmp/ready"]}}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: dying, namespace: default}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {BUSYBOX}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "touch /tmp/alive; sleep 2; rm /tmp/alive; exec sleep 3600"]
+    livenessProbe: {{exec: {{command: ["cat", "/tmp/alive"]}}, periodSeconds: 1, failureThreshold: 2}}
+"#
+    ));
+    let ready = |pod: &str| {
+        node.jsonpath(
+            &["get", "pod", pod],
+            r#"{.status.phase}|{.status.containerStatuses[*].ready}|{.status.conditions[?(@.type=="Ready")].message}"#,
+        )
+    };
+    // web turns ready through its HTTP probe while gate still waits for its file.
+    let half = node.wait("web ready, gate not", Duration::from_secs(60), || {
+        let s = ready("probed");
+        (s == "Running|false true|containers with unready status: [gate]"
+            || s == "Running|true false|containers with unready status: [gate]")
+            .then_some(s)
+    });
+    assert!(half.contains("[gate]"), "{half}");
+    node.wait("both ready", Duration::from_secs(30), || {
+        let s = ready("probed");
+        (s == "Running|true true|").then_some(())
+    });
+    let table = c.ok(&["get", "pod", "probed", "--no-headers"]);
+    assert!(table.split_whitespace().nth(1) == Some("2/2"), "{table}");
+
+    // dying's liveness probe fails twice once the file is gone: killed and restarted.
+    node.wait("dying to restart", Duration::from_secs(60), || {
+        let n = node.jsonpath(
+            &["get", "pod", "dying"],
+            "{.status.containerStatuses[0].restartCount}",
+        );
+        (n.parse::<u32>().unwrap_or(0) >= 1).then_some(())
+    });
+    node.has_event("dying", "Warning Unhealthy: Liveness probe failed: cat: can't open '/tmp/alive': No such file or directory\n");
+    node.has_event(
+        "dying",
+        "Normal Killing: Container main failed liveness probe, will be restarted",
+    );
+    // The healthy pod never restarted.
+    assert_eq!(
+        node.jsonpath(
+            &["get", "pod", "probed"],
+            "{.status.containerStatuses[*].restartCount}"
+        ),
+        "0 0"
+    );
     c.ok(&["delete", "pod", "--all", "--grace-period=1"]);
     node.wait("the runtime to be empty", Duration::from_secs(20), || {
         node.ctr(&["containers", "ls", "-q"])
