@@ -275,18 +275,32 @@ impl Drop for Node {
             })
             .collect();
         rules.sort_by_key(|r| std::cmp::Reverse(r.0));
+        let mut chains = Vec::new();
         for (num, chain) in rules {
             let _ = Command::new("iptables")
                 .args(["-t", "nat", "-D", "POSTROUTING", &num.to_string()])
                 .output();
-            if chain.starts_with("CNI-") {
-                let _ = Command::new("iptables")
-                    .args(["-t", "nat", "-F", &chain])
-                    .output();
-                let _ = Command::new("iptables")
-                    .args(["-t", "nat", "-X", &chain])
-                    .output();
+            chains.push(chain);
+        }
+        // Chains for this range whose jump is already gone (a DEL cut short).
+        let rules = Command::new("iptables")
+            .args(["-t", "nat", "-S"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        for rule in rules.lines() {
+            let f: Vec<&str> = rule.split(' ').collect();
+            if f.len() > 3 && f[0] == "-A" && f[2] == "-d" && f[3] == self.cidr {
+                chains.push(f[1].to_owned());
             }
+        }
+        for chain in chains.iter().filter(|c| c.starts_with("CNI-")) {
+            let _ = Command::new("iptables")
+                .args(["-t", "nat", "-F", chain])
+                .output();
+            let _ = Command::new("iptables")
+                .args(["-t", "nat", "-X", chain])
+                .output();
         }
     }
 }
