@@ -145,7 +145,9 @@ async fn health(shared: &Shared) -> node::Health {
         },
         (None, None) => errors.push("container runtime is down".into()),
     }
-    errors.extend(shared.pleg.health_error());
+    if shared.runtime.is_some() {
+        errors.extend(shared.pleg.health_error());
+    }
     node::Health { errors }
 }
 
@@ -343,12 +345,17 @@ async fn watch_pods(shared: Arc<Shared>, synced: Arc<std::sync::atomic::AtomicBo
     let api: Api<Pod> = Api::all(shared.client.clone());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", shared.node_name));
     let mut stream = Box::pin(watcher(api, config));
+    // The pods of a (re)list in progress: workers of pods missing from it are stopped.
+    let mut listed: Option<std::collections::HashSet<String>> = None;
     loop {
         match stream.try_next().await {
             Ok(Some(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod))) => {
                 let Some(uid) = pod.metadata.uid.clone() else {
                     continue;
                 };
+                if let Some(listed) = listed.as_mut() {
+                    listed.insert(uid.clone());
+                }
                 let mut workers = shared.workers.lock().unwrap_or_else(|e| e.into_inner());
                 match workers.get(&uid) {
                     Some(w) if w.alive() => {
@@ -372,9 +379,19 @@ async fn watch_pods(shared: Arc<Shared>, synced: Arc<std::sync::atomic::AtomicBo
                 }
             }
             Ok(Some(watcher::Event::InitDone)) => {
+                if let Some(listed) = listed.take() {
+                    let mut workers = shared.workers.lock().unwrap_or_else(|e| e.into_inner());
+                    workers.retain(|uid, w| {
+                        let keep = listed.contains(uid);
+                        if !keep {
+                            let _ = w.pod.send(None);
+                        }
+                        keep
+                    });
+                }
                 synced.store(true, std::sync::atomic::Ordering::Release);
             }
-            Ok(Some(watcher::Event::Init)) => {}
+            Ok(Some(watcher::Event::Init)) => listed = Some(Default::default()),
             Ok(None) => break,
             Err(e) => {
                 tracing::warn!(error = %e, "pod watch failed; retrying");
