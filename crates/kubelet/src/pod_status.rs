@@ -38,6 +38,13 @@ pub struct Observed {
     pub pod_ip: Option<String>,
     pub host_ip: String,
     pub containers: Vec<ContainerView>,
+    pub init_containers: Vec<ContainerView>,
+    /// Whether every init container completed (sidecars: started).
+    pub initialized: bool,
+    /// Init containers not done yet, in order.
+    pub init_pending: Vec<String>,
+    /// An init container failed and the pod never restarts it.
+    pub init_failed: bool,
 }
 
 fn terminated(s: &api::ContainerStatus) -> Value {
@@ -157,13 +164,23 @@ fn phase(restart_policy: &str, phases: &[ContainerPhase]) -> &'static str {
 
 /// The pod's phase, for deciding whether it still runs.
 pub fn pod_phase(pod: &Pod, observed: &Observed) -> &'static str {
-    let policy = restart_policy(pod);
     let phases: Vec<_> = observed
         .containers
         .iter()
         .map(|c| container_status(c).1)
         .collect();
-    phase(policy, &phases)
+    phase_of(pod, observed, &phases)
+}
+
+/// The phase, with upstream's rules for init containers first.
+fn phase_of(pod: &Pod, observed: &Observed, phases: &[ContainerPhase]) -> &'static str {
+    if observed.init_failed {
+        return "Failed";
+    }
+    if !observed.initialized {
+        return "Pending";
+    }
+    phase(restart_policy(pod), phases)
 }
 
 pub fn restart_policy(pod: &Pod) -> &str {
@@ -187,8 +204,7 @@ const KUBELET_CONDITIONS: [&str; 4] = [
 pub fn status(pod: &Pod, observed: &Observed, now: &str) -> Value {
     let (statuses, phases): (Vec<Value>, Vec<ContainerPhase>) =
         observed.containers.iter().map(container_status).unzip();
-    let policy = restart_policy(pod);
-    let phase = phase(policy, &phases);
+    let phase = phase_of(pod, observed, &phases);
     let unready: Vec<&str> = observed
         .containers
         .iter()
@@ -247,7 +263,19 @@ pub fn status(pod: &Pod, observed: &Observed, now: &str) -> Value {
             None,
             None,
         ),
-        condition("Initialized", true, initialized_reason, None),
+        if observed.initialized {
+            condition("Initialized", true, initialized_reason, None)
+        } else {
+            condition(
+                "Initialized",
+                false,
+                Some("ContainersNotInitialized"),
+                Some(format!(
+                    "containers with incomplete status: [{}]",
+                    observed.init_pending.join(" ")
+                )),
+            )
+        },
         condition("ContainersReady", ready, reason, message.clone()),
         condition("Ready", ready, reason, message),
     ];
@@ -269,6 +297,14 @@ pub fn status(pod: &Pod, observed: &Observed, now: &str) -> Value {
         "startTime": start_time,
         "containerStatuses": statuses,
     });
+    if !observed.init_containers.is_empty() {
+        let init: Vec<Value> = observed
+            .init_containers
+            .iter()
+            .map(|c| container_status(c).0)
+            .collect();
+        s["initContainerStatuses"] = json!(init);
+    }
     if let Some(ip) = &observed.pod_ip {
         s["podIP"] = json!(ip);
         s["podIPs"] = json!([{ "ip": ip }]);
@@ -302,6 +338,7 @@ mod tests {
     fn observed(view: ContainerView) -> Observed {
         Observed {
             sandbox_ready: true,
+            initialized: true,
             pod_ip: Some("10.42.0.7".into()),
             host_ip: "192.168.0.2".into(),
             containers: vec![ContainerView {
@@ -309,6 +346,7 @@ mod tests {
                 image: "i".into(),
                 ..view
             }],
+            ..Default::default()
         }
     }
 
@@ -329,6 +367,44 @@ mod tests {
         assert_eq!(c["containerID"], "containerd://abc");
         assert_eq!(c["state"]["running"]["startedAt"], "2023-11-14T22:13:20Z");
         assert_eq!(c["ready"], true);
+    }
+
+    #[test]
+    fn init_containers_hold_the_pod_pending() {
+        let mut o = observed(ContainerView {
+            waiting: Some(("PodInitializing".into(), String::new())),
+            ..Default::default()
+        });
+        o.initialized = false;
+        o.init_pending = vec!["setup".into()];
+        o.init_containers = vec![ContainerView {
+            name: "setup".into(),
+            image: "i".into(),
+            current: Some(runtime(CONTAINER_RUNNING, 0)),
+            ..Default::default()
+        }];
+        let s = status(&pod("Always"), &o, "now");
+        let s = &s["status"];
+        assert_eq!(s["phase"], "Pending");
+        assert_eq!(s["conditions"][1]["status"], "False");
+        assert_eq!(s["conditions"][1]["reason"], "ContainersNotInitialized");
+        assert_eq!(
+            s["conditions"][1]["message"],
+            "containers with incomplete status: [setup]"
+        );
+        assert_eq!(
+            s["initContainerStatuses"][0]["state"]["running"]["startedAt"],
+            "2023-11-14T22:13:20Z"
+        );
+        assert_eq!(
+            s["containerStatuses"][0]["state"]["waiting"]["reason"],
+            "PodInitializing"
+        );
+        o.init_failed = true;
+        assert_eq!(
+            status(&pod("Never"), &o, "now")["status"]["phase"],
+            "Failed"
+        );
     }
 
     #[test]

@@ -176,6 +176,14 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut WorkerState) -> Observed {
                 ..Default::default()
             })
             .collect(),
+        // Until the init containers are seen: initialized only without any.
+        initialized: spec.init_containers.as_ref().is_none_or(|v| v.is_empty()),
+        init_pending: spec
+            .init_containers
+            .iter()
+            .flatten()
+            .map(|c| c.name.clone())
+            .collect(),
         ..Default::default()
     };
     let Some(runtime) = shared.runtime.as_deref() else {
@@ -269,98 +277,72 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut WorkerState) -> Observed {
         pod_ip: observed.pod_ip.clone().unwrap_or_default(),
         host_ip: shared.host_ip.clone(),
     };
+    let ctx = SyncCtx {
+        shared,
+        runtime,
+        pod,
+        key: &key,
+        sandbox: sandbox.clone(),
+        sandbox_id: &sandbox_id,
+        downward: &downward,
+    };
     let policy = pod_status::restart_policy(pod).to_owned();
+    // Init containers run one after another to completion (sidecars, restartPolicy
+    // Always, only need to be running); the app containers wait for all of them.
+    let mut initialized = true;
+    let mut init_done: Vec<String> = Vec::new();
+    for ic in spec.init_containers.iter().flatten() {
+        let sidecar = ic.restart_policy.as_deref() == Some("Always");
+        let init_policy = match (sidecar, policy.as_str()) {
+            (true, _) => "Always",
+            (false, "Never") => "Never",
+            (false, _) => "OnFailure",
+        };
+        let mut view = ContainerView {
+            name: ic.name.clone(),
+            image: ic.image.clone().unwrap_or_default(),
+            ..Default::default()
+        };
+        let existing = by_name.get(ic.name.as_str()).cloned().unwrap_or_default();
+        sync_container(
+            &ctx,
+            ic,
+            &mut view,
+            &existing,
+            init_policy,
+            initialized,
+            state,
+        )
+        .await;
+        let done = match &view.current {
+            Some(s) if sidecar => s.state == CONTAINER_RUNNING && view.waiting.is_none(),
+            Some(s) => s.state == CONTAINER_EXITED && s.exit_code == 0,
+            None => false,
+        };
+        if !done {
+            if initialized {
+                observed.init_failed = init_policy == "Never"
+                    && view
+                        .current
+                        .as_ref()
+                        .is_some_and(|s| s.state == CONTAINER_EXITED && s.exit_code != 0);
+            }
+            initialized = false;
+        } else {
+            init_done.push(ic.name.clone());
+        }
+        observed.init_containers.push(view);
+    }
+    observed.initialized = initialized;
+    observed.init_pending.retain(|n| {
+        observed
+            .init_containers
+            .iter()
+            .any(|v| &v.name == n && !init_done.contains(n))
+    });
     for (view, c) in observed.containers.iter_mut().zip(&spec.containers) {
         let existing = by_name.get(c.name.as_str()).cloned().unwrap_or_default();
-        let mut current = None;
-        if let Some(latest) = existing.first() {
-            match runtime.container_status(&latest.id).await {
-                Ok(s) => current = Some(s),
-                Err(e) => {
-                    tracing::warn!(pod = %key, container = %c.name, error = %e, "cannot read container status")
-                }
-            }
-        }
-        if let Some(prev) = existing.get(1) {
-            view.previous = runtime.container_status(&prev.id).await.ok();
-        }
-        let latest_attempt = existing
-            .first()
-            .and_then(|l| l.metadata.as_ref())
-            .map(|m| m.attempt);
-        view.restart_count = latest_attempt.unwrap_or(0);
-        let start_attempt = match &current {
-            None if existing.is_empty() => (sandbox.is_some()).then_some(0),
-            Some(s) if s.state == CONTAINER_EXITED && sandbox.is_some() => {
-                let restart = match policy.as_str() {
-                    "Never" => false,
-                    "OnFailure" => s.exit_code != 0,
-                    _ => true,
-                };
-                if !restart {
-                    None
-                } else if let Some(delay) = Backoff::waiting(state.restart_backoff.get(&c.name)) {
-                    shared.events.pod(
-                        pod,
-                        Some(&c.name),
-                        WARNING,
-                        "BackOff",
-                        format!(
-                            "Back-off restarting failed container {} in pod {name}_{ns}({uid})",
-                            c.name
-                        ),
-                    );
-                    view.waiting = Some((
-                        "CrashLoopBackOff".into(),
-                        format!(
-                            "back-off {} restarting failed container={} pod={name}_{ns}({uid})",
-                            crate::pleg::go_duration(delay),
-                            c.name
-                        ),
-                    ));
-                    None
-                } else {
-                    let b = Backoff::next(state.restart_backoff.get(&c.name));
-                    state.restart_backoff.insert(c.name.clone(), b);
-                    // Keep only the one dead container that becomes `lastState`.
-                    for old in existing.iter().skip(1) {
-                        let _ = runtime.remove_container(&old.id).await;
-                    }
-                    Some(latest_attempt.unwrap_or(0) + 1)
-                }
-            }
-            _ => None,
-        };
-        view.current = current.clone();
-        if let Some(attempt) = start_attempt {
-            if current.is_some() {
-                view.previous = current;
-            }
-            let sandbox_config = pod_config::sandbox_config(
-                pod,
-                sandbox.as_ref().map_or(0, |s| s.1),
-                &shared.pod_logs_dir,
-            );
-            match start_container(
-                shared,
-                runtime,
-                pod,
-                c,
-                attempt,
-                &sandbox_id,
-                sandbox_config,
-                &downward,
-                state,
-            )
-            .await
-            {
-                Ok(status) => {
-                    view.current = Some(status);
-                    view.restart_count = attempt;
-                }
-                Err(waiting) => view.waiting = Some(waiting),
-            }
-        }
+        sync_container(&ctx, c, view, &existing, &policy, initialized, state).await;
     }
     for (view, c) in observed.containers.iter_mut().zip(&spec.containers) {
         probe_container(shared, runtime, pod, c, view, &downward.pod_ip, state).await;
@@ -374,6 +356,135 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut WorkerState) -> Observed {
         observed.sandbox_ready = false;
     }
     observed
+}
+
+/// What syncing one pod's containers shares.
+struct SyncCtx<'a> {
+    shared: &'a Shared,
+    runtime: &'a dyn Runtime,
+    pod: &'a Pod,
+    key: &'a str,
+    /// The ready sandbox and its attempt, if any.
+    sandbox: Option<(String, u32)>,
+    sandbox_id: &'a str,
+    downward: &'a pod_config::Downward,
+}
+
+/// Observes container `c` (its runtime containers newest first in `existing`) into
+/// `view`, and starts or restarts it as `policy` says when `may_start`.
+async fn sync_container(
+    ctx: &SyncCtx<'_>,
+    c: &Container,
+    view: &mut ContainerView,
+    existing: &[&api::Container],
+    policy: &str,
+    may_start: bool,
+    state: &mut WorkerState,
+) {
+    let SyncCtx {
+        shared,
+        runtime,
+        pod,
+        key,
+        sandbox,
+        sandbox_id,
+        downward,
+    } = ctx;
+    let (shared, runtime, pod, key, sandbox_id, downward) =
+        (*shared, *runtime, *pod, *key, *sandbox_id, *downward);
+    let (name, ns, uid) = pod_ref(pod);
+    let mut current = None;
+    if let Some(latest) = existing.first() {
+        match runtime.container_status(&latest.id).await {
+            Ok(s) => current = Some(s),
+            Err(e) => {
+                tracing::warn!(pod = %key, container = %c.name, error = %e, "cannot read container status")
+            }
+        }
+    }
+    if let Some(prev) = existing.get(1) {
+        view.previous = runtime.container_status(&prev.id).await.ok();
+    }
+    let latest_attempt = existing
+        .first()
+        .and_then(|l| l.metadata.as_ref())
+        .map(|m| m.attempt);
+    view.restart_count = latest_attempt.unwrap_or(0);
+    let start_attempt = match &current {
+        None if existing.is_empty() => (sandbox.is_some() && may_start).then_some(0),
+        Some(s) if s.state == CONTAINER_EXITED && sandbox.is_some() && may_start => {
+            let restart = match policy {
+                "Never" => false,
+                "OnFailure" => s.exit_code != 0,
+                _ => true,
+            };
+            if !restart {
+                None
+            } else if let Some(delay) = Backoff::waiting(state.restart_backoff.get(&c.name)) {
+                shared.events.pod(
+                    pod,
+                    Some(&c.name),
+                    WARNING,
+                    "BackOff",
+                    format!(
+                        "Back-off restarting failed container {} in pod {name}_{ns}({uid})",
+                        c.name
+                    ),
+                );
+                view.waiting = Some((
+                    "CrashLoopBackOff".into(),
+                    format!(
+                        "back-off {} restarting failed container={} pod={name}_{ns}({uid})",
+                        crate::pleg::go_duration(delay),
+                        c.name
+                    ),
+                ));
+                None
+            } else {
+                let b = Backoff::next(state.restart_backoff.get(&c.name));
+                state.restart_backoff.insert(c.name.clone(), b);
+                // Keep only the one dead container that becomes `lastState`.
+                for old in existing.iter().skip(1) {
+                    let _ = runtime.remove_container(&old.id).await;
+                }
+                Some(latest_attempt.unwrap_or(0) + 1)
+            }
+        }
+        _ => None,
+    };
+    view.current = current.clone();
+    if let Some(attempt) = start_attempt {
+        if current.is_some() {
+            view.previous = current;
+        }
+        let sandbox_config = pod_config::sandbox_config(
+            pod,
+            sandbox.as_ref().map_or(0, |s| s.1),
+            &shared.pod_logs_dir,
+        );
+        match start_container(
+            shared,
+            runtime,
+            pod,
+            c,
+            attempt,
+            sandbox_id,
+            sandbox_config,
+            downward,
+            state,
+        )
+        .await
+        {
+            Ok(status) => {
+                view.current = Some(status);
+                view.restart_count = attempt;
+            }
+            Err(waiting) => view.waiting = Some(waiting),
+        }
+    }
+    if !may_start && view.current.is_none() && view.waiting.is_none() {
+        view.waiting = Some(("PodInitializing".into(), String::new()));
+    }
 }
 
 /// Runs the due probes of a running container, records their verdict in `view`, and

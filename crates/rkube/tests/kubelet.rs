@@ -498,9 +498,10 @@ fn missing_containerd_makes_the_node_not_ready_with_install_hint() {
 }
 
 /// Restart policies: a crashing container is restarted with back-off (CrashLoopBackOff,
-/// restart count, last state), a `Never` pod ends Failed or Succeeded by exit code.
+/// restart count, last state), a `Never` pod ends Failed or Succeeded by exit code;
+/// init containers run in order before the app containers.
 #[test]
-fn restart_policies_and_crash_loop_back_off() {
+fn restart_policies_crash_loop_back_off_and_init_containers() {
     let image = busybox_archive();
     let node = Node::start();
     let c = &node.cluster;
@@ -567,6 +568,68 @@ spec:
             "{name}"
         );
     }
+    // Init containers run in order, to completion, before the app container; a failed
+    // one fails a pod that never restarts.
+    c.create(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: inits, namespace: default}}
+spec:
+  initContainers:
+  - {{name: first, image: {BUSYBOX}, imagePullPolicy: IfNotPresent, command: ["sh", "-c", "sleep 2"]}}
+  - {{name: second, image: {BUSYBOX}, imagePullPolicy: IfNotPresent, command: ["true"]}}
+  containers:
+  - {{name: main, image: {BUSYBOX}, imagePullPolicy: IfNotPresent, command: ["sleep", "3600"]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: badinit, namespace: default}}
+spec:
+  restartPolicy: Never
+  initContainers:
+  - {{name: setup, image: {BUSYBOX}, imagePullPolicy: IfNotPresent, command: ["sh", "-c", "exit 2"]}}
+  containers:
+  - {{name: main, image: {BUSYBOX}, imagePullPolicy: IfNotPresent, command: ["sleep", "3600"]}}
+"#
+    ));
+    let pending = node.wait("inits to start initializing", Duration::from_secs(60), || {
+        let s = node.jsonpath(
+            &["get", "pod", "inits"],
+            r#"{.status.phase}|{.status.conditions[?(@.type=="Initialized")].message}|{.status.initContainerStatuses[0].state.running.startedAt}|{.status.containerStatuses[0].state.waiting.reason}"#,
+        );
+        s.split('|').nth(2).is_some_and(|t| !t.is_empty()).then_some(s)
+    });
+    let parts: Vec<&str> = pending.split('|').collect();
+    assert_eq!(parts[0], "Pending", "{pending}");
+    assert_eq!(
+        parts[1], "containers with incomplete status: [first second]",
+        "{pending}"
+    );
+    assert_eq!(parts[3], "PodInitializing", "{pending}");
+    let table = c.ok(&["get", "pod", "inits", "--no-headers"]);
+    assert!(table.contains("Init:0/2"), "{table}");
+    node.wait("inits to run", Duration::from_secs(60), || {
+        (node.jsonpath(&["get", "pod", "inits"], "{.status.phase}") == "Running").then_some(())
+    });
+    let order = node.jsonpath(
+        &["get", "pod", "inits"],
+        "{.status.initContainerStatuses[0].state.terminated.reason} {.status.initContainerStatuses[1].state.terminated.reason} {.status.initContainerStatuses[0].state.terminated.finishedAt} {.status.initContainerStatuses[1].state.terminated.startedAt}",
+    );
+    let parts: Vec<&str> = order.split(' ').collect();
+    assert_eq!(&parts[..2], ["Completed", "Completed"], "{order}");
+    assert!(
+        parts[2] <= parts[3],
+        "second started before first finished: {order}"
+    );
+    let failed = node.wait("badinit to fail", Duration::from_secs(60), || {
+        let s = node.jsonpath(
+            &["get", "pod", "badinit"],
+            "{.status.phase}|{.status.initContainerStatuses[0].state.terminated.exitCode}|{.status.containerStatuses[0].state.waiting.reason}",
+        );
+        s.starts_with("Failed").then_some(s)
+    });
+    assert_eq!(failed, "Failed|2|PodInitializing");
+
     // Finished pods give their sandbox back; all go away on delete.
     c.ok(&["delete", "pod", "--all", "--grace-period=1"]);
     node.wait("the runtime to be empty", Duration::from_secs(20), || {
