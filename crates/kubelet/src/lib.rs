@@ -12,12 +12,14 @@ pub mod cni;
 pub mod containerd;
 pub mod cri;
 pub mod events;
+pub mod logs;
 pub mod node;
 pub mod pause;
 pub mod pleg;
 pub mod pod_config;
 pub mod pod_status;
 pub mod probe;
+pub mod server;
 pub mod time;
 pub mod worker;
 
@@ -55,6 +57,10 @@ pub struct Options {
     pub cni_bridge: String,
     pub max_pods: u32,
     pub node_labels: BTreeMap<String, String>,
+    /// The HTTPS server's port (0: any free one; the Node advertises the one taken).
+    pub kubelet_port: u16,
+    /// The CA whose client certificates the server accepts; no server without it.
+    pub client_ca_pem: Option<String>,
 }
 
 impl Options {
@@ -68,6 +74,8 @@ impl Options {
             cni_bridge: "cni0".into(),
             max_pods: 110,
             node_labels: BTreeMap::new(),
+            kubelet_port: 10250,
+            client_ca_pem: None,
         }
     }
 }
@@ -210,10 +218,12 @@ pub async fn run(
         workers: Mutex::new(HashMap::new()),
     });
     let machine = node::Machine::detect(opts.max_pods);
+    let (server, kubelet_port) = start_server(&shared, &opts).await;
     let info = node::NodeInfo {
         node_name: opts.node_name.clone(),
         internal_ip: host_ip,
         runtime_version,
+        kubelet_port,
     };
     tracing::info!(node = %opts.node_name, pod_cidr = %pod_cidr, "kubelet started");
 
@@ -312,11 +322,60 @@ pub async fn run(
         _ = pods_loop => {}
         _ = shutdown => {}
     }
+    if let Some(server) = server {
+        server.abort();
+    }
     if let Some(c) = containerd {
         c.stop().await;
     }
     tracing::info!(node = %opts.node_name, "kubelet stopped");
     Ok(())
+}
+
+/// Starts the HTTPS server when a client CA is known; its task and the port taken.
+async fn start_server(
+    shared: &Arc<Shared>,
+    opts: &Options,
+) -> (Option<tokio::task::JoinHandle<()>>, u16) {
+    let Some(ca) = &opts.client_ca_pem else {
+        tracing::warn!("no client CA: the kubelet serves no HTTPS (logs are unavailable)");
+        return (None, 0);
+    };
+    let bind_ip: std::net::IpAddr = opts
+        .node_ip
+        .as_deref()
+        .and_then(|ip| ip.parse().ok())
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let mut names = vec![opts.node_name.clone(), shared.host_ip.clone()];
+    names.dedup();
+    let tls = match server::tls_config(names, ca) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "the kubelet server cannot start");
+            return (None, 0);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(std::net::SocketAddr::new(
+        bind_ip,
+        opts.kubelet_port,
+    ))
+    .await
+    {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(port = opts.kubelet_port, error = %e, "the kubelet server cannot listen");
+            return (None, 0);
+        }
+    };
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    tracing::info!(port, "kubelet server listening");
+    let task = tokio::spawn(server::serve(
+        shared.clone(),
+        listener,
+        tls,
+        std::future::pending::<()>(),
+    ));
+    (Some(task), port)
 }
 
 /// Removes sandboxes of pods this node no longer has (deleted while the kubelet was

@@ -131,6 +131,8 @@ pub struct NodeInfo {
     pub node_name: String,
     pub internal_ip: String,
     pub runtime_version: String,
+    /// The port of the kubelet's HTTPS server (0: none).
+    pub kubelet_port: u16,
 }
 
 /// The status the node reports (a merge patch of `status`), without times when
@@ -162,7 +164,7 @@ pub fn status(machine: &Machine, info: &NodeInfo, health: &Health, now: &str) ->
             "systemUUID": read_trimmed("/sys/class/dmi/id/product_uuid"),
             "bootID": read_trimmed("/proc/sys/kernel/random/boot_id"),
         },
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": info.kubelet_port}},
     }})
 }
 
@@ -326,6 +328,7 @@ mod tests {
             node_name: "n1".into(),
             internal_ip: "10.0.0.1".into(),
             runtime_version: "containerd://1.6.20".into(),
+            kubelet_port: 10250,
         };
         let s = status(&machine(), &info, &Health::default(), "t");
         assert_eq!(s["status"]["conditions"][3]["reason"], "KubeletReady");

@@ -31,6 +31,13 @@ pub(crate) struct KubeletFlags {
     /// The most pods this node runs.
     #[arg(long, default_value_t = 110)]
     pub max_pods: u32,
+    /// The port of the kubelet's HTTPS server (logs); 0 picks a free one.
+    #[arg(long, default_value_t = 10250)]
+    pub kubelet_port: u16,
+    /// The CA of the client certificates the kubelet's server accepts (default: the
+    /// cluster CA).
+    #[arg(long)]
+    pub client_ca_file: Option<PathBuf>,
 }
 
 impl KubeletFlags {
@@ -46,7 +53,18 @@ impl KubeletFlags {
         o.cni_bridge = self.cni_bridge.clone();
         o.max_pods = self.max_pods;
         o.node_labels = self.node_labels.iter().cloned().collect::<BTreeMap<_, _>>();
+        o.kubelet_port = self.kubelet_port;
         o
+    }
+
+    /// The client CA: `--client-ca-file`, else `default` (the cluster CA).
+    pub(crate) fn client_ca(&self, default: Option<String>) -> Result<Option<String>> {
+        match &self.client_ca_file {
+            Some(path) => Ok(Some(std::fs::read_to_string(path).map_err(|e| {
+                anyhow::anyhow!("cannot read --client-ca-file {}: {e}", path.display())
+            })?)),
+            None => Ok(default),
+        }
     }
 }
 
@@ -68,11 +86,34 @@ pub(crate) async fn run(args: KubeletArgs) -> Result<()> {
     let client = crate::components::client_from_kubeconfig(&args.kubeconfig).await?;
     let data_dir = args.data_dir.unwrap_or_else(crate::default_data_dir);
     std::fs::create_dir_all(&data_dir)?;
-    rkube_kubelet::run(
-        client,
-        args.flags.options(data_dir),
-        crate::server::shutdown_signal(),
-    )
-    .await?;
+    let mut options = args.flags.options(data_dir);
+    options.client_ca_pem = args.flags.client_ca(kubeconfig_ca(&args.kubeconfig))?;
+    rkube_kubelet::run(client, options, crate::server::shutdown_signal()).await?;
     Ok(())
+}
+
+/// The CA of the kubeconfig's current cluster, as PEM.
+fn kubeconfig_ca(path: &std::path::Path) -> Option<String> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(path).ok()?;
+    let context = kubeconfig.current_context.as_deref()?;
+    let cluster_name = kubeconfig
+        .contexts
+        .iter()
+        .find(|c| c.name == context)?
+        .context
+        .as_ref()?
+        .cluster
+        .clone();
+    let cluster = kubeconfig
+        .clusters
+        .iter()
+        .find(|c| c.name == cluster_name)?
+        .cluster
+        .as_ref()?;
+    if let Some(data) = &cluster.certificate_authority_data {
+        let bytes =
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, data).ok()?;
+        return String::from_utf8(bytes).ok();
+    }
+    std::fs::read_to_string(cluster.certificate_authority.as_ref()?).ok()
 }

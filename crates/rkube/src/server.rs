@@ -171,13 +171,14 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
         start_controller_manager(&state, &args.controllers, config, stop_controllers.clone())
     });
     let stop_kubelet = std::sync::Arc::new(tokio::sync::Notify::new());
-    let kubelet = args.enable_node.then(|| {
-        start_kubelet(
-            &state,
-            args.kubelet.options(data_dir.clone()),
-            stop_kubelet.clone(),
-        )
-    });
+    let kubelet = args
+        .enable_node
+        .then(|| {
+            let mut options = args.kubelet.options(data_dir.clone());
+            options.client_ca_pem = args.kubelet.client_ca(Some(pki.ca_cert_pem().to_owned()))?;
+            anyhow::Ok(start_kubelet(&state, options, stop_kubelet.clone()))
+        })
+        .transpose()?;
     tracing::info!(listen = %listener.local_addr()?, data_dir = %data_dir.display(), elapsed = ?started.elapsed(), "rkube server ready");
     eprintln!(
         "rkube server is ready at {server_url}\n  export KUBECONFIG={}\n  kubectl get namespaces",

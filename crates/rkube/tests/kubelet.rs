@@ -111,6 +111,10 @@ impl Node {
         let cidr = format!("10.{}.{}.0/24", 100 + r % 100, (r >> 8) % 256);
         let cluster = Cluster::start(&[
             "--enable-node",
+            "--kubelet-port",
+            "0",
+            "--node-ip",
+            "127.0.0.1",
             "--node-name",
             &name,
             "--cni-bridge",
@@ -392,6 +396,65 @@ spec:
             .filter(|l| l.contains("hello"))
     });
     assert!(logs.contains(" stdout F hello"), "{logs}");
+
+    // The kubelet's HTTPS server serves them to cluster-CA client certificates that
+    // its SubjectAccessReview allows (nodes/proxy).
+    let port = node.jsonpath(
+        &["get", "node", &node.name],
+        "{.status.daemonEndpoints.kubeletEndpoint.Port}",
+    );
+    assert!(port.parse::<u16>().unwrap() > 0, "{port}");
+    let pki = c.data_dir().join("pki");
+    let kubelet_curl = |cert: &str, path: &str, extra: &[&str]| {
+        let out = Command::new("curl")
+            .args(["-sS", "-k", "-w", "\n%{http_code}"])
+            .arg("--cert")
+            .arg(c.data_dir().join(format!("{cert}.crt")))
+            .arg("--key")
+            .arg(c.data_dir().join(format!("{cert}.key")))
+            .args(extra)
+            .arg(format!("https://127.0.0.1:{port}{path}"))
+            .output()
+            .unwrap();
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            out.status.code(),
+        )
+    };
+    std::fs::copy(pki.join("admin.crt"), c.data_dir().join("admin.crt")).unwrap();
+    std::fs::copy(pki.join("admin.key"), c.data_dir().join("admin.key")).unwrap();
+    let (body, _) = kubelet_curl("admin", "/containerLogs/default/hello/main", &[]);
+    assert_eq!(body, "hello\n\n200");
+    let (body, _) = kubelet_curl(
+        "admin",
+        "/containerLogs/default/hello/main?timestamps=true",
+        &[],
+    );
+    assert!(body.ends_with("Z hello\n\n200"), "{body}");
+    // follow streams until the container stops: here curl gives up first.
+    let (body, code) = kubelet_curl(
+        "admin",
+        "/containerLogs/default/hello/main?follow=true",
+        &["--max-time", "2"],
+    );
+    assert_eq!((body.as_str(), code), ("hello\n\n200", Some(28)));
+    c.user_kubeconfig("alice", &[]);
+    let (body, _) = kubelet_curl("alice", "/containerLogs/default/hello/main", &[]);
+    assert!(
+        body.ends_with("403") && body.contains("user=alice"),
+        "{body}"
+    );
+    let (body, _) = kubelet_curl("admin", "/containerLogs/default/nope/main", &[]);
+    assert!(body.ends_with("404"), "{body}");
+    let out = Command::new("curl")
+        .args(["-sS", "-k"])
+        .arg(format!("https://127.0.0.1:{port}/healthz"))
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a client without a certificate got in"
+    );
     // An image that is not there with pull policy Never: waiting, upstream's reason and
     // message, and the event saying so.
     let waiting = node.wait("absent to report its image", Duration::from_secs(30), || {
