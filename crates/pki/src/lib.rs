@@ -15,10 +15,12 @@
 #![warn(missing_docs)]
 
 mod ca;
+pub mod check;
 mod cluster;
 pub mod error;
 mod files;
 pub mod identity;
+pub mod inventory;
 pub mod jwt;
 pub mod kubeconfig;
 mod leaf;

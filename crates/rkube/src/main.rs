@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod certs;
 mod components;
 mod datastore;
 mod server;
@@ -30,6 +31,8 @@ enum Command {
     ControllerManager(components::ControllerManagerArgs),
     /// Simulates nodes: registers them, renews their leases, and runs their pods on paper.
     HollowNodes(components::HollowArgs),
+    /// Checks and rotates the cluster's certificates.
+    Certs(certs::CertsArgs),
     /// Prints the version.
     Version,
 }
@@ -74,6 +77,7 @@ fn main() -> Result<()> {
             runtime()?.block_on(components::run_controller_manager(args))
         }
         Command::HollowNodes(args) => runtime()?.block_on(components::run_hollow_nodes(args)),
+        Command::Certs(args) => certs::run(args),
         Command::Version => {
             println!("rkube {}", env!("CARGO_PKG_VERSION"));
             Ok(())
