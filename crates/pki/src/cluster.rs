@@ -474,7 +474,7 @@ mod tests {
 
     #[test]
     fn identity_names() {
-        for ok in ["kube-scheduler", "kubelet.node-1", "proxy_2"] {
+        for ok in ["my-scheduler", "kubelet.node-1", "proxy_2"] {
             check_identity_name(ok).unwrap();
         }
         for bad in [
@@ -482,6 +482,9 @@ mod tests {
             "ca",
             "apiserver",
             "admin",
+            "client-ca",
+            "kube-scheduler",
+            "front-proxy-client",
             "../x",
             "a/b",
             ".hidden",
