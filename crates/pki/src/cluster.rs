@@ -350,8 +350,26 @@ impl ClusterPki {
         organizations: &[&str],
         validity: Duration,
     ) -> Result<IssuedCert> {
+        self.issue_client_cert_at(
+            common_name,
+            organizations,
+            self.options.now().into(),
+            validity,
+        )
+    }
+
+    /// [`issue_client_cert`](Self::issue_client_cert) as if issued at `issued_at`: valid
+    /// from a little before it for `validity`. Tests make expired and not-yet-valid
+    /// certificates with it.
+    pub fn issue_client_cert_at(
+        &self,
+        common_name: &str,
+        organizations: &[&str],
+        issued_at: SystemTime,
+        validity: Duration,
+    ) -> Result<IssuedCert> {
         let request = client_request(common_name, organizations, validity);
-        leaf::issue(&self.client_ca, &request, self.options.now())
+        leaf::issue(&self.client_ca, &request, issued_at.into())
     }
 
     /// Loads `<name>.crt`/`<name>.key` from the PKI directory, issuing them from the client
