@@ -378,4 +378,37 @@ proptest! {
         std::fs::write(tmp.path().join("k"), &text).unwrap();
         let _ = rkube_pki::kubeconfig::server_url(&tmp.path().join("k"));
     }
+
+    #[test]
+    fn service_account_claims_never_panic(
+        iss in ".{0,20}",
+        aud in proptest::collection::vec(".{0,10}", 0..3),
+        exp in any::<i64>(),
+        nbf in any::<i64>(),
+        iat in any::<i64>(),
+        namespace in ".{0,10}",
+        name in ".{0,10}",
+        extra in proptest::option::of(any::<i64>()),
+    ) {
+        use rkube_pki::service_account::TokenClaims;
+        thread_local! {
+            static KEY: rkube_pki::ServiceAccountKey = rkube_pki::ServiceAccountKey::generate().unwrap();
+        }
+        let claims = serde_json::json!({
+            "iss": iss, "aud": aud, "exp": exp, "nbf": nbf, "iat": iat,
+            "sub": format!("system:serviceaccount:{namespace}:{name}"),
+            "kubernetes.io": {"namespace": namespace, "serviceaccount": {"name": name, "uid": "u"}, "warnafter": extra},
+        });
+        KEY.with(|key| {
+            let token = key.signer().sign(&claims).unwrap();
+            let (_, payload) = key.verifier().verify(&token).unwrap();
+            if let Ok(parsed) = serde_json::from_value::<TokenClaims>(payload) {
+                let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() as i64;
+                let _ = parsed.validate(now, std::slice::from_ref(&iss), &["https://kubernetes.default.svc".to_owned()]);
+            }
+            // A tampered token is refused, never a panic.
+            let _ = key.verifier().verify(&format!("{token}x"));
+            let _ = rkube_pki::jwt::unverified_payload(&token.replacen('.', "", 1));
+        });
+    }
 }
