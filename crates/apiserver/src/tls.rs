@@ -73,7 +73,8 @@ impl DynamicTls {
             .clone()
     }
 
-    fn client_cas(&self) -> Arc<Vec<CertificateDer<'static>>> {
+    /// The client CA bundle now trusted.
+    pub fn client_cas(&self) -> Arc<Vec<CertificateDer<'static>>> {
         self.client_cas
             .read()
             .unwrap_or_else(|e| e.into_inner())

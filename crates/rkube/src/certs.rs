@@ -131,33 +131,25 @@ pub(crate) struct Renewal {
 }
 
 /// Every `interval`, reloads the PKI directory: re-issues leaves due for renewal, drops
-/// old CAs whose overlap ended, picks up what `rkube certs rotate` wrote, rewrites the
-/// kubeconfigs that changed, and swaps the serving certificate and client CA bundle into
-/// the listener. Failures are logged and retried on the next tick; the listener keeps
-/// its current certificates meanwhile.
+/// old CAs whose overlap ended, picks up what `rkube certs rotate` wrote, swaps a changed
+/// serving certificate or client CA bundle into the listener, then rewrites the
+/// kubeconfigs that changed (after the swap, so a kubeconfig never names a CA the server
+/// does not trust yet). Failures are logged and retried on the next tick; the listener
+/// keeps its current certificates meanwhile.
 pub(crate) fn spawn_renewal(renewal: Renewal, tls: Arc<DynamicTls>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let renewal = Arc::new(renewal);
-        let mut client_cas: Vec<Vec<u8>> = Vec::new();
         loop {
             tokio::time::sleep(renewal.interval).await;
             let r = renewal.clone();
-            let loaded = tokio::task::spawn_blocking(move || -> Result<ClusterPki> {
-                let pki = ClusterPki::load_or_create_with(&r.pki_dir, &r.names, r.options)?;
-                let written = pki.write_kubeconfigs(&r.data_dir, &r.server_url)?;
-                for path in written {
-                    tracing::info!(path = %path.display(), "rewrote kubeconfig");
-                }
-                Ok(pki)
+            let loaded = tokio::task::spawn_blocking(move || {
+                ClusterPki::load_or_create_with(&r.pki_dir, &r.names, r.options)
             })
             .await;
             let pki = match loaded {
                 Ok(Ok(pki)) => pki,
                 Ok(Err(e)) => {
-                    tracing::error!(
-                        error = format!("{e:#}"),
-                        "cannot renew the cluster certificates"
-                    );
+                    tracing::error!(error = %error_chain(&e), "cannot renew the cluster certificates");
                     continue;
                 }
                 Err(e) => {
@@ -165,25 +157,51 @@ pub(crate) fn spawn_renewal(renewal: Renewal, tls: Arc<DynamicTls>) -> tokio::ta
                     continue;
                 }
             };
-            let cas: Vec<Vec<u8>> = pki
-                .client_ca_bundle_der()
-                .iter()
-                .map(|c| c.to_vec())
-                .collect();
             let serving_changed = tls.serving_chain() != pki.serving_cert_chain_der();
-            if serving_changed || (!client_cas.is_empty() && cas != client_cas) {
+            let cas_changed = tls.client_cas().as_slice() != pki.client_ca_bundle_der();
+            if serving_changed || cas_changed {
                 match tls.update(tls_material(&pki)) {
                     Ok(()) => tracing::info!(
                         serving_changed,
-                        client_cas = cas.len(),
+                        cas_changed,
+                        client_cas = pki.client_ca_bundle_der().len(),
                         "reloaded the TLS certificates"
                     ),
-                    Err(e) => tracing::error!(error = %e, "cannot load the renewed certificates"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot load the renewed certificates");
+                        continue;
+                    }
                 }
             }
-            client_cas = cas;
+            let r = renewal.clone();
+            let written = tokio::task::spawn_blocking(move || {
+                pki.write_kubeconfigs(&r.data_dir, &r.server_url)
+            })
+            .await;
+            match written {
+                Ok(Ok(paths)) => {
+                    for path in paths {
+                        tracing::info!(path = %path.display(), "rewrote kubeconfig");
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %error_chain(&e), "cannot rewrite the kubeconfigs")
+                }
+                Err(e) => tracing::error!(error = %e, "kubeconfig writing task failed"),
+            }
         }
     })
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 pub(crate) fn run(args: CertsArgs) -> Result<()> {
@@ -252,22 +270,29 @@ fn rotate(data_dir: &Path, ca_overlap: Option<Duration>) -> Result<()> {
         None => ClusterPki::rotate_leaves(&pki_dir, &names, options),
     }
     .context("cannot rotate the certificates")?;
-    // Keep each kubeconfig's server URL: the admin one names where the server listens.
-    let server_url = rkube_pki::kubeconfig::server_url(&data_dir.join("admin.kubeconfig"))
-        .unwrap_or_else(|| "https://127.0.0.1:6443".into());
-    let written = pki
-        .write_kubeconfigs(data_dir, &server_url)
-        .context("cannot rewrite the kubeconfigs")?;
     match ca_overlap {
-        Some(overlap) => println!(
-            "rotated the CAs in {}; the old CAs stay trusted for {}s, then are dropped",
-            pki_dir.display(),
-            overlap.as_secs()
-        ),
-        None => println!("re-issued the leaf certificates in {}", pki_dir.display()),
-    }
-    for path in written {
-        println!("wrote {}", path.display());
+        Some(overlap) => {
+            // The kubeconfigs are left to the server: it rewrites them right after it
+            // trusts the new client CA (at once when it is not running: on its next start).
+            println!(
+                "rotated the CAs in {}; the old CAs stay trusted for {}s, then are dropped",
+                pki_dir.display(),
+                overlap.as_secs()
+            );
+            println!("rkube server rewrites the kubeconfigs in {} when it loads the new CAs; give kubeconfigs made elsewhere the new {} (it holds old and new CA)", data_dir.display(), pki_dir.join("ca.crt").display());
+        }
+        None => {
+            // Same CAs: the new kubeconfigs work at once. Keep the server URL they had.
+            let server_url = rkube_pki::kubeconfig::server_url(&data_dir.join("admin.kubeconfig"))
+                .unwrap_or_else(|| "https://127.0.0.1:6443".into());
+            let written = pki
+                .write_kubeconfigs(data_dir, &server_url)
+                .context("cannot rewrite the kubeconfigs")?;
+            println!("re-issued the leaf certificates in {}", pki_dir.display());
+            for path in written {
+                println!("wrote {}", path.display());
+            }
+        }
     }
     println!("a running rkube server picks the new certificates up within RKUBE_CERT_CHECK_INTERVAL (1m by default)");
     Ok(())

@@ -369,6 +369,7 @@ fn ca_rotation_trusts_old_client_certificates_during_the_overlap() {
     let (_, old_issuer) = served_cert(&c).unwrap();
     assert!(old_issuer.ends_with("CN = rkube-ca"), "{old_issuer}");
 
+    let admin_kc_before = std::fs::read_to_string(c.data_dir().join("admin.kubeconfig")).unwrap();
     let (ok, out, err) = text(&rkube(&[
         "certs",
         "rotate",
@@ -388,7 +389,16 @@ fn ca_rotation_trusts_old_client_certificates_during_the_overlap() {
             .filter(|i| i.contains("rkube-ca@"))
     });
     assert!(new_issuer.is_some(), "{}", c.log());
-    // The rewritten kubeconfig works: new client certificate, bundle as CA.
+    // The server rewrote the kubeconfigs: new client certificate, bundle as CA.
+    let admin_kc = wait_for(Duration::from_secs(10), || {
+        let kc = std::fs::read_to_string(c.data_dir().join("admin.kubeconfig")).ok()?;
+        (kc != admin_kc_before).then_some(kc)
+    });
+    assert!(
+        admin_kc.is_some(),
+        "admin.kubeconfig not rewritten:\n{}",
+        c.log()
+    );
     let (ok, out, err) = text(&c.kubectl(&[
         "auth",
         "whoami",
