@@ -43,7 +43,15 @@ pub(crate) struct ClusterCa {
     cert_pem: String,
     cert_der: CertificateDer<'static>,
     bundle_der: Vec<CertificateDer<'static>>,
+    cross_der: Option<CertificateDer<'static>>,
     issuer: Issuer<'static, KeyPair>,
+}
+
+/// The file holding, during a rotation's overlap, the new CA certificate signed by the old
+/// CA: served after a leaf of the new CA, it lets clients that trust only the old CA
+/// verify the new serving certificate.
+pub(crate) fn cross_path(dir: &Path, stem: &str) -> PathBuf {
+    dir.join(format!("{stem}.cross.crt"))
 }
 
 /// The file holding the end of a rotation's overlap.
@@ -107,7 +115,22 @@ impl ClusterCa {
             }
         };
         let cert_pem = prune_bundle(dir, spec.stem, &cert_path, cert_pem, now)?;
-        Self::from_parts(cert_path, key_path, cert_pem, key, now, renew_before)
+        let mut ca = Self::from_parts(cert_path, key_path, cert_pem, key, now, renew_before)?;
+        if ca.bundle_der.len() > 1 {
+            let path = cross_path(dir, spec.stem);
+            if let Some(bytes) = material::read_optional(&path)? {
+                let der = material::read_cert_pem(&path, &bytes, material::CertCount::First)?;
+                let cross = material::parse_cert(&path, &der)?;
+                // Only a certificate of this CA's key, still valid, is worth serving.
+                let own = material::parse_cert(&path, &ca.cert_der)?;
+                if cross.public_key().raw == own.public_key().raw
+                    && cross.validity().not_after.to_datetime() > now
+                {
+                    ca.cross_der = Some(der);
+                }
+            }
+        }
+        Ok(ca)
     }
 
     /// Loads the CA `spec` from `dir` when its certificate exists; never creates one.
@@ -174,6 +197,7 @@ impl ClusterCa {
             cert_pem,
             cert_der,
             bundle_der,
+            cross_der: None,
             issuer,
         })
     }
@@ -195,6 +219,10 @@ impl ClusterCa {
         let old = material::read_optional(&cert_path)?
             .map(|bytes| read_bundle(&cert_path, &bytes))
             .transpose()?;
+        let old_key = material::read_optional(&key_path)?
+            .map(|bytes| material::read_key_pem(&key_path, &bytes))
+            .transpose()?
+            .map(|(key, _)| key);
         let key =
             KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(Error::KeyGenerationFailed)?;
         let common_name = format!("{}@{}", spec.common_name, now.unix_timestamp());
@@ -216,10 +244,29 @@ impl ClusterCa {
                     &overlap_path(dir, spec.stem),
                     &format!("{}\n", rfc3339(now + overlap)),
                 )?;
+                // The new CA signed by the old one, for clients that trust only the old.
+                if let Some(old_key) = old_key {
+                    let old_issuer = Issuer::from_ca_cert_der(old, old_key).map_err(|source| {
+                        Error::CaIssuerLoadFailed {
+                            path: cert_path.clone(),
+                            source,
+                        }
+                    })?;
+                    let mut params = ca_params(&common_name, now, overlap);
+                    params.use_authority_key_identifier_extension = true;
+                    let cross = params.signed_by(&key, &old_issuer).map_err(|source| {
+                        Error::SigningFailed {
+                            subject: common_name.clone(),
+                            source,
+                        }
+                    })?;
+                    material::write_cert(&cross_path(dir, spec.stem), &cross.pem())?;
+                }
             }
         }
         if bundle == cert.pem() {
             remove_if_exists(&overlap_path(dir, spec.stem))?;
+            remove_if_exists(&cross_path(dir, spec.stem))?;
         }
         // Key and bundle are written under the directory lock; a crash between the two
         // writes leaves a key that does not match, which load reports by name.
@@ -242,6 +289,11 @@ impl ClusterCa {
     /// Every trusted CA certificate, DER: the signing CA first.
     pub(crate) fn bundle_der(&self) -> &[CertificateDer<'static>] {
         &self.bundle_der
+    }
+
+    /// During a rotation's overlap, this CA's certificate signed by the CA it replaced.
+    pub(crate) fn cross_der(&self) -> Option<&CertificateDer<'static>> {
+        self.cross_der.as_ref()
     }
 
     /// Signs a certificate for `params` and the subject key `key`.
@@ -325,6 +377,7 @@ fn prune_bundle(
     material::write_cert(cert_path, &kept)?;
     if overlap_over {
         remove_if_exists(&until_path)?;
+        remove_if_exists(&cross_path(dir, stem))?;
     }
     tracing::info!(cert.path = %cert_path.display(), dropped, "rotation overlap ended; old CA no longer trusted");
     Ok(kept)

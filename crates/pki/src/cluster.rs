@@ -273,9 +273,13 @@ impl ClusterPki {
     }
 
     /// The serving certificate chain for rustls: the leaf alone, since clients trust the CA
-    /// directly and sending it again would only lengthen every handshake.
+    /// directly and sending it again would only lengthen every handshake. During a CA
+    /// rotation's overlap the new CA cross-signed by the old one follows, so clients that
+    /// still trust only the old CA verify the new serving certificate.
     pub fn serving_cert_chain_der(&self) -> Vec<CertificateDer<'static>> {
-        vec![self.serving.cert_der().clone()]
+        let mut chain = vec![self.serving.cert_der().clone()];
+        chain.extend(self.ca.cross_der().cloned());
+        chain
     }
 
     /// The serving certificate's private key for rustls.

@@ -183,11 +183,23 @@ fn ca_rotation_trusts_old_and_new_until_the_overlap_ends() {
         .unwrap_err();
     assert!(err.contains("signed by unknown authority"), "{err}");
 
+    // The serving chain carries the new CA signed by the old one, for old clients.
+    let chain = new.serving_cert_chain_der();
+    assert_eq!(chain.len(), 2);
+    let cross = support::parse(&chain[1]);
+    let old_ca = support::parse(old.ca_cert_der());
+    assert_eq!(cross.issuer().as_raw(), old_ca.subject().as_raw());
+    cross.verify_signature(Some(old_ca.public_key())).unwrap();
+    assert_eq!(
+        cross.public_key().raw,
+        support::parse(new.ca_cert_der()).public_key().raw
+    );
     // A reload during the overlap keeps both.
     let during =
         ClusterPki::load_or_create_with(tmp.path(), &names(), at(t0 + Duration::from_secs(1800)))
             .unwrap();
     assert_eq!(during.client_ca_bundle_der().len(), 2);
+    assert_eq!(during.serving_cert_chain_der().len(), 2);
     assert_eq!(during.admin_cert().cert_der(), new.admin_cert().cert_der());
 
     // After it, the old CAs are dropped from the files.
@@ -196,6 +208,8 @@ fn ca_rotation_trusts_old_and_new_until_the_overlap_ends() {
             .unwrap();
     assert_eq!(after.client_ca_bundle_der().len(), 1);
     assert_eq!(pem_count(&tmp.path().join("ca.crt")), 1);
+    assert_eq!(after.serving_cert_chain_der().len(), 1);
+    assert!(!tmp.path().join("ca.cross.crt").exists());
     assert!(!tmp.path().join("client-ca.overlap-until").exists());
     let err = verify_client_cert(
         old_admin.cert_der(),

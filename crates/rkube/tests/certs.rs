@@ -370,6 +370,9 @@ fn ca_rotation_trusts_old_client_certificates_during_the_overlap() {
     assert!(old_issuer.ends_with("CN = rkube-ca"), "{old_issuer}");
 
     let admin_kc_before = std::fs::read_to_string(c.data_dir().join("admin.kubeconfig")).unwrap();
+    // A copy made before the rotation: old client certificate, old CA only.
+    let old_kc = c.data_dir().join("old-admin.kubeconfig");
+    std::fs::write(&old_kc, &admin_kc_before).unwrap();
     let (ok, out, err) = text(&rkube(&[
         "certs",
         "rotate",
@@ -407,6 +410,11 @@ fn ca_rotation_trusts_old_client_certificates_during_the_overlap() {
     ]));
     assert!(ok, "{err}\n{}", c.log());
     assert_eq!(out, "admin");
+    // A kubeconfig from before the rotation keeps working during the overlap: its client
+    // certificate is trusted, and the new serving certificate comes with the new CA
+    // cross-signed by the old one.
+    let (ok, _, err) = text(&c.kubectl_as(&old_kc, &["get", "namespaces"]));
+    assert!(ok, "{err}\n{}", c.log());
     // During the overlap the old CA's client certificate is still accepted.
     assert_eq!(
         curl_cert(&c, Some(&old_admin), "/api/v1/namespaces").0,
@@ -432,6 +440,11 @@ fn ca_rotation_trusts_old_client_certificates_during_the_overlap() {
         .contains("x509: certificate signed by unknown authority"));
     let (ok, _, err) = text(&c.kubectl(&["get", "namespaces"]));
     assert!(ok, "{err}");
+    let (ok, _, _) = text(&c.kubectl_as(&old_kc, &["get", "namespaces"]));
+    assert!(
+        !ok,
+        "the pre-rotation kubeconfig still works after the overlap"
+    );
     let ca = std::fs::read_to_string(c.data_dir().join("pki/client-ca.crt")).unwrap();
     assert_eq!(ca.matches("BEGIN CERTIFICATE").count(), 1);
 }
