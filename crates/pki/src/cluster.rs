@@ -475,7 +475,10 @@ fn check_identity_name(name: &str) -> Result<()> {
             reason,
         })
     };
-    if cert_files("").iter().any(|row| row.stem == name) {
+    if cert_files("")
+        .iter()
+        .any(|row| row.managed && row.stem == name)
+    {
         return invalid("reserved");
     }
     let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c);
@@ -506,7 +509,6 @@ mod tests {
             "admin",
             "client-ca",
             "kube-scheduler",
-            "front-proxy-client",
             "../x",
             "a/b",
             ".hidden",

@@ -21,6 +21,11 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
+fn file_mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
 fn rkube(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rkube"))
         .args(args)
@@ -277,6 +282,43 @@ fn certs_check_reports_and_fails_on_the_threshold() {
     ] {
         assert!(out.contains(wanted), "{wanted:?} missing:\n{out}");
     }
+    // Every component kubeconfig authenticates as its component.
+    let node = rkube_pki::inventory::node_name(Some(&hostname()));
+    for (file, user, groups) in [
+        ("admin.kubeconfig", "admin".to_owned(), "system:masters"),
+        (
+            "scheduler.kubeconfig",
+            "system:kube-scheduler".to_owned(),
+            "",
+        ),
+        (
+            "controller-manager.kubeconfig",
+            "system:kube-controller-manager".to_owned(),
+            "",
+        ),
+        ("kube-proxy.kubeconfig", "system:kube-proxy".to_owned(), ""),
+        (
+            "kubelet.kubeconfig",
+            format!("system:node:{node}"),
+            "system:nodes",
+        ),
+    ] {
+        let path = c.data_dir().join(file);
+        assert_eq!(file_mode(&path), 0o600, "{file}");
+        let (ok, out, err) = text(&c.kubectl_as(
+            &path,
+            &[
+                "auth",
+                "whoami",
+                "-o",
+                "jsonpath={.status.userInfo.username} {.status.userInfo.groups}",
+            ],
+        ));
+        assert!(ok, "{file}: {err}");
+        assert!(out.starts_with(&format!("{user} ")), "{file}: {out}");
+        assert!(out.contains(groups), "{file}: {out}");
+    }
+    assert_eq!(file_mode(&c.data_dir().join("pki")), 0o700);
     let admin = out.lines().find(|l| l.starts_with("admin.crt")).unwrap();
     assert!(admin.contains(" 36") && admin.ends_with("ok"), "{admin}");
 
