@@ -215,7 +215,15 @@ async fn handle(State(state): State<Arc<ApiState>>, req: Request) -> Response {
     let path = req.uri().path().to_owned();
     let query = req.uri().query().map(str::to_owned);
     let cert_user = req.extensions().get::<tls::CertUser>().map(|c| c.0.clone());
-    let authenticated = auth::authenticate_request(&state, req.headers(), cert_user.as_ref()).await;
+    let cert_rejected = req.extensions().get::<tls::CertRejected>();
+    let authenticated = match cert_rejected {
+        // A client certificate that does not verify fails authentication unless a bearer
+        // token succeeds (upstream's union authenticator).
+        Some(rejected) if auth::bearer_token(req.headers()).is_none() => {
+            Err(auth::TokenRejected(rejected.0.clone()))
+        }
+        _ => auth::authenticate_request(&state, req.headers(), cert_user.as_ref()).await,
+    };
     let mut user_name = String::new();
     let response = match authenticated {
         Err(rejected) => {

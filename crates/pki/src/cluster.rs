@@ -8,11 +8,13 @@ use std::time::{Duration, SystemTime};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use time::OffsetDateTime;
 
-use crate::ca::{self, ClusterCa};
+use crate::ca::ClusterCa;
 use crate::error::{Error, Result};
 use crate::files;
-use crate::identity::{ADMIN_USER, MASTERS_GROUP};
+use crate::inventory::{cert_files, node_name, CertFile, CertKind, CLIENT_CA, SERVER_CA};
+use crate::kubeconfig::{render_kubeconfig, KubeconfigSpec};
 use crate::leaf::{self, IssuedCert, LeafRequest, Usage};
+use crate::material;
 use crate::names::ServingNames;
 use crate::service_account::ServiceAccountKey;
 
@@ -34,7 +36,8 @@ pub struct PkiOptions {
     pub ca_validity: Duration,
     /// How long a new serving, admin or component certificate is valid: 1 year.
     pub leaf_validity: Duration,
-    /// A leaf that expires within this is re-issued on load: 30 days.
+    /// A leaf is re-issued on load when less than this, or a third of its lifetime,
+    /// remains (the shorter of the two): 90 days.
     pub renew_before: Duration,
     /// The time to act at; `None` is the system clock. Tests set it to make expired
     /// certificates.
@@ -46,42 +49,47 @@ impl Default for PkiOptions {
         Self {
             ca_validity: 3650 * DAY,
             leaf_validity: 365 * DAY,
-            renew_before: 30 * DAY,
+            renew_before: 90 * DAY,
             now: None,
         }
     }
 }
 
 impl PkiOptions {
-    fn now(&self) -> OffsetDateTime {
+    pub(crate) fn now(&self) -> OffsetDateTime {
         OffsetDateTime::from(self.now.unwrap_or_else(SystemTime::now))
     }
 }
 
-/// The cluster's CA and the certificates the API server needs, kept in one directory.
+/// The cluster's CAs and every component's certificate, kept in one directory.
 ///
 /// Files, all PEM (keys PKCS#8 ECDSA P-256, mode 0600; certificates mode 0644; the
-/// directory mode 0700): `ca.crt`/`ca.key`, `apiserver.crt`/`apiserver.key`,
-/// `admin.crt`/`admin.key`, `sa.key`/`sa.pub` (the service-account token signing key),
-/// and `<name>.crt`/`<name>.key` per
+/// directory mode 0700), one row each of [`cert_files`](crate::inventory::cert_files):
+/// `ca.crt`/`ca.key` (the server CA), `client-ca.crt`/`client-ca.key` (the client CA),
+/// `apiserver.crt`/`apiserver.key`, `admin`, `kube-scheduler`, `kube-controller-manager`,
+/// `kube-proxy` and `kubelet` client certificates, `sa.key`/`sa.pub` (the service-account
+/// token signing key), and `<name>.crt`/`<name>.key` per
 /// [`client_identity_files`](Self::client_identity_files).
 pub struct ClusterPki {
     dir: PathBuf,
     options: PkiOptions,
     ca: ClusterCa,
+    client_ca: ClusterCa,
     serving: IssuedCert,
-    admin: IssuedCert,
+    clients: Vec<(CertFile, IssuedCert)>,
     service_account: Arc<ServiceAccountKey>,
 }
 
 impl ClusterPki {
     /// Loads the PKI in `pki_dir`, creating whatever is missing, with default validity.
     ///
-    /// On first call this creates the CA (CN `rkube-ca`, 10 years), the API server's serving
-    /// certificate (1 year, SANs from `names`) and the admin client certificate (CN `admin`,
-    /// O `system:masters`, 1 year). Later calls load them, and re-issue a leaf with the same
-    /// CA when it lacks a SAN of `names`, has expired or expires within 30 days. A file that
-    /// exists but cannot be read or parsed is an error naming it; the CA is never replaced.
+    /// On first call this creates the server CA (CN `rkube-ca`) and the client CA (CN
+    /// `rkube-client-ca`), 10 years each, the API server's serving certificate (1 year,
+    /// SANs from `names`, from the server CA) and the client certificates of the admin (CN
+    /// `admin`, O `system:masters`) and the components (from the client CA). Later calls
+    /// load them, and re-issue a leaf from the same CA when it lacks a SAN of `names`, has
+    /// expired or is due for renewal. A file that exists but cannot be read or parsed is
+    /// an error naming it; a CA is never replaced here (see [`rotate_ca`](Self::rotate_ca)).
     pub fn load_or_create(pki_dir: &Path, names: &ServingNames) -> Result<Self> {
         Self::load_or_create_with(pki_dir, names, PkiOptions::default())
     }
@@ -92,47 +100,137 @@ impl ClusterPki {
         names: &ServingNames,
         options: PkiOptions,
     ) -> Result<Self> {
+        Self::load(pki_dir, names, options, false)
+    }
+
+    /// Re-issues every leaf certificate now (`rkube certs rotate`), from the same CAs,
+    /// including the front proxy's client certificate when it exists.
+    pub fn rotate_leaves(
+        pki_dir: &Path,
+        names: &ServingNames,
+        options: PkiOptions,
+    ) -> Result<Self> {
+        let names = with_existing_sans(pki_dir, names);
+        Self::load(pki_dir, &names, options, true)
+    }
+
+    /// Starts a CA rotation (`rkube certs rotate --ca`): new server and client CAs, each
+    /// file a bundle of the new CA and the one it replaces (still trusted until `overlap`
+    /// from now, recorded in `<stem>.overlap-until`), and every leaf re-issued from the new
+    /// CAs. A CA that has already expired is replaced with no overlap.
+    pub fn rotate_ca(
+        pki_dir: &Path,
+        names: &ServingNames,
+        options: PkiOptions,
+        overlap: Duration,
+    ) -> Result<Self> {
+        files::ensure_private_dir(pki_dir).map_err(|source| Error::DirCreateFailed {
+            path: pki_dir.to_owned(),
+            source,
+        })?;
+        {
+            let _lock = lock_dir(pki_dir)?;
+            for spec in [SERVER_CA, CLIENT_CA] {
+                ClusterCa::rotate(pki_dir, spec, options.now(), options.ca_validity, overlap)?;
+            }
+        }
+        let names = with_existing_sans(pki_dir, names);
+        Self::load(pki_dir, &names, options, false)
+    }
+
+    fn load(
+        pki_dir: &Path,
+        names: &ServingNames,
+        options: PkiOptions,
+        force: bool,
+    ) -> Result<Self> {
         files::ensure_private_dir(pki_dir).map_err(|source| Error::DirCreateFailed {
             path: pki_dir.to_owned(),
             source,
         })?;
         let _lock = lock_dir(pki_dir)?;
         let now = options.now();
-        let ca =
-            ClusterCa::load_or_create(pki_dir, now, options.ca_validity, options.renew_before)?;
-        let serving_request = LeafRequest {
-            common_name: SERVING_COMMON_NAME.into(),
-            organizations: Vec::new(),
-            usage: Usage::Server {
-                dns_names: names.all_dns_names(),
-                ips: names.all_ips(),
-            },
-            validity: options.leaf_validity,
+        let load_ca = |spec| {
+            ClusterCa::load_or_create(
+                pki_dir,
+                spec,
+                now,
+                options.ca_validity,
+                options.renew_before,
+            )
         };
-        let serving = leaf::load_or_issue(
-            &ca,
-            pki_dir,
-            SERVING_NAME,
-            &serving_request,
-            now,
-            options.renew_before,
-        )?;
-        let admin_request = client_request(ADMIN_USER, &[MASTERS_GROUP], options.leaf_validity);
-        let admin = leaf::load_or_issue(
-            &ca,
-            pki_dir,
-            ADMIN_NAME,
-            &admin_request,
-            now,
-            options.renew_before,
-        )?;
+        let ca = load_ca(SERVER_CA)?;
+        let client_ca = load_ca(CLIENT_CA)?;
+        let node = node_name(names.hostname.as_deref());
+        let mut serving = None;
+        let mut clients = Vec::new();
+        for row in cert_files(&node) {
+            let usage = match row.kind {
+                CertKind::Serving => Usage::Server {
+                    dns_names: names.all_dns_names(),
+                    ips: names.all_ips(),
+                },
+                CertKind::Client => Usage::Client,
+                CertKind::Ca | CertKind::SigningKey => continue,
+            };
+            let request = LeafRequest {
+                common_name: row.common_name.clone(),
+                organizations: row.organization.iter().map(|o| o.to_string()).collect(),
+                usage,
+                validity: options.leaf_validity,
+            };
+            let issued = if row.managed {
+                let issuer = match row.issuer {
+                    Some(stem) if stem == SERVER_CA.stem => &ca,
+                    _ => &client_ca,
+                };
+                leaf::load_or_issue(
+                    issuer,
+                    pki_dir,
+                    row.stem,
+                    &request,
+                    now,
+                    options.renew_before,
+                    force,
+                )?
+            } else {
+                // Another component owns it: re-issued on rotation when it and its CA exist.
+                let present = pki_dir.join(row.cert_file()).exists();
+                if force && present {
+                    let spec = crate::ca::CaSpec {
+                        stem: row.issuer.unwrap_or_default(),
+                        common_name: "",
+                    };
+                    if let Some(issuer) =
+                        ClusterCa::load_existing(pki_dir, spec, now, options.renew_before)?
+                    {
+                        leaf::load_or_issue(
+                            &issuer,
+                            pki_dir,
+                            row.stem,
+                            &request,
+                            now,
+                            options.renew_before,
+                            true,
+                        )?;
+                    }
+                }
+                continue;
+            };
+            match row.kind {
+                CertKind::Serving => serving = Some(issued),
+                _ => clients.push((row, issued)),
+            }
+        }
+        let serving = serving.expect("the inventory has a serving certificate row");
         let service_account = Arc::new(ServiceAccountKey::load_or_create(pki_dir)?);
         Ok(Self {
             dir: pki_dir.to_owned(),
             options,
             ca,
+            client_ca,
             serving,
-            admin,
+            clients,
             service_account,
         })
     }
@@ -142,14 +240,31 @@ impl ClusterPki {
         &self.dir
     }
 
-    /// The CA certificate, PEM, as stored in `ca.crt` (what kubeconfigs embed).
+    /// The server CA file's content, PEM, as stored in `ca.crt`: the CA that signs the
+    /// serving certificate, then during a rotation the old one (what kubeconfigs embed).
     pub fn ca_cert_pem(&self) -> &str {
         self.ca.cert_pem()
     }
 
-    /// The CA certificate, DER (what a rustls root store or client verifier takes).
+    /// The server CA certificate, DER (what a rustls root store takes).
     pub fn ca_cert_der(&self) -> &CertificateDer<'static> {
         self.ca.cert_der()
+    }
+
+    /// The client CA certificate that signs client certificates now, DER.
+    pub fn client_ca_cert_der(&self) -> &CertificateDer<'static> {
+        self.client_ca.cert_der()
+    }
+
+    /// Every CA the API server trusts for client certificates, DER: the client CA and,
+    /// during a rotation's overlap, the one it replaced.
+    pub fn client_ca_bundle_der(&self) -> &[CertificateDer<'static>] {
+        self.client_ca.bundle_der()
+    }
+
+    /// The client CA file's content, PEM (`client-ca.crt`).
+    pub fn client_ca_pem(&self) -> &str {
+        self.client_ca.cert_pem()
     }
 
     /// The API server's serving certificate and key.
@@ -158,9 +273,13 @@ impl ClusterPki {
     }
 
     /// The serving certificate chain for rustls: the leaf alone, since clients trust the CA
-    /// directly and sending it again would only lengthen every handshake.
+    /// directly and sending it again would only lengthen every handshake. During a CA
+    /// rotation's overlap the new CA cross-signed by the old one follows, so clients that
+    /// still trust only the old CA verify the new serving certificate.
     pub fn serving_cert_chain_der(&self) -> Vec<CertificateDer<'static>> {
-        vec![self.serving.cert_der().clone()]
+        let mut chain = vec![self.serving.cert_der().clone()];
+        chain.extend(self.ca.cross_der().cloned());
+        chain
     }
 
     /// The serving certificate's private key for rustls.
@@ -170,7 +289,17 @@ impl ClusterPki {
 
     /// The admin client certificate (CN `admin`, O `system:masters`) and key.
     pub fn admin_cert(&self) -> &IssuedCert {
-        &self.admin
+        self.client_cert(ADMIN_NAME)
+            .expect("the inventory has an admin row")
+    }
+
+    /// The client certificate of inventory row `stem` (`admin`, `kube-scheduler`,
+    /// `kube-controller-manager`, `kube-proxy`, `kubelet`).
+    pub fn client_cert(&self, stem: &str) -> Option<&IssuedCert> {
+        self.clients
+            .iter()
+            .find(|(row, _)| row.stem == stem)
+            .map(|(_, cert)| cert)
     }
 
     /// The key that signs and verifies service-account tokens (`sa.key`, `sa.pub`).
@@ -178,8 +307,42 @@ impl ClusterPki {
         &self.service_account
     }
 
-    /// Issues a new client certificate, not stored anywhere, for user `common_name` in
-    /// groups `organizations`, valid for `validity`.
+    /// Writes the kubeconfig of every client certificate that has one (`admin.kubeconfig`,
+    /// `scheduler.kubeconfig`, `controller-manager.kubeconfig`, `kube-proxy.kubeconfig`,
+    /// `kubelet.kubeconfig`) into `dir`, pointing at `server_url` and trusting `ca.crt`
+    /// (the whole bundle). A file whose content would not change is left alone. Returns
+    /// the files written.
+    pub fn write_kubeconfigs(&self, dir: &Path, server_url: &str) -> Result<Vec<PathBuf>> {
+        let mut written = Vec::new();
+        for (row, cert) in &self.clients {
+            let Some(file) = row.kubeconfig else { continue };
+            let path = dir.join(file);
+            let spec = KubeconfigSpec {
+                cluster_name: "rkube",
+                server_url,
+                ca_pem: self.ca_cert_pem(),
+                user_name: user_entry_name(row),
+                client_cert_pem: cert.cert_pem(),
+                client_key_pem: cert.key_pem(),
+                namespace: None,
+            };
+            let yaml = render_kubeconfig(&spec)?;
+            if material::read_optional(&path)?.as_deref() == Some(yaml.as_bytes()) {
+                continue;
+            }
+            files::write_atomic(&path, yaml.as_bytes(), files::SECRET_MODE).map_err(|source| {
+                Error::WriteFailed {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            written.push(path);
+        }
+        Ok(written)
+    }
+
+    /// Issues a new client certificate from the client CA, not stored anywhere, for user
+    /// `common_name` in groups `organizations`, valid for `validity`.
     ///
     /// Components use `system:kube-scheduler`, `system:kube-controller-manager`,
     /// `system:kube-proxy`, and `system:node:<name>` in `system:nodes` (see
@@ -191,16 +354,34 @@ impl ClusterPki {
         organizations: &[&str],
         validity: Duration,
     ) -> Result<IssuedCert> {
-        let request = client_request(common_name, organizations, validity);
-        leaf::issue(&self.ca, &request, self.options.now())
+        self.issue_client_cert_at(
+            common_name,
+            organizations,
+            self.options.now().into(),
+            validity,
+        )
     }
 
-    /// Loads `<name>.crt`/`<name>.key` from the PKI directory, issuing them (with the
-    /// default leaf validity) when missing, expiring within the renewal window, or for a
+    /// [`issue_client_cert`](Self::issue_client_cert) as if issued at `issued_at`: valid
+    /// from a little before it for `validity`. Tests make expired and not-yet-valid
+    /// certificates with it.
+    pub fn issue_client_cert_at(
+        &self,
+        common_name: &str,
+        organizations: &[&str],
+        issued_at: SystemTime,
+        validity: Duration,
+    ) -> Result<IssuedCert> {
+        let request = client_request(common_name, organizations, validity);
+        leaf::issue(&self.client_ca, &request, issued_at.into())
+    }
+
+    /// Loads `<name>.crt`/`<name>.key` from the PKI directory, issuing them from the client
+    /// CA (with the default leaf validity) when missing, due for renewal, or for a
     /// different subject than `common_name`/`organizations`.
     ///
-    /// `name` is a plain file stem (lowercase letters, digits, `-`, `_`, `.`); `ca`,
-    /// `apiserver` and `admin` are reserved.
+    /// `name` is a plain file stem (lowercase letters, digits, `-`, `_`, `.`); the stems of
+    /// the inventory (`ca`, `apiserver`, `admin`, ...) are reserved.
     pub fn client_identity_files(
         &self,
         name: &str,
@@ -211,13 +392,43 @@ impl ClusterPki {
         let _lock = lock_dir(&self.dir)?;
         let request = client_request(common_name, organizations, self.options.leaf_validity);
         leaf::load_or_issue(
-            &self.ca,
+            &self.client_ca,
             &self.dir,
             name,
             &request,
             self.options.now(),
             self.options.renew_before,
+            false,
         )
+    }
+}
+
+/// `names` plus the names the current serving certificate has, so that a rotation run
+/// outside the server keeps the addresses the server was started with.
+fn with_existing_sans(pki_dir: &Path, names: &ServingNames) -> ServingNames {
+    let mut names = names.clone();
+    let path = pki_dir.join(format!("{SERVING_NAME}.crt"));
+    let Ok(Some(bytes)) = material::read_optional(&path) else {
+        return names;
+    };
+    let Ok(der) = material::read_cert_pem(&path, &bytes, material::CertCount::First) else {
+        return names;
+    };
+    let Ok(cert) = material::parse_cert(&path, &der) else {
+        return names;
+    };
+    let (dns, ips) = leaf::subject_alt_names(&cert);
+    names.dns_names.extend(dns);
+    names.ips.extend(ips);
+    names
+}
+
+/// A kubeconfig's user entry name: `admin` for the admin, else the certificate's user.
+fn user_entry_name(row: &CertFile) -> &str {
+    if row.stem == ADMIN_NAME {
+        ADMIN_NAME
+    } else {
+        &row.common_name
     }
 }
 
@@ -264,13 +475,9 @@ fn check_identity_name(name: &str) -> Result<()> {
             reason,
         })
     };
-    if [
-        ca::CA_CERT_FILE.trim_end_matches(".crt"),
-        crate::service_account::SA_KEY_FILE.trim_end_matches(".key"),
-        SERVING_NAME,
-        ADMIN_NAME,
-    ]
-    .contains(&name)
+    if cert_files("")
+        .iter()
+        .any(|row| row.managed && row.stem == name)
     {
         return invalid("reserved");
     }
@@ -292,7 +499,7 @@ mod tests {
 
     #[test]
     fn identity_names() {
-        for ok in ["kube-scheduler", "kubelet.node-1", "proxy_2"] {
+        for ok in ["my-scheduler", "kubelet.node-1", "proxy_2"] {
             check_identity_name(ok).unwrap();
         }
         for bad in [
@@ -300,6 +507,8 @@ mod tests {
             "ca",
             "apiserver",
             "admin",
+            "client-ca",
+            "kube-scheduler",
             "../x",
             "a/b",
             ".hidden",

@@ -109,13 +109,24 @@ pub enum Error {
         source: rcgen::Error,
     },
     /// The CA has expired; rotating a CA is an explicit operation, never an automatic one.
-    #[error("CA certificate {path} expired at {not_after}")]
+    #[error("CA certificate {path} expired at {not_after}: x509: certificate has expired or is not yet valid; make a new CA and re-issue every certificate with `rkube certs rotate --ca`")]
     CaExpired {
         /// The CA certificate.
         path: PathBuf,
         /// When it expired (RFC 3339).
         not_after: String,
     },
+    /// The CA is not valid yet: the clock is behind the time the CA was made.
+    #[error("CA certificate {path} is not valid before {not_before}: x509: certificate has expired or is not yet valid; check this machine's clock (or make a new CA with `rkube certs rotate --ca`)")]
+    CaNotYetValid {
+        /// The CA certificate.
+        path: PathBuf,
+        /// When it becomes valid (RFC 3339).
+        not_before: String,
+    },
+    /// A kubeconfig could not be rendered or written.
+    #[error(transparent)]
+    Kubeconfig(#[from] crate::kubeconfig::Error),
     /// A key pair could not be generated.
     #[error("generate key pair")]
     KeyGenerationFailed(#[source] rcgen::Error),

@@ -92,6 +92,141 @@ pub(crate) fn identity_from_certificate(cert: &X509Certificate<'_>) -> Result<Cl
     })
 }
 
+/// Verifies a client certificate the TLS layer accepted unverified, as upstream's x509
+/// authenticator does, and reads its identity.
+///
+/// The certificate must be valid at `now`, directly signed by one of `roots` (the client
+/// CA bundle: during a CA rotation, the new and the old CA) which is itself valid at `now`,
+/// and, when it restricts its extended key usage, allow client authentication. Errors carry
+/// upstream's wording: `verifying certificate SN=…, SKID=…, AKID=… failed: x509: …`.
+/// Never panics on any input.
+pub fn verify_client_cert(
+    cert_der: &[u8],
+    roots: &[impl AsRef<[u8]>],
+    now: SystemTime,
+) -> std::result::Result<ClientIdentity, String> {
+    let cert = match X509Certificate::from_der(cert_der) {
+        Ok((_, cert)) => cert,
+        Err(err) => return Err(format!("x509: malformed certificate: {err}")),
+    };
+    let failed = |reason: String| {
+        format!(
+            "verifying certificate {} failed: {reason}",
+            certificate_identifier(&cert)
+        )
+    };
+    check_validity(&cert, now).map_err(failed)?;
+    let mut issuer_found = None;
+    for root in roots {
+        let Ok((_, ca)) = X509Certificate::from_der(root.as_ref()) else {
+            continue;
+        };
+        if cert.issuer().as_raw() == ca.subject().as_raw()
+            && cert.verify_signature(Some(ca.public_key())).is_ok()
+        {
+            issuer_found = Some(check_validity(&ca, now));
+            if issuer_found == Some(Ok(())) {
+                break;
+            }
+        }
+    }
+    match issuer_found {
+        None => {
+            return Err(failed(
+                "x509: certificate signed by unknown authority".into(),
+            ))
+        }
+        Some(Err(reason)) => return Err(failed(reason)),
+        Some(Ok(())) => {}
+    }
+    if let Ok(Some(eku)) = cert.extended_key_usage() {
+        if !eku.value.client_auth && !eku.value.any {
+            return Err(failed(
+                "x509: certificate specifies an incompatible key usage".into(),
+            ));
+        }
+    }
+    identity_from_certificate(&cert).map_err(|e| failed(e.to_string()))
+}
+
+/// Go's message for a certificate outside its validity period at `now`.
+fn check_validity(cert: &X509Certificate<'_>, now: SystemTime) -> std::result::Result<(), String> {
+    match validity_error(
+        cert.validity().not_before.to_datetime().into(),
+        cert.validity().not_after.to_datetime().into(),
+        now,
+    ) {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
+}
+
+/// Upstream's `SN=<decimal>, SKID=<hex>, AKID=<hex>` naming of a certificate in errors.
+fn certificate_identifier(cert: &X509Certificate<'_>) -> String {
+    use x509_parser::extensions::ParsedExtension;
+    let hex = |bytes: &[u8]| {
+        bytes
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    let mut skid = String::new();
+    let mut akid = String::new();
+    for ext in cert.extensions() {
+        match ext.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(id) => skid = hex(id.0),
+            ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                if let Some(id) = &aki.key_identifier {
+                    akid = hex(id.0);
+                }
+            }
+            _ => {}
+        }
+    }
+    format!("SN={}, SKID={skid}, AKID={akid}", cert.serial)
+}
+
+/// When a client certificate's validity period begins and ends.
+pub fn validity_of(cert_der: &[u8]) -> Option<(SystemTime, SystemTime)> {
+    let (_, cert) = X509Certificate::from_der(cert_der).ok()?;
+    Some((
+        cert.validity().not_before.to_datetime().into(),
+        cert.validity().not_after.to_datetime().into(),
+    ))
+}
+
+/// Go's message for a client certificate whose validity ended (or has not begun) since
+/// its connection was verified; `None` while it is valid.
+pub fn validity_error(
+    not_before: SystemTime,
+    not_after: SystemTime,
+    now: SystemTime,
+) -> Option<String> {
+    let fmt = |t: SystemTime| {
+        let t = time::OffsetDateTime::from(t);
+        t.replace_nanosecond(0)
+            .unwrap_or(t)
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|_| t.to_string())
+    };
+    if now < not_before {
+        Some(format!(
+            "x509: certificate has expired or is not yet valid: current time {} is before {}",
+            fmt(now),
+            fmt(not_before)
+        ))
+    } else if now > not_after {
+        Some(format!(
+            "x509: certificate has expired or is not yet valid: current time {} is after {}",
+            fmt(now),
+            fmt(not_after)
+        ))
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rcgen::{CertificateParams, DnType, KeyPair};

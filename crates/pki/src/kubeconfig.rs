@@ -102,6 +102,13 @@ pub fn write_kubeconfig(path: &Path, spec: &KubeconfigSpec<'_>) -> Result<()> {
     })
 }
 
+/// The server URL of the first cluster of the kubeconfig at `path`, if it can be read.
+pub fn server_url(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let config: Kubeconfig = serde_saphyr::from_str(&text).ok()?;
+    config.clusters.into_iter().next().map(|c| c.cluster.server)
+}
+
 // The subset of upstream's `clientcmd/api/v1.Config` that rkube writes.
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]

@@ -157,8 +157,9 @@ pub(crate) fn issue(
 }
 
 /// Loads `<name>.crt` and `<name>.key` from `dir`, or issues them anew when they are
-/// missing, do not match each other, were not signed by `ca`, expire within `renew_before`,
-/// or do not match `request` (subject, usage, missing SANs).
+/// missing, do not match each other, were not signed by `ca`, are due for renewal (see
+/// [`renewal_due`]), or do not match `request` (subject, usage, missing SANs); `force`
+/// re-issues them whatever their state.
 ///
 /// Files that exist but cannot be parsed are an error: they are never silently replaced.
 pub(crate) fn load_or_issue(
@@ -168,6 +169,7 @@ pub(crate) fn load_or_issue(
     request: &LeafRequest,
     now: OffsetDateTime,
     renew_before: Duration,
+    force: bool,
 ) -> Result<IssuedCert> {
     let cert_path = dir.join(format!("{name}.crt"));
     let key_path = dir.join(format!("{name}.key"));
@@ -178,7 +180,12 @@ pub(crate) fn load_or_issue(
             let cert_der = material::read_cert_pem(&cert_path, &cert_bytes, CertCount::First)?;
             let cert = material::parse_cert(&cert_path, &cert_der)?;
             let (key, key_der) = material::read_key_pem(&key_path, &key_bytes)?;
-            match reissue_reason(ca, request, &cert, &key, now, renew_before) {
+            let reason = if force {
+                Some("rotation requested".to_owned())
+            } else {
+                reissue_reason(ca, request, &cert, &key, now, renew_before)
+            };
+            match reason {
                 None => {
                     return Ok(IssuedCert {
                         cert_pem: String::from_utf8_lossy(&cert_bytes).into_owned(),
@@ -227,7 +234,8 @@ fn reissue_reason(
     if not_after <= now {
         return Some(format!("expired at {}", ca::rfc3339(not_after)));
     }
-    if not_after <= now + renew_before {
+    let not_before = cert.validity().not_before.to_datetime();
+    if renewal_due(not_before, not_after, now, renew_before) {
         return Some(format!("expires soon, at {}", ca::rfc3339(not_after)));
     }
     let subject = cert.subject();
@@ -280,6 +288,22 @@ fn reissue_reason(
         }
     }
     None
+}
+
+/// Whether a leaf valid from `not_before` to `not_after` is due for renewal at `now`: when
+/// less than a third of its lifetime, or less than `renew_before`, remains (whichever is
+/// the shorter window, so a 1-year certificate renews 90 days ahead and a 30-second one
+/// 10 seconds ahead).
+pub(crate) fn renewal_due(
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    now: OffsetDateTime,
+    renew_before: Duration,
+) -> bool {
+    let lifetime: time::Duration = (not_after - not_before).max(time::Duration::ZERO);
+    let third: time::Duration = lifetime / 3;
+    let window = third.min(time::Duration::try_from(renew_before).unwrap_or(lifetime));
+    not_after - now <= window
 }
 
 /// The DNS names and IP addresses among `cert`'s subject alternative names.

@@ -1,8 +1,10 @@
 //! The rkube PKI: the cluster CA, serving and client certificates, kubeconfig files, and the
 //! identity a client certificate carries.
 //!
-//! [`ClusterPki`] keeps the CA and the API server's certificates in the data dir's `pki/`
-//! directory, creating them on first start and re-issuing leaves that expire or lack a name.
+//! [`ClusterPki`] keeps the server and client CAs and every component's certificate (the
+//! table in [`inventory`]) in the data dir's `pki/` directory, creating them on first
+//! start, re-issuing leaves that are due for renewal or lack a name, and rotating CAs with
+//! an overlap on request; [`check`] reports on them.
 //! [`kubeconfig`] writes kubeconfig files from its material; [`identity`] maps a verified
 //! client certificate to a user and groups, as upstream's x509 authenticator does.
 //! [`service_account`] keeps the key that signs service-account tokens ([`jwt`]: ES256
@@ -15,10 +17,12 @@
 #![warn(missing_docs)]
 
 mod ca;
+pub mod check;
 mod cluster;
 pub mod error;
 mod files;
 pub mod identity;
+pub mod inventory;
 pub mod jwt;
 pub mod kubeconfig;
 mod leaf;

@@ -38,7 +38,8 @@ fn write(path: &Path, pem: &str, mode: u32) -> Result<()> {
 /// Which certificates of a PEM file to accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CertCount {
-    /// Exactly one (a CA file).
+    /// Exactly one.
+    #[allow(dead_code)]
     ExactlyOne,
     /// The first of one or more (a leaf, possibly followed by its chain).
     First,

@@ -52,13 +52,27 @@ fn openssl_verifies_the_chain_and_names() {
 
     let out = run(
         &openssl,
-        &["verify", "-CAfile", "ca.crt", "apiserver.crt", "admin.crt"],
+        &["verify", "-CAfile", "ca.crt", "apiserver.crt"],
         dir,
     );
     assert_ok(&out, "openssl verify");
     let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("apiserver.crt: OK"), "{stdout}");
+    let out = run(
+        &openssl,
+        &[
+            "verify",
+            "-CAfile",
+            "client-ca.crt",
+            "admin.crt",
+            "kubelet.crt",
+        ],
+        dir,
+    );
+    assert_ok(&out, "openssl verify (client CA)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("apiserver.crt: OK") && stdout.contains("admin.crt: OK"),
+        stdout.contains("admin.crt: OK") && stdout.contains("kubelet.crt: OK"),
         "{stdout}"
     );
 
@@ -96,7 +110,7 @@ fn openssl_verifies_the_chain_and_names() {
         &[
             "verify",
             "-CAfile",
-            "ca.crt",
+            "client-ca.crt",
             "-purpose",
             "sslclient",
             "admin.crt",
@@ -133,11 +147,12 @@ fn openssl_verifies_the_chain_and_names() {
         &[
             "verify",
             "-CAfile",
-            "ca.crt",
+            "client-ca.crt",
             "-purpose",
             "sslserver",
             "admin.crt",
         ],
+        &["verify", "-CAfile", "ca.crt", "admin.crt"],
     ] {
         let out = run(&openssl, args, dir);
         assert!(
@@ -265,7 +280,7 @@ impl VersionServer {
 
         support::install_crypto_provider();
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(pki.ca_cert_der().clone()).unwrap();
+        roots.add(pki.client_ca_cert_der().clone()).unwrap();
         let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
             .build()
             .unwrap();

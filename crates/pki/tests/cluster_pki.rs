@@ -159,7 +159,7 @@ fn admin_identity() {
     let cert = parse(admin.cert_der());
     let eku = cert.extended_key_usage().unwrap().unwrap().value;
     assert!(eku.client_auth && !eku.server_auth);
-    assert_signed_by(admin.cert_der(), pki.ca_cert_der());
+    assert_signed_by(admin.cert_der(), pki.client_ca_cert_der());
 }
 
 #[test]
@@ -189,7 +189,12 @@ fn expired_leaves_are_reissued_with_the_same_ca() {
             after.key_pem(),
             "a re-issued leaf gets a new key"
         );
-        assert_signed_by(after.cert_der(), new.ca_cert_der());
+        let issuer = if after.cert_der() == new.serving_cert().cert_der() {
+            new.ca_cert_der()
+        } else {
+            new.client_ca_cert_der()
+        };
+        assert_signed_by(after.cert_der(), issuer);
         let not_after = identity_from_der(after.cert_der()).unwrap().not_after;
         assert!(not_after > SystemTime::now() + 364 * DAY);
     }
@@ -205,9 +210,9 @@ fn expired_leaves_are_reissued_with_the_same_ca() {
 }
 
 #[test]
-fn leaves_expiring_within_30_days_are_reissued_and_others_kept() {
+fn leaves_expiring_within_90_days_are_reissued_and_others_kept() {
     let tmp = tempfile::tempdir().unwrap();
-    // Leaves made 350 days ago expire in 15 days: inside the renewal window.
+    // Leaves made 350 days ago expire in 15 days: inside the renewal window (90 days).
     let old = ClusterPki::load_or_create_with(
         tmp.path(),
         &names(),
@@ -217,12 +222,12 @@ fn leaves_expiring_within_30_days_are_reissued_and_others_kept() {
     let new = ClusterPki::load_or_create(tmp.path(), &names()).unwrap();
     assert_ne!(old.serving_cert().cert_der(), new.serving_cert().cert_der());
 
-    // Leaves made 300 days ago still have 65 days: kept.
+    // Leaves made 250 days ago still have 115 days (over 90): kept.
     let tmp = tempfile::tempdir().unwrap();
     let old = ClusterPki::load_or_create_with(
         tmp.path(),
         &names(),
-        options_at(SystemTime::now() - 300 * DAY),
+        options_at(SystemTime::now() - 250 * DAY),
     )
     .unwrap();
     let new = ClusterPki::load_or_create(tmp.path(), &names()).unwrap();
@@ -398,7 +403,7 @@ fn leaf_key_that_does_not_match_is_reissued() {
     std::fs::copy(other.path().join("admin.key"), tmp.path().join("admin.key")).unwrap();
     let new = ClusterPki::load_or_create(tmp.path(), &names()).unwrap();
     assert_ne!(old.admin_cert().cert_der(), new.admin_cert().cert_der());
-    assert_signed_by(new.admin_cert().cert_der(), new.ca_cert_der());
+    assert_signed_by(new.admin_cert().cert_der(), new.client_ca_cert_der());
 }
 
 #[test]
@@ -420,11 +425,11 @@ fn client_identity_files_create_load_and_follow_the_subject() {
     let pki = ClusterPki::load_or_create(tmp.path(), &names()).unwrap();
 
     let sched = pki
-        .client_identity_files("kube-scheduler", SCHEDULER_USER, &[])
+        .client_identity_files("my-scheduler", SCHEDULER_USER, &[])
         .unwrap();
-    assert_eq!(mode(&tmp.path().join("kube-scheduler.key")), 0o600);
+    assert_eq!(mode(&tmp.path().join("my-scheduler.key")), 0o600);
     assert_eq!(
-        read(&tmp.path().join("kube-scheduler.crt")),
+        read(&tmp.path().join("my-scheduler.crt")),
         sched.cert_pem().as_bytes()
     );
     let id = identity_from_der(sched.cert_der()).unwrap();
@@ -432,13 +437,13 @@ fn client_identity_files_create_load_and_follow_the_subject() {
     assert!(id.groups.is_empty());
 
     let again = pki
-        .client_identity_files("kube-scheduler", SCHEDULER_USER, &[])
+        .client_identity_files("my-scheduler", SCHEDULER_USER, &[])
         .unwrap();
     assert_eq!(sched.cert_der(), again.cert_der());
 
     let kubelet_user = node_user("node-1");
     let kubelet = pki
-        .client_identity_files("kubelet", &kubelet_user, &[NODES_GROUP])
+        .client_identity_files("hollow-kubelet", &kubelet_user, &[NODES_GROUP])
         .unwrap();
     let id = identity_from_der(kubelet.cert_der()).unwrap();
     assert_eq!(id.user, "system:node:node-1");
@@ -446,14 +451,21 @@ fn client_identity_files_create_load_and_follow_the_subject() {
 
     // The same file asked for another subject is re-issued.
     let other = pki
-        .client_identity_files("kubelet", &node_user("node-2"), &[NODES_GROUP])
+        .client_identity_files("hollow-kubelet", &node_user("node-2"), &[NODES_GROUP])
         .unwrap();
     assert_eq!(
         identity_from_der(other.cert_der()).unwrap().user,
         "system:node:node-2"
     );
 
-    for reserved in ["ca", "apiserver", "admin", "../escape"] {
+    for reserved in [
+        "ca",
+        "client-ca",
+        "apiserver",
+        "admin",
+        "kubelet",
+        "../escape",
+    ] {
         let err = pki.client_identity_files(reserved, "x", &[]).unwrap_err();
         assert!(
             matches!(err, Error::IdentityNameInvalid { .. }),
@@ -471,7 +483,7 @@ fn issue_client_cert_is_signed_and_not_stored() {
         .issue_client_cert("system:kube-proxy", &[], Duration::from_secs(3600))
         .unwrap();
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), files_before);
-    assert_signed_by(cert.cert_der(), pki.ca_cert_der());
+    assert_signed_by(cert.cert_der(), pki.client_ca_cert_der());
     let id = identity_from_der(cert.cert_der()).unwrap();
     assert_eq!(id.user, "system:kube-proxy");
     assert!(id.not_after < SystemTime::now() + Duration::from_secs(3601));
@@ -550,7 +562,8 @@ fn reissue_is_logged_at_info() {
         .lines()
         .filter(|l| l.contains("issued certificate"))
         .collect();
-    assert_eq!(reissues.len(), 2, "{logs}");
+    // The serving certificate and the five client certificates of the inventory.
+    assert_eq!(reissues.len(), 6, "{logs}");
     for line in reissues {
         assert!(
             line.contains("INFO") && line.contains("expired at"),

@@ -22,7 +22,11 @@ fn roots(pki: &ClusterPki) -> Arc<RootCertStore> {
 /// A server config that serves `pki`'s certificate and requires a client certificate
 /// signed by `client_ca`.
 fn server_config(pki: &ClusterPki, client_ca: &ClusterPki) -> Arc<ServerConfig> {
-    let verifier = WebPkiClientVerifier::builder(roots(client_ca))
+    let mut client_roots = RootCertStore::empty();
+    client_roots
+        .add(client_ca.client_ca_cert_der().clone())
+        .unwrap();
+    let verifier = WebPkiClientVerifier::builder(Arc::new(client_roots))
         .build()
         .unwrap();
     Arc::new(
@@ -137,7 +141,7 @@ fn component_client_cert_is_accepted() {
     let tmp = tempfile::tempdir().unwrap();
     let pki = ClusterPki::load_or_create(tmp.path(), &names()).unwrap();
     let kubelet = pki
-        .client_identity_files("kubelet", "system:node:node-1", &["system:nodes"])
+        .client_identity_files("kubelet-2", "system:node:node-1", &["system:nodes"])
         .unwrap();
     let server = connect(
         server_config(&pki, &pki),

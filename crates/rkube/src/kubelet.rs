@@ -45,7 +45,7 @@ impl KubeletFlags {
         let name = self
             .node_name
             .clone()
-            .unwrap_or_else(crate::server::hostname);
+            .unwrap_or_else(crate::certs::hostname);
         let mut o = rkube_kubelet::Options::new(name, data_dir);
         o.container_runtime_endpoint = self.container_runtime_endpoint.clone();
         o.node_ip = self.node_ip.clone();

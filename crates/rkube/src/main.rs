@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod certs;
 mod components;
 mod datastore;
 mod kubelet;
@@ -33,6 +34,8 @@ enum Command {
     HollowNodes(components::HollowArgs),
     /// Runs a kubelet: registers this machine as a Node and runs its pods on containerd.
     Kubelet(kubelet::KubeletArgs),
+    /// Checks and rotates the cluster's certificates.
+    Certs(certs::CertsArgs),
     /// Prints the version.
     Version,
 }
@@ -78,6 +81,7 @@ fn main() -> Result<()> {
         }
         Command::HollowNodes(args) => runtime()?.block_on(components::run_hollow_nodes(args)),
         Command::Kubelet(args) => runtime()?.block_on(kubelet::run(args)),
+        Command::Certs(args) => certs::run(args),
         Command::Version => {
             println!("rkube {}", env!("CARGO_PKG_VERSION"));
             Ok(())

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use rkube_apiserver::auth::service_account::ServiceAccounts;
 use rkube_apiserver::auth::StaticTokens;
 use rkube_apiserver::{tls, ApiState};
-use rkube_pki::{ClusterPki, KubeconfigSpec, ServingNames};
+use rkube_pki::{ClusterPki, ServingNames};
 
 /// Flags of `rkube server`.
 #[derive(clap::Args, Debug)]
@@ -59,14 +59,6 @@ pub(crate) struct ServerArgs {
     kubelet: crate::kubelet::KubeletFlags,
 }
 
-pub(crate) fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
-}
-
 /// The store the flags name: `--store`/`--etcd-servers`, or `--datastore-endpoint`.
 fn datastore_endpoint(args: &ServerArgs) -> Result<String> {
     match (args.store.as_deref(), args.etcd_servers.is_empty()) {
@@ -94,11 +86,13 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     let store = crate::datastore::open(&endpoint, &data_dir).await?;
 
-    let mut names = ServingNames::new(hostname());
+    let mut names = ServingNames::new(crate::certs::hostname());
     if !args.listen.ip().is_unspecified() {
         names = names.with_ip(args.listen.ip());
     }
-    let pki = ClusterPki::load_or_create(&data_dir.join("pki"), &names)
+    let pki_dir = data_dir.join("pki");
+    let pki_options = crate::certs::pki_options()?;
+    let pki = ClusterPki::load_or_create_with(&pki_dir, &names, pki_options)
         .context("cannot set up the cluster PKI")?;
     let client_ip = if args.listen.ip().is_unspecified() {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
@@ -107,20 +101,8 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
     };
     let server_url = format!("https://{}", SocketAddr::new(client_ip, args.listen.port()));
     let kubeconfig = data_dir.join("admin.kubeconfig");
-    let admin = pki.admin_cert();
-    rkube_pki::write_kubeconfig(
-        &kubeconfig,
-        &KubeconfigSpec {
-            cluster_name: "rkube",
-            server_url: &server_url,
-            ca_pem: pki.ca_cert_pem(),
-            user_name: "admin",
-            client_cert_pem: admin.cert_pem(),
-            client_key_pem: admin.key_pem(),
-            namespace: None,
-        },
-    )
-    .with_context(|| format!("cannot write {}", kubeconfig.display()))?;
+    pki.write_kubeconfigs(&data_dir, &server_url)
+        .context("cannot write the kubeconfigs")?;
 
     let tokens = match &args.token_auth_file {
         Some(path) => StaticTokens::load(path).map_err(anyhow::Error::msg)?,
@@ -153,12 +135,18 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
     rkube_apiserver::authz::aggregation::pass(&state).await;
     rkube_apiserver::authz::aggregation::start(&state);
     state.authz.sync(&*state.store).await;
-    let tls = tls::server_config(tls::TlsMaterial {
-        cert_chain: pki.serving_cert_chain_der(),
-        key: pki.serving_key_der(),
-        client_ca: pki.ca_cert_der().clone(),
-    })
-    .map_err(anyhow::Error::msg)?;
+    let tls = tls::DynamicTls::new(crate::certs::tls_material(&pki)).map_err(anyhow::Error::msg)?;
+    let renewal = crate::certs::spawn_renewal(
+        crate::certs::Renewal {
+            pki_dir,
+            data_dir: data_dir.clone(),
+            names,
+            options: pki_options,
+            server_url: server_url.clone(),
+            interval: crate::certs::check_interval()?,
+        },
+        tls.clone(),
+    );
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -190,7 +178,9 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
         rkube_apiserver::router(state),
         shutdown_signal(),
     )
-    .await;
+    .await
+    .map_err(anyhow::Error::msg)?;
+    renewal.abort();
     tracing::info!("rkube server stopped");
     if let Some(scheduler) = scheduler {
         // Let it release its Lease so a restarted server schedules at once.

@@ -41,6 +41,11 @@ impl Cluster {
     }
 
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Cluster {
+        Self::start_with_env(dir, extra, &[])
+    }
+
+    /// [`Cluster::start_in`] with extra environment variables for the server.
+    pub fn start_with_env(dir: tempfile::TempDir, extra: &[&str], env: &[(&str, &str)]) -> Cluster {
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
         let etcd = match std::env::var("RKUBE_TEST_DATASTORE").as_deref() {
             Ok("etcd")
@@ -58,7 +63,8 @@ impl Cluster {
         cmd.args(["server", "--data-dir"])
             .arg(dir.path())
             .args(["--listen", &addr])
-            .args(extra);
+            .args(extra)
+            .envs(env.iter().copied());
         if let Some(endpoints) = &endpoints {
             cmd.args(["--datastore-endpoint", endpoints]);
         }
