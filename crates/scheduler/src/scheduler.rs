@@ -17,7 +17,7 @@ use thiserror::Error;
 use tracing::Instrument;
 
 use crate::cache::Cache;
-use crate::framework::{ClusterEvent, CycleState, Framework, NominatedPods, PodInfo};
+use crate::framework::{AllNodes, ClusterEvent, CycleState, Framework, NominatedPods, PodInfo};
 use crate::leader_election::{self, LeaderElection};
 use crate::plugins::{default_profile, Handle, DEFAULT_SCHEDULER_NAME};
 use crate::queue::{QueuedPod, SchedulingQueue};
@@ -273,12 +273,15 @@ impl Scheduler {
                 return;
             }
         };
-        for s in &result.scores {
-            tracing::trace!(pod = %pod.key(), node = %s.name, score = s.total,
+        for (name, total) in result.scores.names.iter().zip(&result.scores.totals) {
+            tracing::trace!(pod = %pod.key(), node = %name, score = total,
                 "Calculated node's final score for pod");
         }
         let node = result.node.clone();
         tracing::debug!(node.name = %node, evaluated = result.evaluated, feasible = result.feasible, "pod placed");
+        // Let go of the snapshot first, so the cache patches it instead of copying it.
+        drop(nodes);
+        state.take::<AllNodes>();
         self.cache().assume_pod(&pod, &node);
         let reserve = self.framework.run_reserve(&state, &pod, &node);
         if !reserve.is_success() {

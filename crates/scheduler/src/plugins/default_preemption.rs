@@ -207,6 +207,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::framework::Snapshot;
     use crate::plugins::helper::test_util::{node, pod, pod_named};
     use crate::plugins::{default_profile, Handle};
     use crate::schedule_one::{schedule_pod, ScheduleError};
@@ -220,7 +221,7 @@ mod tests {
 
     fn preempt(incoming: &PodInfo, nodes: Vec<NodeInfo>) -> Option<Nomination> {
         let fw = default_profile(&Handle::default());
-        let nodes: Vec<Arc<NodeInfo>> = nodes.into_iter().map(Arc::new).collect();
+        let nodes = Arc::new(Snapshot::new(nodes.into_iter().map(Arc::new).collect()));
         match schedule_pod(
             &fw,
             &mut CycleState::default(),
@@ -284,7 +285,7 @@ mod tests {
         let mut a = four_cpus("a");
         a.add_pod(prio("same", 50, "4"));
         let fw = default_profile(&Handle::default());
-        let nodes = vec![Arc::new(a)];
+        let nodes = Arc::new(Snapshot::new(vec![Arc::new(a)]));
         let err = schedule_pod(
             &fw,
             &mut CycleState::default(),
