@@ -107,6 +107,11 @@ impl Cache {
         }
     }
 
+    /// Whether the cache knows the node (and it is present).
+    pub fn has_node(&self, name: &str) -> bool {
+        self.nodes.get(name).is_some_and(|e| e.present)
+    }
+
     /// The names of the nodes the cache knows.
     pub fn node_names(&self) -> Vec<String> {
         self.nodes
