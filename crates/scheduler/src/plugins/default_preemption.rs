@@ -386,7 +386,15 @@ mod tests {
         // (case, nodes as [(node, [(pod, priority, cpu, app)])], budgets as
         // [(app, disruptionsAllowed)], incoming cpu, expected node, expected victims)
         type Pods = &'static [(&'static str, i32, &'static str, &'static str)];
-        let cases: &[(&str, &[(&str, Pods)], &[(&str, i32)], &str, &str, &[&str])] = &[
+        type Case = (
+            &'static str,
+            &'static [(&'static str, Pods)],
+            &'static [(&'static str, i32)],
+            &'static str,
+            &'static str,
+            &'static [&'static str],
+        );
+        let cases: &[Case] = &[
             (
                 "the node without violations wins over lower-priority victims",
                 &[
