@@ -8,6 +8,7 @@ mod authn;
 mod authz;
 mod merge;
 mod schedule;
+mod schedule_e2e;
 mod stats;
 mod store;
 
@@ -31,6 +32,9 @@ enum Command {
     Authn(authn::AuthnArgs),
     /// The scheduling cycle alone, in memory, over many nodes.
     ScheduleAlgorithm(schedule::ScheduleArgs),
+    /// The scheduler end to end: rkube server and scheduler, hollow nodes, pods created
+    /// through the API until every binding is persisted.
+    Schedule(schedule_e2e::ScheduleE2eArgs),
 }
 
 fn main() -> Result<()> {
@@ -44,5 +48,6 @@ fn main() -> Result<()> {
         Command::Merge(args) => merge::run(args),
         Command::Authn(args) => rt.block_on(authn::run(args)),
         Command::ScheduleAlgorithm(args) => schedule::run(args),
+        Command::Schedule(args) => rt.block_on(schedule_e2e::run(args)),
     }
 }

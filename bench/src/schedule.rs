@@ -84,7 +84,11 @@ pub fn run(args: ScheduleArgs) -> Result<()> {
             seed ^= seed << 17;
             (seed % n.max(1) as u64) as usize
         };
-        match schedule_pod(&fw, &mut state, p, &nodes, &mut next_start, &mut tiebreak) {
+        let result = schedule_pod(&fw, &mut state, p, &nodes, &mut next_start, &mut tiebreak);
+        // As the scheduler does: the cycle lets go of the snapshot before assuming.
+        drop(nodes);
+        drop(state);
+        match result {
             Ok(r) => cache.assume_pod(p, &r.node),
             Err(_) => failed += 1,
         }

@@ -334,6 +334,47 @@ fn a_higher_priority_pod_preempts_a_lower_priority_one() {
     );
 }
 
+/// Preemption respects PodDisruptionBudgets as upstream does: of two nodes where
+/// eviction makes room, the one whose victim a budget does not protect is chosen, even
+/// though the protected victim has the lower priority (which would otherwise decide).
+#[test]
+fn preemption_prefers_victims_no_disruption_budget_protects() {
+    let c = Cluster::start(&[]);
+    c.wait_for_default_sa("default");
+    let _nodes = HollowNodes::start(&c, &["--count", "2", "--cpu", "4"]);
+    wait_nodes_ready(&c, 2);
+    c.create(
+        "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: low}\nvalue: 1\n---\n\
+         apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: mid}\nvalue: 10\n---\n\
+         apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: high}\nvalue: 1000\n---\n\
+         apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: guarded}\n\
+         spec:\n  minAvailable: 1\n  selector: {matchLabels: {app: guarded}}\n",
+    );
+    let labeled = |name: &str, app: &str, class: &str, priority: u32, cpu: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{app: {app}}}\n\
+             spec:\n  priorityClassName: {class}\n  priority: {priority}\n  containers:\n  - name: c\n    image: busybox\n\
+             \x20   resources:\n      requests: {{cpu: \"{cpu}\"}}\n"
+        )
+    };
+    // Each takes 3 of a node's 4 cpus, so they land on different nodes.
+    c.create(&labeled("guarded", "guarded", "low", 1, "3"));
+    let guarded_node = node_of(&c, "guarded");
+    c.create(&labeled("spare", "spare", "mid", 10, "3"));
+    let spare_node = node_of(&c, "spare");
+    assert_ne!(guarded_node, spare_node);
+    c.create(&labeled("preemptor", "preemptor", "high", 1000, "2"));
+    assert_eq!(node_of(&c, "preemptor"), spare_node);
+    let left = wait_for(
+        &c,
+        &["get", "pods", "-o", "jsonpath={.items[*].metadata.name}"],
+        "the unprotected victim to be gone",
+        |out| !out.split(' ').any(|n| n == "spare"),
+    );
+    assert_eq!(left, "guarded preemptor");
+    assert_eq!(node_of(&c, "guarded"), guarded_node);
+}
+
 #[test]
 fn pod_anti_affinity_spreads_replicas_one_per_node() {
     let c = Cluster::start(&[]);

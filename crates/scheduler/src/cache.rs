@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 
-use crate::framework::{NodeInfo, PodInfo};
+use crate::framework::{NodeInfo, PodInfo, Snapshot};
 
 struct PodState {
     node: String,
@@ -28,18 +28,19 @@ pub struct Cache {
     nodes: HashMap<String, NodeEntry>,
     pods: HashMap<String, PodState>,
     /// The present nodes in name order with each one's position: rebuilt when the node
-    /// set changes, patched in place when one node changes.
-    snap: Option<Snapshot>,
+    /// set changes, patched in place when one node changes (copied first only if a
+    /// cycle still holds it).
+    snap: Option<Indexed>,
 }
 
-/// Nodes in name order, and each name's position.
-type Snapshot = (Vec<Arc<NodeInfo>>, HashMap<String, usize>);
+/// The snapshot, and each node name's position in it.
+type Indexed = (Arc<Snapshot>, HashMap<String, usize>);
 
 /// Puts a changed node's current info into the cached snapshot.
-fn refresh(snap: &mut Option<Snapshot>, name: &str, info: &Arc<NodeInfo>) {
+fn refresh(snap: &mut Option<Indexed>, name: &str, info: &Arc<NodeInfo>) {
     if let Some((nodes, index)) = snap {
         if let Some(i) = index.get(name) {
-            nodes[*i] = info.clone();
+            Arc::make_mut(nodes).replace(*i, info.clone());
         }
     }
 }
@@ -104,6 +105,11 @@ impl Cache {
                 entry.present = false;
             }
         }
+    }
+
+    /// Whether the cache knows the node (and it is present).
+    pub fn has_node(&self, name: &str) -> bool {
+        self.nodes.get(name).is_some_and(|e| e.present)
     }
 
     /// The names of the nodes the cache knows.
@@ -206,8 +212,9 @@ impl Cache {
     }
 
     /// The known nodes with their pods, in name order: what one scheduling cycle sees.
-    /// Later changes to the cache do not show through.
-    pub fn snapshot(&mut self) -> Vec<Arc<NodeInfo>> {
+    /// Later changes to the cache do not show through. Costs one pointer copy; drop it
+    /// before changing the cache, or the next change copies the node list.
+    pub fn snapshot(&mut self) -> Arc<Snapshot> {
         let nodes = &self.nodes;
         let (snapshot, _) = self.snap.get_or_insert_with(|| {
             let mut present: Vec<Arc<NodeInfo>> = nodes
@@ -221,7 +228,7 @@ impl Cache {
                 .enumerate()
                 .map(|(i, n)| (n.name().to_owned(), i))
                 .collect();
-            (present, index)
+            (Arc::new(Snapshot::new(present)), index)
         });
         snapshot.clone()
     }

@@ -8,8 +8,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::framework::{
-    AllNodes, Code, CycleState, Framework, NodeInfo, NodePluginScores, NominatedPods, Nomination,
-    PodInfo, PostFilterInput, Status,
+    AllNodes, Code, CycleState, Filters, Framework, NodeInfo, NominatedPods, Nomination, PodInfo,
+    PostFilterInput, ScoreTable, Snapshot, Status,
 };
 
 /// Upstream's message when the cluster has no nodes at all.
@@ -23,8 +23,8 @@ pub struct ScheduleResult {
     pub evaluated: usize,
     /// Nodes that passed every filter.
     pub feasible: usize,
-    /// Each feasible node's weighted scores (empty when only one node was feasible).
-    pub scores: Vec<NodePluginScores>,
+    /// Each feasible node's scores (empty when only one node was feasible).
+    pub scores: ScoreTable,
 }
 
 /// Why no node fits: every node's rejection and the PreFilter/PostFilter messages.
@@ -128,47 +128,51 @@ pub fn num_feasible_nodes_to_find(num_all_nodes: usize) -> usize {
 /// priority as if they ran there, so no one takes the room they were promised; a node
 /// fits only if it also fits without them (upstream runs both passes).
 fn filter_with_nominated(
-    fw: &Framework,
+    filters: &Filters<'_>,
+    nominated: Option<&NominatedPods>,
     state: &CycleState,
     pod: &PodInfo,
     node: &NodeInfo,
 ) -> Status {
+    let Some(waiting) = nominated.and_then(|n| n.0.get(node.name())) else {
+        return filters.run(state, pod, node);
+    };
     let priority = pod.priority();
-    let ahead: Vec<&PodInfo> = state
-        .read::<NominatedPods>()
-        .and_then(|n| n.0.get(node.name()))
-        .into_iter()
-        .flatten()
+    let ahead: Vec<&PodInfo> = waiting
+        .iter()
         .filter(|p| p.uid() != pod.uid() && p.priority() >= priority)
         .collect();
     if ahead.is_empty() {
-        return fw.run_filter(state, pod, node);
+        return filters.run(state, pod, node);
     }
     let mut with = node.clone();
     for p in ahead {
         with.add_pod(p.clone());
     }
-    let s = fw.run_filter(state, pod, &with);
+    let s = filters.run(state, pod, &with);
     if !s.is_success() {
         return s;
     }
-    fw.run_filter(state, pod, node)
+    filters.run(state, pod, node)
 }
 
-/// The scheduling cycle's algorithm: where `pod` goes among `nodes`. `next_start` is
-/// where filtering starts (rotated between cycles so every node gets its turn);
-/// `tiebreak` picks among equally scored nodes.
+/// The scheduling cycle's algorithm: where `pod` goes among the snapshot's nodes.
+/// `next_start` is where filtering starts (rotated between cycles so every node gets its
+/// turn); `tiebreak` picks among equally scored nodes. The snapshot stays in `state` as
+/// [`AllNodes`]: take it out before changing the cache.
 pub fn schedule_pod(
     fw: &Framework,
     state: &mut CycleState,
     pod: &PodInfo,
-    nodes: &[Arc<NodeInfo>],
+    snapshot: &Arc<Snapshot>,
     next_start: &mut usize,
     tiebreak: &mut dyn FnMut(usize) -> usize,
 ) -> Result<ScheduleResult, ScheduleError> {
+    let nodes: &[Arc<NodeInfo>] = snapshot.nodes();
     if nodes.is_empty() {
         return Err(ScheduleError::NoNodes);
     }
+    state.write(AllNodes(snapshot.clone()));
     let fail = |statuses: Vec<(String, Status)>, pre_filter_msg: String, state: &CycleState| {
         let mut rejectors: Vec<&'static str> = Vec::new();
         for (_, s) in &statuses {
@@ -217,26 +221,28 @@ pub fn schedule_pod(
         .as_ref()
         .and_then(|s| s.nominated_node_name.as_deref())
         .filter(|n| !n.is_empty());
+    let filters = fw.filters(state);
+    let nominated = state.read::<NominatedPods>();
     if let Some(node) = nominated_node.and_then(|n| nodes.iter().find(|x| x.name() == n)) {
-        if filter_with_nominated(fw, state, pod, node).is_success() {
+        if filter_with_nominated(&filters, nominated, state, pod, node).is_success() {
             return Ok(ScheduleResult {
                 node: node.name().to_owned(),
                 evaluated: 1,
                 feasible: 1,
-                scores: Vec::new(),
+                scores: ScoreTable::default(),
             });
         }
     }
 
     let want = num_feasible_nodes_to_find(nodes.len());
-    let mut feasible: Vec<Arc<NodeInfo>> = Vec::new();
+    let mut feasible: Vec<Arc<NodeInfo>> = Vec::with_capacity(want);
     let mut statuses: Vec<(String, Status)> = Vec::new();
     let mut evaluated = 0;
     let start = *next_start % nodes.len();
     for i in 0..nodes.len() {
         let node = &nodes[(start + i) % nodes.len()];
         evaluated += 1;
-        let s = filter_with_nominated(fw, state, pod, node);
+        let s = filter_with_nominated(&filters, nominated, state, pod, node);
         match s.code() {
             Code::Success => feasible.push(node.clone()),
             Code::Unschedulable | Code::UnschedulableAndUnresolvable => {
@@ -260,10 +266,9 @@ pub fn schedule_pod(
             node: feasible[0].name().to_owned(),
             evaluated,
             feasible: 1,
-            scores: Vec::new(),
+            scores: ScoreTable::default(),
         });
     }
-    state.write(AllNodes(nodes.to_vec()));
     let pre_score = fw.run_pre_score(state, pod, &feasible);
     if !pre_score.is_success() {
         return Err(ScheduleError::Internal(pre_score));
@@ -271,13 +276,13 @@ pub fn schedule_pod(
     let scores = fw
         .run_score(state, pod, &feasible)
         .map_err(ScheduleError::Internal)?;
-    let best = scores.iter().map(|s| s.total).max().unwrap_or(0);
+    let best = scores.totals.iter().copied().max().unwrap_or(0);
     let top: Vec<usize> = (0..scores.len())
-        .filter(|i| scores[*i].total == best)
+        .filter(|i| scores.totals[*i] == best)
         .collect();
     let pick = top[tiebreak(top.len()) % top.len()];
     Ok(ScheduleResult {
-        node: scores[pick].name.clone(),
+        node: scores.names[pick].to_string(),
         evaluated,
         feasible: feasible.len(),
         scores,
@@ -294,7 +299,7 @@ mod tests {
 
     fn run(pod: &PodInfo, nodes: Vec<NodeInfo>) -> Result<ScheduleResult, ScheduleError> {
         let fw = default_profile(&Handle::default());
-        let nodes: Vec<Arc<NodeInfo>> = nodes.into_iter().map(Arc::new).collect();
+        let nodes = Arc::new(Snapshot::new(nodes.into_iter().map(Arc::new).collect()));
         schedule_pod(
             &fw,
             &mut CycleState::default(),
@@ -364,7 +369,10 @@ mod tests {
     #[test]
     fn nominated_pods_keep_their_room() {
         let fw = default_profile(&Handle::default());
-        let nodes = vec![Arc::new(sized("a", "4")), Arc::new(sized("b", "4"))];
+        let nodes = Arc::new(Snapshot::new(vec![
+            Arc::new(sized("a", "4")),
+            Arc::new(sized("b", "4")),
+        ]));
         let mut state = CycleState::default();
         let waiting = pod_named(
             "preemptor",
@@ -408,8 +416,11 @@ mod tests {
         let r = run(&pod(cpu("500m")), vec![busy, sized("idle", "4")]).unwrap();
         assert_eq!(r.node, "idle");
         assert_eq!(r.feasible, 2);
-        let idle = r.scores.iter().find(|s| s.name == "idle").unwrap();
-        assert!(idle.scores.contains(&("TaintToleration", 300)));
+        let idle = r.scores.position("idle").unwrap();
+        assert!(r
+            .scores
+            .weighted(idle)
+            .any(|s| s == ("TaintToleration", 300)));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Api, Client};
@@ -17,8 +18,9 @@ use thiserror::Error;
 use tracing::Instrument;
 
 use crate::cache::Cache;
-use crate::framework::{ClusterEvent, CycleState, Framework, NominatedPods, PodInfo};
+use crate::framework::{AllNodes, ClusterEvent, CycleState, Framework, NominatedPods, PodInfo};
 use crate::leader_election::{self, LeaderElection};
+use crate::plugins::default_preemption::Pdbs;
 use crate::plugins::{default_profile, Handle, DEFAULT_SCHEDULER_NAME};
 use crate::queue::{QueuedPod, SchedulingQueue};
 use crate::schedule_one::{schedule_pod, ScheduleError};
@@ -67,6 +69,8 @@ struct Scheduler {
     recorded: Mutex<HashMap<EventKey, (String, i32)>>,
     /// Unbound pods nominated to a node by preemption: pod UID → (node, pod).
     nominated: Mutex<HashMap<String, (String, PodInfo)>>,
+    /// PodDisruptionBudgets by `namespace/name`, and the list cycles read.
+    pdbs: Mutex<(HashMap<String, PodDisruptionBudget>, Pdbs)>,
 }
 
 fn now_rfc3339() -> String {
@@ -131,7 +135,7 @@ impl Scheduler {
             }
             watcher::Event::Apply(node) => {
                 let name = node.metadata.name.clone().unwrap_or_default();
-                let existed = self.cache().node_names().contains(&name);
+                let existed = self.cache().has_node(&name);
                 self.cache().upsert_node(node);
                 self.queue.move_all(if existed {
                     ClusterEvent::NodeUpdate
@@ -145,6 +149,30 @@ impl Scheduler {
                 self.queue.move_all(ClusterEvent::NodeDelete);
             }
         }
+    }
+
+    fn on_pdb(&self, event: watcher::Event<PodDisruptionBudget>) {
+        let key = |p: &PodDisruptionBudget| {
+            format!(
+                "{}/{}",
+                p.metadata.namespace.as_deref().unwrap_or(""),
+                p.metadata.name.as_deref().unwrap_or("")
+            )
+        };
+        let mut pdbs = self.pdbs.lock().unwrap_or_else(|e| e.into_inner());
+        let (by_key, list) = &mut *pdbs;
+        match event {
+            // A relist replaces everything at InitDone.
+            watcher::Event::Init => by_key.clear(),
+            watcher::Event::InitApply(p) | watcher::Event::Apply(p) => {
+                by_key.insert(key(&p), p);
+            }
+            watcher::Event::Delete(p) => {
+                by_key.remove(&key(&p));
+            }
+            watcher::Event::InitDone => {}
+        }
+        *list = Pdbs(Arc::new(by_key.values().cloned().collect()));
     }
 
     fn nominated(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, PodInfo)>> {
@@ -240,6 +268,13 @@ impl Scheduler {
         let _enter = span.enter();
         let nodes = self.cache().snapshot();
         let mut state = CycleState::default();
+        state.write(
+            self.pdbs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .1
+                .clone(),
+        );
         {
             let nominated = self.nominated();
             if !nominated.is_empty() {
@@ -273,12 +308,15 @@ impl Scheduler {
                 return;
             }
         };
-        for s in &result.scores {
-            tracing::trace!(pod = %pod.key(), node = %s.name, score = s.total,
+        for (name, total) in result.scores.names.iter().zip(&result.scores.totals) {
+            tracing::trace!(pod = %pod.key(), node = %name, score = total,
                 "Calculated node's final score for pod");
         }
         let node = result.node.clone();
         tracing::debug!(node.name = %node, evaluated = result.evaluated, feasible = result.feasible, "pod placed");
+        // Let go of the snapshot first, so the cache patches it instead of copying it.
+        drop(nodes);
+        state.take::<AllNodes>();
         self.cache().assume_pod(&pod, &node);
         let reserve = self.framework.run_reserve(&state, &pod, &node);
         if !reserve.is_success() {
@@ -523,6 +561,7 @@ pub async fn run(
         scheduler_name: options.scheduler_name,
         recorded: Mutex::new(HashMap::new()),
         nominated: Mutex::new(HashMap::new()),
+        pdbs: Mutex::default(),
     });
 
     let nodes = {
@@ -561,6 +600,25 @@ pub async fn run(
             Err::<(), _>(Error::WatchEnded { what: "pods" })
         }
     };
+    let pdbs = {
+        let sched = sched.clone();
+        let api: Api<PodDisruptionBudget> = Api::all(client.clone());
+        async move {
+            let mut stream = watcher(api, watcher::Config::default()).boxed();
+            while let Some(event) = stream.try_next().await.transpose() {
+                match event {
+                    Ok(e) => sched.on_pdb(e),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "poddisruptionbudget watch failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+            Err::<(), _>(Error::WatchEnded {
+                what: "poddisruptionbudgets",
+            })
+        }
+    };
     let flush = {
         let sched = sched.clone();
         async move {
@@ -589,6 +647,7 @@ pub async fn run(
     let result = tokio::select! {
         r = nodes => r,
         r = pods => r,
+        r = pdbs => r,
         _ = flush => Ok(()),
         _ = schedule => Ok(()),
         _ = lost => Err(Error::LeadershipLost),

@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::node_info::{NodeInfo, PodInfo};
 use super::runtime::Framework;
+use super::snapshot::Snapshot;
 use super::status::Status;
 
 /// The highest score a Score plugin gives after normalization.
@@ -59,11 +60,29 @@ impl CycleState {
     pub fn read<T: Any + Send + Sync>(&self) -> Option<&T> {
         self.data.get(&TypeId::of::<T>())?.downcast_ref()
     }
+
+    /// Takes a value out (the binding cycle drops the snapshot this way, so the cache
+    /// can patch it in place instead of copying it).
+    pub fn take<T: Any + Send + Sync>(&mut self) -> Option<T> {
+        self.data
+            .remove(&TypeId::of::<T>())?
+            .downcast()
+            .ok()
+            .map(|b| *b)
+    }
 }
 
-/// Every node of the cycle's snapshot, for PreScore plugins that score from pods
-/// anywhere in the cluster (PreScore itself sees only the feasible nodes).
-pub struct AllNodes(pub Vec<Arc<NodeInfo>>);
+/// The cycle's whole snapshot (written before PreFilter), for plugins that count pods
+/// anywhere in the cluster (PreScore itself sees only the feasible nodes) or that skip
+/// work by its aggregates.
+pub struct AllNodes(pub Arc<Snapshot>);
+
+impl AllNodes {
+    /// A snapshot of `nodes` (for tests and callers without a cache).
+    pub fn of(nodes: Vec<Arc<NodeInfo>>) -> AllNodes {
+        AllNodes(Arc::new(Snapshot::new(nodes)))
+    }
+}
 
 /// Pods nominated to nodes by preemption and not yet bound, by node name.
 #[derive(Default)]
@@ -72,7 +91,7 @@ pub struct NominatedPods(pub HashMap<String, Vec<PodInfo>>);
 /// A node's score from one plugin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeScore {
-    pub name: String,
+    pub name: Arc<str>,
     pub score: i64,
 }
 

@@ -4,9 +4,11 @@
 pub mod interface;
 pub mod node_info;
 pub mod runtime;
+pub mod snapshot;
 pub mod status;
 
 pub use interface::*;
 pub use node_info::{NodeInfo, PodInfo, Resource};
-pub use runtime::{Framework, NodePluginScores};
+pub use runtime::{Filters, Framework, ScoreTable};
+pub use snapshot::Snapshot;
 pub use status::{Code, Status};

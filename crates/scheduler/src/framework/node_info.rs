@@ -254,6 +254,8 @@ pub fn pod_priority(pod: &Pod) -> i32 {
 #[derive(Debug, Clone)]
 pub struct NodeInfo {
     pub node: Arc<Node>,
+    /// The node's name, shared (score tables hold it without copying).
+    name: Arc<str>,
     pub pods: Vec<PodInfo>,
     pub allocatable: Resource,
     pub requested: Resource,
@@ -290,6 +292,7 @@ impl NodeInfo {
             .collect();
         NodeInfo {
             images,
+            name: node.metadata.name.as_deref().unwrap_or("").into(),
             node,
             pods: Vec::new(),
             allocatable,
@@ -303,7 +306,12 @@ impl NodeInfo {
 
     /// The node's name.
     pub fn name(&self) -> &str {
-        self.node.metadata.name.as_deref().unwrap_or("")
+        &self.name
+    }
+
+    /// The node's name, shared.
+    pub fn shared_name(&self) -> Arc<str> {
+        self.name.clone()
     }
 
     /// Replaces the node object, keeping its pods.

@@ -8,7 +8,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 
 use super::interface::{
-    ClusterEvent, CycleState, NodeScore, Nomination, Plugin, PostFilterInput, MAX_NODE_SCORE,
+    ClusterEvent, CycleState, FilterPlugin, NodeScore, Nomination, Plugin, PostFilterInput,
+    MAX_NODE_SCORE,
 };
 use super::node_info::{NodeInfo, PodInfo};
 use super::status::{Code, Status};
@@ -20,12 +21,62 @@ pub struct Framework {
     weights: HashMap<&'static str, i64>,
 }
 
-/// A node's total score with each plugin's weighted part (for explaining a decision).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodePluginScores {
-    pub name: String,
-    pub scores: Vec<(&'static str, i64)>,
-    pub total: i64,
+/// A cycle's Filter plugins, from [`Framework::filters`].
+pub struct Filters<'a>(Vec<(&'static str, &'a dyn FilterPlugin)>);
+
+impl Filters<'_> {
+    /// Filter: the first plugin that rejects the node decides.
+    pub fn run(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
+        for (name, pl) in &self.0 {
+            let s = pl.filter(state, pod, node);
+            if !s.is_success() {
+                return s.with_plugin(name);
+            }
+        }
+        Status::success()
+    }
+}
+
+/// Every feasible node's scores from every Score plugin that ran: raw, normalized and
+/// weighted, and each node's total (what a decision is explained with). Stored by plugin,
+/// a column of one score per node, so a cycle allocates a few vectors, not one per node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScoreTable {
+    /// The nodes, in the order scored.
+    pub names: Vec<Arc<str>>,
+    /// The plugins that scored, in order, with their weights.
+    pub plugins: Vec<(&'static str, i64)>,
+    /// Scores before NormalizeScore, plugin by plugin (`plugin * nodes + node`).
+    pub raw: Vec<i64>,
+    /// Scores after NormalizeScore, before weights, laid out as `raw`.
+    pub normalized: Vec<i64>,
+    /// Each node's weighted sum.
+    pub totals: Vec<i64>,
+}
+
+impl ScoreTable {
+    /// How many nodes were scored.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Node `i`'s weighted score from each plugin.
+    pub fn weighted(&self, i: usize) -> impl Iterator<Item = (&'static str, i64)> + '_ {
+        let n = self.len();
+        self.plugins
+            .iter()
+            .enumerate()
+            .map(move |(p, (name, weight))| (*name, self.normalized[p * n + i] * weight))
+    }
+
+    /// The position of the node named `name`.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| &**n == name)
+    }
 }
 
 impl Framework {
@@ -112,20 +163,21 @@ impl Framework {
         Status::success()
     }
 
+    /// The Filter plugins that run this cycle (those whose PreFilter did not Skip), in
+    /// order: looked up once per cycle rather than once per node.
+    pub fn filters(&self, state: &CycleState) -> Filters<'_> {
+        Filters(
+            self.plugins
+                .iter()
+                .filter(|p| !state.skip_filter.contains(&p.name()))
+                .filter_map(|p| Some((p.name(), p.as_filter()?)))
+                .collect(),
+        )
+    }
+
     /// Filter: the first plugin that rejects the node decides.
     pub fn run_filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
-        for p in &self.plugins {
-            if state.skip_filter.contains(&p.name()) {
-                continue;
-            }
-            if let Some(pl) = p.as_filter() {
-                let s = pl.filter(state, pod, node);
-                if !s.is_success() {
-                    return s.with_plugin(p.name());
-                }
-            }
-        }
-        Status::success()
+        self.filters(state).run(state, pod, node)
     }
 
     /// PostFilter: the first success wins; otherwise every plugin's reasons, in order.
@@ -178,26 +230,24 @@ impl Framework {
         Status::success()
     }
 
-    /// Score, NormalizeScore and weights: each node's weighted scores and total.
+    /// Score, NormalizeScore and weights over the feasible nodes: the score table.
     pub fn run_score(
         &self,
         state: &CycleState,
         pod: &PodInfo,
         nodes: &[Arc<NodeInfo>],
-    ) -> Result<Vec<NodePluginScores>, Status> {
-        let mut result: Vec<NodePluginScores> = nodes
-            .iter()
-            .map(|n| NodePluginScores {
-                name: n.name().to_owned(),
-                scores: Vec::new(),
-                total: 0,
-            })
-            .collect();
+    ) -> Result<ScoreTable, Status> {
+        let mut table = ScoreTable {
+            names: nodes.iter().map(|n| n.shared_name()).collect(),
+            totals: vec![0; nodes.len()],
+            ..ScoreTable::default()
+        };
         // One list of names for every plugin; only the scores are rewritten.
-        let mut scores: Vec<NodeScore> = nodes
+        let mut scores: Vec<NodeScore> = table
+            .names
             .iter()
-            .map(|n| NodeScore {
-                name: n.name().to_owned(),
+            .map(|name| NodeScore {
+                name: name.clone(),
                 score: 0,
             })
             .collect();
@@ -213,9 +263,10 @@ impl Framework {
                     .score(state, pod, n)
                     .map_err(|s| s.with_plugin(p.name()))?;
             }
+            table.raw.extend(scores.iter().map(|s| s.score));
             pl.normalize_score(state, pod, &mut scores);
             let weight = self.weights.get(p.name()).copied().unwrap_or(1);
-            for (total, s) in result.iter_mut().zip(&scores) {
+            for (total, s) in table.totals.iter_mut().zip(&scores) {
                 if !(0..=MAX_NODE_SCORE).contains(&s.score) {
                     return Err(Status::error(format!(
                         "plugin {:?} returns an invalid score {}, it should in the range of [0, {MAX_NODE_SCORE}] after normalizing",
@@ -226,11 +277,12 @@ impl Framework {
                 let weighted = s.score * weight;
                 tracing::trace!(pod = %pod.key(), plugin = p.name(), node = %s.name, score = weighted,
                     "Plugin scored node for pod");
-                total.scores.push((p.name(), weighted));
-                total.total += weighted;
+                *total += weighted;
             }
+            table.normalized.extend(scores.iter().map(|s| s.score));
+            table.plugins.push((p.name(), weight));
         }
-        Ok(result)
+        Ok(table)
     }
 
     /// Reserve in order; on failure every plugin is unreserved (in reverse).

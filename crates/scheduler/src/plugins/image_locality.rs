@@ -92,7 +92,7 @@ impl ScorePlugin for ImageLocality {
         }
         let all = state
             .read::<AllNodes>()
-            .map(|a| a.0.as_slice())
+            .map(|a| a.0.nodes())
             .unwrap_or_default();
         let nodes_with = spread.nodes_with.get_or_init(|| {
             let mut counts = HashMap::new();
@@ -165,7 +165,7 @@ mod tests {
         let p = pod(json!({"containers": [{"name": "c", "image": "gcr.io/250"}]}));
         let pl = ImageLocality::new();
         let mut st = CycleState::default();
-        st.write(AllNodes(nodes.clone()));
+        st.write(AllNodes::of(nodes.clone()));
         pl.pre_score(&mut st, &p, &nodes);
         assert_eq!(pl.score(&st, &p, &nodes[0]).unwrap(), 10);
         assert_eq!(pl.score(&st, &p, &nodes[1]).unwrap(), 0);

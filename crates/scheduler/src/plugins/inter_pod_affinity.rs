@@ -202,16 +202,19 @@ impl PreFilterPlugin for InterPodAffinity {
         let my_ns = namespace(me);
         let affinity = required_affinity(me);
         let anti = required_anti_affinity(me);
-        if affinity.is_empty()
-            && anti.is_empty()
-            && nodes
-                .iter()
-                .all(|n| n.pods_with_required_anti_affinity == 0)
-        {
+        let own_terms = !affinity.is_empty() || !anti.is_empty();
+        let cluster_anti = match state.read::<AllNodes>() {
+            Some(all) => all.0.have_pods_with_required_anti_affinity(),
+            None => nodes.iter().any(|n| n.pods_with_required_anti_affinity > 0),
+        };
+        if !own_terms && !cluster_anti {
             return Status::skip();
         }
         let mut s = PreFilterState::default();
         for node in nodes {
+            if !own_terms && node.pods_with_required_anti_affinity == 0 {
+                continue;
+            }
             for existing in &node.pods {
                 let other = &*existing.pod;
                 if !affinity.is_empty() && affinity.iter().all(|t| term_matches(t, my_ns, other)) {
@@ -305,12 +308,15 @@ impl PreScorePlugin for InterPodAffinity {
         };
         let me = &*pod.pod;
         let mine = preferred(me);
-        if mine.is_empty() && all.iter().all(|n| n.pods_with_affinity == 0) {
+        if mine.is_empty() && !all.have_pods_with_affinity() {
             return Status::skip();
         }
         let mut scores: HashMap<TopologyPair, i64> = HashMap::new();
         let mut any = false;
-        for node in &all {
+        for node in all.iter() {
+            if mine.is_empty() && node.pods_with_affinity == 0 {
+                continue;
+            }
             for existing in &node.pods {
                 let other = &*existing.pod;
                 for (t, w) in &mine {
@@ -500,7 +506,7 @@ mod tests {
         );
         let pl = InterPodAffinity::new();
         let mut st = CycleState::default();
-        st.write(AllNodes(nodes.clone()));
+        st.write(AllNodes::of(nodes.clone()));
         assert!(pl.pre_score(&mut st, &p, &nodes).is_success());
         let mut scores: Vec<NodeScore> = nodes
             .iter()

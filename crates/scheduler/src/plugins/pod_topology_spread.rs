@@ -269,7 +269,7 @@ impl PreScorePlugin for PodTopologySpread {
         let all = state
             .read::<AllNodes>()
             .map(|a| a.0.clone())
-            .unwrap_or_else(|| feasible.to_vec());
+            .unwrap_or_else(|| Arc::new(feasible.to_vec().into()));
         let mut counts = vec![HashMap::new(); cs.len()];
         for node in all.iter().filter(|n| eligible(pod, n, &cs)) {
             for (i, c) in cs.iter().enumerate() {
@@ -318,11 +318,11 @@ impl ScorePlugin for PodTopologySpread {
         let Some(s) = state.read::<PreScoreState>() else {
             return;
         };
-        let counted = scores.iter().filter(|x| !s.ignored.contains(&x.name));
+        let counted = scores.iter().filter(|x| !s.ignored.contains(&*x.name));
         let min = counted.clone().map(|x| x.score).min().unwrap_or(0);
         let max = counted.map(|x| x.score).max().unwrap_or(0);
         for x in scores.iter_mut() {
-            x.score = if s.ignored.contains(&x.name) {
+            x.score = if s.ignored.contains(&*x.name) {
                 0
             } else if max == 0 {
                 MAX_NODE_SCORE
@@ -416,7 +416,7 @@ mod tests {
         let p = pod("new", spread(1, "zone", "ScheduleAnyway"));
         let pl = PodTopologySpread::new();
         let mut st = CycleState::default();
-        st.write(AllNodes(nodes.clone()));
+        st.write(AllNodes::of(nodes.clone()));
         assert!(pl.pre_score(&mut st, &p, &nodes).is_success());
         let mut scores: Vec<NodeScore> = nodes
             .iter()

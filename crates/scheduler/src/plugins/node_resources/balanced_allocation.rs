@@ -20,14 +20,17 @@ impl BalancedAllocation {
 
 /// `(1 - std) * 100` over each resource's requested fraction of allocatable (at most 1).
 pub fn score(pod: &PodInfo, node: &NodeInfo) -> i64 {
-    let mut fractions = Vec::new();
+    let mut buf = [0.0; DEFAULT_SCORED_RESOURCES.len()];
+    let mut len = 0;
     for (resource, _) in DEFAULT_SCORED_RESOURCES {
         let (requested, allocatable) = requested_and_allocatable(resource, pod, node, true);
         if allocatable == 0 {
             continue;
         }
-        fractions.push((requested as f64 / allocatable as f64).min(1.0));
+        buf[len] = (requested as f64 / allocatable as f64).min(1.0);
+        len += 1;
     }
+    let fractions = &buf[..len];
     let std = match fractions.len() {
         0 | 1 => 0.0,
         2 => ((fractions[0] - fractions[1]) / 2.0).abs(),
