@@ -453,3 +453,99 @@ fn built_in_plugins() {
     let err = c.fails(&["run", "x", "-n", "missing", "--image=busybox"]);
     assert!(err.contains("namespaces \"missing\" not found"), "{err}");
 }
+
+#[test]
+fn limit_ranges_and_quotas() {
+    let c = Cluster::start(&[]);
+    namespace(&c, "limits", "none");
+
+    // LimitRanger: defaults, and bounds with upstream's messages.
+    c.create("apiVersion: v1\nkind: LimitRange\nmetadata:\n  name: lr\n  namespace: limits\nspec:\n  limits:\n  - type: Container\n    default:\n      cpu: 500m\n      memory: 128Mi\n    defaultRequest:\n      cpu: 100m\n    max:\n      cpu: '1'\n");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (ok, out, err) = text(&c.kubectl(&[
+            "run",
+            "d",
+            "-n",
+            "limits",
+            "--image=busybox",
+            "--dry-run=server",
+            "-o",
+            "json",
+        ]));
+        assert!(ok, "{err}");
+        if out.contains("500m") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the LimitRange is not in force: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.ok(&["run", "d", "-n", "limits", "--image=busybox"]);
+    let got: Value =
+        serde_json::from_str(&c.ok(&["get", "pod", "d", "-n", "limits", "-o", "json"])).unwrap();
+    assert_eq!(
+        got["spec"]["containers"][0]["resources"],
+        json!({"limits": {"cpu": "500m", "memory": "128Mi"}, "requests": {"cpu": "100m", "memory": "128Mi"}})
+    );
+    assert_eq!(
+        got["metadata"]["annotations"]["kubernetes.io/limit-ranger"],
+        "LimitRanger plugin set: cpu, memory request for container d; cpu, memory limit for container d"
+    );
+    assert_eq!(got["status"]["qosClass"], "Burstable");
+    let err = c.fails(&["run", "big", "-n", "limits", "--image=busybox", "--overrides", r#"{"spec":{"containers":[{"name":"big","image":"busybox","resources":{"limits":{"cpu":"2"}}}]}}"#]);
+    assert!(
+        err.contains(
+            "pods \"big\" is forbidden: maximum cpu usage per Container is 1, but limit is 2"
+        ),
+        "{err}"
+    );
+
+    // ResourceQuota: object counts, with upstream's message; usage is charged.
+    namespace(&c, "quota", "none");
+    c.create("apiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: q\n  namespace: quota\nspec:\n  hard:\n    pods: '2'\n    count/configmaps: '1'\n");
+    std::thread::sleep(Duration::from_millis(300));
+    c.ok(&["run", "p1", "-n", "quota", "--image=busybox"]);
+    c.ok(&["run", "p2", "-n", "quota", "--image=busybox"]);
+    let err = c.fails(&["run", "p3", "-n", "quota", "--image=busybox"]);
+    assert!(
+        err.contains("pods \"p3\" is forbidden: exceeded quota: q, requested: pods=1, used: pods=2, limited: pods=2"),
+        "{err}"
+    );
+    let used = c.ok(&[
+        "get",
+        "resourcequota",
+        "q",
+        "-n",
+        "quota",
+        "-o",
+        "jsonpath={.status.used.pods}",
+    ]);
+    assert_eq!(used, "2");
+    // count/<resource>: the namespace's kube-root-ca.crt (if any) counts too.
+    let existing = c.ok(&["get", "configmaps", "-n", "quota", "-o", "name"]);
+    if existing.trim().is_empty() {
+        c.ok(&["create", "configmap", "one", "-n", "quota"]);
+    }
+    let err = c.fails(&["create", "configmap", "two", "-n", "quota"]);
+    assert!(
+        err.contains("configmaps \"two\" is forbidden: exceeded quota: q, requested: count/configmaps=1, used: count/configmaps=1, limited: count/configmaps=1"),
+        "{err}"
+    );
+    // Compute resources must be declared when limited.
+    c.create("apiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: compute\n  namespace: quota\nspec:\n  hard:\n    limits.cpu: '1'\n");
+    c.ok(&["delete", "pod", "p2", "-n", "quota"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let err = c.fails(&["run", "p4", "-n", "quota", "--image=busybox"]);
+        if err.contains(
+            "pods \"p4\" is forbidden: failed quota: compute: must specify limits.cpu for: p4",
+        ) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{err}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
