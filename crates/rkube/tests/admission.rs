@@ -549,3 +549,55 @@ fn limit_ranges_and_quotas() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn pod_security_enforce_and_warn() {
+    let c = Cluster::start(&[]);
+    c.create("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: strict\n  labels:\n    pod-security.kubernetes.io/enforce: restricted\n");
+    c.create("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: warned\n  labels:\n    pod-security.kubernetes.io/warn: restricted\n    pod-security.kubernetes.io/enforce: baseline\n");
+    c.wait_for_default_sa("strict");
+    c.wait_for_default_sa("warned");
+    let violations = "allowPrivilegeEscalation != false (container \"x\" must set securityContext.allowPrivilegeEscalation=false), unrestricted capabilities (container \"x\" must set securityContext.capabilities.drop=[\"ALL\"]), runAsNonRoot != true (pod or container \"x\" must set securityContext.runAsNonRoot=true), seccompProfile (pod or container \"x\" must set securityContext.seccompProfile.type to \"RuntimeDefault\" or \"Localhost\")";
+    let err = c.fails(&["run", "x", "-n", "strict", "--image=busybox"]);
+    assert!(
+        err.contains(&format!(
+            "pods \"x\" is forbidden: violates PodSecurity \"restricted:latest\": {violations}"
+        )),
+        "{err}"
+    );
+    // A compliant pod is admitted.
+    c.create("apiVersion: v1\nkind: Pod\nmetadata:\n  name: ok\n  namespace: strict\nspec:\n  securityContext:\n    runAsNonRoot: true\n    seccompProfile:\n      type: RuntimeDefault\n  containers:\n  - name: c\n    image: busybox\n    securityContext:\n      allowPrivilegeEscalation: false\n      capabilities:\n        drop: [ALL]\n");
+    // warn: admitted, with the warning kubectl prints.
+    let (ok, _, err) = text(&c.kubectl(&["run", "x", "-n", "warned", "--image=busybox"]));
+    assert!(ok, "{err}");
+    assert!(
+        err.contains(&format!(
+            "Warning: would violate PodSecurity \"restricted:latest\": {violations}"
+        )),
+        "{err}"
+    );
+    // Workload templates are warned about too.
+    let (ok, _, err) = text(&c.kubectl(&[
+        "create",
+        "deployment",
+        "x",
+        "-n",
+        "warned",
+        "--image=busybox",
+    ]));
+    assert!(ok, "{err}");
+    assert!(err.contains("Warning: would violate PodSecurity \"restricted:latest\": allowPrivilegeEscalation != false (container \"busybox\""), "{err}");
+    // enforce=baseline refuses privileged pods.
+    let err = c.fails(&[
+        "run",
+        "priv",
+        "-n",
+        "warned",
+        "--image=busybox",
+        "--privileged",
+    ]);
+    assert!(
+        err.contains("pods \"priv\" is forbidden: violates PodSecurity \"baseline:latest\": privileged (container \"priv\" must not set securityContext.privileged=true)"),
+        "{err}"
+    );
+}
