@@ -601,3 +601,86 @@ fn pod_security_enforce_and_warn() {
         "{err}"
     );
 }
+
+#[test]
+fn node_restriction() {
+    let c = Cluster::start(&[]);
+    // Authorization lets nodes do anything here, so that only admission restricts them.
+    c.ok(&[
+        "create",
+        "clusterrolebinding",
+        "nodes-all",
+        "--clusterrole=cluster-admin",
+        "--group=system:nodes",
+    ]);
+    let kc = c.user_kubeconfig("system:node:n1", &["system:nodes"]);
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let mut cmd = std::process::Command::new(support::kubectl_path());
+        cmd.arg("--kubeconfig")
+            .arg(&kc)
+            .args(args)
+            .env("HOME", c.dir.path());
+        if stdin.is_some() {
+            cmd.stdin(std::process::Stdio::piped());
+        }
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        text(&child.wait_with_output().unwrap())
+    };
+    let node = |name: &str| {
+        format!("apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n  labels:\n    kubernetes.io/hostname: {name}\n")
+    };
+    let (ok, _, err) = run(&["create", "-f", "-"], Some(&node("n1")));
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&["create", "-f", "-"], Some(&node("n2")));
+    assert!(!ok);
+    assert!(
+        err.contains("nodes \"n2\" is forbidden: node \"n1\" is not allowed to modify node \"n2\""),
+        "{err}"
+    );
+    let (ok, _, err) = run(
+        &[
+            "label",
+            "node",
+            "n1",
+            "node-role.kubernetes.io/control-plane=",
+        ],
+        None,
+    );
+    assert!(!ok);
+    assert!(err.contains("nodes \"n1\" is forbidden: is not allowed to modify labels: node-role.kubernetes.io/control-plane"), "{err}");
+    let (ok, _, err) = run(
+        &["label", "node", "n1", "topology.kubernetes.io/zone=z1"],
+        None,
+    );
+    assert!(ok, "{err}");
+    // Pods: only mirror pods bound to itself.
+    c.wait_for_default_sa("default");
+    let (ok, _, err) = run(&["run", "p", "--image=busybox"], None);
+    assert!(!ok);
+    assert!(err.contains("pods \"p\" is forbidden: pod does not have \"kubernetes.io/config.mirror\" annotation, node \"n1\" can only create mirror pods"), "{err}");
+    // Deleting a pod bound to another node.
+    c.create("apiVersion: v1\nkind: Pod\nmetadata:\n  name: elsewhere\nspec:\n  nodeName: n2\n  containers:\n  - name: c\n    image: busybox\n");
+    let (ok, _, err) = run(&["delete", "pod", "elsewhere", "--wait=false"], None);
+    assert!(!ok);
+    assert!(err.contains("pods \"elsewhere\" is forbidden: node \"n1\" can only delete pods with spec.nodeName set to itself"), "{err}");
+    // Leases: its own, in kube-node-lease.
+    let lease = |name: &str| {
+        format!("apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: {name}\n  namespace: kube-node-lease\nspec:\n  holderIdentity: {name}\n")
+    };
+    let (ok, _, err) = run(&["create", "-f", "-"], Some(&lease("n1")));
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&["create", "-f", "-"], Some(&lease("n2")));
+    assert!(!ok);
+    assert!(err.contains("leases.coordination.k8s.io \"n2\" is forbidden: can only access node lease with the same name as the requesting node"), "{err}");
+}
