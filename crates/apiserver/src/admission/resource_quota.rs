@@ -210,10 +210,9 @@ async fn namespace_usage(r: &Request, res: &str) -> Result<i64, ApiError> {
 fn counted_resource(res: &str) -> Option<&'static ResourceInfo> {
     let plural_group = res.strip_prefix("count/").unwrap_or(res);
     let (plural, group) = plural_group.split_once('.').unwrap_or((plural_group, ""));
-    let plural = if res.contains('.') && !res.starts_with("count/") {
-        "pods" // requests.cpu, limits.memory, ...
-    } else if !res.starts_with("count/") && !LEGACY_COUNTS.contains(&res) {
-        "pods" // cpu, memory
+    // Compute resources (`requests.cpu`, `memory`, ...) are the pods'.
+    let plural = if !res.starts_with("count/") && !LEGACY_COUNTS.contains(&res) {
+        "pods"
     } else {
         plural
     };

@@ -305,19 +305,19 @@ fn apply_patch(name: &str, response: &Value, r: &mut Request) -> Result<bool, Ap
     Ok(*obj != before)
 }
 
-/// The webhooks of one configuration resource, parsed once per change.
+/// The webhooks of every configuration, in order.
+type Webhooks = Arc<Vec<Arc<Webhook>>>;
+
+/// The webhooks of one configuration resource, parsed once per change: the key and
+/// revision of every configuration they were parsed from, and the webhooks.
 #[derive(Default)]
 struct Index {
-    parsed: Mutex<(Vec<(String, i64)>, Arc<Vec<Arc<Webhook>>>)>,
+    parsed: Mutex<(Vec<(String, i64)>, Webhooks)>,
 }
 
 impl Index {
     /// Every webhook of every configuration, configurations ordered by name.
-    async fn webhooks(
-        &self,
-        r: &Request,
-        plural: &str,
-    ) -> Result<Arc<Vec<Arc<Webhook>>>, ApiError> {
+    async fn webhooks(&self, r: &Request, plural: &str) -> Result<Webhooks, ApiError> {
         let info = resource("admissionregistration.k8s.io", "v1", plural);
         let cache = r
             .state
