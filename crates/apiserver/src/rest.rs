@@ -225,7 +225,18 @@ impl Ctx {
 
     /// `serviceaccounts/token`: a TokenRequest, answered with a freshly signed token.
     async fn token_request(&self, body: Bytes) -> ApiResult {
-        let obj = negotiate::decode_body(&self.headers, &body)?;
+        let mut obj = negotiate::decode_body(&self.headers, &body)?;
+        for (field, value) in [
+            ("kind", "TokenRequest"),
+            ("apiVersion", "authentication.k8s.io/v1"),
+        ] {
+            if obj[field].as_str().is_none_or(str::is_empty) {
+                obj[field] = json!(value);
+            }
+        }
+        let (obj, _, _) = self
+            .admit(Operation::Create, obj, None, |_, _| Ok(()))
+            .await?;
         let answered = crate::auth::review::token_request(
             &self.state,
             self.path.namespace.as_deref().unwrap_or(""),
@@ -549,6 +560,23 @@ impl Ctx {
             match &self.custom {
                 Some(custom) => custom.set_replicas(&mut updated, replicas),
                 None => updated["spec"]["replicas"] = json!(replicas),
+            }
+            // Admission sees the Scale objects (a webhook may change the replicas).
+            let (scale, _, _) = self
+                .admit(
+                    Operation::Update,
+                    self.scale_of(&updated),
+                    Some(self.scale_of(&obj)),
+                    |_, _| Ok(()),
+                )
+                .await?;
+            if let Some(admitted) = scale["spec"]["replicas"].as_i64() {
+                if admitted != replicas && admitted >= 0 {
+                    match &self.custom {
+                        Some(custom) => custom.set_replicas(&mut updated, admitted),
+                        None => updated["spec"]["replicas"] = json!(admitted),
+                    }
+                }
             }
             strategy::prepare_for_update(self.info, &mut updated, &obj, false);
             self.record_update(Some(&obj), &mut updated)?;

@@ -674,6 +674,10 @@ fn node_restriction() {
     let (ok, _, err) = run(&["delete", "pod", "elsewhere", "--wait=false"], None);
     assert!(!ok);
     assert!(err.contains("pods \"elsewhere\" is forbidden: node \"n1\" can only delete pods with spec.nodeName set to itself"), "{err}");
+    // Tokens only for pods bound to itself.
+    let (ok, _, err) = run(&["create", "token", "default"], None);
+    assert!(!ok);
+    assert!(err.contains("serviceaccounts \"default\" is forbidden: node requested token not bound to a pod"), "{err}");
     // Leases: its own, in kube-node-lease.
     let lease = |name: &str| {
         format!("apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: {name}\n  namespace: kube-node-lease\nspec:\n  holderIdentity: {name}\n")
