@@ -21,6 +21,7 @@ pub mod field_error;
 pub mod fields;
 pub mod labels;
 pub mod names;
+pub mod quantity;
 pub mod resources;
 pub mod schema;
 pub mod smp;

@@ -15,6 +15,7 @@ use axum::Router;
 use rkube_store::Store;
 use serde_json::json;
 
+pub mod admission;
 pub mod auth;
 pub mod authz;
 mod codec;
@@ -56,6 +57,8 @@ pub struct ApiState {
     pub authz: authz::Authorizer,
     /// Wakes the ClusterRole aggregation controller after RBAC changes.
     pub aggregation: tokio::sync::Notify,
+    /// The admission plugins every write passes.
+    pub admission: admission::Chain,
 }
 
 impl ApiState {
@@ -76,6 +79,7 @@ impl ApiState {
             registry: Default::default(),
             authz: Default::default(),
             aggregation: tokio::sync::Notify::new(),
+            admission: Default::default(),
         })
     }
 }

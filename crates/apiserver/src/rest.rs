@@ -13,6 +13,7 @@ use rkube_api::ssa;
 use rkube_api::FieldError;
 use serde_json::{json, Value};
 
+use crate::admission::{self, Operation};
 use crate::auth::UserInfo;
 use crate::codec::{decode_served, encode_for_store, write_served};
 use crate::crd::{CustomVersion, Snapshot};
@@ -224,7 +225,18 @@ impl Ctx {
 
     /// `serviceaccounts/token`: a TokenRequest, answered with a freshly signed token.
     async fn token_request(&self, body: Bytes) -> ApiResult {
-        let obj = negotiate::decode_body(&self.headers, &body)?;
+        let mut obj = negotiate::decode_body(&self.headers, &body)?;
+        for (field, value) in [
+            ("kind", "TokenRequest"),
+            ("apiVersion", "authentication.k8s.io/v1"),
+        ] {
+            if obj[field].as_str().is_none_or(str::is_empty) {
+                obj[field] = json!(value);
+            }
+        }
+        let (obj, _, _) = self
+            .admit(Operation::Create, obj, None, |_, _| Ok(()))
+            .await?;
         let answered = crate::auth::review::token_request(
             &self.state,
             self.path.namespace.as_deref().unwrap_or(""),
@@ -419,6 +431,10 @@ impl Ctx {
                 )],
             ));
         }
+        let (binding, _, _) = self
+            .admit(Operation::Create, binding, None, |_, _| Ok(()))
+            .await?;
+        let target = binding["target"]["name"].as_str().unwrap_or("").to_owned();
         let binding_resource = rkube_api::GroupResource::new("", "pods/binding");
         for _ in 0..MAX_PATCH_ATTEMPTS {
             let (mut pod, revision) = self.current().await?;
@@ -544,6 +560,23 @@ impl Ctx {
             match &self.custom {
                 Some(custom) => custom.set_replicas(&mut updated, replicas),
                 None => updated["spec"]["replicas"] = json!(replicas),
+            }
+            // Admission sees the Scale objects (a webhook may change the replicas).
+            let (scale, _, _) = self
+                .admit(
+                    Operation::Update,
+                    self.scale_of(&updated),
+                    Some(self.scale_of(&obj)),
+                    |_, _| Ok(()),
+                )
+                .await?;
+            if let Some(admitted) = scale["spec"]["replicas"].as_i64() {
+                if admitted != replicas && admitted >= 0 {
+                    match &self.custom {
+                        Some(custom) => custom.set_replicas(&mut updated, admitted),
+                        None => updated["spec"]["replicas"] = json!(admitted),
+                    }
+                }
             }
             strategy::prepare_for_update(self.info, &mut updated, &obj, false);
             self.record_update(Some(&obj), &mut updated)?;
@@ -867,55 +900,63 @@ impl Ctx {
         Ok(())
     }
 
-    /// A namespaced object may only be created in an existing, active namespace.
-    async fn check_namespace(&self) -> Result<(), ApiError> {
-        let Some(ns) = &self.path.namespace else {
-            return Ok(());
-        };
-        let ns_info =
-            rkube_api::resources::find("", "v1", "namespaces").expect("namespaces are built in");
-        let key = ns_info.key(None, ns);
-        // The namespaces' watch cache answers without a store read; a namespace it has not
-        // seen yet (just created) is looked up in the store, as upstream's admission does.
-        let cached = match self
-            .state
-            .caches
-            .get(&self.state.store, ns_info.storage_prefix())
-            .await
-        {
-            Ok(cache) => cache.get_object(&key).map(|o| o.stored.clone()),
-            Err(_) => None,
-        };
-        let stored = match cached {
-            Some(stored) => stored,
-            None => {
-                let got = self
-                    .state
-                    .store
-                    .get(&key, None)
-                    .await
-                    .map_err(|e| from_store(e, ns_info, ns))?;
-                got.kv
-                    .ok_or_else(|| ApiError::not_found(ns_info, ns))?
-                    .value
+    /// Passes a write through admission: the mutating phase, then `check` (the kind's
+    /// preparation and validation of the admitted object), then the validating phase.
+    /// Returns the admitted object, the old one, and the warnings for the client.
+    async fn admit(
+        &self,
+        operation: Operation,
+        obj: Value,
+        old: Option<Value>,
+        check: impl Fn(&mut Value, Option<&Value>) -> Result<(), ApiError>,
+    ) -> Result<(Value, Option<Value>, Vec<String>), ApiError> {
+        let name = match operation {
+            Operation::Create if self.path.subresource.is_none() => {
+                meta_str(&obj, "name").unwrap_or("").to_owned()
             }
+            _ => self.name().to_owned(),
         };
-        let obj: Value = serde_json::from_slice(&stored).map_err(ApiError::internal)?;
-        if meta_str(&obj, "deletionTimestamp").is_some() {
-            let why = format!(
-                "unable to create new content in namespace {ns} because it is being terminated"
-            );
-            let mut err = ApiError::forbidden(self.info, self.name(), &why);
-            if let Some(details) = err.0.details.as_mut() {
-                details.causes.push(rkube_api::status::StatusCause {
-                    cause_type: "NamespaceTerminating".into(),
-                    message: format!("namespace {ns} is being terminated"),
-                    field: "metadata.namespace".into(),
-                });
-            }
-            return Err(err);
-        }
-        Ok(())
+        let mut request = self.admission_request(operation, name, Some(obj), old)?;
+        self.state.admission.mutate(&mut request).await?;
+        let mut obj = request.object.take().expect("admission keeps the object");
+        check(&mut obj, request.old.as_ref())?;
+        request.object = Some(obj);
+        self.state.admission.validate(&mut request).await?;
+        let obj = request.object.take().expect("admission keeps the object");
+        Ok((obj, request.old.take(), request.warnings))
+    }
+
+    /// Passes a delete of `obj` through admission.
+    async fn admit_delete(&self, obj: &Value, dry_run: bool) -> Result<(), ApiError> {
+        let name = meta_str(obj, "name").unwrap_or("").to_owned();
+        let mut request =
+            self.admission_request(Operation::Delete, name, None, Some(obj.clone()))?;
+        request.dry_run = dry_run;
+        self.state.admission.mutate(&mut request).await?;
+        self.state.admission.validate(&mut request).await
+    }
+
+    fn admission_request(
+        &self,
+        operation: Operation,
+        name: String,
+        object: Option<Value>,
+        old: Option<Value>,
+    ) -> Result<admission::Request, ApiError> {
+        Ok(admission::Request {
+            state: self.state.clone(),
+            info: self.info,
+            subresource: self.path.subresource.clone().unwrap_or_default(),
+            operation,
+            namespace: self.path.namespace.clone().unwrap_or_default(),
+            name,
+            user: self.user.clone(),
+            dry_run: self.query.dry_run()?,
+            object,
+            old,
+            warnings: Vec::new(),
+            annotations: Default::default(),
+        })
     }
 
     /// Applies `fieldValidation` to a request's object: Strict rejects unknown fields with
@@ -990,7 +1031,7 @@ impl Ctx {
     async fn create_checked(
         &self,
         mut obj: Value,
-        warnings: Vec<String>,
+        mut warnings: Vec<String>,
         record: bool,
     ) -> ApiResult {
         self.settle_namespace(&mut obj)?;
@@ -1033,13 +1074,19 @@ impl Ctx {
             meta.insert("creationTimestamp".into(), json!(meta::now_rfc3339()));
         }
         strategy::prepare_for_create(self.info, &mut obj);
-        strategy::validate(self.info, &obj, None)?;
-        self.validate_custom(&obj)?;
+        let (mut obj, _, admission_warnings) = self
+            .admit(Operation::Create, obj, None, |obj, _| {
+                // Again, for what admission added (defaults, QoS).
+                strategy::prepare_for_create(self.info, obj);
+                strategy::validate(self.info, obj, None)?;
+                self.validate_custom(obj)
+            })
+            .await?;
+        warnings.extend(admission_warnings);
         if record {
             self.record_update(None, &mut obj)?;
         }
         let name = meta_str(&obj, "name").unwrap_or("").to_owned();
-        self.check_namespace().await?;
         let stored = self.encode(&obj);
         if dry_run {
             let exists = self
@@ -1125,11 +1172,32 @@ impl Ctx {
         revision: i64,
         record: bool,
     ) -> ApiResult {
-        let name = self.name().to_owned();
         self.check_escalation(&obj, Some(&old))?;
-        strategy::prepare_for_update(self.info, &mut obj, &old, self.is_status());
-        strategy::validate(self.info, &obj, Some(&old))?;
-        self.validate_custom(&obj)?;
+        let status_only = self.is_status();
+        strategy::prepare_for_update(self.info, &mut obj, &old, status_only);
+        let (obj, old, warnings) = self
+            .admit(Operation::Update, obj, Some(old), |obj, old| {
+                let old = old.expect("an update has the old object");
+                strategy::prepare_for_update(self.info, obj, old, status_only);
+                strategy::validate(self.info, obj, Some(old))?;
+                self.validate_custom(obj)
+            })
+            .await?;
+        let old = old.expect("an update has the old object");
+        self.store_update(old, obj, revision, record)
+            .await
+            .map(|r| with_warnings(r, &warnings))
+    }
+
+    /// Stores an admitted update.
+    async fn store_update(
+        &self,
+        old: Value,
+        mut obj: Value,
+        revision: i64,
+        record: bool,
+    ) -> ApiResult {
+        let name = self.name().to_owned();
         if record {
             self.record_update(Some(&old), &mut obj)?;
         }
@@ -1414,6 +1482,7 @@ impl Ctx {
                 return Err(ApiError::conflict_message(self.info, &name, &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", current.mod_revision)));
             }
         }
+        self.admit_delete(&obj, options.dry_run).await?;
         match strategy::begin_delete(self.info, &mut obj, &options) {
             strategy::Deletion::Pending => {
                 if options.dry_run {
@@ -1463,6 +1532,7 @@ impl Ctx {
                 continue;
             }
             let mut obj = self.decode(&kv.value, kv.mod_revision)?;
+            self.admit_delete(&obj, options.dry_run).await?;
             let result = match strategy::begin_delete(self.info, &mut obj, &options) {
                 _ if options.dry_run => Ok(()),
                 strategy::Deletion::Pending => self

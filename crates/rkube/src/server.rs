@@ -132,6 +132,9 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
     rkube_apiserver::authz::policy::reconcile(&state)
         .await
         .map_err(|e| anyhow::anyhow!("cannot reconcile the default RBAC policy: {e}"))?;
+    rkube_apiserver::admission::ensure_system_priority_classes(&state)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create the system priority classes: {e}"))?;
     rkube_apiserver::authz::aggregation::pass(&state).await;
     rkube_apiserver::authz::aggregation::start(&state);
     state.authz.sync(&*state.store).await;

@@ -8,7 +8,7 @@ pub mod cache;
 pub mod framework;
 pub mod leader_election;
 pub mod plugins;
-pub mod quantity;
+pub use rkube_api::quantity;
 pub mod queue;
 pub mod schedule_one;
 pub mod scheduler;
