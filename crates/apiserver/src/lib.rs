@@ -15,6 +15,7 @@ use axum::Router;
 use rkube_store::Store;
 use serde_json::json;
 
+pub mod aggregator;
 pub mod auth;
 pub mod authz;
 mod codec;
@@ -56,6 +57,8 @@ pub struct ApiState {
     pub authz: authz::Authorizer,
     /// Wakes the ClusterRole aggregation controller after RBAC changes.
     pub aggregation: tokio::sync::Notify,
+    /// APIServices served by other servers (API aggregation).
+    pub aggregator: aggregator::Aggregator,
 }
 
 impl ApiState {
@@ -76,6 +79,7 @@ impl ApiState {
             registry: Default::default(),
             authz: Default::default(),
             aggregation: tokio::sync::Notify::new(),
+            aggregator: Default::default(),
         })
     }
 }
@@ -214,7 +218,14 @@ async fn handle(State(state): State<Arc<ApiState>>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().map(str::to_owned);
-    let cert_user = req.extensions().get::<tls::CertUser>().map(|c| c.0.clone());
+    let mut cert_user = req.extensions().get::<tls::CertUser>().map(|c| c.0.clone());
+    if let Some(peer) = req.extensions().get::<tls::PeerCertificate>() {
+        match state.aggregator.request_header_user(&peer.0, req.headers()) {
+            aggregator::request_header::Outcome::NotFrontProxy => {}
+            aggregator::request_header::Outcome::NoUser => cert_user = None,
+            aggregator::request_header::Outcome::User(user) => cert_user = Some(user),
+        }
+    }
     let authenticated = auth::authenticate_request(&state, req.headers(), cert_user.as_ref()).await;
     let mut user_name = String::new();
     let response = match authenticated {
@@ -318,6 +329,10 @@ async fn route(state: Arc<ApiState>, req: Request, user: UserInfo) -> Result<Res
         }
         _ => {}
     }
+    if let Some(remote) = state.aggregator.remote_for(&path) {
+        let req = Request::from_parts(parts, body);
+        return Ok(aggregator::proxy::forward(&remote, req, &user).await);
+    }
     let is_ns_sub = |s: &str| s == "status" || s == "finalize";
     let target = request::parse(&path, is_ns_sub).ok_or_else(ApiError::page_not_found)?;
     let served = state.registry.snapshot();
@@ -327,8 +342,11 @@ async fn route(state: Arc<ApiState>, req: Request, user: UserInfo) -> Result<Res
             legacy,
             &parts.headers,
             &state.server_address,
+            &state.aggregator.groups(),
         )),
-        request::Target::Group { group } => discovery::group(&served, &group),
+        request::Target::Group { group } => {
+            discovery::group(&served, &group, &state.aggregator.groups())
+        }
         request::Target::Version { group, version } => {
             discovery::version(&served, &group, &version)
         }

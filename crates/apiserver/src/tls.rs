@@ -20,6 +20,9 @@ pub struct TlsMaterial {
     pub cert_chain: Vec<CertificateDer<'static>>,
     pub key: PrivateKeyDer<'static>,
     pub client_ca: CertificateDer<'static>,
+    /// More CAs client certificates may chain to (the front-proxy CA, whose
+    /// certificates carry no user of their own: see `aggregator::request_header`).
+    pub extra_client_cas: Vec<CertificateDer<'static>>,
 }
 
 /// Builds the rustls configuration: client certificates optional but verified when
@@ -30,6 +33,9 @@ pub fn server_config(material: TlsMaterial) -> Result<Arc<rustls::ServerConfig>,
     roots
         .add(material.client_ca)
         .map_err(|e| format!("bad client CA: {e}"))?;
+    for ca in material.extra_client_cas {
+        roots.add(ca).map_err(|e| format!("bad client CA: {e}"))?;
+    }
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
         Arc::new(roots),
         provider.clone(),
@@ -83,29 +89,39 @@ pub async fn serve(
                             }
                             Err(_) => return,
                         };
-                    let user = stream
+                    let leaf = stream
                         .get_ref()
                         .1
                         .peer_certificates()
                         .and_then(|certs| certs.first())
+                        .map(|leaf| leaf.clone().into_owned());
+                    let user = leaf
+                        .as_ref()
                         .and_then(|leaf| rkube_pki::identity::identity_from_der(leaf).ok())
                         .map(|id| UserInfo::new(id.user, id.groups).authenticated());
-                    serve_connection(TokioIo::new(stream), app, user).await;
+                    serve_connection(TokioIo::new(stream), app, user, leaf).await;
                 }
-                None => serve_connection(TokioIo::new(tcp), app, None).await,
+                None => serve_connection(TokioIo::new(tcp), app, None, None).await,
             }
         });
     }
 }
 
-async fn serve_connection<I>(io: I, app: axum::Router, user: Option<UserInfo>)
-where
+async fn serve_connection<I>(
+    io: I,
+    app: axum::Router,
+    user: Option<UserInfo>,
+    leaf: Option<CertificateDer<'static>>,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let service =
         hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             if let Some(user) = &user {
                 req.extensions_mut().insert(CertUser(user.clone()));
+            }
+            if let Some(leaf) = &leaf {
+                req.extensions_mut().insert(PeerCertificate(leaf.clone()));
             }
             app.clone().oneshot(req.map(axum::body::Body::new))
         });
@@ -114,6 +130,10 @@ where
         tracing::debug!(error = %err, "connection ended with an error");
     }
 }
+
+/// A connection's verified client certificate (request extension).
+#[derive(Clone, Debug)]
+pub struct PeerCertificate(pub CertificateDer<'static>);
 
 /// The user of a connection's verified client certificate (request extension).
 #[derive(Clone, Debug)]

@@ -44,8 +44,21 @@ impl ClusterCa {
         validity: Duration,
         renew_before: Duration,
     ) -> Result<Self> {
-        let cert_path = dir.join(CA_CERT_FILE);
-        let key_path = dir.join(CA_KEY_FILE);
+        Self::load_or_create_named(dir, "ca", CA_COMMON_NAME, now, validity, renew_before)
+    }
+
+    /// [`load_or_create`](Self::load_or_create) for another CA of the cluster, kept in
+    /// `<stem>.crt`/`<stem>.key` with common name `common_name` (the front-proxy CA).
+    pub(crate) fn load_or_create_named(
+        dir: &Path,
+        stem: &str,
+        common_name: &str,
+        now: OffsetDateTime,
+        validity: Duration,
+        renew_before: Duration,
+    ) -> Result<Self> {
+        let cert_path = dir.join(format!("{stem}.crt"));
+        let key_path = dir.join(format!("{stem}.key"));
         let cert_bytes = material::read_optional(&cert_path)?;
         let key_bytes = material::read_optional(&key_path)?;
         let (cert_pem, key) = match (cert_bytes, key_bytes) {
@@ -75,14 +88,14 @@ impl ClusterCa {
                         key
                     }
                 };
-                let cert = ca_params(now, validity)
+                let cert = ca_params(common_name, now, validity)
                     .self_signed(&key)
                     .map_err(|source| Error::SigningFailed {
-                        subject: CA_COMMON_NAME.into(),
+                        subject: common_name.into(),
                         source,
                     })?;
                 material::write_cert(&cert_path, &cert.pem())?;
-                tracing::info!(cert.path = %cert_path.display(), "created cluster CA");
+                tracing::info!(cert.path = %cert_path.display(), ca = common_name, "created CA");
                 (cert.pem(), key)
             }
         };
@@ -176,11 +189,11 @@ pub(crate) fn base_params(now: OffsetDateTime, validity: Duration) -> Certificat
     params
 }
 
-fn ca_params(now: OffsetDateTime, validity: Duration) -> CertificateParams {
+fn ca_params(common_name: &str, now: OffsetDateTime, validity: Duration) -> CertificateParams {
     let mut params = base_params(now, validity);
     params
         .distinguished_name
-        .push(DnType::CommonName, CA_COMMON_NAME);
+        .push(DnType::CommonName, common_name);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,

@@ -53,7 +53,7 @@ impl Default for PkiOptions {
 }
 
 impl PkiOptions {
-    fn now(&self) -> OffsetDateTime {
+    pub(crate) fn now(&self) -> OffsetDateTime {
         OffsetDateTime::from(self.now.unwrap_or_else(SystemTime::now))
     }
 }

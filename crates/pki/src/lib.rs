@@ -18,6 +18,7 @@ mod ca;
 mod cluster;
 pub mod error;
 mod files;
+pub mod front_proxy;
 pub mod identity;
 pub mod jwt;
 pub mod kubeconfig;

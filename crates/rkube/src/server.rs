@@ -49,6 +49,9 @@ pub(crate) struct ServerArgs {
     /// Do not run the controller manager in this process.
     #[arg(long)]
     disable_controller_manager: bool,
+    /// How often the aggregator re-checks every APIService's backend (upstream: 30 s).
+    #[arg(long, default_value_t = 30, hide = true)]
+    apiservice_recheck_seconds: u64,
     #[command(flatten)]
     controllers: crate::components::ControllerFlags,
 }
@@ -147,10 +150,29 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
     rkube_apiserver::authz::aggregation::pass(&state).await;
     rkube_apiserver::authz::aggregation::start(&state);
     state.authz.sync(&*state.store).await;
+    let front_proxy = rkube_pki::front_proxy::FrontProxyPki::load_or_create(
+        &data_dir.join("pki"),
+        rkube_pki::PkiOptions::default(),
+    )
+    .context("cannot set up the front-proxy PKI")?;
+    rkube_apiserver::aggregator::start(
+        &state,
+        &rkube_apiserver::aggregator::Config {
+            client_ca_pem: pki.ca_cert_pem().to_owned(),
+            front_proxy_ca_der: front_proxy.ca_cert_der().to_vec(),
+            front_proxy_ca_pem: front_proxy.ca_cert_pem().to_owned(),
+            proxy_cert_pem: front_proxy.client_cert().cert_pem().to_owned(),
+            proxy_key_pem: front_proxy.client_cert().key_pem().to_owned(),
+            recheck: std::time::Duration::from_secs(args.apiservice_recheck_seconds.max(1)),
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot start the API aggregator: {e}"))?;
     let tls = tls::server_config(tls::TlsMaterial {
         cert_chain: pki.serving_cert_chain_der(),
         key: pki.serving_key_der(),
         client_ca: pki.ca_cert_der().clone(),
+        extra_client_cas: vec![front_proxy.ca_cert_der().clone()],
     })
     .map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
