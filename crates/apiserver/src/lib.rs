@@ -22,6 +22,7 @@ mod codec;
 mod conversion;
 pub mod crd;
 mod discovery;
+pub mod encryption;
 pub mod error;
 mod filter;
 pub mod meta;

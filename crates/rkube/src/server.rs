@@ -49,6 +49,10 @@ pub(crate) struct ServerArgs {
     /// Do not run the controller manager in this process.
     #[arg(long)]
     disable_controller_manager: bool,
+    /// An apiserver.config.k8s.io/v1 EncryptionConfiguration: how resources are
+    /// encrypted at rest (aescbc, aesgcm, secretbox, identity).
+    #[arg(long)]
+    encryption_provider_config: Option<PathBuf>,
     /// How often the aggregator re-checks every APIService's backend (upstream: 30 s).
     #[arg(long, default_value_t = 30, hide = true)]
     apiservice_recheck_seconds: u64,
@@ -90,6 +94,14 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     let store = crate::datastore::open(&endpoint, &data_dir).await?;
+    let store = match &args.encryption_provider_config {
+        Some(path) => rkube_apiserver::encryption::wrap(
+            store,
+            rkube_apiserver::encryption::EncryptionConfig::load(path)
+                .map_err(|e| anyhow::anyhow!("bad --encryption-provider-config: {e}"))?,
+        ),
+        None => store,
+    };
 
     let mut names = ServingNames::new(hostname());
     if !args.listen.ip().is_unspecified() {
