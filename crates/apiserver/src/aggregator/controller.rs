@@ -220,7 +220,7 @@ async fn write_condition(state: &Arc<ApiState>, apiservice: &Value, wanted: (&st
         .collect();
     conditions.push(json!({"type": "Available", "status": status, "lastTransitionTime": since, "reason": reason, "message": message}));
     updated["status"] = json!({"conditions": conditions});
-    if was != status {
+    if was != status && reason != "Local" {
         tracing::info!(apiservice = name, old = %was, new = status, reason, message, "changing APIService availability");
     }
     let path = format!("{APISERVICES}/{name}/status");
