@@ -181,9 +181,40 @@ fn serve_one(tcp: TcpStream, config: Arc<rustls::ServerConfig>, seen: Arc<Mutex<
             .map(|(_, v)| v.clone())
             .collect(),
     });
-    let (code, doc) = respond(&path_only);
+    if path.contains("watch=1") || path.contains("watch=true") {
+        // A watch: two events, a moment apart, then the end of the stream.
+        let ns = path_only.split('/').nth(5).unwrap_or("default").to_owned();
+        let _ = tls.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
+        );
+        for (i, kind) in ["ADDED", "MODIFIED"].iter().enumerate() {
+            let mut obj = flunder(&ns);
+            obj["metadata"]["resourceVersion"] = serde_json::json!(format!("{}", i + 1));
+            let line = serde_json::json!({"type": kind, "object": obj}).to_string() + "\n";
+            let _ = tls.write_all(line.as_bytes());
+            let _ = tls.flush();
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        tls.conn.send_close_notify();
+        let _ = tls.flush();
+        return;
+    }
+    let method = request_line.split_whitespace().next().unwrap_or("");
+    let (code, doc) = if method == "POST" {
+        // Creation echoes what was sent, as a server that stored it would.
+        let mut obj: serde_json::Value =
+            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        obj["metadata"]["uid"] = serde_json::json!("3f1c0e6a-0000-4000-8000-000000000002");
+        (201, obj)
+    } else {
+        respond(&path_only)
+    };
     let body = serde_json::to_vec(&doc).unwrap();
-    let reason = if code == 200 { "OK" } else { "Not Found" };
+    let reason = match code {
+        200 => "OK",
+        201 => "Created",
+        _ => "Not Found",
+    };
     let head = format!(
         "HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -205,7 +236,7 @@ fn respond(path: &str) -> (u16, serde_json::Value) {
         return (
             200,
             serde_json::json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": format!("{GROUP}/{VERSION}"), "resources": [
-                {"name": "flunders", "singularName": "flunder", "namespaced": true, "kind": "Flunder", "verbs": ["get", "list"], "shortNames": ["fl"]},
+                {"name": "flunders", "singularName": "flunder", "namespaced": true, "kind": "Flunder", "verbs": ["create", "get", "list", "watch"], "shortNames": ["fl"]},
                 {"name": "flunders/status", "singularName": "", "namespaced": true, "kind": "Flunder", "verbs": ["get"]}
             ]}),
         );
@@ -431,6 +462,34 @@ spec:
     assert!(checks
         .iter()
         .any(|s| s.user.as_deref() == Some("system:kube-aggregator")));
+
+    // Bodies pass through both ways; watches stream.
+    let created = c.create(&format!(
+        "apiVersion: {GROUP}/{VERSION}\nkind: Flunder\nmetadata: {{name: new-flunder, namespace: ext}}\nspec: {{size: 3}}\n"
+    ));
+    assert!(
+        created.contains("flunder.wardle.example.com/new-flunder created"),
+        "{created}"
+    );
+    let (code, events) = support::curl(
+        &c,
+        "GET",
+        &format!("/apis/{GROUP}/{VERSION}/namespaces/ext/flunders?watch=1"),
+        "application/json",
+        None,
+        &[],
+    );
+    assert_eq!(code, 200, "{events}");
+    let types: Vec<String> = events
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(types, ["ADDED", "MODIFIED"], "{events}");
 
     // Authorization happens here, before proxying.
     let alice = c.user_kubeconfig("alice", &[]);
