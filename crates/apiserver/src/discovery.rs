@@ -6,8 +6,12 @@ use axum::response::{IntoResponse, Response};
 use rkube_api::resources::ResourceInfo;
 use serde_json::{json, Value};
 
+use crate::aggregator::Remote;
 use crate::crd::Snapshot;
 use crate::error::ApiError;
+
+/// Group/versions served by aggregated API servers, in discovery order.
+pub type RemoteGroups = [(String, Vec<std::sync::Arc<Remote>>)];
 
 const AGGREGATED_V2: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
@@ -48,13 +52,18 @@ pub fn root(
     legacy: bool,
     headers: &HeaderMap,
     server_address: &str,
+    remote: &RemoteGroups,
 ) -> Response {
+    let local = served.groups();
+    let remote = remote
+        .iter()
+        .filter(|(g, _)| !legacy && !local.iter().any(|(l, _)| l == g));
     if wants_aggregated(headers) {
-        let items: Vec<Value> = served
-            .groups()
-            .into_iter()
+        let items: Vec<Value> = local
+            .iter()
             .filter(|(g, _)| g.is_empty() == legacy)
-            .map(|(g, versions)| aggregated_group(served, g, &versions))
+            .map(|(g, versions)| aggregated_group(served, g, versions))
+            .chain(remote.filter_map(|(g, versions)| aggregated_remote_group(g, versions)))
             .collect();
         let doc = json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items});
         return json(AGGREGATED_V2, &doc);
@@ -65,11 +74,14 @@ pub fn root(
             &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}]}),
         );
     }
-    let groups: Vec<Value> = served
-        .groups()
-        .into_iter()
+    let groups: Vec<Value> = local
+        .iter()
         .filter(|(g, _)| !g.is_empty())
-        .map(|(g, versions)| api_group(g, &versions))
+        .map(|(g, versions)| api_group(g, versions))
+        .chain(remote.map(|(g, versions)| {
+            let versions: Vec<&str> = versions.iter().map(|r| r.version.as_str()).collect();
+            api_group(g, &versions)
+        }))
         .collect();
     json(
         "application/json",
@@ -86,12 +98,25 @@ fn api_group(group: &str, versions: &[&str]) -> Value {
 }
 
 /// `/apis/<group>`.
-pub fn group(served: &Snapshot, group: &str) -> Result<Response, ApiError> {
-    let (_, versions) = served
+pub fn group(served: &Snapshot, group: &str, remote: &RemoteGroups) -> Result<Response, ApiError> {
+    let versions = match served
         .groups()
         .into_iter()
         .find(|(g, _)| *g == group && !g.is_empty())
-        .ok_or_else(ApiError::page_not_found)?;
+    {
+        Some((_, versions)) => versions.iter().map(|v| v.to_string()).collect(),
+        None => remote
+            .iter()
+            .find(|(g, _)| g == group)
+            .map(|(_, versions)| {
+                versions
+                    .iter()
+                    .map(|r| r.version.clone())
+                    .collect::<Vec<_>>()
+            })
+            .ok_or_else(ApiError::page_not_found)?,
+    };
+    let versions: Vec<&str> = versions.iter().map(String::as_str).collect();
     let mut doc = api_group(group, &versions);
     doc["kind"] = json!("APIGroup");
     doc["apiVersion"] = json!("v1");
@@ -171,4 +196,52 @@ fn aggregated_group(served: &Snapshot, group: &str, versions: &[&str]) -> Value 
         metadata["name"] = json!(group);
     }
     json!({"metadata": metadata, "versions": versions})
+}
+
+/// An aggregated API server's group in aggregated discovery, from the resource lists
+/// its versions last served (`Stale` while the APIService is unavailable); `None` until
+/// one was fetched.
+fn aggregated_remote_group(group: &str, versions: &[std::sync::Arc<Remote>]) -> Option<Value> {
+    let versions: Vec<Value> = versions
+        .iter()
+        .filter_map(|r| {
+            let list = r.resources.as_ref()?;
+            let mut resources: Vec<Value> = Vec::new();
+            for entry in list.iter().filter(|e| !e["name"].as_str().unwrap_or("").contains('/')) {
+                let plural = entry["name"].as_str().unwrap_or_default();
+                let kind = |e: &Value| {
+                    json!({"group": e["group"].as_str().unwrap_or(group), "version": e["version"].as_str().unwrap_or(&r.version), "kind": e["kind"]})
+                };
+                let mut out = json!({
+                    "resource": plural,
+                    "responseKind": kind(entry),
+                    "scope": if entry["namespaced"] == true { "Namespaced" } else { "Cluster" },
+                    "singularResource": entry["singularName"].as_str().unwrap_or_default(),
+                    "verbs": entry["verbs"].as_array().cloned().unwrap_or_default(),
+                });
+                for field in ["shortNames", "categories"] {
+                    if entry[field].as_array().is_some_and(|a| !a.is_empty()) {
+                        out[field] = entry[field].clone();
+                    }
+                }
+                let subresources: Vec<Value> = list
+                    .iter()
+                    .filter_map(|e| {
+                        let (parent, sub) = e["name"].as_str()?.split_once('/')?;
+                        (parent == plural).then(|| json!({"subresource": sub, "responseKind": kind(e), "verbs": e["verbs"].as_array().cloned().unwrap_or_default()}))
+                    })
+                    .collect();
+                if !subresources.is_empty() {
+                    out["subresources"] = json!(subresources);
+                }
+                resources.push(out);
+            }
+            let freshness = if r.available { "Current" } else { "Stale" };
+            Some(json!({"version": r.version, "resources": resources, "freshness": freshness}))
+        })
+        .collect();
+    if versions.is_empty() {
+        return None;
+    }
+    Some(json!({"metadata": {"name": group, "creationTimestamp": null}, "versions": versions}))
 }

@@ -16,12 +16,14 @@ use rkube_store::Store;
 use serde_json::json;
 
 pub mod admission;
+pub mod aggregator;
 pub mod auth;
 pub mod authz;
 mod codec;
 mod conversion;
 pub mod crd;
 mod discovery;
+pub mod encryption;
 pub mod error;
 mod filter;
 pub mod meta;
@@ -59,6 +61,8 @@ pub struct ApiState {
     pub aggregation: tokio::sync::Notify,
     /// The admission plugins every write passes.
     pub admission: admission::Chain,
+    /// APIServices served by other servers (API aggregation).
+    pub aggregator: aggregator::Aggregator,
 }
 
 impl ApiState {
@@ -80,6 +84,7 @@ impl ApiState {
             authz: Default::default(),
             aggregation: tokio::sync::Notify::new(),
             admission: Default::default(),
+            aggregator: Default::default(),
         })
     }
 }
@@ -218,13 +223,26 @@ async fn handle(State(state): State<Arc<ApiState>>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().map(str::to_owned);
-    let cert_user = req.extensions().get::<tls::CertUser>().map(|c| c.0.clone());
-    let cert_rejected = req.extensions().get::<tls::CertRejected>();
+    let mut cert_user = req.extensions().get::<tls::CertUser>().map(|c| c.0.clone());
+    let mut cert_rejected = req.extensions().get::<tls::CertRejected>().cloned();
+    if let Some(peer) = req.extensions().get::<tls::PeerCertificate>() {
+        // A front-proxy certificate names no user of its own: the request-header
+        // headers do (upstream's requestheader authenticator, tried before x509).
+        match state.aggregator.request_header_user(&peer.0, req.headers()) {
+            aggregator::request_header::Outcome::NotFrontProxy => {}
+            aggregator::request_header::Outcome::NoUser => {
+                (cert_user, cert_rejected) = (None, None);
+            }
+            aggregator::request_header::Outcome::User(user) => {
+                (cert_user, cert_rejected) = (Some(user), None);
+            }
+        }
+    }
     let authenticated = match cert_rejected {
         // A client certificate that does not verify fails authentication unless a bearer
         // token succeeds (upstream's union authenticator).
         Some(rejected) if auth::bearer_token(req.headers()).is_none() => {
-            Err(auth::TokenRejected(rejected.0.clone()))
+            Err(auth::TokenRejected(rejected.0))
         }
         _ => auth::authenticate_request(&state, req.headers(), cert_user.as_ref()).await,
     };
@@ -330,6 +348,10 @@ async fn route(state: Arc<ApiState>, req: Request, user: UserInfo) -> Result<Res
         }
         _ => {}
     }
+    if let Some(remote) = state.aggregator.remote_for(&path) {
+        let req = Request::from_parts(parts, body);
+        return Ok(aggregator::proxy::forward(&remote, req, &user).await);
+    }
     let is_ns_sub = |s: &str| s == "status" || s == "finalize";
     let target = request::parse(&path, is_ns_sub).ok_or_else(ApiError::page_not_found)?;
     let served = state.registry.snapshot();
@@ -339,8 +361,11 @@ async fn route(state: Arc<ApiState>, req: Request, user: UserInfo) -> Result<Res
             legacy,
             &parts.headers,
             &state.server_address,
+            &state.aggregator.groups(),
         )),
-        request::Target::Group { group } => discovery::group(&served, &group),
+        request::Target::Group { group } => {
+            discovery::group(&served, &group, &state.aggregator.groups())
+        }
         request::Target::Version { group, version } => {
             discovery::version(&served, &group, &version)
         }

@@ -265,20 +265,28 @@ pub async fn serve(
                             }
                             Err(_) => return,
                         };
-                    let cert = match (&tls, stream.get_ref().1.peer_certificates()) {
+                    let peer = stream.get_ref().1.peer_certificates();
+                    let cert = match (&tls, peer) {
                         (Some(tls), Some([leaf, ..])) => Some(client_cert(tls, leaf)),
                         _ => None,
                     };
-                    serve_connection(TokioIo::new(stream), app, cert).await;
+                    let leaf = peer
+                        .and_then(|certs| certs.first())
+                        .map(|leaf| leaf.clone().into_owned());
+                    serve_connection(TokioIo::new(stream), app, cert, leaf).await;
                 }
-                None => serve_connection(TokioIo::new(tcp), app, None).await,
+                None => serve_connection(TokioIo::new(tcp), app, None, None).await,
             }
         });
     }
 }
 
-async fn serve_connection<I>(io: I, app: axum::Router, cert: Option<ClientCert>)
-where
+async fn serve_connection<I>(
+    io: I,
+    app: axum::Router,
+    cert: Option<ClientCert>,
+    leaf: Option<CertificateDer<'static>>,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let service =
@@ -308,6 +316,9 @@ where
                 }
                 None => {}
             }
+            if let Some(leaf) = &leaf {
+                req.extensions_mut().insert(PeerCertificate(leaf.clone()));
+            }
             app.clone().oneshot(req.map(axum::body::Body::new))
         });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -315,6 +326,11 @@ where
         tracing::debug!(error = %err, "connection ended with an error");
     }
 }
+
+/// A connection's client certificate, verified or not (request extension): request-header
+/// authentication checks it against the front-proxy CA.
+#[derive(Clone, Debug)]
+pub struct PeerCertificate(pub CertificateDer<'static>);
 
 /// Why a connection's client certificate was not accepted (request extension): the
 /// request is a 401 unless a bearer token authenticates it, as with upstream's union of

@@ -21,6 +21,7 @@ pub mod check;
 mod cluster;
 pub mod error;
 mod files;
+pub mod front_proxy;
 pub mod identity;
 pub mod inventory;
 pub mod jwt;

@@ -49,6 +49,13 @@ pub(crate) struct ServerArgs {
     /// Do not run the controller manager in this process.
     #[arg(long)]
     disable_controller_manager: bool,
+    /// An apiserver.config.k8s.io/v1 EncryptionConfiguration: how resources are
+    /// encrypted at rest (aescbc, aesgcm, secretbox, identity).
+    #[arg(long)]
+    encryption_provider_config: Option<PathBuf>,
+    /// How often the aggregator re-checks every APIService's backend (upstream: 30 s).
+    #[arg(long, default_value_t = 30, hide = true)]
+    apiservice_recheck_seconds: u64,
     #[command(flatten)]
     controllers: crate::components::ControllerFlags,
     /// Also run a kubelet for this machine (containerd, CNI, real pods). Off by default so
@@ -85,6 +92,14 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     let store = crate::datastore::open(&endpoint, &data_dir).await?;
+    let store = match &args.encryption_provider_config {
+        Some(path) => rkube_apiserver::encryption::wrap(
+            store,
+            rkube_apiserver::encryption::EncryptionConfig::load(path)
+                .map_err(|e| anyhow::anyhow!("bad --encryption-provider-config: {e}"))?,
+        ),
+        None => store,
+    };
 
     let mut names = ServingNames::new(crate::certs::hostname());
     if !args.listen.ip().is_unspecified() {
@@ -138,6 +153,24 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
     rkube_apiserver::authz::aggregation::pass(&state).await;
     rkube_apiserver::authz::aggregation::start(&state);
     state.authz.sync(&*state.store).await;
+    let front_proxy = rkube_pki::front_proxy::FrontProxyPki::load_or_create(
+        &data_dir.join("pki"),
+        rkube_pki::PkiOptions::default(),
+    )
+    .context("cannot set up the front-proxy PKI")?;
+    rkube_apiserver::aggregator::start(
+        &state,
+        &rkube_apiserver::aggregator::Config {
+            client_ca_pem: pki.ca_cert_pem().to_owned(),
+            front_proxy_ca_der: front_proxy.ca_cert_der().to_vec(),
+            front_proxy_ca_pem: front_proxy.ca_cert_pem().to_owned(),
+            proxy_cert_pem: front_proxy.client_cert().cert_pem().to_owned(),
+            proxy_key_pem: front_proxy.client_cert().key_pem().to_owned(),
+            recheck: std::time::Duration::from_secs(args.apiservice_recheck_seconds.max(1)),
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot start the API aggregator: {e}"))?;
     let tls = tls::DynamicTls::new(crate::certs::tls_material(&pki)).map_err(anyhow::Error::msg)?;
     let renewal = crate::certs::spawn_renewal(
         crate::certs::Renewal {

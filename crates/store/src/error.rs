@@ -76,6 +76,11 @@ pub enum Error {
     /// The store was shut down.
     #[error("the store is closed")]
     Closed,
+
+    /// A value transform layered over the store (encryption at rest) could not read or
+    /// write the value of `key`; nothing was written.
+    #[error("{reason}")]
+    ValueTransform { key: String, reason: String },
 }
 
 /// Result of store operations.

@@ -49,6 +49,30 @@ impl WatchStream {
         self.rx.recv().await
     }
 
+    /// A stream forwarding this one's responses through `f`, with progress requests
+    /// passed back: for layers over a store that change values (encryption at rest).
+    pub fn map(
+        mut self,
+        f: impl Fn(WatchResponse) -> Result<WatchResponse> + Send + 'static,
+    ) -> WatchStream {
+        WatchStream::start(move |tx, progress| {
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        msg = self.recv() => {
+                            let Some(msg) = msg else { return };
+                            let last = msg.is_err();
+                            if tx.send(msg.and_then(&f)).await.is_err() || last {
+                                return;
+                            }
+                        }
+                        () = progress.notified() => self.request_progress(),
+                    }
+                }
+            })
+        })
+    }
+
     /// Asks for a [`WatchResponse::Progress`] carrying the revision up to which this
     /// watch has delivered every change, sent after any events before it.
     pub fn request_progress(&self) {

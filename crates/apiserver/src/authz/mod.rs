@@ -22,6 +22,7 @@ pub mod aggregation;
 pub mod attributes;
 pub mod escalation;
 pub mod impersonation;
+pub mod node;
 pub mod policy;
 pub mod rbac;
 pub mod review;
@@ -61,9 +62,11 @@ impl Decision {
     }
 }
 
-/// The authorizer: the privileged group, then RBAC over the index.
+/// The authorizer: the privileged group, the Node authorizer, then RBAC over the index.
 pub struct Authorizer {
     index: RwLock<Index>,
+    /// What each node's pods reference (the Node authorizer's graph).
+    node_graph: RwLock<node::Graph>,
     /// The store revision the index reflects.
     revision: tokio::sync::watch::Sender<Revision>,
     /// Asks the follower for a store progress report now.
@@ -74,6 +77,7 @@ impl Default for Authorizer {
     fn default() -> Self {
         Authorizer {
             index: RwLock::default(),
+            node_graph: RwLock::default(),
             revision: tokio::sync::watch::channel(0).0,
             progress_request: tokio::sync::Notify::new(),
         }
@@ -93,6 +97,11 @@ impl Authorizer {
 
     fn index_mut(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
         self.index.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The Node authorizer's graph, for writing (its store watches, tests).
+    pub fn node_graph_mut(&self) -> std::sync::RwLockWriteGuard<'_, node::Graph> {
+        self.node_graph.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Puts one stored RBAC object (`None`: deleted) under its storage `key` into the
@@ -115,9 +124,16 @@ impl Authorizer {
         if is_privileged(&a.user) {
             return Decision::Allow(String::new());
         }
+        let node_reason = match node::authorize(&self.node_graph, a) {
+            node::Verdict::Allow => return Decision::Allow(String::new()),
+            node::Verdict::NoOpinion(reason) => reason,
+        };
         match self.index().authorize(a, explain) {
             Ok(reason) => Decision::Allow(reason),
-            Err(reason) => Decision::Deny(reason),
+            // Upstream's union authorizer joins the reasons of every authorizer.
+            Err(reason) if node_reason.is_empty() => Decision::Deny(reason),
+            Err(reason) if reason.is_empty() => Decision::Deny(node_reason),
+            Err(reason) => Decision::Deny(format!("{node_reason}\n{reason}")),
         }
     }
 
@@ -204,6 +220,7 @@ pub fn forbidden(a: &Attributes, reason: &str) -> ApiError {
 pub async fn start(state: &Arc<ApiState>) -> Result<(), rkube_store::Error> {
     let revision = load(&state.authz, &*state.store).await?;
     tokio::spawn(follow(state.clone(), revision));
+    node::start(state).await;
     Ok(())
 }
 
