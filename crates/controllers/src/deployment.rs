@@ -18,7 +18,6 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{self, reflector, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, ResourceExt};
@@ -45,7 +44,7 @@ struct Shared {
     cx: Context,
     sets: Store<ReplicaSet>,
     deployments: Store<Deployment>,
-    recorder: Recorder,
+    recorder: podutil::Events,
 }
 
 /// Runs the controller until dropped.
@@ -70,7 +69,7 @@ pub async fn run(cx: Context) {
         owners_of(&mapper_store, &rs)
     });
     let shared = Arc::new(Shared {
-        recorder: podutil::recorder(cx.client.clone(), CONTROLLER),
+        recorder: podutil::Events::new(cx.client.clone(), CONTROLLER),
         cx,
         sets,
         deployments,
@@ -223,7 +222,7 @@ pub fn equal_ignore_hash(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
         }
         t
     };
-    strip(a) == strip(b)
+    podutil::semantically_equal(&strip(a), &strip(b))
 }
 
 /// Upstream `NewRSNewReplicas`: how big the new ReplicaSet may be now.
@@ -280,6 +279,11 @@ fn remove_condition(st: &mut DeploymentStatus, type_: &str) {
     }
 }
 
+/// A count as upstream serializes it (`omitempty`: zero is absent).
+fn nz(n: i32) -> Option<i32> {
+    (n != 0).then_some(n)
+}
+
 /// Upstream `calculateStatus`.
 fn calculate_status(
     d: &Deployment,
@@ -292,11 +296,11 @@ fn calculate_status(
     let old = d.status.clone().unwrap_or_default();
     let mut status = DeploymentStatus {
         observed_generation: d.metadata.generation,
-        replicas: Some(total),
-        updated_replicas: Some(new_rs.map(|r| st(r).replicas).unwrap_or(0)),
-        ready_replicas: Some(all.iter().map(|r| st(r).ready_replicas.unwrap_or(0)).sum()),
-        available_replicas: Some(available),
-        unavailable_replicas: Some((total - available).max(0)),
+        replicas: nz(total),
+        updated_replicas: nz(new_rs.map(|r| st(r).replicas).unwrap_or(0)),
+        ready_replicas: nz(all.iter().map(|r| st(r).ready_replicas.unwrap_or(0)).sum()),
+        available_replicas: nz(available),
+        unavailable_replicas: nz((total - available).max(0)),
         collision_count: old.collision_count,
         conditions: old.conditions.clone(),
         terminating_replicas: None,
@@ -328,9 +332,10 @@ fn calculate_status(
 /// Upstream `DeploymentComplete`.
 pub fn complete(d: &Deployment, st: &DeploymentStatus) -> bool {
     let n = replicas(d);
-    st.updated_replicas == Some(n)
-        && st.replicas == Some(n)
-        && st.available_replicas == Some(n)
+    let g = |v: Option<i32>| v.unwrap_or(0);
+    g(st.updated_replicas) == n
+        && g(st.replicas) == n
+        && g(st.available_replicas) == n
         && st.observed_generation >= d.metadata.generation
 }
 
@@ -1250,7 +1255,7 @@ mod tests {
                 st.available_replicas,
                 st.unavailable_replicas
             ),
-            (Some(3), Some(3), Some(3), Some(0))
+            (Some(3), Some(3), Some(3), None)
         );
         assert!(complete(&d, &st));
         let avail = condition(&st, "Available").unwrap();

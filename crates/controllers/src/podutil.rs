@@ -95,7 +95,8 @@ pub fn controlled_by(meta: &ObjectMeta, uid: &str) -> bool {
 /// Upstream's `ComputeHash`: FNV-32a over the template (and the collision count), in
 /// the alphabet names use. Stable for equal templates.
 pub fn template_hash(template: &PodTemplateSpec, collision_count: Option<i32>) -> String {
-    let mut data = serde_json::to_vec(template).unwrap_or_default();
+    let value = serde_json::to_value(template).ok().and_then(prune_zero);
+    let mut data = serde_json::to_vec(&value).unwrap_or_default();
     if let Some(c) = collision_count {
         data.extend_from_slice(&c.to_le_bytes());
     }
@@ -105,6 +106,39 @@ pub fn template_hash(template: &PodTemplateSpec, collision_count: Option<i32>) -
         h = h.wrapping_mul(0x0100_0193);
     }
     safe_encode(&h.to_string())
+}
+
+/// `v` without null, false, 0, "" and empty lists and maps, recursively: Go's zero
+/// values, which upstream's semantic equality does not tell from unset fields.
+pub fn prune_zero(v: serde_json::Value) -> Option<serde_json::Value> {
+    use serde_json::Value;
+    match v {
+        Value::Null | Value::Bool(false) => None,
+        Value::Number(n) if n.as_f64() == Some(0.0) => None,
+        Value::String(s) if s.is_empty() => None,
+        Value::Array(a) => {
+            let a: Vec<Value> = a
+                .into_iter()
+                .map(|x| prune_zero(x).unwrap_or(Value::Null))
+                .collect();
+            (!a.is_empty()).then_some(Value::Array(a))
+        }
+        Value::Object(m) => {
+            let m: serde_json::Map<String, Value> = m
+                .into_iter()
+                .filter_map(|(k, v)| prune_zero(v).map(|v| (k, v)))
+                .collect();
+            (!m.is_empty()).then_some(Value::Object(m))
+        }
+        v => Some(v),
+    }
+}
+
+/// Whether two objects are equal as upstream's semantic equality sees them (zero
+/// values equal to unset).
+pub fn semantically_equal<T: serde::Serialize>(a: &T, b: &T) -> bool {
+    let norm = |x: &T| serde_json::to_value(x).ok().and_then(prune_zero);
+    norm(a) == norm(b)
 }
 
 /// Upstream's `rand.SafeEncodeString`: maps each byte to a consonant or digit that
@@ -376,25 +410,41 @@ pub async fn claim_pods<'a>(
     Ok(claimed)
 }
 
-/// An Event recorder reporting as `controller`.
-pub fn recorder(client: Client, controller: &str) -> Recorder {
-    Recorder::new(
-        client,
-        Reporter {
+/// Where a controller's Events go: its own client, reporting as the controller.
+///
+/// Each Event is published through a fresh kube-runtime `Recorder`: a long-lived one
+/// merges every Event with the same reason into one series and keeps the first message,
+/// while upstream's messages ("Scaled up replica set ... from 0 to 3") carry the news.
+#[derive(Clone)]
+pub struct Events {
+    client: Client,
+    controller: String,
+}
+
+impl Events {
+    pub fn new(client: Client, controller: &str) -> Events {
+        Events {
+            client,
             controller: controller.to_owned(),
-            instance: None,
-        },
-    )
+        }
+    }
 }
 
 /// Publishes an Event about `obj`; failures are logged, never fatal (as upstream).
 pub async fn event<K: Resource<DynamicType = ()>>(
-    rec: &Recorder,
+    events: &Events,
     obj: &K,
     warning: bool,
     reason: &str,
     note: String,
 ) {
+    let rec = Recorder::new(
+        events.client.clone(),
+        Reporter {
+            controller: events.controller.clone(),
+            instance: None,
+        },
+    );
     let ev = Event {
         type_: if warning {
             EventType::Warning

@@ -27,4 +27,11 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         enabled_by_default: true,
         start: |cx| crate::replicaset::run_replication_controllers(cx).boxed(),
     },
+    ControllerDef {
+        name: "deployment-controller",
+        alias: "deployment",
+        service_account: "deployment-controller",
+        enabled_by_default: true,
+        start: |cx| crate::deployment::run(cx).boxed(),
+    },
 ];

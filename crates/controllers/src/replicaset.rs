@@ -19,7 +19,6 @@ use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{DeleteParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{self, reflector, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Resource, ResourceExt};
@@ -147,7 +146,7 @@ struct Shared<K: Replicated> {
     pods: Store<Pod>,
     owners: Store<K>,
     expectations: Expectations,
-    recorder: Recorder,
+    recorder: podutil::Events,
 }
 
 /// Runs the ReplicaSet controller until dropped.
@@ -181,7 +180,7 @@ async fn run<K: Replicated>(cx: Context) {
         owners_of::<K>(&mapper_owners, &pod)
     });
     let shared = Arc::new(Shared {
-        recorder: podutil::recorder(cx.client.clone(), K::CONTROLLER),
+        recorder: podutil::Events::new(cx.client.clone(), K::CONTROLLER),
         cx,
         pods: pods.clone(),
         owners,
@@ -455,9 +454,9 @@ fn calculate_status<K: Replicated>(
     }
     ReplicaSetStatus {
         replicas: pods.len() as i32,
-        fully_labeled_replicas: Some(fully_labeled),
-        ready_replicas: Some(ready),
-        available_replicas: Some(available),
+        fully_labeled_replicas: (fully_labeled != 0).then_some(fully_labeled),
+        ready_replicas: (ready != 0).then_some(ready),
+        available_replicas: (available != 0).then_some(available),
         observed_generation: obj.meta().generation,
         conditions: (!conditions.is_empty()).then_some(conditions),
         terminating_replicas: None,
