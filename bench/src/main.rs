@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod authn;
 mod authz;
+mod deployment;
 mod merge;
 mod schedule;
 mod stats;
@@ -31,6 +32,9 @@ enum Command {
     Authn(authn::AuthnArgs),
     /// The scheduling cycle alone, in memory, over many nodes.
     ScheduleAlgorithm(schedule::ScheduleArgs),
+    /// A Deployment on hollow nodes through a real server: time to all Ready and to roll
+    /// out a new image, with the server's (controller manager's) CPU and RSS.
+    Deployment(deployment::DeploymentArgs),
 }
 
 fn main() -> Result<()> {
@@ -44,5 +48,6 @@ fn main() -> Result<()> {
         Command::Merge(args) => merge::run(args),
         Command::Authn(args) => rt.block_on(authn::run(args)),
         Command::ScheduleAlgorithm(args) => schedule::run(args),
+        Command::Deployment(args) => deployment::run(args),
     }
 }

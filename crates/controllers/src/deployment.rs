@@ -14,7 +14,6 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet, ReplicaSetSpec,
 };
 use k8s_openapi::api::core::v1::PodTemplateSpec;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use kube::runtime::controller::{Action, Controller};
@@ -144,25 +143,6 @@ fn is_rolling(d: &Deployment) -> bool {
         .is_none_or(|t| t == "RollingUpdate")
 }
 
-/// An int-or-percent against `total`, rounding up or down (upstream
-/// `GetScaledValueFromIntOrPercent`). Bad percents count as 0.
-pub fn scaled(v: Option<&IntOrString>, default: &str, total: i32, round_up: bool) -> i32 {
-    let s = match v {
-        Some(IntOrString::Int(i)) => return *i,
-        Some(IntOrString::String(s)) => s.as_str(),
-        None => default,
-    };
-    let Some(pct) = s.strip_suffix('%').and_then(|p| p.parse::<i64>().ok()) else {
-        return s.parse().unwrap_or(0);
-    };
-    let prod = pct * i64::from(total);
-    (if round_up {
-        (prod + 99) / 100
-    } else {
-        prod / 100
-    }) as i32
-}
-
 /// maxSurge and maxUnavailable resolved against the replicas (upstream
 /// `ResolveFenceposts`: both 0 would block, so unavailable becomes 1).
 pub fn fenceposts(d: &Deployment) -> (i32, i32) {
@@ -172,8 +152,8 @@ pub fn fenceposts(d: &Deployment) -> (i32, i32) {
         .as_ref()
         .and_then(|s| s.rolling_update.as_ref());
     let n = replicas(d);
-    let surge = scaled(ru.and_then(|r| r.max_surge.as_ref()), "25%", n, true);
-    let unavailable = scaled(ru.and_then(|r| r.max_unavailable.as_ref()), "25%", n, false);
+    let surge = podutil::scaled(ru.and_then(|r| r.max_surge.as_ref()), "25%", n, true);
+    let unavailable = podutil::scaled(ru.and_then(|r| r.max_unavailable.as_ref()), "25%", n, false);
     if surge == 0 && unavailable == 0 {
         (0, 1)
     } else {
@@ -1175,6 +1155,7 @@ mod tests {
     use k8s_openapi::api::apps::v1::{
         DeploymentSpec, DeploymentStrategy, ReplicaSetStatus, RollingUpdateDeployment,
     };
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
     fn deployment(n: i32, surge: IntOrString, unavailable: IntOrString) -> Deployment {
         Deployment {

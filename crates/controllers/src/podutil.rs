@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ObjectMeta, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -469,6 +470,25 @@ pub fn has_labels(
     want.into_iter()
         .flatten()
         .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+}
+
+/// An int-or-percent against `total`, rounding up or down (upstream
+/// `GetScaledValueFromIntOrPercent`). Bad percents count as 0.
+pub fn scaled(v: Option<&IntOrString>, default: &str, total: i32, round_up: bool) -> i32 {
+    let s = match v {
+        Some(IntOrString::Int(i)) => return *i,
+        Some(IntOrString::String(s)) => s.as_str(),
+        None => default,
+    };
+    let Some(pct) = s.strip_suffix('%').and_then(|p| p.parse::<i64>().ok()) else {
+        return s.parse().unwrap_or(0);
+    };
+    let prod = pct * i64::from(total);
+    (if round_up {
+        (prod + 99) / 100
+    } else {
+        prod / 100
+    }) as i32
 }
 
 /// The current time as an API timestamp.

@@ -34,4 +34,11 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         enabled_by_default: true,
         start: |cx| crate::deployment::run(cx).boxed(),
     },
+    ControllerDef {
+        name: "daemonset-controller",
+        alias: "daemonset",
+        service_account: "daemon-set-controller",
+        enabled_by_default: true,
+        start: |cx| crate::daemonset::run(cx).boxed(),
+    },
 ];

@@ -440,3 +440,94 @@ spec:
     assert!(sets.iter().any(|s| s.1 == "2" && s.2 == "3"), "{sets:?}");
     assert!(sets.iter().any(|s| s.1 == "0" && s.2 == "2"), "{sets:?}");
 }
+
+#[test]
+fn daemonset_runs_one_pod_per_node_and_rolls_out() {
+    let (c, _hollow) = cluster_with_nodes("3");
+    wait_for(&c, &["get", "nodes", "-o", "name"], "3 nodes", |o| {
+        o.lines().count() == 3
+    });
+    c.create(
+        r#"
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: agent
+spec:
+  selector:
+    matchLabels:
+      app: agent
+  template:
+    metadata:
+      labels:
+        app: agent
+    spec:
+      containers:
+      - name: agent
+        image: busybox
+"#,
+    );
+    let rollout = |c: &Cluster| {
+        let out = c.kubectl(&["rollout", "status", "daemonset/agent", "--timeout=50s"]);
+        assert!(
+            out.status.success(),
+            "{} {}\n--- server log ---\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            c.log()
+        );
+    };
+    rollout(&c);
+    let status = jsonpath(
+        &c,
+        &["get", "ds", "agent"],
+        "{.status.desiredNumberScheduled}/{.status.currentNumberScheduled}/{.status.numberReady}/{.status.numberAvailable}/{.status.updatedNumberScheduled}/{.status.numberMisscheduled}",
+    );
+    assert_eq!(status, "3/3/3/3/3/0");
+    let nodes = jsonpath(
+        &c,
+        &["get", "pods", "-l", "app=agent"],
+        "{.items[*].spec.nodeName}",
+    );
+    let mut nodes: Vec<&str> = nodes.split_whitespace().collect();
+    nodes.sort();
+    nodes.dedup();
+    assert_eq!(nodes.len(), 3, "one pod per node: {nodes:?}");
+    let pinned = jsonpath(
+        &c,
+        &["get", "pods", "-l", "app=agent"],
+        "{.items[0].spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchFields[0].key}",
+    );
+    assert_eq!(pinned, "metadata.name");
+
+    // A new image rolls out node by node; the history has two revisions.
+    c.ok(&["set", "image", "daemonset/agent", "agent=busybox:1.37"]);
+    rollout(&c);
+    let images = jsonpath(
+        &c,
+        &["get", "pods", "-l", "app=agent"],
+        "{.items[*].spec.containers[0].image}",
+    );
+    wait_for(
+        &c,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=agent",
+            "-o",
+            "jsonpath={.items[*].spec.containers[0].image}",
+        ],
+        "new image everywhere",
+        |o| o.split_whitespace().count() == 3 && o.split_whitespace().all(|i| i == "busybox:1.37"),
+    );
+    let _ = images;
+    let history = c.ok(&["rollout", "history", "daemonset/agent"]);
+    assert!(history.contains('1') && history.contains('2'), "{history}");
+    assert_eq!(
+        c.ok(&["get", "controllerrevisions", "-o", "name"])
+            .lines()
+            .count(),
+        2
+    );
+}

@@ -208,6 +208,15 @@ pub const CLUSTER_ROLES: &[RoleDef] = &[
         Res(&["create", "delete", "list", "patch", "watch"], CORE, &["pods"]),
         Res(EVENT_WRITE, EVENTS, &["events"]),
     ]},
+    RoleDef { name: "system:controller:daemon-set-controller", labels: &[], aggregates: &[], rules: &[
+        Res(READ, &["apps", "extensions"], &["daemonsets"]),
+        Res(&["update"], &["apps", "extensions"], &["daemonsets/finalizers", "daemonsets/status"]),
+        Res(&["list", "watch"], CORE, &["nodes"]),
+        Res(&["create", "delete", "list", "patch", "watch"], CORE, &["pods"]),
+        Res(CREATE, CORE, &["pods/binding"]),
+        Res(RW_NO_COLLECTION, &["apps"], &["controllerrevisions"]),
+        Res(EVENT_WRITE, EVENTS, &["events"]),
+    ]},
     RoleDef { name: "system:controller:deployment-controller", labels: &[], aggregates: &[], rules: &[
         Res(&["get", "list", "update", "watch"], &["apps", "extensions"], &["deployments"]),
         Res(&["update"], &["apps", "extensions"], &["deployments/finalizers", "deployments/status"]),
@@ -340,6 +349,7 @@ pub const CLUSTER_ROLE_BINDINGS: &[BindingDef] = &[
     BindingDef { role: "system:controller:service-account-controller", subjects: &[Subject::ServiceAccount("kube-system", "service-account-controller")] },
     BindingDef { role: "system:controller:replicaset-controller", subjects: &[Subject::ServiceAccount("kube-system", "replicaset-controller")] },
     BindingDef { role: "system:controller:replication-controller", subjects: &[Subject::ServiceAccount("kube-system", "replication-controller")] },
+    BindingDef { role: "system:controller:daemon-set-controller", subjects: &[Subject::ServiceAccount("kube-system", "daemon-set-controller")] },
     BindingDef { role: "system:controller:deployment-controller", subjects: &[Subject::ServiceAccount("kube-system", "deployment-controller")] },
     BindingDef { role: "system:kube-dns", subjects: &[Subject::ServiceAccount("kube-system", "kube-dns")] },
     BindingDef { role: "system:kube-scheduler", subjects: &[Subject::User("system:kube-scheduler")] },
