@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod authn;
 mod authz;
+mod deployment;
 mod merge;
 mod schedule;
 mod schedule_e2e;
@@ -35,6 +36,9 @@ enum Command {
     /// The scheduler end to end: rkube server and scheduler, hollow nodes, pods created
     /// through the API until every binding is persisted.
     Schedule(schedule_e2e::ScheduleE2eArgs),
+    /// A Deployment on hollow nodes through a real server: time to all Ready and to roll
+    /// out a new image, with the server's (controller manager's) CPU and RSS.
+    Deployment(deployment::DeploymentArgs),
 }
 
 fn main() -> Result<()> {
@@ -49,5 +53,6 @@ fn main() -> Result<()> {
         Command::Authn(args) => rt.block_on(authn::run(args)),
         Command::ScheduleAlgorithm(args) => schedule::run(args),
         Command::Schedule(args) => rt.block_on(schedule_e2e::run(args)),
+        Command::Deployment(args) => deployment::run(args),
     }
 }

@@ -7,7 +7,11 @@
 //! manager's configuration) and runs until the manager stops.
 #![forbid(unsafe_code)]
 
+pub mod daemonset;
+pub mod deployment;
+pub mod podutil;
 pub mod registry;
+pub mod replicaset;
 pub mod serviceaccount;
 
 use std::future::Future;

@@ -5,62 +5,10 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use support::Cluster;
-
-/// A `rkube hollow-nodes` process, killed (by PID) when dropped.
-struct HollowNodes(Child);
-
-impl HollowNodes {
-    fn start(c: &Cluster, extra: &[&str]) -> HollowNodes {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(c.data_dir().join("hollow.log"))
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
-            .arg("hollow-nodes")
-            .arg("--kubeconfig")
-            .arg(&c.kubeconfig)
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn rkube hollow-nodes");
-        HollowNodes(child)
-    }
-}
-
-impl Drop for HollowNodes {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Polls `kubectl args` until its output satisfies `check`; returns the last output.
-fn wait_for(c: &Cluster, args: &[&str], what: &str, check: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let out = c.kubectl(args);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if out.status.success() && check(&text) {
-            return text;
-        }
-        if Instant::now() > deadline {
-            let hollow =
-                std::fs::read_to_string(c.data_dir().join("hollow.log")).unwrap_or_default();
-            panic!(
-                "timed out waiting for {what}: last output {text:?} {}\n--- server log ---\n{}\n--- hollow nodes ---\n{hollow}",
-                String::from_utf8_lossy(&out.stderr),
-                c.log()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use support::{wait_for, Cluster, HollowNodes};
 
 fn wait_nodes_ready(c: &Cluster, n: usize) {
     wait_for(

@@ -40,6 +40,9 @@ const RW: &[&str] = &[
 const EVENT_WRITE: &[&str] = &["create", "patch", "update"];
 const CREATE: &[&str] = &["create"];
 const GET: &[&str] = &["get"];
+const RW_NO_COLLECTION: &[&str] = &[
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
 
 const CORE: &[&str] = &[""];
 const EVENTS: &[&str] = &["", "events.k8s.io"];
@@ -193,6 +196,34 @@ pub const CLUSTER_ROLES: &[RoleDef] = &[
         Res(CREATE, CORE, &["serviceaccounts"]),
         Res(EVENT_WRITE, EVENTS, &["events"]),
     ]},
+    RoleDef { name: "system:controller:replicaset-controller", labels: &[], aggregates: &[], rules: &[
+        Res(&["get", "list", "update", "watch"], &["apps", "extensions"], &["replicasets"]),
+        Res(&["update"], &["apps", "extensions"], &["replicasets/finalizers", "replicasets/status"]),
+        Res(&["create", "delete", "list", "patch", "watch"], CORE, &["pods"]),
+        Res(EVENT_WRITE, EVENTS, &["events"]),
+    ]},
+    RoleDef { name: "system:controller:replication-controller", labels: &[], aggregates: &[], rules: &[
+        Res(&["get", "list", "update", "watch"], CORE, &["replicationcontrollers"]),
+        Res(&["update"], CORE, &["replicationcontrollers/finalizers", "replicationcontrollers/status"]),
+        Res(&["create", "delete", "list", "patch", "watch"], CORE, &["pods"]),
+        Res(EVENT_WRITE, EVENTS, &["events"]),
+    ]},
+    RoleDef { name: "system:controller:daemon-set-controller", labels: &[], aggregates: &[], rules: &[
+        Res(READ, &["apps", "extensions"], &["daemonsets"]),
+        Res(&["update"], &["apps", "extensions"], &["daemonsets/finalizers", "daemonsets/status"]),
+        Res(&["list", "watch"], CORE, &["nodes"]),
+        Res(&["create", "delete", "list", "patch", "watch"], CORE, &["pods"]),
+        Res(CREATE, CORE, &["pods/binding"]),
+        Res(RW_NO_COLLECTION, &["apps"], &["controllerrevisions"]),
+        Res(EVENT_WRITE, EVENTS, &["events"]),
+    ]},
+    RoleDef { name: "system:controller:deployment-controller", labels: &[], aggregates: &[], rules: &[
+        Res(&["get", "list", "update", "watch"], &["apps", "extensions"], &["deployments"]),
+        Res(&["update"], &["apps", "extensions"], &["deployments/finalizers", "deployments/status"]),
+        Res(RW_NO_COLLECTION, &["apps", "extensions"], &["replicasets"]),
+        Res(&["get", "list", "update", "watch"], CORE, &["pods"]),
+        Res(EVENT_WRITE, EVENTS, &["events"]),
+    ]},
     RoleDef { name: "system:kube-dns", labels: &[], aggregates: &[], rules: &[
         Res(&["list", "watch"], CORE, &["endpoints", "services"]),
     ]},
@@ -316,6 +347,10 @@ pub const CLUSTER_ROLE_BINDINGS: &[BindingDef] = &[
     BindingDef { role: "system:discovery", subjects: &[Subject::Group("system:authenticated")] },
     BindingDef { role: "system:kube-controller-manager", subjects: &[Subject::User("system:kube-controller-manager")] },
     BindingDef { role: "system:controller:service-account-controller", subjects: &[Subject::ServiceAccount("kube-system", "service-account-controller")] },
+    BindingDef { role: "system:controller:replicaset-controller", subjects: &[Subject::ServiceAccount("kube-system", "replicaset-controller")] },
+    BindingDef { role: "system:controller:replication-controller", subjects: &[Subject::ServiceAccount("kube-system", "replication-controller")] },
+    BindingDef { role: "system:controller:daemon-set-controller", subjects: &[Subject::ServiceAccount("kube-system", "daemon-set-controller")] },
+    BindingDef { role: "system:controller:deployment-controller", subjects: &[Subject::ServiceAccount("kube-system", "deployment-controller")] },
     BindingDef { role: "system:kube-dns", subjects: &[Subject::ServiceAccount("kube-system", "kube-dns")] },
     BindingDef { role: "system:kube-scheduler", subjects: &[Subject::User("system:kube-scheduler")] },
     BindingDef { role: "system:monitoring", subjects: &[Subject::Group("system:monitoring")] },

@@ -422,3 +422,67 @@ impl Cluster {
         wait_with_timeout(cmd.spawn().expect("spawn kubectl"), Duration::from_secs(60))
     }
 }
+
+/// A `rkube hollow-nodes` process, killed (by PID) when dropped.
+pub struct HollowNodes(Child);
+
+impl HollowNodes {
+    pub fn start(c: &Cluster, extra: &[&str]) -> HollowNodes {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(c.data_dir().join("hollow.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
+            .arg("hollow-nodes")
+            .arg("--kubeconfig")
+            .arg(&c.kubeconfig)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn rkube hollow-nodes");
+        HollowNodes(child)
+    }
+}
+
+impl Drop for HollowNodes {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `kubectl args` until its output satisfies `check` (up to 30 s); returns the
+/// last output.
+pub fn wait_for(c: &Cluster, args: &[&str], what: &str, check: impl Fn(&str) -> bool) -> String {
+    wait_for_within(c, Duration::from_secs(30), args, what, check)
+}
+
+/// [`wait_for`] with a chosen timeout.
+pub fn wait_for_within(
+    c: &Cluster,
+    timeout: Duration,
+    args: &[&str],
+    what: &str,
+    check: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let out = c.kubectl(args);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() && check(&text) {
+            return text;
+        }
+        if Instant::now() > deadline {
+            let hollow =
+                std::fs::read_to_string(c.data_dir().join("hollow.log")).unwrap_or_default();
+            panic!(
+                "timed out waiting for {what}: last output {text:?} {}\n--- server log ---\n{}\n--- hollow nodes ---\n{hollow}",
+                String::from_utf8_lossy(&out.stderr),
+                c.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
