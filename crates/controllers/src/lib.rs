@@ -7,6 +7,8 @@
 //! manager's configuration) and runs until the manager stops.
 #![forbid(unsafe_code)]
 
+pub mod discovery;
+pub mod namespace;
 pub mod registry;
 pub mod serviceaccount;
 

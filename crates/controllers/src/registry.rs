@@ -5,10 +5,19 @@ use futures::FutureExt;
 use crate::ControllerDef;
 
 /// The registry, in start order.
-pub static CONTROLLERS: &[ControllerDef] = &[ControllerDef {
-    name: "serviceaccount-controller",
-    alias: "serviceaccount",
-    service_account: "service-account-controller",
-    enabled_by_default: true,
-    start: |cx| crate::serviceaccount::run(cx).boxed(),
-}];
+pub static CONTROLLERS: &[ControllerDef] = &[
+    ControllerDef {
+        name: "serviceaccount-controller",
+        alias: "serviceaccount",
+        service_account: "service-account-controller",
+        enabled_by_default: true,
+        start: |cx| crate::serviceaccount::run(cx).boxed(),
+    },
+    ControllerDef {
+        name: "namespace-controller",
+        alias: "namespace",
+        service_account: "namespace-controller",
+        enabled_by_default: true,
+        start: |cx| crate::namespace::run(cx).boxed(),
+    },
+];
