@@ -20,4 +20,11 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         enabled_by_default: true,
         start: |cx| crate::namespace::run(cx).boxed(),
     },
+    ControllerDef {
+        name: "garbage-collector-controller",
+        alias: "garbagecollector",
+        service_account: "generic-garbage-collector",
+        enabled_by_default: true,
+        start: |cx| crate::garbagecollector::run(cx).boxed(),
+    },
 ];

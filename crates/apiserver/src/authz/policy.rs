@@ -189,6 +189,10 @@ pub const CLUSTER_ROLES: &[RoleDef] = &[
     ]},
     // Controllers' roles (upstream's controller_policy), used with per-controller
     // service-account credentials: `system:controller:<controller>`.
+    RoleDef { name: "system:controller:generic-garbage-collector", labels: &[], aggregates: &[], rules: &[
+        Res(&["delete", "get", "list", "patch", "update", "watch"], &["*"], &["*"]),
+        Res(EVENT_WRITE, EVENTS, &["events"]),
+    ]},
     RoleDef { name: "system:controller:namespace-controller", labels: &[], aggregates: &[], rules: &[
         Res(&["delete", "get", "list", "watch"], CORE, &["namespaces"]),
         Res(&["update"], CORE, &["namespaces/finalize", "namespaces/status"]),
@@ -320,6 +324,7 @@ pub const CLUSTER_ROLE_BINDINGS: &[BindingDef] = &[
     BindingDef { role: "system:basic-user", subjects: &[Subject::Group("system:authenticated")] },
     BindingDef { role: "system:discovery", subjects: &[Subject::Group("system:authenticated")] },
     BindingDef { role: "system:kube-controller-manager", subjects: &[Subject::User("system:kube-controller-manager")] },
+    BindingDef { role: "system:controller:generic-garbage-collector", subjects: &[Subject::ServiceAccount("kube-system", "generic-garbage-collector")] },
     BindingDef { role: "system:controller:namespace-controller", subjects: &[Subject::ServiceAccount("kube-system", "namespace-controller")] },
     BindingDef { role: "system:controller:service-account-controller", subjects: &[Subject::ServiceAccount("kube-system", "service-account-controller")] },
     BindingDef { role: "system:kube-dns", subjects: &[Subject::ServiceAccount("kube-system", "kube-dns")] },
