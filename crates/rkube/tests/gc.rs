@@ -190,10 +190,20 @@ fn a_custom_resource_owner_cascades_too() {
         "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: widgets.example.com}\nspec:\n  group: example.com\n  scope: Namespaced\n  names: {plural: widgets, kind: Widget}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}\n",
     );
     eventually(&c, "the CRD to be established", || {
-        c.kubectl(&["get", "widgets", "-n", "default"]).status.success()
+        c.kubectl(&["get", "widgets", "-n", "default"])
+            .status
+            .success()
     });
     c.create("apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w, namespace: default}\n");
-    let uid = c.ok(&["get", "widget", "w", "-n", "default", "-o", "jsonpath={.metadata.uid}"]);
+    let uid = c.ok(&[
+        "get",
+        "widget",
+        "w",
+        "-n",
+        "default",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
     c.create(&format!(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: part\n  namespace: default\n  ownerReferences: [{{apiVersion: example.com/v1, kind: Widget, name: w, uid: {uid}}}]\n"
     ));
