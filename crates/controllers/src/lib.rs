@@ -10,7 +10,9 @@
 pub mod discovery;
 pub mod garbagecollector;
 pub mod namespace;
+pub mod podgc;
 pub mod registry;
+pub mod resourcequota;
 pub mod serviceaccount;
 
 use std::future::Future;

@@ -27,4 +27,18 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         enabled_by_default: true,
         start: |cx| crate::garbagecollector::run(cx).boxed(),
     },
+    ControllerDef {
+        name: "pod-garbage-collector-controller",
+        alias: "podgc",
+        service_account: "pod-garbage-collector",
+        enabled_by_default: true,
+        start: |cx| crate::podgc::run(cx).boxed(),
+    },
+    ControllerDef {
+        name: "resourcequota-controller",
+        alias: "resourcequota",
+        service_account: "resourcequota-controller",
+        enabled_by_default: true,
+        start: |cx| crate::resourcequota::run(cx).boxed(),
+    },
 ];

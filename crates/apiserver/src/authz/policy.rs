@@ -198,6 +198,16 @@ pub const CLUSTER_ROLES: &[RoleDef] = &[
         Res(&["update"], CORE, &["namespaces/finalize", "namespaces/status"]),
         Res(&["delete", "deletecollection", "get", "list", "watch"], &["*"], &["*"]),
     ]},
+    RoleDef { name: "system:controller:pod-garbage-collector", labels: &[], aggregates: &[], rules: &[
+        Res(&["delete", "list", "watch"], CORE, &["pods"]),
+        Res(READ, CORE, &["nodes"]),
+        Res(&["patch"], CORE, &["pods/status"]),
+    ]},
+    RoleDef { name: "system:controller:resourcequota-controller", labels: &[], aggregates: &[], rules: &[
+        Res(&["list", "watch"], &["*"], &["*"]),
+        Res(&["update"], CORE, &["resourcequotas/status"]),
+        Res(EVENT_WRITE, EVENTS, &["events"]),
+    ]},
     RoleDef { name: "system:controller:service-account-controller", labels: &[], aggregates: &[], rules: &[
         Res(CREATE, CORE, &["serviceaccounts"]),
         Res(EVENT_WRITE, EVENTS, &["events"]),
@@ -326,6 +336,8 @@ pub const CLUSTER_ROLE_BINDINGS: &[BindingDef] = &[
     BindingDef { role: "system:kube-controller-manager", subjects: &[Subject::User("system:kube-controller-manager")] },
     BindingDef { role: "system:controller:generic-garbage-collector", subjects: &[Subject::ServiceAccount("kube-system", "generic-garbage-collector")] },
     BindingDef { role: "system:controller:namespace-controller", subjects: &[Subject::ServiceAccount("kube-system", "namespace-controller")] },
+    BindingDef { role: "system:controller:pod-garbage-collector", subjects: &[Subject::ServiceAccount("kube-system", "pod-garbage-collector")] },
+    BindingDef { role: "system:controller:resourcequota-controller", subjects: &[Subject::ServiceAccount("kube-system", "resourcequota-controller")] },
     BindingDef { role: "system:controller:service-account-controller", subjects: &[Subject::ServiceAccount("kube-system", "service-account-controller")] },
     BindingDef { role: "system:kube-dns", subjects: &[Subject::ServiceAccount("kube-system", "kube-dns")] },
     BindingDef { role: "system:kube-scheduler", subjects: &[Subject::User("system:kube-scheduler")] },
