@@ -1,7 +1,7 @@
 //! The ResourceQuota controller (upstream `resourcequota-controller`): keeps every
 //! quota's `status.hard` (a copy of `spec.hard`) and `status.used` (what the namespace's
 //! objects charge, see [`usage`]) current. A quota is recomputed when it changes, when
-//! pods, services or claims of its namespace change, and every 30 s for object counts.
+//! pods, services, claims, ConfigMaps or Secrets of its namespace change, and every 30 s for object counts.
 
 pub mod usage;
 
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
-    PersistentVolumeClaim, Pod, ResourceQuota, ResourceQuotaStatus, Service,
+    ConfigMap, PersistentVolumeClaim, Pod, ResourceQuota, ResourceQuotaStatus, Secret, Service,
 };
 use kube::api::{DynamicObject, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
@@ -31,40 +31,48 @@ pub async fn run(cx: Context) {
     let quotas: Api<ResourceQuota> = Api::all(cx.watch_client.clone());
     let controller = Controller::new(quotas, watcher::Config::default());
     let store = controller.store();
-    let in_namespace = |store: Store<ResourceQuota>| {
-        move |ns: Option<String>| {
-            store
-                .state()
-                .into_iter()
-                .filter(|q| q.namespace() == ns)
-                .map(|q| ObjectRef::from_obj(&*q))
-                .collect::<Vec<_>>()
-        }
-    };
-    let (by_pod, by_svc, by_pvc) = (
-        in_namespace(store.clone()),
-        in_namespace(store.clone()),
-        in_namespace(store),
-    );
+    let cfg = watcher::Config::default;
+    let client = &cx.watch_client;
     controller
         .watches(
-            Api::<Pod>::all(cx.watch_client.clone()),
-            watcher::Config::default(),
-            move |p| by_pod(p.namespace()),
+            Api::<Pod>::all(client.clone()),
+            cfg(),
+            quotas_in(store.clone()),
         )
         .watches(
-            Api::<Service>::all(cx.watch_client.clone()),
-            watcher::Config::default(),
-            move |s| by_svc(s.namespace()),
+            Api::<Service>::all(client.clone()),
+            cfg(),
+            quotas_in(store.clone()),
         )
         .watches(
-            Api::<PersistentVolumeClaim>::all(cx.watch_client.clone()),
-            watcher::Config::default(),
-            move |c| by_pvc(c.namespace()),
+            Api::<PersistentVolumeClaim>::all(client.clone()),
+            cfg(),
+            quotas_in(store.clone()),
         )
+        .watches(
+            Api::<ConfigMap>::all(client.clone()),
+            cfg(),
+            quotas_in(store.clone()),
+        )
+        .watches(Api::<Secret>::all(client.clone()), cfg(), quotas_in(store))
         .run(reconcile, error_policy, Arc::new(cx))
         .for_each(|_| async {})
         .await;
+}
+
+/// Maps an object to the quotas of its namespace (upstream's replenishment).
+fn quotas_in<K: ResourceExt>(
+    store: Store<ResourceQuota>,
+) -> impl Fn(K) -> Vec<ObjectRef<ResourceQuota>> {
+    move |obj| {
+        let ns = obj.namespace();
+        store
+            .state()
+            .into_iter()
+            .filter(|q| q.namespace() == ns)
+            .map(|q| ObjectRef::from_obj(&*q))
+            .collect()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
