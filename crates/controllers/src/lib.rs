@@ -9,9 +9,14 @@
 
 pub mod daemonset;
 pub mod deployment;
+pub mod discovery;
+pub mod garbagecollector;
+pub mod namespace;
+pub mod podgc;
 pub mod podutil;
 pub mod registry;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod serviceaccount;
 
 use std::future::Future;

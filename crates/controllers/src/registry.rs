@@ -41,4 +41,32 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         enabled_by_default: true,
         start: |cx| crate::daemonset::run(cx).boxed(),
     },
+    ControllerDef {
+        name: "namespace-controller",
+        alias: "namespace",
+        service_account: "namespace-controller",
+        enabled_by_default: true,
+        start: |cx| crate::namespace::run(cx).boxed(),
+    },
+    ControllerDef {
+        name: "garbage-collector-controller",
+        alias: "garbagecollector",
+        service_account: "generic-garbage-collector",
+        enabled_by_default: true,
+        start: |cx| crate::garbagecollector::run(cx).boxed(),
+    },
+    ControllerDef {
+        name: "pod-garbage-collector-controller",
+        alias: "podgc",
+        service_account: "pod-garbage-collector",
+        enabled_by_default: true,
+        start: |cx| crate::podgc::run(cx).boxed(),
+    },
+    ControllerDef {
+        name: "resourcequota-controller",
+        alias: "resourcequota",
+        service_account: "resourcequota-controller",
+        enabled_by_default: true,
+        start: |cx| crate::resourcequota::run(cx).boxed(),
+    },
 ];

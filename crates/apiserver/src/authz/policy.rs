@@ -192,6 +192,25 @@ pub const CLUSTER_ROLES: &[RoleDef] = &[
     ]},
     // Controllers' roles (upstream's controller_policy), used with per-controller
     // service-account credentials: `system:controller:<controller>`.
+    RoleDef { name: "system:controller:generic-garbage-collector", labels: &[], aggregates: &[], rules: &[
+        Res(&["delete", "get", "list", "patch", "update", "watch"], &["*"], &["*"]),
+        Res(EVENT_WRITE, EVENTS, &["events"]),
+    ]},
+    RoleDef { name: "system:controller:namespace-controller", labels: &[], aggregates: &[], rules: &[
+        Res(&["delete", "get", "list", "watch"], CORE, &["namespaces"]),
+        Res(&["update"], CORE, &["namespaces/finalize", "namespaces/status"]),
+        Res(&["delete", "deletecollection", "get", "list", "watch"], &["*"], &["*"]),
+    ]},
+    RoleDef { name: "system:controller:pod-garbage-collector", labels: &[], aggregates: &[], rules: &[
+        Res(&["delete", "list", "watch"], CORE, &["pods"]),
+        Res(READ, CORE, &["nodes"]),
+        Res(&["patch"], CORE, &["pods/status"]),
+    ]},
+    RoleDef { name: "system:controller:resourcequota-controller", labels: &[], aggregates: &[], rules: &[
+        Res(&["list", "watch"], &["*"], &["*"]),
+        Res(&["update"], CORE, &["resourcequotas/status"]),
+        Res(EVENT_WRITE, EVENTS, &["events"]),
+    ]},
     RoleDef { name: "system:controller:service-account-controller", labels: &[], aggregates: &[], rules: &[
         Res(CREATE, CORE, &["serviceaccounts"]),
         Res(EVENT_WRITE, EVENTS, &["events"]),
@@ -346,6 +365,10 @@ pub const CLUSTER_ROLE_BINDINGS: &[BindingDef] = &[
     BindingDef { role: "system:basic-user", subjects: &[Subject::Group("system:authenticated")] },
     BindingDef { role: "system:discovery", subjects: &[Subject::Group("system:authenticated")] },
     BindingDef { role: "system:kube-controller-manager", subjects: &[Subject::User("system:kube-controller-manager")] },
+    BindingDef { role: "system:controller:generic-garbage-collector", subjects: &[Subject::ServiceAccount("kube-system", "generic-garbage-collector")] },
+    BindingDef { role: "system:controller:namespace-controller", subjects: &[Subject::ServiceAccount("kube-system", "namespace-controller")] },
+    BindingDef { role: "system:controller:pod-garbage-collector", subjects: &[Subject::ServiceAccount("kube-system", "pod-garbage-collector")] },
+    BindingDef { role: "system:controller:resourcequota-controller", subjects: &[Subject::ServiceAccount("kube-system", "resourcequota-controller")] },
     BindingDef { role: "system:controller:service-account-controller", subjects: &[Subject::ServiceAccount("kube-system", "service-account-controller")] },
     BindingDef { role: "system:controller:replicaset-controller", subjects: &[Subject::ServiceAccount("kube-system", "replicaset-controller")] },
     BindingDef { role: "system:controller:replication-controller", subjects: &[Subject::ServiceAccount("kube-system", "replication-controller")] },
