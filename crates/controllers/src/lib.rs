@@ -7,8 +7,13 @@
 //! manager's configuration) and runs until the manager stops.
 #![forbid(unsafe_code)]
 
+pub mod endpoint_util;
+pub mod endpoints;
+pub mod endpointslice;
+pub mod nodeipam;
 pub mod registry;
 pub mod serviceaccount;
+pub mod streams;
 
 use std::future::Future;
 use std::sync::Arc;

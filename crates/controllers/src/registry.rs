@@ -5,10 +5,33 @@ use futures::FutureExt;
 use crate::ControllerDef;
 
 /// The registry, in start order.
-pub static CONTROLLERS: &[ControllerDef] = &[ControllerDef {
-    name: "serviceaccount-controller",
-    alias: "serviceaccount",
-    service_account: "service-account-controller",
-    enabled_by_default: true,
-    start: |cx| crate::serviceaccount::run(cx).boxed(),
-}];
+pub static CONTROLLERS: &[ControllerDef] = &[
+    ControllerDef {
+        name: "serviceaccount-controller",
+        alias: "serviceaccount",
+        service_account: "service-account-controller",
+        enabled_by_default: true,
+        start: |cx| crate::serviceaccount::run(cx).boxed(),
+    },
+    ControllerDef {
+        name: "endpoints-controller",
+        alias: "endpoint",
+        service_account: "endpoint-controller",
+        enabled_by_default: true,
+        start: |cx| crate::endpoints::run(cx).boxed(),
+    },
+    ControllerDef {
+        name: "endpointslice-controller",
+        alias: "endpointslice",
+        service_account: "endpointslice-controller",
+        enabled_by_default: true,
+        start: |cx| crate::endpointslice::run(cx).boxed(),
+    },
+    ControllerDef {
+        name: "node-ipam-controller",
+        alias: "nodeipam",
+        service_account: "node-controller",
+        enabled_by_default: true,
+        start: |cx| crate::nodeipam::run(cx).boxed(),
+    },
+];
