@@ -11,9 +11,11 @@ pub mod endpoint_util;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod nodeipam;
+pub mod nodelifecycle;
 pub mod registry;
 pub mod serviceaccount;
 pub mod streams;
+pub mod tainteviction;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -39,6 +41,10 @@ pub struct Config {
     /// `--node-monitor-grace-period`: how long a node may go without heartbeats before
     /// it is marked Unknown.
     pub node_monitor_grace_period: Duration,
+    /// `--node-monitor-period`: how often node health is checked.
+    pub node_monitor_period: Duration,
+    /// `--node-eviction-rate`: nodes per second tainted for eviction in a healthy zone.
+    pub node_eviction_rate: f64,
     /// The cluster CA bundle (PEM) published as `kube-root-ca.crt` in every namespace.
     pub root_ca_pem: Option<String>,
 }
@@ -49,6 +55,8 @@ impl Default for Config {
             cluster_cidr: None,
             node_cidr_mask_size: 24,
             node_monitor_grace_period: Duration::from_secs(50),
+            node_monitor_period: Duration::from_secs(5),
+            node_eviction_rate: 0.1,
             root_ca_pem: None,
         }
     }

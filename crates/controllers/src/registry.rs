@@ -34,4 +34,18 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         enabled_by_default: true,
         start: |cx| crate::nodeipam::run(cx).boxed(),
     },
+    ControllerDef {
+        name: "node-lifecycle-controller",
+        alias: "nodelifecycle",
+        service_account: "node-controller",
+        enabled_by_default: true,
+        start: |cx| crate::nodelifecycle::run(cx).boxed(),
+    },
+    ControllerDef {
+        name: "taint-eviction-controller",
+        alias: "taint-eviction-controller",
+        service_account: "node-controller",
+        enabled_by_default: true,
+        start: |cx| crate::tainteviction::run(cx).boxed(),
+    },
 ];
