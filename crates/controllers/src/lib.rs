@@ -13,7 +13,9 @@ pub mod endpointslice;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod registry;
+pub mod rootcacertpublisher;
 pub mod serviceaccount;
+pub mod serviceaccounttoken;
 pub mod streams;
 pub mod tainteviction;
 
@@ -47,6 +49,8 @@ pub struct Config {
     pub node_eviction_rate: f64,
     /// The cluster CA bundle (PEM) published as `kube-root-ca.crt` in every namespace.
     pub root_ca_pem: Option<String>,
+    /// The service-account token signing key (`pki/sa.key`), for legacy token Secrets.
+    pub service_account_key: Option<Arc<rkube_pki::ServiceAccountKey>>,
 }
 
 impl Default for Config {
@@ -58,6 +62,7 @@ impl Default for Config {
             node_monitor_period: Duration::from_secs(5),
             node_eviction_rate: 0.1,
             root_ca_pem: None,
+            service_account_key: None,
         }
     }
 }

@@ -48,4 +48,19 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         enabled_by_default: true,
         start: |cx| crate::tainteviction::run(cx).boxed(),
     },
+    ControllerDef {
+        name: "root-ca-certificate-publisher-controller",
+        alias: "root-ca-cert-publisher",
+        service_account: "root-ca-cert-publisher",
+        enabled_by_default: true,
+        start: |cx| crate::rootcacertpublisher::run(cx).boxed(),
+    },
+    ControllerDef {
+        name: "serviceaccount-token-controller",
+        alias: "serviceaccount-token",
+        // Writes with the manager's own client (upstream's root "tokens-controller").
+        service_account: "tokens-controller",
+        enabled_by_default: true,
+        start: |cx| crate::serviceaccounttoken::run(cx).boxed(),
+    },
 ];

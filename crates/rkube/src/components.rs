@@ -83,6 +83,7 @@ impl ControllerFlags {
             node_monitor_period: self.node_monitor_period,
             node_eviction_rate: self.node_eviction_rate,
             root_ca_pem,
+            service_account_key: None,
         }
     }
 }
