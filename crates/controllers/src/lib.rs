@@ -7,6 +7,7 @@
 //! manager's configuration) and runs until the manager stops.
 #![forbid(unsafe_code)]
 
+pub mod bootstrap;
 pub mod endpoint_util;
 pub mod endpoints;
 pub mod endpointslice;
@@ -51,6 +52,8 @@ pub struct Config {
     pub root_ca_pem: Option<String>,
     /// The service-account token signing key (`pki/sa.key`), for legacy token Secrets.
     pub service_account_key: Option<Arc<rkube_pki::ServiceAccountKey>>,
+    /// The API server's URL, written into `cluster-info`'s kubeconfig.
+    pub server_url: Option<String>,
 }
 
 impl Default for Config {
@@ -63,6 +66,7 @@ impl Default for Config {
             node_eviction_rate: 0.1,
             root_ca_pem: None,
             service_account_key: None,
+            server_url: None,
         }
     }
 }

@@ -63,4 +63,18 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         enabled_by_default: true,
         start: |cx| crate::serviceaccounttoken::run(cx).boxed(),
     },
+    ControllerDef {
+        name: "bootstrap-signer-controller",
+        alias: "bootstrapsigner",
+        service_account: "bootstrap-signer",
+        enabled_by_default: true,
+        start: |cx| crate::bootstrap::signer::run(cx).boxed(),
+    },
+    ControllerDef {
+        name: "token-cleaner-controller",
+        alias: "tokencleaner",
+        service_account: "token-cleaner",
+        enabled_by_default: true,
+        start: |cx| crate::bootstrap::tokencleaner::run(cx).boxed(),
+    },
 ];

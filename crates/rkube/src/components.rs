@@ -84,6 +84,7 @@ impl ControllerFlags {
             node_eviction_rate: self.node_eviction_rate,
             root_ca_pem,
             service_account_key: None,
+            server_url: None,
         }
     }
 }
