@@ -7,17 +7,27 @@
 //! manager's configuration) and runs until the manager stops.
 #![forbid(unsafe_code)]
 
+pub mod bootstrap;
 pub mod daemonset;
 pub mod deployment;
 pub mod discovery;
+pub mod endpoint_util;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod garbagecollector;
 pub mod namespace;
+pub mod nodeipam;
+pub mod nodelifecycle;
 pub mod podgc;
 pub mod podutil;
 pub mod registry;
 pub mod replicaset;
 pub mod resourcequota;
+pub mod rootcacertpublisher;
 pub mod serviceaccount;
+pub mod serviceaccounttoken;
+pub mod streams;
+pub mod tainteviction;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -43,8 +53,16 @@ pub struct Config {
     /// `--node-monitor-grace-period`: how long a node may go without heartbeats before
     /// it is marked Unknown.
     pub node_monitor_grace_period: Duration,
+    /// `--node-monitor-period`: how often node health is checked.
+    pub node_monitor_period: Duration,
+    /// `--node-eviction-rate`: nodes per second tainted for eviction in a healthy zone.
+    pub node_eviction_rate: f64,
     /// The cluster CA bundle (PEM) published as `kube-root-ca.crt` in every namespace.
     pub root_ca_pem: Option<String>,
+    /// The service-account token signing key (`pki/sa.key`), for legacy token Secrets.
+    pub service_account_key: Option<Arc<rkube_pki::ServiceAccountKey>>,
+    /// The API server's URL, written into `cluster-info`'s kubeconfig.
+    pub server_url: Option<String>,
 }
 
 impl Default for Config {
@@ -53,7 +71,11 @@ impl Default for Config {
             cluster_cidr: None,
             node_cidr_mask_size: 24,
             node_monitor_grace_period: Duration::from_secs(50),
+            node_monitor_period: Duration::from_secs(5),
+            node_eviction_rate: 0.1,
             root_ca_pem: None,
+            service_account_key: None,
+            server_url: None,
         }
     }
 }

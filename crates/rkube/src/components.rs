@@ -66,6 +66,12 @@ pub(crate) struct ControllerFlags {
     /// How long a node may miss heartbeats before it is marked Unknown (e.g. 50s).
     #[arg(long, default_value = "50s", value_parser = parse_duration)]
     pub node_monitor_grace_period: std::time::Duration,
+    /// How often node health is checked (e.g. 5s).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub node_monitor_period: std::time::Duration,
+    /// Nodes per second tainted for eviction in a healthy zone.
+    #[arg(long, default_value_t = 0.1)]
+    pub node_eviction_rate: f64,
 }
 
 impl ControllerFlags {
@@ -74,7 +80,11 @@ impl ControllerFlags {
             cluster_cidr: self.cluster_cidr.clone(),
             node_cidr_mask_size: self.node_cidr_mask_size,
             node_monitor_grace_period: self.node_monitor_grace_period,
+            node_monitor_period: self.node_monitor_period,
+            node_eviction_rate: self.node_eviction_rate,
             root_ca_pem,
+            service_account_key: None,
+            server_url: None,
         }
     }
 }

@@ -191,7 +191,9 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
         (!args.disable_scheduler).then(|| start_scheduler(&state, stop_scheduler.clone()));
     let stop_controllers = std::sync::Arc::new(tokio::sync::Notify::new());
     let controllers = (!args.disable_controller_manager).then(|| {
-        let config = args.controllers.config(Some(pki.ca_cert_pem().to_owned()));
+        let mut config = args.controllers.config(Some(pki.ca_cert_pem().to_owned()));
+        config.service_account_key = Some(pki.service_account_key().clone());
+        config.server_url = Some(server_url.clone());
         start_controller_manager(&state, &args.controllers, config, stop_controllers.clone())
     });
     let stop_kubelet = std::sync::Arc::new(tokio::sync::Notify::new());

@@ -243,6 +243,29 @@ pub const CLUSTER_ROLES: &[RoleDef] = &[
         Res(&["get", "list", "update", "watch"], CORE, &["pods"]),
         Res(EVENT_WRITE, EVENTS, &["events"]),
     ]},
+    RoleDef { name: "system:controller:endpoint-controller", labels: &[], aggregates: &[], rules: &[
+        Res(READ, CORE, &["pods", "services"]),
+        Res(&["create", "delete", "get", "list", "update", "watch"], CORE, &["endpoints"]),
+        Res(CREATE, CORE, &["endpoints/restricted"]),
+        Res(EVENT_WRITE, EVENTS, &["events"]),
+    ]},
+    RoleDef { name: "system:controller:endpointslice-controller", labels: &[], aggregates: &[], rules: &[
+        Res(READ, CORE, &["nodes", "pods", "services"]),
+        Res(&["update"], CORE, &["services/finalizers"]),
+        Res(&["create", "delete", "get", "list", "update", "watch"], &["discovery.k8s.io"], &["endpointslices"]),
+        Res(EVENT_WRITE, EVENTS, &["events"]),
+    ]},
+    RoleDef { name: "system:controller:node-controller", labels: &[], aggregates: &[], rules: &[
+        Res(&["delete", "get", "list", "patch", "update", "watch"], CORE, &["nodes"]),
+        Res(&["patch", "update"], CORE, &["nodes/status"]),
+        Res(&["patch", "update"], CORE, &["pods/status"]),
+        Res(&["delete", "get", "list", "watch"], CORE, &["pods"]),
+        Res(EVENT_WRITE, EVENTS, &["events"]),
+    ]},
+    RoleDef { name: "system:controller:root-ca-cert-publisher", labels: &[], aggregates: &[], rules: &[
+        Res(&["create", "update"], CORE, &["configmaps"]),
+        Res(EVENT_WRITE, EVENTS, &["events"]),
+    ]},
     RoleDef { name: "system:kube-dns", labels: &[], aggregates: &[], rules: &[
         Res(&["list", "watch"], CORE, &["endpoints", "services"]),
     ]},
@@ -374,6 +397,10 @@ pub const CLUSTER_ROLE_BINDINGS: &[BindingDef] = &[
     BindingDef { role: "system:controller:replication-controller", subjects: &[Subject::ServiceAccount("kube-system", "replication-controller")] },
     BindingDef { role: "system:controller:daemon-set-controller", subjects: &[Subject::ServiceAccount("kube-system", "daemon-set-controller")] },
     BindingDef { role: "system:controller:deployment-controller", subjects: &[Subject::ServiceAccount("kube-system", "deployment-controller")] },
+    BindingDef { role: "system:controller:endpoint-controller", subjects: &[Subject::ServiceAccount("kube-system", "endpoint-controller")] },
+    BindingDef { role: "system:controller:endpointslice-controller", subjects: &[Subject::ServiceAccount("kube-system", "endpointslice-controller")] },
+    BindingDef { role: "system:controller:node-controller", subjects: &[Subject::ServiceAccount("kube-system", "node-controller")] },
+    BindingDef { role: "system:controller:root-ca-cert-publisher", subjects: &[Subject::ServiceAccount("kube-system", "root-ca-cert-publisher")] },
     BindingDef { role: "system:kube-dns", subjects: &[Subject::ServiceAccount("kube-system", "kube-dns")] },
     BindingDef { role: "system:kube-scheduler", subjects: &[Subject::User("system:kube-scheduler")] },
     BindingDef { role: "system:monitoring", subjects: &[Subject::Group("system:monitoring")] },
@@ -387,6 +414,82 @@ pub const CLUSTER_ROLE_BINDINGS: &[BindingDef] = &[
     BindingDef { role: "system:service-account-issuer-discovery", subjects: &[Subject::Group("system:serviceaccounts")] },
     BindingDef { role: "system:volume-scheduler", subjects: &[Subject::User("system:kube-scheduler")] },
 ];
+
+/// Upstream's default namespaced Roles (namespace_policy.go) that controllers here use:
+/// (namespace, role).
+pub const NAMESPACED_ROLES: &[(&str, RoleDef)] = &[
+    (
+        "kube-public",
+        RoleDef {
+            name: "system:controller:bootstrap-signer",
+            labels: &[],
+            aggregates: &[],
+            rules: &[
+                Res(READ, CORE, &["configmaps"]),
+                Named(&["update"], CORE, &["configmaps"], &["cluster-info"]),
+                Res(EVENT_WRITE, EVENTS, &["events"]),
+                // rkube's bootstrap signer also makes cluster-info when nothing else has.
+                Res(CREATE, CORE, &["configmaps"]),
+            ],
+        },
+    ),
+    (
+        "kube-system",
+        RoleDef {
+            name: "system:controller:bootstrap-signer",
+            labels: &[],
+            aggregates: &[],
+            rules: &[Res(READ, CORE, &["secrets"])],
+        },
+    ),
+    (
+        "kube-system",
+        RoleDef {
+            name: "system:controller:token-cleaner",
+            labels: &[],
+            aggregates: &[],
+            rules: &[
+                Res(&["delete", "get", "list", "watch"], CORE, &["secrets"]),
+                Res(EVENT_WRITE, EVENTS, &["events"]),
+            ],
+        },
+    ),
+];
+
+/// Their RoleBindings: (namespace, binding of the Role named `role`).
+pub const NAMESPACED_ROLE_BINDINGS: &[(&str, BindingDef)] = &[
+    (
+        "kube-public",
+        BindingDef {
+            role: "system:controller:bootstrap-signer",
+            subjects: &[Subject::ServiceAccount("kube-system", "bootstrap-signer")],
+        },
+    ),
+    (
+        "kube-system",
+        BindingDef {
+            role: "system:controller:bootstrap-signer",
+            subjects: &[Subject::ServiceAccount("kube-system", "bootstrap-signer")],
+        },
+    ),
+    (
+        "kube-system",
+        BindingDef {
+            role: "system:controller:token-cleaner",
+            subjects: &[Subject::ServiceAccount("kube-system", "token-cleaner")],
+        },
+    ),
+];
+
+/// A cluster-scoped default object made a namespaced one (`Role`/`RoleBinding`).
+fn namespaced(mut obj: Value, kind: &str, namespace: &str) -> Value {
+    obj["kind"] = json!(kind);
+    obj["metadata"]["namespace"] = json!(namespace);
+    if obj.get("roleRef").is_some() {
+        obj["roleRef"]["kind"] = json!("Role");
+    }
+    obj
+}
 
 fn default_metadata(name: &str, extra_labels: &[&str]) -> Value {
     let mut labels = serde_json::Map::new();
@@ -564,6 +667,28 @@ pub async fn reconcile(state: &Arc<ApiState>) -> Result<(), String> {
         )
         .await?;
     }
+    for (ns, role) in NAMESPACED_ROLES {
+        let base = format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles");
+        ensure(
+            state,
+            &base,
+            &format!("{base}/{}", role.name),
+            namespaced(role.to_object(), "Role", ns),
+            merge_role,
+        )
+        .await?;
+    }
+    for (ns, binding) in NAMESPACED_ROLE_BINDINGS {
+        let base = format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings");
+        ensure(
+            state,
+            &base,
+            &format!("{base}/{}", binding.role),
+            namespaced(binding.to_object(), "RoleBinding", ns),
+            merge_binding,
+        )
+        .await?;
+    }
     for binding in CLUSTER_ROLE_BINDINGS {
         let path = format!(
             "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{}",
@@ -624,7 +749,10 @@ mod tests {
 
     #[test]
     fn default_rules_are_sorted_as_upstream_stores_them() {
-        for role in CLUSTER_ROLES {
+        for role in CLUSTER_ROLES
+            .iter()
+            .chain(NAMESPACED_ROLES.iter().map(|(_, r)| r))
+        {
             for rule in role.rules {
                 let r = rule.to_policy_rule();
                 for list in [

@@ -2,6 +2,8 @@
 //! Python `kubernetes` client from the venv that `scripts/install-deps.sh` creates.
 #![allow(dead_code)]
 
+pub mod hollow;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -1,0 +1,264 @@
+//! The taint eviction controller (upstream `taint-eviction-controller`): a pod on a node
+//! with `NoExecute` taints it does not tolerate is deleted at once; one tolerating them
+//! all with `tolerationSeconds` is deleted that long after the taints were seen (the
+//! shortest such toleration wins); one tolerating them forever stays. Each eviction is
+//! announced with upstream's `TaintManagerEviction` event and marks the pod with a
+//! `DisruptionTarget` condition before the delete; a scheduled eviction whose taints go
+//! away is cancelled.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Resource, ResourceExt};
+use rkube_scheduler::plugins::helper::tolerates;
+use serde_json::json;
+
+use crate::streams::reflected;
+use crate::Context;
+
+struct Ctx {
+    cx: Context,
+    nodes: Store<Node>,
+    /// When each pod's (by uid) pending eviction was first scheduled.
+    scheduled: Mutex<HashMap<String, Instant>>,
+    recorder: Recorder,
+}
+
+/// Runs the controller until dropped.
+pub async fn run(cx: Context) {
+    let wc = cx.watch_client.clone();
+    let (pods, pod_events) = reflected(Api::<Pod>::all(wc.clone()), Default::default());
+    let (nodes, node_events) = reflected(Api::<Node>::all(wc), Default::default());
+    let recorder = Recorder::new(
+        cx.client.clone(),
+        Reporter {
+            controller: "taint-eviction-controller".into(),
+            instance: None,
+        },
+    );
+    let ctx = Arc::new(Ctx {
+        cx,
+        nodes,
+        scheduled: Mutex::default(),
+        recorder,
+    });
+    let pod_store = pods.clone();
+    Controller::for_stream(pod_events.touched_objects(), pods)
+        .watches_stream(node_events.touched_objects(), move |node: Node| {
+            let name = node.name_any();
+            pod_store
+                .state()
+                .iter()
+                .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(&name))
+                .map(|p| ObjectRef::from_obj(&**p))
+                .collect::<Vec<_>>()
+        })
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| async {})
+        .await;
+}
+
+/// What to do with a pod given its node's `NoExecute` taints.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// No NoExecute taints, or all tolerated forever.
+    Keep,
+    /// Delete now: a taint is not tolerated (or a toleration allows 0 s).
+    EvictNow,
+    /// Delete after this long, unless the taints go.
+    EvictAfter(Duration),
+}
+
+/// Upstream's decision: every NoExecute taint must be tolerated; the shortest
+/// `tolerationSeconds` of the tolerations used bounds the stay (none: forever).
+pub fn verdict(taints: &[Taint], tolerations: &[Toleration]) -> Verdict {
+    let no_execute: Vec<&Taint> = taints.iter().filter(|t| t.effect == "NoExecute").collect();
+    if no_execute.is_empty() {
+        return Verdict::Keep;
+    }
+    let mut used: Vec<&Toleration> = Vec::new();
+    for taint in &no_execute {
+        let matching: Vec<&Toleration> =
+            tolerations.iter().filter(|t| tolerates(t, taint)).collect();
+        if matching.is_empty() {
+            return Verdict::EvictNow;
+        }
+        used.extend(matching);
+    }
+    let min = used.iter().filter_map(|t| t.toleration_seconds).min();
+    match min {
+        None => Verdict::Keep,
+        Some(s) if s <= 0 => Verdict::EvictNow,
+        Some(s) => Verdict::EvictAfter(Duration::from_secs(s as u64)),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot evict pod {pod}: {source}")]
+struct Error {
+    pod: String,
+    source: kube::Error,
+}
+
+async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let _ = ctx.nodes.wait_until_ready().await;
+    let uid = pod.uid().unwrap_or_default();
+    let ns = pod.namespace().unwrap_or_default();
+    let key = format!("{ns}/{}", pod.name_any());
+    let node = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .and_then(|n| ctx.nodes.get(&ObjectRef::new(&n)));
+    let (Some(node), None) = (node, &pod.metadata.deletion_timestamp) else {
+        ctx.scheduled.lock().unwrap().remove(&uid);
+        return Ok(Action::await_change());
+    };
+    let taints = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.clone())
+        .unwrap_or_default();
+    let tolerations = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.tolerations.clone())
+        .unwrap_or_default();
+    let now = Instant::now();
+    let due = match verdict(&taints, &tolerations) {
+        Verdict::Keep => {
+            let was = ctx.scheduled.lock().unwrap().remove(&uid).is_some();
+            if was {
+                let event = Event {
+                    type_: EventType::Normal,
+                    reason: "TaintManagerEviction".into(),
+                    note: Some(format!("Cancelling deletion of Pod {key}")),
+                    action: "CancelEviction".into(),
+                    secondary: None,
+                };
+                publish(&ctx, &event, &*pod).await;
+            }
+            return Ok(Action::await_change());
+        }
+        Verdict::EvictNow => now,
+        Verdict::EvictAfter(d) => {
+            *ctx.scheduled
+                .lock()
+                .unwrap()
+                .entry(uid.clone())
+                .or_insert(now)
+                + d
+        }
+    };
+    if due > now {
+        return Ok(Action::requeue(due - now));
+    }
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "TaintManagerEviction".into(),
+        note: Some(format!("Marking for deletion Pod {key}")),
+        action: "Evict".into(),
+        secondary: None,
+    };
+    publish(&ctx, &event, &*pod).await;
+    let api: Api<Pod> = Api::namespaced(ctx.cx.client.clone(), &ns);
+    let err = |source| Error {
+        pod: key.clone(),
+        source,
+    };
+    let now_time = k8s_openapi::jiff::Timestamp::now().to_string();
+    let condition = json!({"status": {"conditions": [{
+        "type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager",
+        "message": "Taint manager: deleting due to NoExecute taint",
+        "lastTransitionTime": now_time}]}});
+    match api
+        .patch_status(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Strategic(&condition),
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(Action::await_change()),
+        Err(e) => return Err(err(e)),
+    }
+    match api.delete(&pod.name_any(), &DeleteParams::default()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(e) => return Err(err(e)),
+    }
+    ctx.scheduled.lock().unwrap().remove(&uid);
+    Ok(Action::await_change())
+}
+
+async fn publish<K: Resource<DynamicType = ()>>(ctx: &Ctx, event: &Event, obj: &K) {
+    if let Err(e) = ctx.recorder.publish(event, &obj.object_ref(&())).await {
+        tracing::warn!(error = %e, "cannot record event");
+    }
+}
+
+fn error_policy(_: Arc<Pod>, error: &Error, _: Arc<Ctx>) -> Action {
+    tracing::warn!(%error, "taint-eviction-controller");
+    Action::requeue(Duration::from_secs(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn taints(v: serde_json::Value) -> Vec<Taint> {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn tols(v: serde_json::Value) -> Vec<Toleration> {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn verdicts_like_upstream() {
+        let unreachable = taints(json!([
+            {"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"},
+            {"key": "other", "effect": "NoSchedule"}]));
+        let cases = [
+            (json!([]), Verdict::EvictNow),
+            (
+                json!([{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"}]),
+                Verdict::Keep,
+            ),
+            (
+                json!([{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 3}]),
+                Verdict::EvictAfter(Duration::from_secs(3)),
+            ),
+            (
+                json!([{"operator": "Exists", "tolerationSeconds": 10},
+                       {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "tolerationSeconds": 5}]),
+                Verdict::EvictAfter(Duration::from_secs(5)),
+            ),
+            (
+                json!([{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "tolerationSeconds": 0}]),
+                Verdict::EvictNow,
+            ),
+            (
+                json!([{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoSchedule"}]),
+                Verdict::EvictNow,
+            ),
+        ];
+        for (t, want) in cases {
+            assert_eq!(verdict(&unreachable, &tols(t.clone())), want, "{t}");
+        }
+        assert_eq!(
+            verdict(&taints(json!([{"key": "a", "effect": "NoSchedule"}])), &[]),
+            Verdict::Keep
+        );
+    }
+}
