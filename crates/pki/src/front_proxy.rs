@@ -33,10 +33,12 @@ impl FrontProxyPki {
     /// expires within the renewal window or was not signed by the CA).
     pub fn load_or_create(pki_dir: &Path, options: PkiOptions) -> Result<Self> {
         let now = options.now();
-        let ca = ClusterCa::load_or_create_named(
+        let ca = ClusterCa::load_or_create(
             pki_dir,
-            FRONT_PROXY_CA_NAME,
-            FRONT_PROXY_CA_NAME,
+            crate::ca::CaSpec {
+                stem: FRONT_PROXY_CA_NAME,
+                common_name: FRONT_PROXY_CA_NAME,
+            },
             now,
             options.ca_validity,
             options.renew_before,
@@ -54,6 +56,7 @@ impl FrontProxyPki {
             &request,
             now,
             options.renew_before,
+            false,
         )?;
         Ok(Self { ca, client })
     }

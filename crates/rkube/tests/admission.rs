@@ -78,10 +78,10 @@ impl WebhookServer {
         let material = rkube_pki::ClusterPki::load_or_create(pki.path(), &names).unwrap();
         let ca_bundle =
             base64::engine::general_purpose::STANDARD.encode(material.ca_cert_pem().as_bytes());
-        let config = rkube_apiserver::tls::server_config(rkube_apiserver::tls::TlsMaterial {
+        let config = rkube_apiserver::tls::DynamicTls::new(rkube_apiserver::tls::TlsMaterial {
             cert_chain: material.serving_cert_chain_der(),
             key: material.serving_key_der(),
-            client_ca: material.ca_cert_der().clone(),
+            client_cas: vec![material.ca_cert_der().clone()],
         })
         .unwrap();
         let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -677,7 +677,12 @@ fn node_restriction() {
     // Tokens only for pods bound to itself.
     let (ok, _, err) = run(&["create", "token", "default"], None);
     assert!(!ok);
-    assert!(err.contains("serviceaccounts \"default\" is forbidden: node requested token not bound to a pod"), "{err}");
+    assert!(
+        err.contains(
+            "serviceaccounts \"default\" is forbidden: node requested token not bound to a pod"
+        ),
+        "{err}"
+    );
     // Leases: its own, in kube-node-lease.
     let lease = |name: &str| {
         format!("apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: {name}\n  namespace: kube-node-lease\nspec:\n  holderIdentity: {name}\n")
