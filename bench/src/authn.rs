@@ -1,7 +1,8 @@
 //! The cost of authenticating a request's bearer token: an ES256 signature check alone,
 //! a service-account JWT through the whole authenticator (cold: signature checked; warm:
 //! the verification cache hit plus the service account's point read), a pod-bound token
-//! (one more read), a bootstrap token and a static token, on the embedded SQLite store.
+//! (one more read), a bootstrap token and a static token, on the embedded SQLite store;
+//! and a client certificate's verification against the client CA bundle.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -141,6 +142,43 @@ pub async fn run(args: AuthnArgs) -> Result<()> {
         let _ = authenticate_token(&state, "nope.nope.nope", None).await;
     }
     rows.push(("invalid token", us(start, n)));
+
+    // Client certificates: verified once per TLS connection against the client CA bundle
+    // (one CA, or two during a CA rotation's overlap), and a certificate of another CA.
+    let pki_dir = dir.path().join("pki");
+    let names = rkube_pki::ServingNames::new("bench");
+    rkube_pki::ClusterPki::load_or_create(&pki_dir, &names)?;
+    let old_admin = rkube_pki::ClusterPki::load_or_create(&pki_dir, &names)?
+        .admin_cert()
+        .clone();
+    let other = rkube_pki::ClusterPki::load_or_create(&dir.path().join("other"), &names)?;
+    let rotated = rkube_pki::ClusterPki::rotate_ca(
+        &pki_dir,
+        &names,
+        rkube_pki::PkiOptions::default(),
+        std::time::Duration::from_secs(3600),
+    )?;
+    let one_ca = &rotated.client_ca_bundle_der()[..1];
+    for (label, cert, roots) in [
+        ("client cert, 1 CA", rotated.admin_cert().cert_der(), one_ca),
+        (
+            "client cert, old of 2 CAs",
+            old_admin.cert_der(),
+            rotated.client_ca_bundle_der(),
+        ),
+        (
+            "client cert, other CA",
+            other.admin_cert().cert_der(),
+            rotated.client_ca_bundle_der(),
+        ),
+    ] {
+        let start = Instant::now();
+        for _ in 0..n {
+            let _ =
+                rkube_pki::identity::verify_client_cert(cert, roots, std::time::SystemTime::now());
+        }
+        rows.push((label, us(start, n)));
+    }
 
     println!("{:<28} {:>10}", "case", "µs/auth");
     for (label, v) in &rows {

@@ -1,6 +1,8 @@
 //! The HTTPS listener: rustls with optional client certificates, one task per
-//! connection, HTTP/1.1 and HTTP/2. The verified client certificate of a connection
-//! becomes the user of its requests.
+//! connection, HTTP/1.1 and HTTP/2. The serving certificate and the client CA bundle can
+//! be swapped while serving ([`DynamicTls`]). A client certificate is verified after the
+//! handshake against the current bundle: a verified one becomes the user of its
+//! connection's requests (while it is valid), one that does not verify makes them 401.
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};

@@ -186,11 +186,8 @@ fn check_cert(
             Status::NotYetValid
         } else if now_dt > not_after {
             Status::Expired
-        } else if i == 0 && !key_matches(dir, row, &cert).unwrap_or(false) {
-            match key_matches(dir, row, &cert) {
-                Err(why) => Status::Unreadable(why),
-                _ => Status::KeyMismatch,
-            }
+        } else if let Some(bad_key) = (i == 0).then(|| key_status(dir, row, &cert)).flatten() {
+            bad_key
         } else if row.kind != CertKind::Ca
             && !issuer_bundle
                 .iter()
@@ -216,14 +213,19 @@ fn check_cert(
     }
 }
 
-/// Whether the row's key file holds the certificate's key; `Err` when it cannot be read.
-fn key_matches(dir: &Path, row: &CertFile, cert: &X509Certificate<'_>) -> Result<bool, String> {
+/// What is wrong with the row's key file for `cert`, or `None` when it is its key.
+fn key_status(dir: &Path, row: &CertFile, cert: &X509Certificate<'_>) -> Option<Status> {
     let path = dir.join(row.key_file());
-    let bytes = material::read_optional(&path)
-        .map_err(|e| error_chain(&e))?
-        .ok_or_else(|| format!("{} is missing", row.key_file()))?;
-    let (key, _) = material::read_key_pem(&path, &bytes).map_err(|e| error_chain(&e))?;
-    Ok(material::key_matches(&key, cert))
+    let bytes = match material::read_optional(&path) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Some(Status::Unreadable(format!("{} is missing", row.key_file()))),
+        Err(e) => return Some(Status::Unreadable(error_chain(&e))),
+    };
+    match material::read_key_pem(&path, &bytes) {
+        Ok((key, _)) if material::key_matches(&key, cert) => None,
+        Ok(_) => Some(Status::KeyMismatch),
+        Err(e) => Some(Status::Unreadable(error_chain(&e))),
+    }
 }
 
 fn check_signing_key(dir: &Path, row: &CertFile) -> CheckRow {

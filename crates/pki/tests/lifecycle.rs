@@ -10,6 +10,7 @@ use proptest::prelude::*;
 use rkube_pki::check::{self, Status};
 use rkube_pki::identity::verify_client_cert;
 use rkube_pki::{ClusterPki, Error, PkiOptions};
+use rustls_pki_types::pem::PemObject;
 use support::{mode, names, read, HOSTNAME};
 
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
@@ -350,6 +351,37 @@ fn check_shows_both_cas_during_a_rotation() {
         .collect();
     assert!(subjects[0].starts_with("CN=rkube-ca@"), "{subjects:?}");
     assert_eq!(subjects[1], "CN=rkube-ca");
+}
+
+#[test]
+fn front_proxy_rows_are_checked_and_rotated_when_present_never_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    ClusterPki::load_or_create(tmp.path(), &names()).unwrap();
+    assert!(!tmp.path().join("front-proxy-ca.crt").exists());
+    assert!(!tmp.path().join("front-proxy-client.crt").exists());
+    // Stand-ins for what the aggregation layer makes: a CA and a client certificate of it.
+    let copy = |from: &str, to: &str| {
+        std::fs::copy(tmp.path().join(from), tmp.path().join(to)).unwrap();
+    };
+    copy("client-ca.crt", "front-proxy-ca.crt");
+    copy("client-ca.key", "front-proxy-ca.key");
+    copy("kube-proxy.crt", "front-proxy-client.crt");
+    copy("kube-proxy.key", "front-proxy-client.key");
+    let rows = check::check(tmp.path(), "node-1", SystemTime::now(), DAY);
+    assert!(!check::has_problems(&rows), "{rows:#?}");
+    let before = read(&tmp.path().join("front-proxy-client.crt"));
+    ClusterPki::rotate_leaves(tmp.path(), &names(), PkiOptions::default()).unwrap();
+    let after = read(&tmp.path().join("front-proxy-client.crt"));
+    assert_ne!(before, after);
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(&after).unwrap();
+    let ca = rustls_pki_types::CertificateDer::from_pem_slice(&read(
+        &tmp.path().join("front-proxy-ca.crt"),
+    ))
+    .unwrap();
+    let id = verify_client_cert(&der, &[ca], SystemTime::now()).unwrap();
+    assert_eq!(id.user, "front-proxy-client");
+    let rows = check::check(tmp.path(), "node-1", SystemTime::now(), DAY);
+    assert!(!check::has_problems(&rows), "{rows:#?}");
 }
 
 proptest! {
