@@ -444,41 +444,64 @@ fn apply(graph: &mut Graph, resource: &str, key: &str, prefix: &str, obj: Option
     }
 }
 
-/// Loads the graph and keeps it current (one store watch per source).
+/// Loads the graph (before the server serves, so a restarted server's kubelets are
+/// not refused) and keeps it current with one store watch per source.
 pub async fn start(state: &Arc<ApiState>) {
     for (resource, prefix) in sources() {
+        let mut revision = load(state, resource, prefix).await;
         let st = state.clone();
         tokio::spawn(async move {
             loop {
-                follow(&st, resource, prefix).await;
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                if let Some(rev) = revision {
+                    follow(&st, resource, prefix, rev).await;
+                } else {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                // The watch ended (compaction, store restart): list again.
+                revision = load(&st, resource, prefix).await;
             }
         });
     }
 }
 
-/// Lists `prefix` into the graph (replacing what it held of that resource), then
-/// applies its watch until the watch ends.
-async fn follow(state: &Arc<ApiState>, resource: &'static str, prefix: &'static str) {
-    let Ok(page) = state.store.list(prefix, ListOptions::default()).await else {
-        return;
+/// Lists `prefix` into the graph, replacing what it held of that resource; returns the
+/// revision of the list.
+async fn load(
+    state: &Arc<ApiState>,
+    resource: &str,
+    prefix: &str,
+) -> Option<rkube_store::Revision> {
+    let page = match state.store.list(prefix, ListOptions::default()).await {
+        Ok(page) => page,
+        Err(e) => {
+            tracing::warn!(resource, error = %e, "node authorizer: list failed");
+            return None;
+        }
     };
-    {
-        let mut g = state.authz.node_graph_mut();
-        match resource {
-            "pods" => {
-                g.pods.clear();
-                g.pods_by_node.clear();
-            }
-            "persistentvolumes" => g.pvs.clear(),
-            _ => g.attachments.clear(),
+    let mut g = state.authz.node_graph_mut();
+    match resource {
+        "pods" => {
+            g.pods.clear();
+            g.pods_by_node.clear();
         }
-        for kv in &page.kvs {
-            let obj = serde_json::from_slice::<Value>(&kv.value).ok();
-            apply(&mut g, resource, &kv.key, prefix, obj.as_ref());
-        }
+        "persistentvolumes" => g.pvs.clear(),
+        _ => g.attachments.clear(),
     }
-    let Ok(mut watch) = state.store.watch(prefix, page.revision).await else {
+    for kv in &page.kvs {
+        let obj = serde_json::from_slice::<Value>(&kv.value).ok();
+        apply(&mut g, resource, &kv.key, prefix, obj.as_ref());
+    }
+    Some(page.revision)
+}
+
+/// Applies the store watch of `prefix` after `revision` until it ends.
+async fn follow(
+    state: &Arc<ApiState>,
+    resource: &str,
+    prefix: &str,
+    revision: rkube_store::Revision,
+) {
+    let Ok(mut watch) = state.store.watch(prefix, revision).await else {
         return;
     };
     while let Some(Ok(msg)) = watch.recv().await {

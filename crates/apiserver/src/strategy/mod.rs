@@ -12,6 +12,7 @@ use crate::error::ApiError;
 use crate::meta::{meta_str, metadata_mut};
 use crate::rest::DeleteOptions;
 
+mod apiservices;
 mod autoscaling;
 mod batch;
 pub(crate) mod crds;
@@ -83,6 +84,7 @@ pub fn for_kind(info: &ResourceInfo) -> &'static dyn KindStrategy {
         ("batch", "jobs") => &batch::Jobs,
         ("batch", "cronjobs") => &batch::CronJobs,
         ("", "services") => &services::Services,
+        ("apiregistration.k8s.io", "apiservices") => &apiservices::ApiServices,
         ("autoscaling", "horizontalpodautoscalers") => &autoscaling::HorizontalPodAutoscalers,
         ("apps", "deployments") => &workloads::Workload::Deployment,
         ("apps", "replicasets") => &workloads::Workload::ReplicaSet,
