@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bootstrap;
+pub mod certificates;
 pub mod endpoint_util;
 pub mod endpoints;
 pub mod endpointslice;
@@ -54,6 +55,8 @@ pub struct Config {
     pub service_account_key: Option<Arc<rkube_pki::ServiceAccountKey>>,
     /// The API server's URL, written into `cluster-info`'s kubeconfig.
     pub server_url: Option<String>,
+    /// The cluster CA's private key (PEM), for the CSR signer.
+    pub ca_key_pem: Option<String>,
 }
 
 impl Default for Config {
@@ -67,6 +70,7 @@ impl Default for Config {
             root_ca_pem: None,
             service_account_key: None,
             server_url: None,
+            ca_key_pem: None,
         }
     }
 }

@@ -164,6 +164,7 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
         let mut config = args.controllers.config(Some(pki.ca_cert_pem().to_owned()));
         config.service_account_key = Some(pki.service_account_key().clone());
         config.server_url = Some(server_url.clone());
+        config.ca_key_pem = std::fs::read_to_string(pki.dir().join(rkube_pki::CA_KEY_FILE)).ok();
         start_controller_manager(&state, &args.controllers, config, stop_controllers.clone())
     });
     tracing::info!(listen = %listener.local_addr()?, data_dir = %data_dir.display(), elapsed = ?started.elapsed(), "rkube server ready");
