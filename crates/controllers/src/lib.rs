@@ -12,6 +12,7 @@ pub mod certificates;
 pub mod endpoint_util;
 pub mod endpoints;
 pub mod endpointslice;
+pub mod events;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod registry;
