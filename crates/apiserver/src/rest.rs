@@ -84,7 +84,11 @@ async fn serve_resource(
         if !info.subresources.iter().any(|s| s.name == sub) {
             return Err(ApiError::page_not_found());
         }
-        if !["status", "scale", "binding", "finalize", "token"].contains(&sub.as_str()) {
+        if ![
+            "status", "scale", "binding", "finalize", "token", "approval",
+        ]
+        .contains(&sub.as_str())
+        {
             return Err(ApiError::not_implemented(format!(
                 "the {sub} subresource of {} is not implemented yet",
                 info.plural
@@ -259,8 +263,13 @@ impl Ctx {
         }
     }
 
+    /// Whether the request writes status: the status subresource, or a
+    /// CertificateSigningRequest's approval (which writes only `status.conditions`).
     fn is_status(&self) -> bool {
-        self.path.subresource.as_deref() == Some("status")
+        matches!(
+            self.path.subresource.as_deref(),
+            Some("status" | "approval")
+        )
     }
 
     fn wants_table(&self) -> bool {
@@ -1074,6 +1083,27 @@ impl Ctx {
             meta.insert("creationTimestamp".into(), json!(meta::now_rfc3339()));
         }
         strategy::prepare_for_create(self.info, &mut obj);
+        if self.info.group == "certificates.k8s.io"
+            && self.info.plural == "certificatesigningrequests"
+        {
+            // The requester is who created it (upstream's csrStrategy.PrepareForCreate).
+            obj["spec"]["username"] = json!(self.user.name);
+            obj["spec"]["groups"] = json!(self.user.groups);
+            if self.user.uid.is_empty() {
+                if let Some(spec) = obj["spec"].as_object_mut() {
+                    spec.remove("uid");
+                }
+            } else {
+                obj["spec"]["uid"] = json!(self.user.uid);
+            }
+            if self.user.extra.is_empty() {
+                if let Some(spec) = obj["spec"].as_object_mut() {
+                    spec.remove("extra");
+                }
+            } else {
+                obj["spec"]["extra"] = json!(self.user.extra);
+            }
+        }
         let (mut obj, _, admission_warnings) = self
             .admit(Operation::Create, obj, None, |obj, _| {
                 // Again, for what admission added (defaults, QoS).
@@ -1173,6 +1203,20 @@ impl Ctx {
         record: bool,
     ) -> ApiResult {
         self.check_escalation(&obj, Some(&old))?;
+        if self.path.subresource.as_deref() == Some("approval") {
+            // Approval changes the conditions only (upstream's csrApprovalStrategy).
+            let conditions = obj.pointer("/status/conditions").cloned();
+            let mut status = old.get("status").cloned().unwrap_or_else(|| json!({}));
+            match conditions {
+                Some(c) => status["conditions"] = c,
+                None => {
+                    if let Some(s) = status.as_object_mut() {
+                        s.remove("conditions");
+                    }
+                }
+            }
+            obj["status"] = status;
+        }
         let status_only = self.is_status();
         strategy::prepare_for_update(self.info, &mut obj, &old, status_only);
         let (obj, old, warnings) = self

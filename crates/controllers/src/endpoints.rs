@@ -31,6 +31,7 @@ const LEADER_ANNOTATION: &str = "control-plane.alpha.kubernetes.io/leader";
 
 struct Ctx {
     cx: Context,
+    recorder: kube::runtime::events::Recorder,
     pods: Store<Pod>,
     endpoints: Store<Endpoints>,
     triggers: Mutex<TriggerTimeTracker>,
@@ -49,6 +50,7 @@ pub async fn run(cx: Context) {
         }
     });
     let ctx = Arc::new(Ctx {
+        recorder: crate::events::recorder(&cx, "endpoint-controller"),
         cx,
         pods,
         endpoints: endpoints.clone(),
@@ -315,11 +317,30 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         Err(kube::Error::Api(e)) if current.is_none() && e.code == 403 => {
             Ok(Action::await_change())
         }
-        Err(source) => Err(Error {
-            namespace,
-            name,
-            source,
-        }),
+        Err(source) => {
+            let conflict = matches!(&source, kube::Error::Api(e) if e.code == 409);
+            if !conflict {
+                let (reason, note) = match current {
+                    None => (
+                        "FailedToCreateEndpoint",
+                        format!(
+                            "Failed to create endpoint for service {namespace}/{name}: {source}"
+                        ),
+                    ),
+                    Some(_) => (
+                        "FailedToUpdateEndpoint",
+                        format!("Failed to update endpoint {namespace}/{name}: {source}"),
+                    ),
+                };
+                let warning = kube::runtime::events::EventType::Warning;
+                crate::events::publish(&ctx.recorder, &*svc, warning, reason, note).await;
+            }
+            Err(Error {
+                namespace,
+                name,
+                source,
+            })
+        }
     }
 }
 

@@ -8,12 +8,14 @@
 #![forbid(unsafe_code)]
 
 pub mod bootstrap;
+pub mod certificates;
 pub mod daemonset;
 pub mod deployment;
 pub mod discovery;
 pub mod endpoint_util;
 pub mod endpoints;
 pub mod endpointslice;
+pub mod events;
 pub mod garbagecollector;
 pub mod namespace;
 pub mod nodeipam;
@@ -63,6 +65,8 @@ pub struct Config {
     pub service_account_key: Option<Arc<rkube_pki::ServiceAccountKey>>,
     /// The API server's URL, written into `cluster-info`'s kubeconfig.
     pub server_url: Option<String>,
+    /// The cluster CA's private key (PEM), for the CSR signer.
+    pub ca_key_pem: Option<String>,
 }
 
 impl Default for Config {
@@ -76,6 +80,7 @@ impl Default for Config {
             root_ca_pem: None,
             service_account_key: None,
             server_url: None,
+            ca_key_pem: None,
         }
     }
 }

@@ -19,10 +19,10 @@ use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use crate::streams::reflected;
@@ -88,13 +88,7 @@ pub async fn run(cx: Context) {
         Default::default(),
     );
     let (pods, pod_events) = reflected(Api::<Pod>::all(wc), Default::default());
-    let recorder = Recorder::new(
-        cx.client.clone(),
-        Reporter {
-            controller: "node-controller".into(),
-            instance: None,
-        },
-    );
+    let recorder = crate::events::recorder(&cx, "node-controller");
     let ctx = Arc::new(Ctx {
         cx,
         nodes: nodes.clone(),
@@ -317,14 +311,15 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     }
     let current_ready = ready_status(&node).map(str::to_owned);
     if observed_ready.as_deref() == Some("True") && current_ready.as_deref() != Some("True") {
-        let event = Event {
-            type_: EventType::Normal,
-            reason: "NodeNotReady".into(),
-            note: Some(format!("Node {name} status is now: NodeNotReady")),
-            action: "NodeNotReady".into(),
-            secondary: None,
-        };
-        publish(&ctx, &event, &node).await;
+        let note = format!("Node {name} status is now: NodeNotReady");
+        crate::events::publish(
+            &ctx.recorder,
+            &node,
+            EventType::Normal,
+            "NodeNotReady",
+            note,
+        )
+        .await;
     }
     if current_ready.as_deref() == Some("Unknown") {
         mark_pods_not_ready(&ctx, &name, &now_time).await;
@@ -344,7 +339,12 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         .unwrap_or_default();
     let has = |key: &str, effect: &str| taints.iter().any(|t| t.key == key && t.effect == effect);
     let has_no_execute = NO_EXECUTE_KEYS.iter().any(|k| has(k, "NoExecute"));
-    let (states, all_disrupted) = zone_states(&ctx.nodes, &node);
+    // Zone states cost a pass over every node: only computed when NoExecute taints matter.
+    let (states, all_disrupted) = if wanted_no_execute.is_some() || has_no_execute {
+        zone_states(&ctx.nodes, &node)
+    } else {
+        (HashMap::new(), false)
+    };
     let zone = zone_of(&node);
     let mut wait = None;
     let no_execute = if all_disrupted {
@@ -478,24 +478,19 @@ async fn mark_pods_not_ready(ctx: &Ctx, node: &str, now: &Time) {
             .await
         {
             Ok(_) => {
-                let event = Event {
-                    type_: EventType::Warning,
-                    reason: "NodeNotReady".into(),
-                    note: Some("Node is not ready".into()),
-                    action: "MarkPodNotReady".into(),
-                    secondary: None,
-                };
-                publish(ctx, &event, &*pod).await;
+                let note = "Node is not ready".to_owned();
+                crate::events::publish(
+                    &ctx.recorder,
+                    &*pod,
+                    EventType::Warning,
+                    "NodeNotReady",
+                    note,
+                )
+                .await;
             }
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => tracing::warn!(pod = pod.name_any(), error = %e, "cannot mark pod not ready"),
         }
-    }
-}
-
-async fn publish<K: Resource<DynamicType = ()>>(ctx: &Ctx, event: &Event, obj: &K) {
-    if let Err(e) = ctx.recorder.publish(event, &obj.object_ref(&())).await {
-        tracing::warn!(error = %e, "cannot record event");
     }
 }
 

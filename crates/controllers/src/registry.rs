@@ -133,4 +133,18 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         enabled_by_default: true,
         start: |cx| crate::bootstrap::tokencleaner::run(cx).boxed(),
     },
+    ControllerDef {
+        name: "certificatesigningrequest-approving-controller",
+        alias: "csrapproving",
+        service_account: "certificate-controller",
+        enabled_by_default: true,
+        start: |cx| crate::certificates::approver::run(cx).boxed(),
+    },
+    ControllerDef {
+        name: "certificatesigningrequest-signing-controller",
+        alias: "csrsigning",
+        service_account: "certificate-controller",
+        enabled_by_default: true,
+        start: |cx| crate::certificates::signer::run(cx).boxed(),
+    },
 ];

@@ -14,10 +14,10 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::WatchStreamExt;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use rkube_scheduler::plugins::helper::tolerates;
 use serde_json::json;
 
@@ -37,13 +37,7 @@ pub async fn run(cx: Context) {
     let wc = cx.watch_client.clone();
     let (pods, pod_events) = reflected(Api::<Pod>::all(wc.clone()), Default::default());
     let (nodes, node_events) = reflected(Api::<Node>::all(wc), Default::default());
-    let recorder = Recorder::new(
-        cx.client.clone(),
-        Reporter {
-            controller: "taint-eviction-controller".into(),
-            instance: None,
-        },
-    );
+    let recorder = crate::events::recorder(&cx, "taint-eviction-controller");
     let ctx = Arc::new(Ctx {
         cx,
         nodes,
@@ -137,14 +131,15 @@ async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         Verdict::Keep => {
             let was = ctx.scheduled.lock().unwrap().remove(&uid).is_some();
             if was {
-                let event = Event {
-                    type_: EventType::Normal,
-                    reason: "TaintManagerEviction".into(),
-                    note: Some(format!("Cancelling deletion of Pod {key}")),
-                    action: "CancelEviction".into(),
-                    secondary: None,
-                };
-                publish(&ctx, &event, &*pod).await;
+                let note = format!("Cancelling deletion of Pod {key}");
+                crate::events::publish(
+                    &ctx.recorder,
+                    &*pod,
+                    EventType::Normal,
+                    "TaintManagerEviction",
+                    note,
+                )
+                .await;
             }
             return Ok(Action::await_change());
         }
@@ -161,14 +156,15 @@ async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     if due > now {
         return Ok(Action::requeue(due - now));
     }
-    let event = Event {
-        type_: EventType::Normal,
-        reason: "TaintManagerEviction".into(),
-        note: Some(format!("Marking for deletion Pod {key}")),
-        action: "Evict".into(),
-        secondary: None,
-    };
-    publish(&ctx, &event, &*pod).await;
+    let note = format!("Marking for deletion Pod {key}");
+    crate::events::publish(
+        &ctx.recorder,
+        &*pod,
+        EventType::Normal,
+        "TaintManagerEviction",
+        note,
+    )
+    .await;
     let api: Api<Pod> = Api::namespaced(ctx.cx.client.clone(), &ns);
     let err = |source| Error {
         pod: key.clone(),
@@ -198,12 +194,6 @@ async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     }
     ctx.scheduled.lock().unwrap().remove(&uid);
     Ok(Action::await_change())
-}
-
-async fn publish<K: Resource<DynamicType = ()>>(ctx: &Ctx, event: &Event, obj: &K) {
-    if let Err(e) = ctx.recorder.publish(event, &obj.object_ref(&())).await {
-        tracing::warn!(error = %e, "cannot record event");
-    }
 }
 
 fn error_policy(_: Arc<Pod>, error: &Error, _: Arc<Ctx>) -> Action {

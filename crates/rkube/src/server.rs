@@ -194,6 +194,7 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
         let mut config = args.controllers.config(Some(pki.ca_cert_pem().to_owned()));
         config.service_account_key = Some(pki.service_account_key().clone());
         config.server_url = Some(server_url.clone());
+        config.ca_key_pem = std::fs::read_to_string(pki.dir().join(rkube_pki::CA_KEY_FILE)).ok();
         start_controller_manager(&state, &args.controllers, config, stop_controllers.clone())
     });
     let stop_kubelet = std::sync::Arc::new(tokio::sync::Notify::new());

@@ -21,7 +21,7 @@ fn cm(name: &str) -> Vec<u8> {
 
 #[test]
 fn bad_input_gets_upstream_errors_and_writes_nothing() {
-    let c = Cluster::start(&[]);
+    let c = Cluster::start(support::WITHOUT_ROOT_CA_CONFIGMAPS);
     let (code, body) = curl(&c, "POST", CMS, "application/json", Some(b"{not json"), &[]);
     assert_eq!(code, 400, "{body}");
     assert_eq!(status(&body)["reason"], "BadRequest");
@@ -202,7 +202,11 @@ fn events(body: &str) -> Vec<Value> {
 #[test]
 fn watch_semantics() {
     // A two-revision replay window, so that an old resourceVersion falls out of it.
-    let c = Cluster::start(&["--default-watch-cache-size", "2"]);
+    let c = Cluster::start(&[
+        "--default-watch-cache-size",
+        "2",
+        support::WITHOUT_ROOT_CA_CONFIGMAPS[0],
+    ]);
     let (_, body) = curl(&c, "POST", CMS, "application/json", Some(&cm("one")), &[]);
     let one_rv: i64 = serde_json::from_str::<Value>(&body).unwrap()["metadata"]["resourceVersion"]
         .as_str()
@@ -488,7 +492,7 @@ fn deleting_a_namespace_waits_for_its_finalizer() {
 
 #[test]
 fn content_negotiation() {
-    let c = Cluster::start(&[]);
+    let c = Cluster::start(support::WITHOUT_ROOT_CA_CONFIGMAPS);
     curl(&c, "POST", CMS, "application/json", Some(&cm("neg")), &[]);
     let (code, body) = curl(
         &c,

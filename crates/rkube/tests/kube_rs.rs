@@ -58,7 +58,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn typed_crud() {
-    let c = Cluster::start(&[]);
+    let c = Cluster::start(support::WITHOUT_ROOT_CA_CONFIGMAPS);
     runtime().block_on(async {
         let api: Api<ConfigMap> = Api::namespaced(client(&c).await, "default");
         let created = api
@@ -170,13 +170,13 @@ async fn reflect(c: &Cluster, config: watcher::Config) {
 
 #[test]
 fn reflector_with_list_and_watch() {
-    let c = Cluster::start(&[]);
+    let c = Cluster::start(support::WITHOUT_ROOT_CA_CONFIGMAPS);
     runtime().block_on(reflect(&c, watcher::Config::default()));
 }
 
 #[test]
 fn reflector_with_streaming_lists() {
-    let c = Cluster::start(&[]);
+    let c = Cluster::start(support::WITHOUT_ROOT_CA_CONFIGMAPS);
     runtime().block_on(reflect(&c, watcher::Config::default().streaming_lists()));
 }
 

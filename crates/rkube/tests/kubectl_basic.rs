@@ -65,7 +65,7 @@ fn version_and_discovery() {
 
 #[test]
 fn metrics_count_requests() {
-    let c = Cluster::start(&[]);
+    let c = Cluster::start(support::WITHOUT_ROOT_CA_CONFIGMAPS);
     c.ok(&["get", "cm", "-n", "default"]);
     let metrics = c.ok(&["get", "--raw", "/metrics"]);
     let line = metrics
@@ -107,7 +107,7 @@ fn default_namespaces_exist() {
 
 #[test]
 fn configmap_lifecycle() {
-    let c = Cluster::start(&[]);
+    let c = Cluster::start(support::WITHOUT_ROOT_CA_CONFIGMAPS);
     assert_eq!(c.create(CM).trim(), "configmap/settings created");
 
     let got: serde_json::Value =
@@ -231,7 +231,7 @@ fn configmap_lifecycle() {
 
 #[test]
 fn creating_in_a_missing_namespace_fails_like_upstream() {
-    let c = Cluster::start(&[]);
+    let c = Cluster::start(support::WITHOUT_ROOT_CA_CONFIGMAPS);
     let out = c.kubectl_with(
         &["create", "-f", "-"],
         Some(&CM.replace("namespace: default", "namespace: nowhere")),
@@ -241,14 +241,18 @@ fn creating_in_a_missing_namespace_fails_like_upstream() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("namespaces \"nowhere\" not found"), "{err}");
     assert_eq!(
-        c.ok(&["get", "cm", "-A", "-o", "name"])
-            .lines()
-            // Upstream's own, in kube-system.
-            .filter(|l| *l != "configmap/extension-apiserver-authentication")
-            .collect::<Vec<_>>(),
-        Vec::<&str>::new(),
+        c.ok(&["get", "cm", "-n", "nowhere", "-o", "name"]).trim(),
+        "",
         "nothing written"
     );
+    let all = c.ok(&[
+        "get",
+        "cm",
+        "-A",
+        "-o",
+        "jsonpath={.items[*].metadata.namespace}",
+    ]);
+    assert!(!all.contains("nowhere"), "{all}");
 }
 
 #[test]
@@ -494,7 +498,7 @@ fn strict_field_validation_and_explain() {
 
 #[test]
 fn replace_describe_wait_and_delete_collection() {
-    let c = Cluster::start(&[]);
+    let c = Cluster::start(support::WITHOUT_ROOT_CA_CONFIGMAPS);
     c.create(CM);
     // replace -f: a full update.
     let out = c.kubectl_with(

@@ -113,7 +113,7 @@ fn kubectl_typed_commands_get_protobuf_responses() {
 
 #[test]
 fn objects_lists_and_errors_in_protobuf() {
-    let c = Cluster::start(&[]);
+    let c = Cluster::start(support::WITHOUT_ROOT_CA_CONFIGMAPS);
     let cm = serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "pb", "labels": {"app": "x"}}, "data": {"k": "v"}})).unwrap();
     let headers = tempfile::NamedTempFile::new().unwrap();
     let dump = ["-D", headers.path().to_str().unwrap()];
@@ -310,7 +310,11 @@ fn field(b: &[u8], tag: u8) -> (&[u8], &[u8]) {
 
 #[test]
 fn watch_streams_protobuf_frames() {
-    let c = Cluster::start(&["--default-watch-cache-size", "2"]);
+    let c = Cluster::start(&[
+        "--default-watch-cache-size",
+        "2",
+        support::WITHOUT_ROOT_CA_CONFIGMAPS[0],
+    ]);
     for name in ["w1", "w2"] {
         let cm =
             serde_json::to_vec(&json!({"metadata": {"name": name}, "data": {"n": name}})).unwrap();

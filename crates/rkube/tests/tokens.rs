@@ -282,3 +282,222 @@ fn cluster_info_is_signed_with_bootstrap_tokens_and_expired_tokens_are_cleaned()
         "kube-system",
     ]);
 }
+
+/// An EC key and a CSR for `subject` made with openssl in `dir`; returns (key path, CSR
+/// base64).
+fn openssl_csr(dir: &std::path::Path, name: &str, subject: &str) -> (std::path::PathBuf, String) {
+    let key = dir.join(format!("{name}.key"));
+    let csr = dir.join(format!("{name}.csr"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+        ])
+        .arg(&key)
+        .args(["-subj", subject, "-out"])
+        .arg(&csr)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pem = std::fs::read(&csr).unwrap();
+    (key, base64::engine::general_purpose::STANDARD.encode(pem))
+}
+
+#[test]
+fn kubectl_certificate_approve_gets_a_signed_certificate_that_works() {
+    let c = Cluster::start(&[]);
+    let dir = c.data_dir().to_owned();
+    let (key, request) = openssl_csr(&dir, "alice", "/CN=alice/O=devs");
+    c.create(&format!(
+        "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata:\n  name: alice\nspec:\n  request: {request}\n  signerName: kubernetes.io/kube-apiserver-client\n  expirationSeconds: 3600\n  usages:\n  - client auth\n"
+    ));
+    // Not approved: not signed.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let cert = c.ok(&[
+        "get",
+        "csr",
+        "alice",
+        "-o",
+        "jsonpath={.status.certificate}",
+    ]);
+    assert_eq!(cert, "");
+    c.ok(&["certificate", "approve", "alice"]);
+    let csr = wait_json(
+        &c,
+        &["get", "csr", "alice"],
+        30,
+        "alice's certificate",
+        |csr| csr["status"]["certificate"].is_string(),
+    );
+    let approved = &csr["status"]["conditions"][0];
+    assert_eq!(approved["type"], "Approved", "{csr}");
+    let pem = b64(csr["status"]["certificate"].as_str().unwrap());
+    let cert_path = dir.join("alice.crt");
+    std::fs::write(&cert_path, &pem).unwrap();
+    let openssl = |args: &[&str]| {
+        std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl")
+    };
+    let ca = dir.join("pki").join("ca.crt");
+    let verify = openssl(&[
+        "verify",
+        "-CAfile",
+        ca.to_str().unwrap(),
+        cert_path.to_str().unwrap(),
+    ]);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    // expirationSeconds honoured: valid for an hour, not two.
+    let crt = cert_path.to_str().unwrap();
+    assert!(
+        openssl(&["x509", "-in", crt, "-noout", "-checkend", "3000"])
+            .status
+            .success()
+    );
+    assert!(
+        !openssl(&["x509", "-in", crt, "-noout", "-checkend", "3700"])
+            .status
+            .success()
+    );
+    // The certificate authenticates alice (group devs).
+    let out = c.kubectl(&[
+        "--client-certificate",
+        crt,
+        "--client-key",
+        key.to_str().unwrap(),
+        "--user",
+        "",
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username} {.status.userInfo.groups}",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let who = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(who.starts_with("alice "), "{who}");
+    assert!(who.contains("devs"), "{who}");
+
+    // A kubelet-serving request that is not a node's: approved, then failed by the signer.
+    let (_, request) = openssl_csr(&dir, "bob", "/CN=bob/O=devs");
+    c.create(&format!(
+        "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata:\n  name: bob\nspec:\n  request: {request}\n  signerName: kubernetes.io/kubelet-serving\n  usages:\n  - digital signature\n  - server auth\n"
+    ));
+    c.ok(&["certificate", "approve", "bob"]);
+    let csr = wait_json(&c, &["get", "csr", "bob"], 30, "bob failed", |csr| {
+        csr["status"]["conditions"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Failed"))
+    });
+    let failed = csr["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Failed")
+        .unwrap();
+    assert_eq!(failed["reason"], "SignerValidationFailure");
+    assert_eq!(
+        failed["message"],
+        "subject organization is not system:nodes"
+    );
+    assert!(csr["status"].get("certificate").is_none(), "{csr}");
+    assert_eq!(
+        csr["spec"]["username"], "admin",
+        "the requester is recorded"
+    );
+}
+
+#[test]
+fn kubelet_client_csrs_are_auto_approved_after_a_subject_access_review() {
+    let c = Cluster::start(&[]);
+    let dir = c.data_dir().to_owned();
+    c.ok(&[
+        "create",
+        "clusterrolebinding",
+        "bootstrap-csrs",
+        "--clusterrole=system:node-bootstrapper",
+        "--group=system:bootstrappers",
+    ]);
+    c.ok(&[
+        "create",
+        "clusterrolebinding",
+        "bootstrap-csrs-devs",
+        "--clusterrole=system:node-bootstrapper",
+        "--group=devs",
+    ]);
+    c.ok(&[
+        "create",
+        "clusterrolebinding",
+        "auto-approve",
+        "--clusterrole=system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+        "--group=system:bootstrappers",
+    ]);
+    let csr_yaml = |name: &str, request: &str| {
+        format!(
+            "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata:\n  name: {name}\nspec:\n  request: {request}\n  signerName: kubernetes.io/kube-apiserver-client-kubelet\n  usages:\n  - digital signature\n  - client auth\n"
+        )
+    };
+    // Someone without the nodeclient permission: left pending.
+    let dev = c.user_kubeconfig("dev", &["devs"]);
+    let (_, request) = openssl_csr(&dir, "n2", "/CN=system:node:n2/O=system:nodes");
+    let out = c.kubectl_with(
+        &["--kubeconfig", dev.to_str().unwrap(), "create", "-f", "-"],
+        Some(&csr_yaml("node-csr-dev", &request)),
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A bootstrapper: approved and signed.
+    let boot = c.user_kubeconfig("system:bootstrap:abcdef", &["system:bootstrappers"]);
+    let (_, request) = openssl_csr(&dir, "n1", "/CN=system:node:n1/O=system:nodes");
+    let out = c.kubectl_with(
+        &["--kubeconfig", boot.to_str().unwrap(), "create", "-f", "-"],
+        Some(&csr_yaml("node-csr-1", &request)),
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csr = wait_json(
+        &c,
+        &["get", "csr", "node-csr-1"],
+        30,
+        "node-csr-1 signed",
+        |csr| csr["status"]["certificate"].is_string(),
+    );
+    assert_eq!(csr["spec"]["username"], "system:bootstrap:abcdef");
+    let approved = &csr["status"]["conditions"][0];
+    assert_eq!(approved["type"], "Approved");
+    assert_eq!(approved["reason"], "AutoApproved");
+    assert_eq!(
+        approved["message"],
+        "Auto approving kubelet client certificate after SubjectAccessReview."
+    );
+    let table = c.ok(&["get", "csr", "node-csr-1"]);
+    assert!(table.contains("Approved,Issued"), "{table}");
+    let pending = c.ok(&["get", "csr", "node-csr-dev", "-o", "jsonpath={.status}"]);
+    assert!(!pending.contains("Approved"), "{pending}");
+}

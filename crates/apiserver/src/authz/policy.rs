@@ -266,6 +266,14 @@ pub const CLUSTER_ROLES: &[RoleDef] = &[
         Res(&["create", "update"], CORE, &["configmaps"]),
         Res(EVENT_WRITE, EVENTS, &["events"]),
     ]},
+    RoleDef { name: "system:controller:certificate-controller", labels: &[], aggregates: &[], rules: &[
+        Res(&["delete", "get", "list", "watch"], &["certificates.k8s.io"], &["certificatesigningrequests"]),
+        Res(&["update"], &["certificates.k8s.io"], &["certificatesigningrequests/approval", "certificatesigningrequests/status"]),
+        Named(&["approve"], &["certificates.k8s.io"], &["signers"], &["kubernetes.io/kube-apiserver-client-kubelet"]),
+        Named(&["sign"], &["certificates.k8s.io"], &["signers"], &["kubernetes.io/kube-apiserver-client", "kubernetes.io/kube-apiserver-client-kubelet", "kubernetes.io/kubelet-serving", "kubernetes.io/legacy-unknown"]),
+        Res(CREATE, &["authorization.k8s.io"], &["subjectaccessreviews"]),
+        Res(EVENT_WRITE, EVENTS, &["events"]),
+    ]},
     RoleDef { name: "system:kube-dns", labels: &[], aggregates: &[], rules: &[
         Res(&["list", "watch"], CORE, &["endpoints", "services"]),
     ]},
@@ -401,6 +409,7 @@ pub const CLUSTER_ROLE_BINDINGS: &[BindingDef] = &[
     BindingDef { role: "system:controller:endpointslice-controller", subjects: &[Subject::ServiceAccount("kube-system", "endpointslice-controller")] },
     BindingDef { role: "system:controller:node-controller", subjects: &[Subject::ServiceAccount("kube-system", "node-controller")] },
     BindingDef { role: "system:controller:root-ca-cert-publisher", subjects: &[Subject::ServiceAccount("kube-system", "root-ca-cert-publisher")] },
+    BindingDef { role: "system:controller:certificate-controller", subjects: &[Subject::ServiceAccount("kube-system", "certificate-controller")] },
     BindingDef { role: "system:kube-dns", subjects: &[Subject::ServiceAccount("kube-system", "kube-dns")] },
     BindingDef { role: "system:kube-scheduler", subjects: &[Subject::User("system:kube-scheduler")] },
     BindingDef { role: "system:monitoring", subjects: &[Subject::Group("system:monitoring")] },

@@ -15,9 +15,9 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use crate::streams::reflected;
@@ -155,13 +155,7 @@ pub async fn run(cx: Context) {
             }
         }
     }
-    let recorder = Recorder::new(
-        cx.client.clone(),
-        Reporter {
-            controller: "cidrAllocator".into(),
-            instance: None,
-        },
-    );
+    let recorder = crate::events::recorder(&cx, "cidrAllocator");
     let ctx = Arc::new(Ctx {
         cx,
         alloc: Mutex::new(alloc),
@@ -202,17 +196,15 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let cidrs = match allocated {
         Ok(c) => c,
         Err(e) => {
-            let event = Event {
-                type_: EventType::Normal,
-                reason: "CIDRNotAvailable".into(),
-                note: Some(format!("Node {name} status is now: CIDRNotAvailable")),
-                action: "AllocateCIDR".into(),
-                secondary: None,
-            };
-            let reference = node.object_ref(&());
-            if let Err(e) = ctx.recorder.publish(&event, &reference).await {
-                tracing::warn!(error = %e, "cannot record event");
-            }
+            let note = format!("Node {name} status is now: CIDRNotAvailable");
+            crate::events::publish(
+                &ctx.recorder,
+                &*node,
+                EventType::Normal,
+                "CIDRNotAvailable",
+                note,
+            )
+            .await;
             return Err(Error::Exhausted(name, e));
         }
     };

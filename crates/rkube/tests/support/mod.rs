@@ -4,6 +4,10 @@
 
 pub mod hollow;
 
+/// Server flags for tests that count a namespace's ConfigMaps: every namespace otherwise
+/// has the `kube-root-ca.crt` ConfigMap the root CA publisher makes, as upstream.
+pub const WITHOUT_ROOT_CA_CONFIGMAPS: &[&str] = &["--controllers=*,-root-ca-cert-publisher"];
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
