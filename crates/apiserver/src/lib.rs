@@ -23,6 +23,7 @@ pub mod crd;
 mod discovery;
 pub mod error;
 mod filter;
+pub mod kubelet_proxy;
 pub mod meta;
 pub mod metrics;
 mod negotiate;
@@ -56,6 +57,8 @@ pub struct ApiState {
     pub authz: authz::Authorizer,
     /// Wakes the ClusterRole aggregation controller after RBAC changes.
     pub aggregation: tokio::sync::Notify,
+    /// How this server authenticates to kubelets (pods/log), once configured.
+    pub kubelet_client: std::sync::OnceLock<kubelet_proxy::KubeletClient>,
 }
 
 impl ApiState {
@@ -76,6 +79,7 @@ impl ApiState {
             registry: Default::default(),
             authz: Default::default(),
             aggregation: tokio::sync::Notify::new(),
+            kubelet_client: Default::default(),
         })
     }
 }

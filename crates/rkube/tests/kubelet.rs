@@ -397,6 +397,40 @@ spec:
     });
     assert!(logs.contains(" stdout F hello"), "{logs}");
 
+    // kubectl logs: the API server proxies pods/log to the node's kubelet.
+    assert_eq!(c.ok(&["logs", "hello"]), "hello\n");
+    assert_eq!(
+        c.ok(&["logs", "hello", "-c", "main", "--tail=1"]),
+        "hello\n"
+    );
+    assert!(c
+        .ok(&["logs", "hello", "--timestamps"])
+        .ends_with("Z hello\n"));
+    let err = c.fails(&["logs", "hello", "-c", "nope"]);
+    assert!(
+        err.contains("container nope is not valid for pod hello"),
+        "{err}"
+    );
+    let followed = c.data_dir().join("follow.out");
+    let mut follow = Command::new(support::kubectl_path())
+        .arg("--kubeconfig")
+        .arg(&c.kubeconfig)
+        .args(["logs", "-f", "hello"])
+        .stdout(std::fs::File::create(&followed).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    node.wait("kubectl logs -f to print", Duration::from_secs(10), || {
+        (std::fs::read_to_string(&followed).unwrap_or_default() == "hello\n").then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        follow.try_wait().unwrap().is_none(),
+        "logs -f ended while the container runs"
+    );
+    let _ = follow.kill();
+    let _ = follow.wait();
+
     // The kubelet's HTTPS server serves them to cluster-CA client certificates that
     // its SubjectAccessReview allows (nodes/proxy).
     let port = node.jsonpath(
