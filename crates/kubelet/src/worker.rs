@@ -682,7 +682,14 @@ async fn start_container(
             .events
             .pod(pod, Some(&c.name), type_, reason, message)
     };
-    let config = pod_config::container_config(pod, c, &image, attempt, downward);
+    let paths = crate::volumes::prepare(&shared.client, pod, c, &shared.pods_dir)
+        .await
+        .map_err(|e| {
+            event(WARNING, "FailedMount", e.clone());
+            ("ContainerCreating".to_owned(), String::new())
+        })?;
+    let mut config = pod_config::container_config(pod, c, &image, attempt, downward);
+    config.mounts = crate::volumes::mounts(c, &paths);
     let id = runtime
         .create_container(sandbox_id, config, sandbox_config)
         .await
@@ -782,6 +789,7 @@ async fn terminate(shared: &Shared, pod: &Pod) -> Result<(), String> {
         kill_sandbox_and_containers(runtime, uid, None, grace).await;
     }
     let _ = std::fs::remove_dir_all(pod_config::log_directory(&shared.pod_logs_dir, pod));
+    let _ = std::fs::remove_dir_all(crate::volumes::pod_dir(&shared.pods_dir, pod));
     let api: Api<Pod> = Api::namespaced(shared.client.clone(), ns);
     let params = DeleteParams {
         grace_period_seconds: Some(0),

@@ -831,3 +831,102 @@ spec:
             .then_some(())
     });
 }
+
+/// Volumes: emptyDir shared with an init container, configMap, secret, downwardAPI and a
+/// projected service-account token are mounted; a missing ConfigMap holds the pod in
+/// ContainerCreating with upstream's FailedMount event.
+#[test]
+fn volumes_are_mounted_into_containers() {
+    let image = busybox_archive();
+    let node = Node::start();
+    let c = &node.cluster;
+    node.wait_ready();
+    node.ctr(&["images", "import", &image.to_string_lossy()]);
+    c.wait_for_default_sa("default");
+    c.create(&format!(
+        r#"apiVersion: v1
+kind: ConfigMap
+metadata: {{name: cfg, namespace: default}}
+data: {{greeting: hello}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: sec, namespace: default}}
+data: {{password: c2VjcmV0}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: mounted, namespace: default, labels: {{app: vol}}}}
+spec:
+  initContainers:
+  - name: prep
+    image: {BUSYBOX}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo from-init > /data/note"]
+    volumeMounts: [{{name: scratch, mountPath: /data}}]
+  containers:
+  - name: main
+    image: {BUSYBOX}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo $(cat /etc/cfg/greeting) $(cat /etc/sec/password) $(cat /etc/pod/name) $(cat /data/note); test -s /var/run/secrets/tokens/token && echo token-ok; exec sleep 3600"]
+    volumeMounts:
+    - {{name: scratch, mountPath: /data}}
+    - {{name: cfg, mountPath: /etc/cfg}}
+    - {{name: sec, mountPath: /etc/sec, readOnly: true}}
+    - {{name: info, mountPath: /etc/pod}}
+    - {{name: token, mountPath: /var/run/secrets/tokens}}
+  volumes:
+  - {{name: scratch, emptyDir: {{}}}}
+  - {{name: cfg, configMap: {{name: cfg}}}}
+  - {{name: sec, secret: {{secretName: sec}}}}
+  - {{name: info, downwardAPI: {{items: [{{path: name, fieldRef: {{fieldPath: metadata.name}}}}]}}}}
+  - name: token
+    projected:
+      sources: [{{serviceAccountToken: {{path: token, expirationSeconds: 3600}}}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: unmounted, namespace: default}}
+spec:
+  containers:
+  - name: main
+    image: {BUSYBOX}
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+    volumeMounts: [{{name: cfg, mountPath: /etc/cfg}}]
+  volumes:
+  - {{name: cfg, configMap: {{name: missing}}}}
+"#
+    ));
+    let logs = node.wait(
+        "mounted to print its volumes",
+        Duration::from_secs(60),
+        || {
+            let out = c.kubectl(&["logs", "mounted", "-c", "main"]);
+            let s = String::from_utf8_lossy(&out.stdout).into_owned();
+            s.contains("token-ok").then_some(s)
+        },
+    );
+    assert_eq!(logs, "hello secret mounted from-init\ntoken-ok\n");
+    node.has_event(
+        "unmounted",
+        r#"Warning FailedMount: MountVolume.SetUp failed for volume "cfg" : configmap "missing" not found"#,
+    );
+    assert_eq!(
+        node.jsonpath(
+            &["get", "pod", "unmounted"],
+            "{.status.phase} {.status.containerStatuses[0].state.waiting.reason}"
+        ),
+        "Pending ContainerCreating"
+    );
+    c.ok(&["delete", "pod", "--all", "--grace-period=1"]);
+    node.wait("the runtime to be empty", Duration::from_secs(20), || {
+        node.ctr(&["containers", "ls", "-q"])
+            .trim()
+            .is_empty()
+            .then_some(())
+    });
+    let pods_dir = c.data_dir().join("pods");
+    let left: Vec<_> = std::fs::read_dir(&pods_dir).into_iter().flatten().collect();
+    assert!(left.is_empty(), "pod dirs left: {left:?}");
+}
