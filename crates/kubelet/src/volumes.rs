@@ -287,6 +287,42 @@ async fn set_up(client: &Client, pod: &Pod, v: &Volume, base: &Path) -> Result<P
     Ok(d)
 }
 
+/// The ConfigMaps and Secrets container `c`'s environment reads, for
+/// [`crate::pod_config::Downward`]; a missing one that is not optional is an error.
+pub async fn env_data(
+    client: &Client,
+    pod: &Pod,
+    c: &Container,
+) -> Result<
+    (
+        HashMap<String, BTreeMap<String, String>>,
+        HashMap<String, BTreeMap<String, String>>,
+    ),
+    String,
+> {
+    let ns = pod_ref(pod).1;
+    let (cms, secrets) = crate::pod_config::env_sources(c);
+    let text = |m: BTreeMap<String, Vec<u8>>| -> BTreeMap<String, String> {
+        m.into_iter()
+            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+            .collect()
+    };
+    let mut out = (HashMap::new(), HashMap::new());
+    for (name, optional) in cms {
+        if let std::collections::hash_map::Entry::Vacant(e) = out.0.entry(name) {
+            let data = config_map_files(client, ns, e.key(), None, optional).await?;
+            e.insert(text(data));
+        }
+    }
+    for (name, optional) in secrets {
+        if let std::collections::hash_map::Entry::Vacant(e) = out.1.entry(name) {
+            let data = secret_files(client, ns, e.key(), None, optional).await?;
+            e.insert(text(data));
+        }
+    }
+    Ok(out)
+}
+
 /// Sets up the volumes container `c` mounts; volume name → host path, or
 /// upstream's `MountVolume.SetUp failed for volume "<name>" : <cause>`.
 pub async fn prepare(

@@ -276,6 +276,7 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut WorkerState) -> Observed {
     let downward = pod_config::Downward {
         pod_ip: observed.pod_ip.clone().unwrap_or_default(),
         host_ip: shared.host_ip.clone(),
+        ..Default::default()
     };
     let ctx = SyncCtx {
         shared,
@@ -688,7 +689,20 @@ async fn start_container(
             event(WARNING, "FailedMount", e.clone());
             ("ContainerCreating".to_owned(), String::new())
         })?;
-    let mut config = pod_config::container_config(pod, c, &image, attempt, downward);
+    let config_error = |e: String| {
+        event(WARNING, "Failed", format!("Error: {e}"));
+        ("CreateContainerConfigError".to_owned(), e)
+    };
+    let (config_maps, secrets) = crate::volumes::env_data(&shared.client, pod, c)
+        .await
+        .map_err(config_error)?;
+    let downward = pod_config::Downward {
+        config_maps,
+        secrets,
+        ..downward.clone()
+    };
+    let mut config =
+        pod_config::container_config(pod, c, &image, attempt, &downward).map_err(config_error)?;
     config.mounts = crate::volumes::mounts(c, &paths);
     let id = runtime
         .create_container(sandbox_id, config, sandbox_config)

@@ -868,7 +868,9 @@ spec:
   - name: main
     image: {BUSYBOX}
     imagePullPolicy: IfNotPresent
-    command: ["sh", "-c", "echo $(cat /etc/cfg/greeting) $(cat /etc/sec/password) $(cat /etc/pod/name) $(cat /data/note); test -s /var/run/secrets/tokens/token && echo token-ok; exec sleep 3600"]
+    command: ["sh", "-c", "echo $(cat /etc/cfg/greeting) $(cat /etc/sec/password) $(cat /etc/pod/name) $(cat /data/note); echo env $GREETING $S_password; test -s /var/run/secrets/tokens/token && echo token-ok; exec sleep 3600"]
+    env: [{{name: GREETING, valueFrom: {{configMapKeyRef: {{name: cfg, key: greeting}}}}}}]
+    envFrom: [{{secretRef: {{name: sec}}, prefix: S_}}]
     volumeMounts:
     - {{name: scratch, mountPath: /data}}
     - {{name: cfg, mountPath: /etc/cfg}}
@@ -896,6 +898,17 @@ spec:
     volumeMounts: [{{name: cfg, mountPath: /etc/cfg}}]
   volumes:
   - {{name: cfg, configMap: {{name: missing}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: noenv, namespace: default}}
+spec:
+  containers:
+  - name: main
+    image: {BUSYBOX}
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+    env: [{{name: X, valueFrom: {{configMapKeyRef: {{name: cfg, key: nope}}}}}}]
 "#
     ));
     let logs = node.wait(
@@ -907,7 +920,21 @@ spec:
             s.contains("token-ok").then_some(s)
         },
     );
-    assert_eq!(logs, "hello secret mounted from-init\ntoken-ok\n");
+    assert_eq!(
+        logs,
+        "hello secret mounted from-init\nenv hello secret\ntoken-ok\n"
+    );
+    let noenv = node.wait("noenv to fail its config", Duration::from_secs(30), || {
+        let s = node.jsonpath(
+            &["get", "pod", "noenv"],
+            "{.status.containerStatuses[0].state.waiting.reason}|{.status.containerStatuses[0].state.waiting.message}",
+        );
+        s.starts_with("CreateContainerConfigError").then_some(s)
+    });
+    assert_eq!(
+        noenv,
+        "CreateContainerConfigError|couldn't find key nope in ConfigMap default/cfg"
+    );
     node.has_event(
         "unmounted",
         r#"Warning FailedMount: MountVolume.SetUp failed for volume "cfg" : configmap "missing" not found"#,
