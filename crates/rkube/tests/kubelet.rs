@@ -957,3 +957,74 @@ spec:
     let left: Vec<_> = std::fs::read_dir(&pods_dir).into_iter().flatten().collect();
     assert!(left.is_empty(), "pod dirs left: {left:?}");
 }
+
+/// Resource limits reach the container's cgroup; a container over its memory limit is
+/// OOM-killed and reported so.
+#[test]
+fn limits_reach_the_cgroup_and_oom_kills_are_reported() {
+    let image = busybox_archive();
+    let node = Node::start();
+    let c = &node.cluster;
+    node.wait_ready();
+    node.ctr(&["images", "import", &image.to_string_lossy()]);
+    c.wait_for_default_sa("default");
+    c.create(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: limited, namespace: default}}
+spec:
+  containers:
+  - name: main
+    image: {BUSYBOX}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.max; exec sleep 3600"]
+    resources: {{limits: {{memory: 64Mi, cpu: 250m}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: hog, namespace: default}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: {BUSYBOX}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "x=a; while true; do x=$x$x; done"]
+    resources: {{limits: {{memory: 16Mi}}}}
+"#
+    ));
+    let limits = node.wait(
+        "limited to print its cgroup limits",
+        Duration::from_secs(60),
+        || {
+            let out = c.kubectl(&["logs", "limited"]);
+            let s = String::from_utf8_lossy(&out.stdout).into_owned();
+            (s.lines().count() >= 2).then_some(s)
+        },
+    );
+    let lines: Vec<&str> = limits.lines().collect();
+    assert_eq!(lines[0], "67108864", "{limits}");
+    assert!(
+        lines[1] == "25000" || lines[1] == "25000 100000",
+        "{limits}"
+    );
+    assert_eq!(
+        node.jsonpath(&["get", "pod", "limited"], "{.status.qosClass}"),
+        "Guaranteed"
+    );
+    let oom = node.wait("hog to be OOM-killed", Duration::from_secs(60), || {
+        let s = node.jsonpath(
+            &["get", "pod", "hog"],
+            "{.status.phase} {.status.containerStatuses[0].state.terminated.reason} {.status.containerStatuses[0].state.terminated.exitCode}",
+        );
+        s.starts_with("Failed").then_some(s)
+    });
+    assert_eq!(oom, "Failed OOMKilled 137");
+    c.ok(&["delete", "pod", "--all", "--grace-period=1"]);
+    node.wait("the runtime to be empty", Duration::from_secs(20), || {
+        node.ctr(&["containers", "ls", "-q"])
+            .trim()
+            .is_empty()
+            .then_some(())
+    });
+}
