@@ -641,6 +641,13 @@ spec:
     assert_eq!(parts[0], "Running", "{crash}");
     assert!(parts[1].parse::<u32>().unwrap() >= 1, "{crash}");
     assert_eq!(&parts[2..], ["CrashLoopBackOff", "3", "Error"], "{crash}");
+    assert_eq!(c.ok(&["logs", "crasher"]), "boom\n");
+    assert_eq!(c.ok(&["logs", "crasher", "--previous"]), "boom\n");
+    let err = c.fails(&["logs", "fails", "--previous"]);
+    assert!(
+        err.contains("previous terminated container \"main\" in pod \"fails\" not found"),
+        "{err}"
+    );
     let uid = node.jsonpath(&["get", "pod", "crasher"], "{.metadata.uid}");
     node.has_event(
         "crasher",
