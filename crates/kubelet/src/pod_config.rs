@@ -32,7 +32,8 @@ pub fn pod_ref(pod: &Pod) -> (&str, &str, &str) {
     )
 }
 
-fn host_network(pod: &Pod) -> bool {
+/// Whether the pod uses the node's network namespace.
+pub fn host_network(pod: &Pod) -> bool {
     pod.spec
         .as_ref()
         .and_then(|s| s.host_network)

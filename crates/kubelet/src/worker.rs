@@ -249,7 +249,7 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut WorkerState) -> Observed {
                     .network
                     .map(|n| n.ip)
                     .filter(|ip| !ip.is_empty())
-                    .or_else(|| pod_config_host_network(pod).then(|| shared.host_ip.clone()));
+                    .or_else(|| pod_config::host_network(pod).then(|| shared.host_ip.clone()));
             }
             Err(e) => {
                 tracing::warn!(pod = %key, error = %e, attempt = sandbox_attempt, "cannot read sandbox status")
@@ -557,13 +557,6 @@ async fn probe_container(
         }
         view.ready = Some(false);
     }
-}
-
-fn pod_config_host_network(pod: &Pod) -> bool {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.host_network)
-        .unwrap_or(false)
 }
 
 /// The pull policy, defaulted as the API server does.
