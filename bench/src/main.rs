@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod authn;
 mod authz;
 mod merge;
+mod pods;
 mod schedule;
 mod stats;
 mod store;
@@ -31,6 +32,8 @@ enum Command {
     Authn(authn::AuthnArgs),
     /// The scheduling cycle alone, in memory, over many nodes.
     ScheduleAlgorithm(schedule::ScheduleArgs),
+    /// Pod startup latency and RSS on a real node (containerd; needs root).
+    Pods(pods::PodsArgs),
 }
 
 fn main() -> Result<()> {
@@ -44,5 +47,6 @@ fn main() -> Result<()> {
         Command::Merge(args) => merge::run(args),
         Command::Authn(args) => rt.block_on(authn::run(args)),
         Command::ScheduleAlgorithm(args) => schedule::run(args),
+        Command::Pods(args) => rt.block_on(pods::run(args)),
     }
 }
