@@ -8,6 +8,7 @@ mod authn;
 mod authz;
 mod deployment;
 mod merge;
+mod pods;
 mod schedule;
 mod schedule_e2e;
 mod stats;
@@ -39,6 +40,8 @@ enum Command {
     /// A Deployment on hollow nodes through a real server: time to all Ready and to roll
     /// out a new image, with the server's (controller manager's) CPU and RSS.
     Deployment(deployment::DeploymentArgs),
+    /// Pod startup latency and RSS on a real node (containerd; needs root).
+    Pods(pods::PodsArgs),
 }
 
 fn main() -> Result<()> {
@@ -54,5 +57,6 @@ fn main() -> Result<()> {
         Command::ScheduleAlgorithm(args) => schedule::run(args),
         Command::Schedule(args) => rt.block_on(schedule_e2e::run(args)),
         Command::Deployment(args) => deployment::run(args),
+        Command::Pods(args) => rt.block_on(pods::run(args)),
     }
 }

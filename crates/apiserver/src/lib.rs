@@ -26,6 +26,7 @@ mod discovery;
 pub mod encryption;
 pub mod error;
 mod filter;
+pub mod kubelet_proxy;
 pub mod meta;
 pub mod metrics;
 mod negotiate;
@@ -63,6 +64,8 @@ pub struct ApiState {
     pub admission: admission::Chain,
     /// APIServices served by other servers (API aggregation).
     pub aggregator: aggregator::Aggregator,
+    /// How this server authenticates to kubelets (pods/log), once configured.
+    pub kubelet_client: std::sync::OnceLock<kubelet_proxy::KubeletClient>,
 }
 
 impl ApiState {
@@ -85,6 +88,7 @@ impl ApiState {
             aggregation: tokio::sync::Notify::new(),
             admission: Default::default(),
             aggregator: Default::default(),
+            kubelet_client: Default::default(),
         })
     }
 }

@@ -84,10 +84,12 @@ async fn serve_resource(
         if !info.subresources.iter().any(|s| s.name == sub) {
             return Err(ApiError::page_not_found());
         }
-        if ![
-            "status", "scale", "binding", "finalize", "token", "approval",
-        ]
-        .contains(&sub.as_str())
+        let proxied = sub == "log" && info.group.is_empty() && info.plural == "pods";
+        if !proxied
+            && ![
+                "status", "scale", "binding", "finalize", "token", "approval",
+            ]
+            .contains(&sub.as_str())
         {
             return Err(ApiError::not_implemented(format!(
                 "the {sub} subresource of {} is not implemented yet",
@@ -151,6 +153,10 @@ async fn serve_resource(
             return ctx.update_scale(body, verb == "patch").await
         }
         ("update", Some("finalize")) => return ctx.finalize(body).await,
+        ("get", Some("log")) => {
+            let ns = ctx.path.namespace.as_deref().unwrap_or("default");
+            return crate::kubelet_proxy::pod_log(&ctx.state, ns, ctx.name(), &ctx.query).await;
+        }
         _ => {}
     }
     match verb {

@@ -21,6 +21,7 @@ pub mod pod_status;
 pub mod probe;
 pub mod server;
 pub mod time;
+pub mod volumes;
 pub mod worker;
 
 use std::collections::{BTreeMap, HashMap};
@@ -105,6 +106,8 @@ pub struct Shared {
     pub runtime_error: Option<String>,
     pub pleg: pleg::Pleg,
     pub pod_logs_dir: PathBuf,
+    /// Per-pod state on the node (volumes), `<pods_dir>/<uid>`.
+    pub pods_dir: PathBuf,
     pub events: events::Recorder,
     workers: Mutex<HashMap<String, Worker>>,
 }
@@ -214,6 +217,7 @@ pub async fn run(
         runtime_error,
         pleg: pleg::Pleg::default(),
         pod_logs_dir: opts.data_dir.join("pod-logs"),
+        pods_dir: opts.data_dir.join("pods"),
         events: events::Recorder::new(client.clone(), opts.node_name.clone()),
         workers: Mutex::new(HashMap::new()),
     });

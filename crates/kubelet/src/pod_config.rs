@@ -2,7 +2,7 @@
 //! environment, command, resources and the labels by which the kubelet finds its
 //! containers again.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod};
@@ -32,7 +32,8 @@ pub fn pod_ref(pod: &Pod) -> (&str, &str, &str) {
     )
 }
 
-fn host_network(pod: &Pod) -> bool {
+/// Whether the pod uses the node's network namespace.
+pub fn host_network(pod: &Pod) -> bool {
     pod.spec
         .as_ref()
         .and_then(|s| s.host_network)
@@ -123,18 +124,88 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, logs_root: &Path) -> api::PodSand
     }
 }
 
-/// What `fieldRef` env vars can read.
+/// What env vars can read besides the pod: its IPs, and the ConfigMaps and Secrets
+/// (name → data; Secrets decoded) they reference, fetched beforehand.
 #[derive(Debug, Clone, Default)]
 pub struct Downward {
     pub pod_ip: String,
     pub host_ip: String,
+    pub config_maps: HashMap<String, BTreeMap<String, String>>,
+    pub secrets: HashMap<String, BTreeMap<String, String>>,
 }
 
-/// Resolves one env var; `None` for sources this kubelet does not read yet.
-fn env_value(pod: &Pod, var: &EnvVar, downward: &Downward) -> Option<String> {
-    if let Some(v) = &var.value {
-        return Some(v.clone());
+/// A referenced ConfigMap or Secret: its name and whether the reference is optional.
+pub type Source = (String, bool);
+
+/// The ConfigMaps and Secrets container `c`'s environment references, with whether
+/// each reference is optional: (config maps, secrets).
+pub fn env_sources(c: &Container) -> (Vec<Source>, Vec<Source>) {
+    let (mut cms, mut secrets) = (Vec::new(), Vec::new());
+    for from in c.env_from.iter().flatten() {
+        if let Some(r) = &from.config_map_ref {
+            cms.push((r.name.clone(), r.optional.unwrap_or(false)));
+        }
+        if let Some(r) = &from.secret_ref {
+            secrets.push((r.name.clone(), r.optional.unwrap_or(false)));
+        }
     }
+    for var in c.env.iter().flatten() {
+        let Some(from) = &var.value_from else {
+            continue;
+        };
+        if let Some(r) = &from.config_map_key_ref {
+            cms.push((r.name.clone(), r.optional.unwrap_or(false)));
+        }
+        if let Some(r) = &from.secret_key_ref {
+            secrets.push((r.name.clone(), r.optional.unwrap_or(false)));
+        }
+    }
+    (cms, secrets)
+}
+
+/// Resolves one env var: `Ok(None)` when an optional source lacks it.
+fn env_value(pod: &Pod, var: &EnvVar, downward: &Downward) -> Result<Option<String>, String> {
+    if let Some(v) = &var.value {
+        return Ok(Some(v.clone()));
+    }
+    let ns = pod_ref(pod).1;
+    let Some(from) = var.value_from.as_ref() else {
+        return Ok(Some(String::new()));
+    };
+    let key_ref = |maps: &HashMap<String, BTreeMap<String, String>>,
+                   name: &str,
+                   key: &str,
+                   optional: bool,
+                   kind: &str| {
+        match maps.get(name).and_then(|m| m.get(key)) {
+            Some(v) => Ok(Some(v.clone())),
+            None if optional => Ok(None),
+            None => Err(format!("couldn't find key {key} in {kind} {ns}/{name}")),
+        }
+    };
+    if let Some(r) = &from.config_map_key_ref {
+        return key_ref(
+            &downward.config_maps,
+            &r.name,
+            &r.key,
+            r.optional.unwrap_or(false),
+            "ConfigMap",
+        );
+    }
+    if let Some(r) = &from.secret_key_ref {
+        return key_ref(
+            &downward.secrets,
+            &r.name,
+            &r.key,
+            r.optional.unwrap_or(false),
+            "Secret",
+        );
+    }
+    Ok(field_value(pod, var, downward))
+}
+
+/// A `fieldRef` env var; `None` for sources this kubelet does not read yet.
+fn field_value(pod: &Pod, var: &EnvVar, downward: &Downward) -> Option<String> {
     let field = var.value_from.as_ref()?.field_ref.as_ref()?;
     let (name, ns, uid) = pod_ref(pod);
     let spec = pod.spec.as_ref();
@@ -201,10 +272,27 @@ pub fn expand(input: &str, vars: &[(String, String)]) -> String {
 }
 
 /// The container's environment, in order, with `$(VAR)` references expanded.
-pub fn environment(pod: &Pod, c: &Container, downward: &Downward) -> Vec<(String, String)> {
+pub fn environment(
+    pod: &Pod,
+    c: &Container,
+    downward: &Downward,
+) -> Result<Vec<(String, String)>, String> {
     let mut vars: Vec<(String, String)> = Vec::new();
+    for from in c.env_from.iter().flatten() {
+        let prefix = from.prefix.as_deref().unwrap_or("");
+        let data = match (&from.config_map_ref, &from.secret_ref) {
+            (Some(r), _) => downward.config_maps.get(&r.name),
+            (_, Some(r)) => downward.secrets.get(&r.name),
+            _ => None,
+        };
+        for (k, v) in data.into_iter().flatten() {
+            let name = format!("{prefix}{k}");
+            vars.retain(|(n, _)| n != &name);
+            vars.push((name, v.clone()));
+        }
+    }
     for var in c.env.iter().flatten() {
-        if let Some(v) = env_value(pod, var, downward) {
+        if let Some(v) = env_value(pod, var, downward)? {
             let v = if var.value.is_some() {
                 expand(&v, &vars)
             } else {
@@ -214,7 +302,7 @@ pub fn environment(pod: &Pod, c: &Container, downward: &Downward) -> Vec<(String
             vars.push((var.name.clone(), v));
         }
     }
-    vars
+    Ok(vars)
 }
 
 fn quantity_millis(q: &Quantity) -> Option<i64> {
@@ -286,9 +374,9 @@ pub fn container_config(
     image_ref: &str,
     attempt: u32,
     downward: &Downward,
-) -> api::ContainerConfig {
+) -> Result<api::ContainerConfig, String> {
     let (name, ns, uid) = pod_ref(pod);
-    let env = environment(pod, c, downward);
+    let env = environment(pod, c, downward)?;
     let labels = HashMap::from([
         (POD_NAME_LABEL.to_owned(), name.to_owned()),
         (POD_NAMESPACE_LABEL.to_owned(), ns.to_owned()),
@@ -304,7 +392,7 @@ pub fn container_config(
         (RESTART_COUNT_ANNOTATION.to_owned(), attempt.to_string()),
         (GRACE_ANNOTATION.to_owned(), grace.to_string()),
     ]);
-    api::ContainerConfig {
+    Ok(api::ContainerConfig {
         metadata: Some(api::ContainerMetadata {
             name: c.name.clone(),
             attempt,
@@ -345,7 +433,7 @@ pub fn container_config(
             }),
         }),
         ..Default::default()
-    }
+    })
 }
 
 #[cfg(test)]
@@ -389,6 +477,7 @@ mod tests {
         let d = Downward {
             pod_ip: "10.42.0.5".into(),
             host_ip: "192.168.1.2".into(),
+            ..Default::default()
         };
         let c = container_config(
             &p,
@@ -396,7 +485,8 @@ mod tests {
             "sha256:x",
             2,
             &d,
-        );
+        )
+        .unwrap();
         let env: Vec<_> = c
             .envs
             .iter()
@@ -421,6 +511,40 @@ mod tests {
             (256, 50_000, 100_000)
         );
         assert_eq!(r.memory_limit_in_bytes, 64 * 1024 * 1024);
+    }
+
+    #[test]
+    fn env_from_config_maps_and_secrets() {
+        let p = pod();
+        let c: Container = serde_json::from_value(json!({"name": "c",
+            "envFrom": [{"configMapRef": {"name": "cm"}}, {"secretRef": {"name": "s"}, "prefix": "S_"}],
+            "env": [{"name": "K", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "k"}}},
+                    {"name": "O", "valueFrom": {"secretKeyRef": {"name": "s", "key": "nope", "optional": true}}}]}))
+        .unwrap();
+        let mut d = Downward::default();
+        d.config_maps.insert(
+            "cm".into(),
+            BTreeMap::from([("k".into(), "v".into()), ("a".into(), "1".into())]),
+        );
+        d.secrets
+            .insert("s".into(), BTreeMap::from([("pw".into(), "x".into())]));
+        let env = environment(&p, &c, &d).unwrap();
+        assert_eq!(
+            env,
+            [
+                ("a".into(), "1".into()),
+                ("k".into(), "v".into()),
+                ("S_pw".into(), "x".into()),
+                ("K".into(), "v".into())
+            ]
+        );
+        let missing: Container = serde_json::from_value(json!({"name": "c",
+            "env": [{"name": "K", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "zz"}}}]}))
+        .unwrap();
+        assert_eq!(
+            environment(&p, &missing, &d).unwrap_err(),
+            "couldn't find key zz in ConfigMap ns1/cm"
+        );
     }
 
     #[test]

@@ -249,7 +249,7 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut WorkerState) -> Observed {
                     .network
                     .map(|n| n.ip)
                     .filter(|ip| !ip.is_empty())
-                    .or_else(|| pod_config_host_network(pod).then(|| shared.host_ip.clone()));
+                    .or_else(|| pod_config::host_network(pod).then(|| shared.host_ip.clone()));
             }
             Err(e) => {
                 tracing::warn!(pod = %key, error = %e, attempt = sandbox_attempt, "cannot read sandbox status")
@@ -276,6 +276,7 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut WorkerState) -> Observed {
     let downward = pod_config::Downward {
         pod_ip: observed.pod_ip.clone().unwrap_or_default(),
         host_ip: shared.host_ip.clone(),
+        ..Default::default()
     };
     let ctx = SyncCtx {
         shared,
@@ -558,13 +559,6 @@ async fn probe_container(
     }
 }
 
-fn pod_config_host_network(pod: &Pod) -> bool {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.host_network)
-        .unwrap_or(false)
-}
-
 /// The pull policy, defaulted as the API server does.
 fn pull_policy(c: &Container) -> &str {
     if let Some(p) = c.image_pull_policy.as_deref() {
@@ -682,7 +676,27 @@ async fn start_container(
             .events
             .pod(pod, Some(&c.name), type_, reason, message)
     };
-    let config = pod_config::container_config(pod, c, &image, attempt, downward);
+    let paths = crate::volumes::prepare(&shared.client, pod, c, &shared.pods_dir)
+        .await
+        .map_err(|e| {
+            event(WARNING, "FailedMount", e.clone());
+            ("ContainerCreating".to_owned(), String::new())
+        })?;
+    let config_error = |e: String| {
+        event(WARNING, "Failed", format!("Error: {e}"));
+        ("CreateContainerConfigError".to_owned(), e)
+    };
+    let (config_maps, secrets) = crate::volumes::env_data(&shared.client, pod, c)
+        .await
+        .map_err(config_error)?;
+    let downward = pod_config::Downward {
+        config_maps,
+        secrets,
+        ..downward.clone()
+    };
+    let mut config =
+        pod_config::container_config(pod, c, &image, attempt, &downward).map_err(config_error)?;
+    config.mounts = crate::volumes::mounts(c, &paths);
     let id = runtime
         .create_container(sandbox_id, config, sandbox_config)
         .await
@@ -782,6 +796,7 @@ async fn terminate(shared: &Shared, pod: &Pod) -> Result<(), String> {
         kill_sandbox_and_containers(runtime, uid, None, grace).await;
     }
     let _ = std::fs::remove_dir_all(pod_config::log_directory(&shared.pod_logs_dir, pod));
+    let _ = std::fs::remove_dir_all(crate::volumes::pod_dir(&shared.pods_dir, pod));
     let api: Api<Pod> = Api::namespaced(shared.client.clone(), ns);
     let params = DeleteParams {
         grace_period_seconds: Some(0),

@@ -135,6 +135,22 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
         SocketAddr::new(client_ip, args.listen.port()).to_string(),
         args.default_watch_cache_size,
     );
+    // The API server's identity towards kubelets (pods/log), upstream's
+    // kube-apiserver-kubelet-client.
+    let kubelet_client = pki
+        .issue_client_cert(
+            "kube-apiserver-kubelet-client",
+            &[rkube_pki::identity::MASTERS_GROUP],
+            std::time::Duration::from_secs(365 * 24 * 3600),
+        )
+        .context("cannot issue the kubelet client certificate")?;
+    let _ = state.kubelet_client.set(
+        rkube_apiserver::kubelet_proxy::KubeletClient::new(
+            vec![kubelet_client.cert_der().clone()],
+            kubelet_client.key_der(),
+        )
+        .map_err(anyhow::Error::msg)?,
+    );
     rkube_apiserver::ensure_default_namespaces(&state)
         .await
         .map_err(|e| anyhow::anyhow!("cannot create the default namespaces: {}", e.0.message))?;

@@ -216,96 +216,7 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        let dir = self.cluster.data_dir().to_string_lossy().into_owned();
-        let runc_root = format!("{dir}/containerd/state/runc/k8s.io");
-        if let Ok(out) = Command::new("runc")
-            .args(["--root", &runc_root, "list", "-q"])
-            .output()
-        {
-            for id in String::from_utf8_lossy(&out.stdout).lines() {
-                let _ = Command::new("runc")
-                    .args(["--root", &runc_root, "delete", "--force", id])
-                    .output();
-            }
-        }
-        // The server, containerd and its shims all name the temp dir on their command line.
-        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            if pid != std::process::id() && String::from_utf8_lossy(&cmdline).contains(&dir) {
-                let _ = Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status();
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut mounts: Vec<&str> = mountinfo
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|m| m.starts_with(&dir))
-            .collect();
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in mounts {
-            if !Command::new("umount")
-                .arg(m)
-                .status()
-                .is_ok_and(|s| s.success())
-            {
-                let _ = Command::new("umount").args(["-l", m]).status();
-            }
-        }
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.bridge])
-            .output();
-        // Masquerade rules the bridge plugin left for this range (none after clean pod
-        // deletion).
-        let prefix = self.cidr.trim_end_matches("0/24");
-        let listing = Command::new("iptables")
-            .args(["-t", "nat", "-L", "POSTROUTING", "--line-numbers", "-n"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        let mut rules: Vec<(u32, String)> = listing
-            .lines()
-            .filter_map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                let num = f.first()?.parse().ok()?;
-                // num target prot opt source destination ...
-                let source = f.get(4)?;
-                source.starts_with(prefix).then(|| (num, f[1].to_owned()))
-            })
-            .collect();
-        rules.sort_by_key(|r| std::cmp::Reverse(r.0));
-        let mut chains = Vec::new();
-        for (num, chain) in rules {
-            let _ = Command::new("iptables")
-                .args(["-t", "nat", "-D", "POSTROUTING", &num.to_string()])
-                .output();
-            chains.push(chain);
-        }
-        // Chains for this range whose jump is already gone (a DEL cut short).
-        let rules = Command::new("iptables")
-            .args(["-t", "nat", "-S"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        for rule in rules.lines() {
-            let f: Vec<&str> = rule.split(' ').collect();
-            if f.len() > 3 && f[0] == "-A" && f[2] == "-d" && f[3] == self.cidr {
-                chains.push(f[1].to_owned());
-            }
-        }
-        for chain in chains.iter().filter(|c| c.starts_with("CNI-")) {
-            let _ = Command::new("iptables")
-                .args(["-t", "nat", "-F", chain])
-                .output();
-            let _ = Command::new("iptables")
-                .args(["-t", "nat", "-X", chain])
-                .output();
-        }
+        rkube_testkit::node::clean_up(self.cluster.data_dir(), &self.bridge, &self.cidr);
     }
 }
 
@@ -396,6 +307,40 @@ spec:
             .filter(|l| l.contains("hello"))
     });
     assert!(logs.contains(" stdout F hello"), "{logs}");
+
+    // kubectl logs: the API server proxies pods/log to the node's kubelet.
+    assert_eq!(c.ok(&["logs", "hello"]), "hello\n");
+    assert_eq!(
+        c.ok(&["logs", "hello", "-c", "main", "--tail=1"]),
+        "hello\n"
+    );
+    assert!(c
+        .ok(&["logs", "hello", "--timestamps"])
+        .ends_with("Z hello\n"));
+    let err = c.fails(&["logs", "hello", "-c", "nope"]);
+    assert!(
+        err.contains("container nope is not valid for pod hello"),
+        "{err}"
+    );
+    let followed = c.data_dir().join("follow.out");
+    let mut follow = Command::new(support::kubectl_path())
+        .arg("--kubeconfig")
+        .arg(&c.kubeconfig)
+        .args(["logs", "-f", "hello"])
+        .stdout(std::fs::File::create(&followed).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    node.wait("kubectl logs -f to print", Duration::from_secs(10), || {
+        (std::fs::read_to_string(&followed).unwrap_or_default() == "hello\n").then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        follow.try_wait().unwrap().is_none(),
+        "logs -f ended while the container runs"
+    );
+    let _ = follow.kill();
+    let _ = follow.wait();
 
     // The kubelet's HTTPS server serves them to cluster-CA client certificates that
     // its SubjectAccessReview allows (nodes/proxy).
@@ -607,6 +552,13 @@ spec:
     assert_eq!(parts[0], "Running", "{crash}");
     assert!(parts[1].parse::<u32>().unwrap() >= 1, "{crash}");
     assert_eq!(&parts[2..], ["CrashLoopBackOff", "3", "Error"], "{crash}");
+    assert_eq!(c.ok(&["logs", "crasher"]), "boom\n");
+    assert_eq!(c.ok(&["logs", "crasher", "--previous"]), "boom\n");
+    let err = c.fails(&["logs", "fails", "--previous"]);
+    assert!(
+        err.contains("previous terminated container \"main\" in pod \"fails\" not found"),
+        "{err}"
+    );
     let uid = node.jsonpath(&["get", "pod", "crasher"], "{.metadata.uid}");
     node.has_event(
         "crasher",
@@ -789,6 +741,203 @@ spec:
         ),
         "0 0"
     );
+    c.ok(&["delete", "pod", "--all", "--grace-period=1"]);
+    node.wait("the runtime to be empty", Duration::from_secs(20), || {
+        node.ctr(&["containers", "ls", "-q"])
+            .trim()
+            .is_empty()
+            .then_some(())
+    });
+}
+
+/// Volumes: emptyDir shared with an init container, configMap, secret, downwardAPI and a
+/// projected service-account token are mounted; a missing ConfigMap holds the pod in
+/// ContainerCreating with upstream's FailedMount event.
+#[test]
+fn volumes_are_mounted_into_containers() {
+    let image = busybox_archive();
+    let node = Node::start();
+    let c = &node.cluster;
+    node.wait_ready();
+    node.ctr(&["images", "import", &image.to_string_lossy()]);
+    c.wait_for_default_sa("default");
+    c.create(&format!(
+        r#"apiVersion: v1
+kind: ConfigMap
+metadata: {{name: cfg, namespace: default}}
+data: {{greeting: hello}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: sec, namespace: default}}
+data: {{password: c2VjcmV0}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: mounted, namespace: default, labels: {{app: vol}}}}
+spec:
+  initContainers:
+  - name: prep
+    image: {BUSYBOX}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo from-init > /data/note"]
+    volumeMounts: [{{name: scratch, mountPath: /data}}]
+  containers:
+  - name: main
+    image: {BUSYBOX}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo $(cat /etc/cfg/greeting) $(cat /etc/sec/password) $(cat /etc/pod/name) $(cat /data/note); echo env $GREETING $S_password; test -s /var/run/secrets/tokens/token && echo token-ok; exec sleep 3600"]
+    env: [{{name: GREETING, valueFrom: {{configMapKeyRef: {{name: cfg, key: greeting}}}}}}]
+    envFrom: [{{secretRef: {{name: sec}}, prefix: S_}}]
+    volumeMounts:
+    - {{name: scratch, mountPath: /data}}
+    - {{name: cfg, mountPath: /etc/cfg}}
+    - {{name: sec, mountPath: /etc/sec, readOnly: true}}
+    - {{name: info, mountPath: /etc/pod}}
+    - {{name: token, mountPath: /var/run/secrets/tokens}}
+  volumes:
+  - {{name: scratch, emptyDir: {{}}}}
+  - {{name: cfg, configMap: {{name: cfg}}}}
+  - {{name: sec, secret: {{secretName: sec}}}}
+  - {{name: info, downwardAPI: {{items: [{{path: name, fieldRef: {{fieldPath: metadata.name}}}}]}}}}
+  - name: token
+    projected:
+      sources: [{{serviceAccountToken: {{path: token, expirationSeconds: 3600}}}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: unmounted, namespace: default}}
+spec:
+  containers:
+  - name: main
+    image: {BUSYBOX}
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+    volumeMounts: [{{name: cfg, mountPath: /etc/cfg}}]
+  volumes:
+  - {{name: cfg, configMap: {{name: missing}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: noenv, namespace: default}}
+spec:
+  containers:
+  - name: main
+    image: {BUSYBOX}
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+    env: [{{name: X, valueFrom: {{configMapKeyRef: {{name: cfg, key: nope}}}}}}]
+"#
+    ));
+    let logs = node.wait(
+        "mounted to print its volumes",
+        Duration::from_secs(60),
+        || {
+            let out = c.kubectl(&["logs", "mounted", "-c", "main"]);
+            let s = String::from_utf8_lossy(&out.stdout).into_owned();
+            s.contains("token-ok").then_some(s)
+        },
+    );
+    assert_eq!(
+        logs,
+        "hello secret mounted from-init\nenv hello secret\ntoken-ok\n"
+    );
+    let noenv = node.wait("noenv to fail its config", Duration::from_secs(30), || {
+        let s = node.jsonpath(
+            &["get", "pod", "noenv"],
+            "{.status.containerStatuses[0].state.waiting.reason}|{.status.containerStatuses[0].state.waiting.message}",
+        );
+        s.starts_with("CreateContainerConfigError").then_some(s)
+    });
+    assert_eq!(
+        noenv,
+        "CreateContainerConfigError|couldn't find key nope in ConfigMap default/cfg"
+    );
+    node.has_event(
+        "unmounted",
+        r#"Warning FailedMount: MountVolume.SetUp failed for volume "cfg" : configmap "missing" not found"#,
+    );
+    assert_eq!(
+        node.jsonpath(
+            &["get", "pod", "unmounted"],
+            "{.status.phase} {.status.containerStatuses[0].state.waiting.reason}"
+        ),
+        "Pending ContainerCreating"
+    );
+    c.ok(&["delete", "pod", "--all", "--grace-period=1"]);
+    node.wait("the runtime to be empty", Duration::from_secs(20), || {
+        node.ctr(&["containers", "ls", "-q"])
+            .trim()
+            .is_empty()
+            .then_some(())
+    });
+    let pods_dir = c.data_dir().join("pods");
+    let left: Vec<_> = std::fs::read_dir(&pods_dir).into_iter().flatten().collect();
+    assert!(left.is_empty(), "pod dirs left: {left:?}");
+}
+
+/// Resource limits reach the container's cgroup; a container over its memory limit is
+/// OOM-killed and reported so.
+#[test]
+fn limits_reach_the_cgroup_and_oom_kills_are_reported() {
+    let image = busybox_archive();
+    let node = Node::start();
+    let c = &node.cluster;
+    node.wait_ready();
+    node.ctr(&["images", "import", &image.to_string_lossy()]);
+    c.wait_for_default_sa("default");
+    c.create(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: limited, namespace: default}}
+spec:
+  containers:
+  - name: main
+    image: {BUSYBOX}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.max; exec sleep 3600"]
+    resources: {{limits: {{memory: 64Mi, cpu: 250m}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: hog, namespace: default}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: {BUSYBOX}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "x=a; while true; do x=$x$x; done"]
+    resources: {{limits: {{memory: 16Mi}}}}
+"#
+    ));
+    let limits = node.wait(
+        "limited to print its cgroup limits",
+        Duration::from_secs(60),
+        || {
+            let out = c.kubectl(&["logs", "limited"]);
+            let s = String::from_utf8_lossy(&out.stdout).into_owned();
+            (s.lines().count() >= 2).then_some(s)
+        },
+    );
+    let lines: Vec<&str> = limits.lines().collect();
+    assert_eq!(lines[0], "67108864", "{limits}");
+    assert!(
+        lines[1] == "25000" || lines[1] == "25000 100000",
+        "{limits}"
+    );
+    assert_eq!(
+        node.jsonpath(&["get", "pod", "limited"], "{.status.qosClass}"),
+        "Guaranteed"
+    );
+    let oom = node.wait("hog to be OOM-killed", Duration::from_secs(60), || {
+        let s = node.jsonpath(
+            &["get", "pod", "hog"],
+            "{.status.phase} {.status.containerStatuses[0].state.terminated.reason} {.status.containerStatuses[0].state.terminated.exitCode}",
+        );
+        s.starts_with("Failed").then_some(s)
+    });
+    assert_eq!(oom, "Failed OOMKilled 137");
     c.ok(&["delete", "pod", "--all", "--grace-period=1"]);
     node.wait("the runtime to be empty", Duration::from_secs(20), || {
         node.ctr(&["containers", "ls", "-q"])

@@ -6,6 +6,8 @@
 //! test cleans up whether it passes or panics; on a panic the tail of each member's log is
 //! printed to stderr first.
 
+pub mod node;
+
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

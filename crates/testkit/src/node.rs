@@ -1,0 +1,105 @@
+//! Cleaning up after a node a test (or benchmark) ran in a temp dir: everything a
+//! kubelet with its own containerd leaves outside that dir when it is killed.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+/// Removes what a node whose data dir is `dir` made outside it: runc containers, the
+/// processes started from the dir (server, containerd, shims), mounts under it (rootfs,
+/// shm, network namespaces), the CNI bridge `bridge`, masquerade rules for `cidr` and
+/// CNI result caches of its sandboxes. Best effort; never panics.
+pub fn clean_up(dir: &Path, bridge: &str, cidr: &str) {
+    let dir = dir.to_string_lossy().into_owned();
+    let runc_root = format!("{dir}/containerd/state/runc/k8s.io");
+    if let Ok(out) = Command::new("runc")
+        .args(["--root", &runc_root, "list", "-q"])
+        .output()
+    {
+        for id in String::from_utf8_lossy(&out.stdout).lines() {
+            // CNI's result cache of a sandbox killed without a CNI DEL.
+            let cache = Path::new("/var/lib/cni/results");
+            let _ = std::fs::remove_file(cache.join(format!("rkube-{id}-eth0")));
+            let _ = std::fs::remove_file(cache.join(format!("cni-loopback-{id}-lo")));
+            let _ = Command::new("runc")
+                .args(["--root", &runc_root, "delete", "--force", id])
+                .output();
+        }
+    }
+    // The server, containerd and its shims all name the temp dir on their command line.
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if pid != std::process::id() && String::from_utf8_lossy(&cmdline).contains(&dir) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut mounts: Vec<&str> = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(&dir))
+        .collect();
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in mounts {
+        if !Command::new("umount")
+            .arg(m)
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            let _ = Command::new("umount").args(["-l", m]).status();
+        }
+    }
+    let _ = Command::new("ip").args(["link", "del", bridge]).output();
+    // Masquerade rules the bridge plugin left for this range (none after clean pod
+    // deletion).
+    let prefix = cidr.trim_end_matches("0/24");
+    let listing = Command::new("iptables")
+        .args(["-t", "nat", "-L", "POSTROUTING", "--line-numbers", "-n"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let mut rules: Vec<(u32, String)> = listing
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let num = f.first()?.parse().ok()?;
+            // num target prot opt source destination ...
+            let source = f.get(4)?;
+            source.starts_with(prefix).then(|| (num, f[1].to_owned()))
+        })
+        .collect();
+    rules.sort_by_key(|r| std::cmp::Reverse(r.0));
+    let mut chains = Vec::new();
+    for (num, chain) in rules {
+        let _ = Command::new("iptables")
+            .args(["-t", "nat", "-D", "POSTROUTING", &num.to_string()])
+            .output();
+        chains.push(chain);
+    }
+    // Chains for this range whose jump is already gone (a DEL cut short).
+    let rules = Command::new("iptables")
+        .args(["-t", "nat", "-S"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    for rule in rules.lines() {
+        let f: Vec<&str> = rule.split(' ').collect();
+        if f.len() > 3 && f[0] == "-A" && f[2] == "-d" && f[3] == cidr {
+            chains.push(f[1].to_owned());
+        }
+    }
+    for chain in chains.iter().filter(|c| c.starts_with("CNI-")) {
+        let _ = Command::new("iptables")
+            .args(["-t", "nat", "-F", chain])
+            .output();
+        let _ = Command::new("iptables")
+            .args(["-t", "nat", "-X", chain])
+            .output();
+    }
+}
