@@ -183,6 +183,23 @@ fn webhooks_mutate_validate_fail_and_time_out() {
     let base = format!("https://127.0.0.1:{}", server.port);
     let ca = &server.ca_bundle;
 
+    // Configurations are validated as upstream's v1.
+    let invalid = webhook_config(
+        "MutatingWebhookConfiguration",
+        "invalid.rkube.test",
+        &format!("{base}/mutate"),
+        ca,
+        "mutate",
+        "",
+    )
+    .replace("  sideEffects: None\n", "");
+    let (ok, _, err) = text(&c.kubectl_with(&["create", "-f", "-"], Some(&invalid), &[]));
+    assert!(!ok);
+    assert!(
+        err.contains("The MutatingWebhookConfiguration \"invalid.rkube.test\" is invalid: webhooks[0].sideEffects: Required value: must specify one of None, NoneOnDryRun"),
+        "{err}"
+    );
+
     // Mutating: the label is added.
     namespace(&c, "wh-mutate", "mutate");
     c.create(&webhook_config(
@@ -677,7 +694,12 @@ fn node_restriction() {
     // Tokens only for pods bound to itself.
     let (ok, _, err) = run(&["create", "token", "default"], None);
     assert!(!ok);
-    assert!(err.contains("serviceaccounts \"default\" is forbidden: node requested token not bound to a pod"), "{err}");
+    assert!(
+        err.contains(
+            "serviceaccounts \"default\" is forbidden: node requested token not bound to a pod"
+        ),
+        "{err}"
+    );
     // Leases: its own, in kube-node-lease.
     let lease = |name: &str| {
         format!("apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: {name}\n  namespace: kube-node-lease\nspec:\n  holderIdentity: {name}\n")
