@@ -4,6 +4,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod admission;
 mod authn;
 mod authz;
 mod merge;
@@ -31,6 +32,9 @@ enum Command {
     Authn(authn::AuthnArgs),
     /// The scheduling cycle alone, in memory, over many nodes.
     ScheduleAlgorithm(schedule::ScheduleArgs),
+    /// The admission chain per pod create: bare, with LimitRange and ResourceQuota, with
+    /// many webhook configurations.
+    Admission(admission::AdmissionArgs),
 }
 
 fn main() -> Result<()> {
@@ -44,5 +48,6 @@ fn main() -> Result<()> {
         Command::Merge(args) => merge::run(args),
         Command::Authn(args) => rt.block_on(authn::run(args)),
         Command::ScheduleAlgorithm(args) => schedule::run(args),
+        Command::Admission(args) => rt.block_on(admission::run(args)),
     }
 }
