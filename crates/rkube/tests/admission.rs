@@ -570,7 +570,7 @@ fn limit_ranges_and_quotas() {
 #[test]
 fn pod_security_enforce_and_warn() {
     let c = Cluster::start(&[]);
-    c.create("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: strict\n  labels:\n    pod-security.kubernetes.io/enforce: restricted\n");
+    c.create("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: strict\n  labels:\n    pod-security.kubernetes.io/enforce: restricted\n    pod-security.kubernetes.io/enforce-version: v1.36\n");
     c.create("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: warned\n  labels:\n    pod-security.kubernetes.io/warn: restricted\n    pod-security.kubernetes.io/enforce: baseline\n");
     c.wait_for_default_sa("strict");
     c.wait_for_default_sa("warned");
@@ -578,7 +578,7 @@ fn pod_security_enforce_and_warn() {
     let err = c.fails(&["run", "x", "-n", "strict", "--image=busybox"]);
     assert!(
         err.contains(&format!(
-            "pods \"x\" is forbidden: violates PodSecurity \"restricted:latest\": {violations}"
+            "pods \"x\" is forbidden: violates PodSecurity \"restricted:v1.36\": {violations}"
         )),
         "{err}"
     );
