@@ -4,6 +4,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod admission;
 mod authn;
 mod authz;
 mod deployment;
@@ -42,6 +43,9 @@ enum Command {
     Deployment(deployment::DeploymentArgs),
     /// Pod startup latency and RSS on a real node (containerd; needs root).
     Pods(pods::PodsArgs),
+    /// The admission chain per pod create: bare, with LimitRange and ResourceQuota, with
+    /// many webhook configurations.
+    Admission(admission::AdmissionArgs),
 }
 
 fn main() -> Result<()> {
@@ -58,5 +62,6 @@ fn main() -> Result<()> {
         Command::Schedule(args) => rt.block_on(schedule_e2e::run(args)),
         Command::Deployment(args) => deployment::run(args),
         Command::Pods(args) => rt.block_on(pods::run(args)),
+        Command::Admission(args) => rt.block_on(admission::run(args)),
     }
 }

@@ -183,6 +183,23 @@ fn webhooks_mutate_validate_fail_and_time_out() {
     let base = format!("https://127.0.0.1:{}", server.port);
     let ca = &server.ca_bundle;
 
+    // Configurations are validated as upstream's v1.
+    let invalid = webhook_config(
+        "MutatingWebhookConfiguration",
+        "invalid.rkube.test",
+        &format!("{base}/mutate"),
+        ca,
+        "mutate",
+        "",
+    )
+    .replace("  sideEffects: None\n", "");
+    let (ok, _, err) = text(&c.kubectl_with(&["create", "-f", "-"], Some(&invalid), &[]));
+    assert!(!ok);
+    assert!(
+        err.contains("The MutatingWebhookConfiguration \"invalid.rkube.test\" is invalid: webhooks[0].sideEffects: Required value: must specify one of None, NoneOnDryRun"),
+        "{err}"
+    );
+
     // Mutating: the label is added.
     namespace(&c, "wh-mutate", "mutate");
     c.create(&webhook_config(
@@ -553,7 +570,7 @@ fn limit_ranges_and_quotas() {
 #[test]
 fn pod_security_enforce_and_warn() {
     let c = Cluster::start(&[]);
-    c.create("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: strict\n  labels:\n    pod-security.kubernetes.io/enforce: restricted\n");
+    c.create("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: strict\n  labels:\n    pod-security.kubernetes.io/enforce: restricted\n    pod-security.kubernetes.io/enforce-version: v1.36\n");
     c.create("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: warned\n  labels:\n    pod-security.kubernetes.io/warn: restricted\n    pod-security.kubernetes.io/enforce: baseline\n");
     c.wait_for_default_sa("strict");
     c.wait_for_default_sa("warned");
@@ -561,7 +578,7 @@ fn pod_security_enforce_and_warn() {
     let err = c.fails(&["run", "x", "-n", "strict", "--image=busybox"]);
     assert!(
         err.contains(&format!(
-            "pods \"x\" is forbidden: violates PodSecurity \"restricted:latest\": {violations}"
+            "pods \"x\" is forbidden: violates PodSecurity \"restricted:v1.36\": {violations}"
         )),
         "{err}"
     );

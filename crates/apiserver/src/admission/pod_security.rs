@@ -98,14 +98,27 @@ impl Plugin for PodSecurity {
                     .and_then(Level::parse)
                     .unwrap_or(Level::Privileged)
             };
+            // The checks are always the latest version's; a pinned version is named in
+            // the messages as upstream names it.
+            let version = |mode: &str| {
+                ns["metadata"]["labels"][format!("{LABEL_PREFIX}{mode}-version")]
+                    .as_str()
+                    .filter(|v| {
+                        v.strip_prefix("v1.")
+                            .is_some_and(|minor| minor.parse::<u32>().is_ok())
+                    })
+                    .unwrap_or("latest")
+                    .to_owned()
+            };
             let (enforce, warn, audit) = (level("enforce"), level("warn"), level("audit"));
             let spec = spec.clone();
             if is_pod && enforce > Level::Privileged {
                 let violations = evaluate(enforce, &spec);
                 if !violations.is_empty() {
                     return Err(r.forbidden(format!(
-                        "violates PodSecurity \"{}:latest\": {}",
+                        "violates PodSecurity \"{}:{}\": {}",
                         enforce.as_str(),
+                        version("enforce"),
                         violations.join(", ")
                     )));
                 }
@@ -114,8 +127,9 @@ impl Plugin for PodSecurity {
                 let violations = evaluate(warn, &spec);
                 if !violations.is_empty() {
                     r.warnings.push(format!(
-                        "would violate PodSecurity \"{}:latest\": {}",
+                        "would violate PodSecurity \"{}:{}\": {}",
                         warn.as_str(),
+                        version("warn"),
                         violations.join(", ")
                     ));
                 }
@@ -126,8 +140,9 @@ impl Plugin for PodSecurity {
                     r.annotations.insert(
                         "pod-security.kubernetes.io/audit-violations".into(),
                         format!(
-                            "would violate PodSecurity \"{}:latest\": {}",
+                            "would violate PodSecurity \"{}:{}\": {}",
                             audit.as_str(),
+                            version("audit"),
                             violations.join(", ")
                         ),
                     );

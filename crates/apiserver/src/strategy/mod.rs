@@ -12,6 +12,7 @@ use crate::error::ApiError;
 use crate::meta::{meta_str, metadata_mut};
 use crate::rest::DeleteOptions;
 
+mod admissionregistration;
 mod apiservices;
 mod autoscaling;
 mod batch;
@@ -79,6 +80,12 @@ pub fn for_kind(info: &ResourceInfo) -> &'static dyn KindStrategy {
     match (info.group, info.plural) {
         ("apiextensions.k8s.io", "customresourcedefinitions") => &crds::Crds,
         ("", "namespaces") => &namespaces::Namespaces,
+        ("admissionregistration.k8s.io", "mutatingwebhookconfigurations") => {
+            &admissionregistration::WebhookConfigurations { mutating: true }
+        }
+        ("admissionregistration.k8s.io", "validatingwebhookconfigurations") => {
+            &admissionregistration::WebhookConfigurations { mutating: false }
+        }
         ("", "pods") => &pods::Pods,
         ("", "secrets") => &secrets::Secrets,
         ("batch", "jobs") => &batch::Jobs,

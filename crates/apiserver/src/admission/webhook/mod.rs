@@ -329,12 +329,18 @@ impl Index {
             .list(info.storage_prefix(), 0)
             .await
             .map_err(|e| ApiError::unavailable(e.to_string()))?;
-        let versions: Vec<(String, i64)> = objects
-            .iter()
-            .map(|o| (o.key.clone(), o.revision))
-            .collect();
         let mut parsed = self.parsed.lock().expect("webhook index lock");
-        if parsed.0 != versions {
+        let unchanged = parsed.0.len() == objects.len()
+            && parsed
+                .0
+                .iter()
+                .zip(&objects)
+                .all(|((key, revision), o)| *key == o.key && *revision == o.revision);
+        if !unchanged {
+            let versions = objects
+                .iter()
+                .map(|o| (o.key.clone(), o.revision))
+                .collect();
             let mut hooks = Vec::new();
             for o in &objects {
                 let Ok(config) = serde_json::from_slice::<Value>(&o.stored) else {
