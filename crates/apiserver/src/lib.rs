@@ -22,6 +22,7 @@ mod conversion;
 pub mod crd;
 mod discovery;
 pub mod error;
+mod eviction;
 mod filter;
 pub mod meta;
 pub mod metrics;

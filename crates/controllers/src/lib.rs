@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod discovery;
+pub mod disruption;
 pub mod garbagecollector;
 pub mod namespace;
 pub mod podgc;

@@ -41,4 +41,11 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         enabled_by_default: true,
         start: |cx| crate::resourcequota::run(cx).boxed(),
     },
+    ControllerDef {
+        name: "disruption-controller",
+        alias: "disruption",
+        service_account: "disruption-controller",
+        enabled_by_default: true,
+        start: |cx| crate::disruption::run(cx).boxed(),
+    },
 ];
