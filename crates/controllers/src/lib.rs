@@ -10,6 +10,7 @@
 pub mod discovery;
 pub mod disruption;
 pub mod garbagecollector;
+pub mod hpa;
 pub mod namespace;
 pub mod podgc;
 pub mod registry;
