@@ -25,6 +25,7 @@ pub mod crd;
 mod discovery;
 pub mod encryption;
 pub mod error;
+mod eviction;
 mod filter;
 pub mod kubelet_proxy;
 pub mod meta;

@@ -87,7 +87,7 @@ async fn serve_resource(
         let proxied = sub == "log" && info.group.is_empty() && info.plural == "pods";
         if !proxied
             && ![
-                "status", "scale", "binding", "finalize", "token", "approval",
+                "status", "scale", "binding", "finalize", "token", "approval", "eviction",
             ]
             .contains(&sub.as_str())
         {
@@ -148,6 +148,7 @@ async fn serve_resource(
     match (verb, ctx.path.subresource.as_deref()) {
         ("create", Some("binding")) => return ctx.bind(body).await,
         ("create", Some("token")) => return ctx.token_request(body).await,
+        ("create", Some("eviction")) if ctx.info.plural == "pods" => return ctx.evict(body).await,
         ("get", Some("scale")) => return ctx.get_scale().await,
         ("update" | "patch", Some("scale")) => {
             return ctx.update_scale(body, verb == "patch").await
@@ -418,6 +419,36 @@ impl Ctx {
             .map_err(|e| from_store(e, self.info, name))?;
         let kv = got.kv.ok_or_else(|| ApiError::not_found(self.info, name))?;
         Ok((self.decode(&kv.value, kv.mod_revision)?, kv.mod_revision))
+    }
+
+    /// `pods/eviction`: deletes the pod unless that would violate its
+    /// PodDisruptionBudget, whose allowance it takes (upstream's eviction REST).
+    async fn evict(&self, body: Bytes) -> ApiResult {
+        let name = self.name().to_owned();
+        let eviction = negotiate::decode_body(&self.headers, &body)?;
+        if meta_str(&eviction, "name").is_some_and(|n| n != name) {
+            return Err(ApiError::bad_request(
+                "name in URL does not match name in Eviction object",
+            ));
+        }
+        let delete_body = match &eviction["deleteOptions"] {
+            Value::Null => Vec::new(),
+            v => serde_json::to_vec(v).map_err(ApiError::internal)?,
+        };
+        let options = DeleteOptions::parse(&HeaderMap::new(), &delete_body, &self.query)?;
+        let (pod, _) = self.current().await?;
+        let phase = pod["status"]["phase"].as_str().unwrap_or("");
+        let ignores_budget = meta_str(&pod, "deletionTimestamp").is_some()
+            || matches!(phase, "Succeeded" | "Failed" | "Pending");
+        if !ignores_budget {
+            crate::eviction::take_disruption(&self.state, &pod, options.dry_run).await?;
+        }
+        match self.delete_with(options).await {
+            Ok(_) => {}
+            Err(e) if e.0.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+        self.respond_value(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}))
     }
 
     /// `pods/binding`: assigns a pod to a node (the scheduler's write).
@@ -1509,8 +1540,12 @@ impl Ctx {
     }
 
     async fn delete(&self, body: Bytes) -> ApiResult {
-        let name = self.name().to_owned();
         let options = DeleteOptions::parse(&self.headers, &body, &self.query)?;
+        self.delete_with(options).await
+    }
+
+    async fn delete_with(&self, options: DeleteOptions) -> ApiResult {
+        let name = self.name().to_owned();
         let current = self
             .state
             .store

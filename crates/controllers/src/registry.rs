@@ -147,4 +147,11 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         enabled_by_default: true,
         start: |cx| crate::certificates::signer::run(cx).boxed(),
     },
+    ControllerDef {
+        name: "disruption-controller",
+        alias: "disruption",
+        service_account: "disruption-controller",
+        enabled_by_default: true,
+        start: |cx| crate::disruption::run(cx).boxed(),
+    },
 ];

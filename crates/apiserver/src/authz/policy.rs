@@ -192,6 +192,17 @@ pub const CLUSTER_ROLES: &[RoleDef] = &[
     ]},
     // Controllers' roles (upstream's controller_policy), used with per-controller
     // service-account credentials: `system:controller:<controller>`.
+    RoleDef { name: "system:controller:disruption-controller", labels: &[], aggregates: &[], rules: &[
+        Res(READ, &["apps", "extensions"], &["deployments"]),
+        Res(READ, &["apps", "extensions"], &["replicasets"]),
+        Res(READ, CORE, &["replicationcontrollers"]),
+        Res(READ, &["policy"], &["poddisruptionbudgets"]),
+        Res(READ, &["apps"], &["statefulsets"]),
+        Res(&["update"], &["policy"], &["poddisruptionbudgets/status"]),
+        Res(&["patch", "update"], CORE, &["pods/status"]),
+        Res(GET, &["*"], &["*/scale"]),
+        Res(EVENT_WRITE, EVENTS, &["events"]),
+    ]},
     RoleDef { name: "system:controller:generic-garbage-collector", labels: &[], aggregates: &[], rules: &[
         Res(&["delete", "get", "list", "patch", "update", "watch"], &["*"], &["*"]),
         Res(EVENT_WRITE, EVENTS, &["events"]),
@@ -396,6 +407,7 @@ pub const CLUSTER_ROLE_BINDINGS: &[BindingDef] = &[
     BindingDef { role: "system:basic-user", subjects: &[Subject::Group("system:authenticated")] },
     BindingDef { role: "system:discovery", subjects: &[Subject::Group("system:authenticated")] },
     BindingDef { role: "system:kube-controller-manager", subjects: &[Subject::User("system:kube-controller-manager")] },
+    BindingDef { role: "system:controller:disruption-controller", subjects: &[Subject::ServiceAccount("kube-system", "disruption-controller")] },
     BindingDef { role: "system:controller:generic-garbage-collector", subjects: &[Subject::ServiceAccount("kube-system", "generic-garbage-collector")] },
     BindingDef { role: "system:controller:namespace-controller", subjects: &[Subject::ServiceAccount("kube-system", "namespace-controller")] },
     BindingDef { role: "system:controller:pod-garbage-collector", subjects: &[Subject::ServiceAccount("kube-system", "pod-garbage-collector")] },
