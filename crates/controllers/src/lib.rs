@@ -9,10 +9,12 @@
 
 pub mod daemonset;
 pub mod deployment;
+pub mod history;
 pub mod podutil;
 pub mod registry;
 pub mod replicaset;
 pub mod serviceaccount;
+pub mod statefulset;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -41,4 +41,11 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         enabled_by_default: true,
         start: |cx| crate::daemonset::run(cx).boxed(),
     },
+    ControllerDef {
+        name: "statefulset-controller",
+        alias: "statefulset",
+        service_account: "statefulset-controller",
+        enabled_by_default: true,
+        start: |cx| crate::statefulset::run(cx).boxed(),
+    },
 ];

@@ -531,3 +531,166 @@ spec:
         2
     );
 }
+
+#[test]
+fn statefulset_orders_pods_claims_and_partitions_updates() {
+    let (c, _hollow) = cluster_with_nodes("2");
+    c.create(
+        r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: db
+spec:
+  serviceName: db
+  replicas: 3
+  selector:
+    matchLabels:
+      app: db
+  template:
+    metadata:
+      labels:
+        app: db
+    spec:
+      containers:
+      - name: db
+        image: postgres
+  volumeClaimTemplates:
+  - metadata:
+      name: data
+    spec:
+      accessModes: ["ReadWriteOnce"]
+      resources:
+        requests:
+          storage: 1Gi
+"#,
+    );
+    let rollout = |c: &Cluster| {
+        let out = c.kubectl(&["rollout", "status", "statefulset/db", "--timeout=50s"]);
+        assert!(
+            out.status.success(),
+            "{} {}\n--- server log ---\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            c.log()
+        );
+    };
+    rollout(&c);
+    // OrderedReady: each pod was created after its predecessor was Ready.
+    let created = jsonpath(
+        &c,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=db",
+            "--sort-by=.metadata.creationTimestamp",
+        ],
+        "{.items[*].metadata.name}",
+    );
+    assert_eq!(created, "db-0 db-1 db-2");
+    let events = jsonpath(
+        &c,
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.kind=StatefulSet",
+            "--sort-by=.metadata.creationTimestamp",
+        ],
+        "{range .items[*]}{.message}{\"\\n\"}{end}",
+    );
+    let order: Vec<&str> = events
+        .lines()
+        .filter(|l| l.starts_with("create Pod"))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "create Pod db-0 in StatefulSet db successful",
+            "create Pod db-1 in StatefulSet db successful",
+            "create Pod db-2 in StatefulSet db successful"
+        ],
+        "{events}"
+    );
+    let claims = jsonpath(&c, &["get", "pvc"], "{.items[*].metadata.name}");
+    assert_eq!(claims, "data-db-0 data-db-1 data-db-2");
+    let identity = jsonpath(
+        &c,
+        &["get", "pod", "db-1"],
+        "{.spec.hostname}/{.spec.subdomain}/{.metadata.labels.apps\\.kubernetes\\.io/pod-index}",
+    );
+    assert_eq!(identity, "db-1/db/1");
+
+    // A partitioned update only replaces ordinals >= 2.
+    c.ok(&[
+        "patch",
+        "statefulset",
+        "db",
+        "-p",
+        r#"{"spec":{"updateStrategy":{"type":"RollingUpdate","rollingUpdate":{"partition":2}}}}"#,
+    ]);
+    c.ok(&["set", "image", "statefulset/db", "db=postgres:17"]);
+    wait_for(
+        &c,
+        &[
+            "get",
+            "sts",
+            "db",
+            "-o",
+            "jsonpath={.status.updatedReplicas}/{.status.readyReplicas}",
+        ],
+        "1 updated",
+        |o| o == "1/3",
+    );
+    let images = jsonpath(
+        &c,
+        &["get", "pods", "-l", "app=db", "--sort-by=.metadata.name"],
+        "{.items[*].spec.containers[0].image}",
+    );
+    assert_eq!(images, "postgres postgres postgres:17");
+    c.ok(&[
+        "patch",
+        "statefulset",
+        "db",
+        "-p",
+        r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}"#,
+    ]);
+    rollout(&c);
+    wait_for(
+        &c,
+        &[
+            "get",
+            "sts",
+            "db",
+            "-o",
+            "jsonpath={.status.currentRevision}={.status.updateRevision} {.status.updatedReplicas}",
+        ],
+        "all updated",
+        |o| {
+            let (revs, n) = o.split_once(' ').unwrap_or_default();
+            let (a, b) = revs.split_once('=').unwrap_or_default();
+            a == b && !a.is_empty() && n == "3"
+        },
+    );
+
+    // Scale down removes the highest ordinals; claims stay (Retain).
+    c.ok(&["scale", "statefulset", "db", "--replicas=1"]);
+    wait_for(
+        &c,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=db",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ],
+        "db-0 only",
+        |o| o == "db-0",
+    );
+    assert_eq!(
+        jsonpath(&c, &["get", "pvc"], "{.items[*].metadata.name}"),
+        "data-db-0 data-db-1 data-db-2"
+    );
+}

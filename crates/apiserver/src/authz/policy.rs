@@ -217,6 +217,15 @@ pub const CLUSTER_ROLES: &[RoleDef] = &[
         Res(RW_NO_COLLECTION, &["apps"], &["controllerrevisions"]),
         Res(EVENT_WRITE, EVENTS, &["events"]),
     ]},
+    RoleDef { name: "system:controller:statefulset-controller", labels: &[], aggregates: &[], rules: &[
+        Res(READ, &["apps"], &["statefulsets"]),
+        Res(&["update"], &["apps"], &["statefulsets/finalizers", "statefulsets/status"]),
+        Res(RW_NO_COLLECTION, CORE, &["pods"]),
+        Res(&["update"], CORE, &["pods/finalizers"]),
+        Res(RW_NO_COLLECTION, &["apps"], &["controllerrevisions"]),
+        Res(&["create", "delete", "get", "list", "update", "watch"], CORE, &["persistentvolumeclaims"]),
+        Res(EVENT_WRITE, EVENTS, &["events"]),
+    ]},
     RoleDef { name: "system:controller:deployment-controller", labels: &[], aggregates: &[], rules: &[
         Res(&["get", "list", "update", "watch"], &["apps", "extensions"], &["deployments"]),
         Res(&["update"], &["apps", "extensions"], &["deployments/finalizers", "deployments/status"]),
@@ -350,6 +359,7 @@ pub const CLUSTER_ROLE_BINDINGS: &[BindingDef] = &[
     BindingDef { role: "system:controller:replicaset-controller", subjects: &[Subject::ServiceAccount("kube-system", "replicaset-controller")] },
     BindingDef { role: "system:controller:replication-controller", subjects: &[Subject::ServiceAccount("kube-system", "replication-controller")] },
     BindingDef { role: "system:controller:daemon-set-controller", subjects: &[Subject::ServiceAccount("kube-system", "daemon-set-controller")] },
+    BindingDef { role: "system:controller:statefulset-controller", subjects: &[Subject::ServiceAccount("kube-system", "statefulset-controller")] },
     BindingDef { role: "system:controller:deployment-controller", subjects: &[Subject::ServiceAccount("kube-system", "deployment-controller")] },
     BindingDef { role: "system:kube-dns", subjects: &[Subject::ServiceAccount("kube-system", "kube-dns")] },
     BindingDef { role: "system:kube-scheduler", subjects: &[Subject::User("system:kube-scheduler")] },
