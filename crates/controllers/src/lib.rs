@@ -10,6 +10,7 @@
 pub mod daemonset;
 pub mod deployment;
 pub mod history;
+pub mod job;
 pub mod podutil;
 pub mod registry;
 pub mod replicaset;

@@ -48,4 +48,11 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         enabled_by_default: true,
         start: |cx| crate::statefulset::run(cx).boxed(),
     },
+    ControllerDef {
+        name: "job-controller",
+        alias: "job",
+        service_account: "job-controller",
+        enabled_by_default: true,
+        start: |cx| crate::job::run(cx).boxed(),
+    },
 ];

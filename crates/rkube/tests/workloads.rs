@@ -694,3 +694,126 @@ spec:
         "data-db-0 data-db-1 data-db-2"
     );
 }
+
+/// A Job whose pods the hollow nodes' paper runtime exits with `code`
+/// (`hollow.rkube.io/exit-code`).
+fn job_yaml(name: &str, code: i32, extra_spec: &str) -> String {
+    format!(
+        r#"
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {name}
+spec:
+{extra_spec}
+  template:
+    metadata:
+      annotations:
+        hollow.rkube.io/exit-code: "{code}"
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: main
+        image: busybox
+"#
+    )
+}
+
+#[test]
+fn job_runs_to_completion_indexed_and_fails_past_backoff_limit() {
+    let (c, _hollow) = cluster_with_nodes("2");
+    c.create(&job_yaml(
+        "ok",
+        0,
+        "  completions: 3\n  parallelism: 2\n  completionMode: Indexed",
+    ));
+    let out = c.kubectl(&[
+        "wait",
+        "--for=condition=Complete",
+        "job/ok",
+        "--timeout=50s",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        c.log()
+    );
+    let status = jsonpath(
+        &c,
+        &["get", "job", "ok"],
+        "{.status.succeeded}/{.status.completedIndexes}/{.status.conditions[?(@.type=='Complete')].reason}",
+    );
+    assert_eq!(status, "3/0-2/CompletionsReached");
+    let idx = jsonpath(
+        &c,
+        &["get", "pods", "-l", "job-name=ok"],
+        "{range .items[*]}{.metadata.annotations.batch\\.kubernetes\\.io/job-completion-index}{\" \"}{end}",
+    );
+    let mut idx: Vec<&str> = idx.split_whitespace().collect();
+    idx.sort();
+    assert_eq!(idx, ["0", "1", "2"]);
+    let finalizers = jsonpath(
+        &c,
+        &["get", "pods", "-l", "job-name=ok"],
+        "{.items[*].metadata.finalizers}",
+    );
+    assert!(
+        finalizers.trim().is_empty(),
+        "tracking finalizers removed: {finalizers}"
+    );
+
+    // backoffLimit 0: the first failure fails the Job.
+    c.create(&job_yaml("bad", 1, "  backoffLimit: 0"));
+    let out = c.kubectl(&["wait", "--for=condition=Failed", "job/bad", "--timeout=50s"]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        c.log()
+    );
+    let status = jsonpath(
+        &c,
+        &["get", "job", "bad"],
+        "{.status.failed}/{.status.conditions[?(@.type=='Failed')].reason}/{.status.conditions[?(@.type=='Failed')].message}",
+    );
+    assert_eq!(
+        status,
+        "1/BackoffLimitExceeded/Job has reached the specified backoff limit"
+    );
+
+    // Suspended: no pods until resumed.
+    c.create(&job_yaml("later", 0, "  suspend: true"));
+    wait_for(
+        &c,
+        &[
+            "get",
+            "job",
+            "later",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type=='Suspended')].reason}",
+        ],
+        "JobSuspended",
+        |o| o == "JobSuspended",
+    );
+    assert!(pod_names(&c, "job-name=later").is_empty());
+    c.ok(&[
+        "patch",
+        "job",
+        "later",
+        "-p",
+        r#"{"spec":{"suspend":false}}"#,
+    ]);
+    let out = c.kubectl(&[
+        "wait",
+        "--for=condition=Complete",
+        "job/later",
+        "--timeout=50s",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        c.log()
+    );
+}

@@ -226,6 +226,12 @@ pub const CLUSTER_ROLES: &[RoleDef] = &[
         Res(&["create", "delete", "get", "list", "update", "watch"], CORE, &["persistentvolumeclaims"]),
         Res(EVENT_WRITE, EVENTS, &["events"]),
     ]},
+    RoleDef { name: "system:controller:job-controller", labels: &[], aggregates: &[], rules: &[
+        Res(&["get", "list", "patch", "update", "watch"], &["batch"], &["jobs"]),
+        Res(&["update"], &["batch"], &["jobs/finalizers", "jobs/status"]),
+        Res(&["create", "delete", "list", "patch", "watch"], CORE, &["pods"]),
+        Res(EVENT_WRITE, EVENTS, &["events"]),
+    ]},
     RoleDef { name: "system:controller:deployment-controller", labels: &[], aggregates: &[], rules: &[
         Res(&["get", "list", "update", "watch"], &["apps", "extensions"], &["deployments"]),
         Res(&["update"], &["apps", "extensions"], &["deployments/finalizers", "deployments/status"]),
@@ -360,6 +366,7 @@ pub const CLUSTER_ROLE_BINDINGS: &[BindingDef] = &[
     BindingDef { role: "system:controller:replication-controller", subjects: &[Subject::ServiceAccount("kube-system", "replication-controller")] },
     BindingDef { role: "system:controller:daemon-set-controller", subjects: &[Subject::ServiceAccount("kube-system", "daemon-set-controller")] },
     BindingDef { role: "system:controller:statefulset-controller", subjects: &[Subject::ServiceAccount("kube-system", "statefulset-controller")] },
+    BindingDef { role: "system:controller:job-controller", subjects: &[Subject::ServiceAccount("kube-system", "job-controller")] },
     BindingDef { role: "system:controller:deployment-controller", subjects: &[Subject::ServiceAccount("kube-system", "deployment-controller")] },
     BindingDef { role: "system:kube-dns", subjects: &[Subject::ServiceAccount("kube-system", "kube-dns")] },
     BindingDef { role: "system:kube-scheduler", subjects: &[Subject::User("system:kube-scheduler")] },
