@@ -16,6 +16,7 @@ pub mod registry;
 pub mod replicaset;
 pub mod serviceaccount;
 pub mod statefulset;
+pub mod ttlafterfinished;
 
 use std::future::Future;
 use std::sync::Arc;

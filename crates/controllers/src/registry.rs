@@ -55,4 +55,11 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         enabled_by_default: true,
         start: |cx| crate::job::run(cx).boxed(),
     },
+    ControllerDef {
+        name: "ttl-after-finished-controller",
+        alias: "ttl-after-finished",
+        service_account: "ttl-after-finished-controller",
+        enabled_by_default: true,
+        start: |cx| crate::ttlafterfinished::run(cx).boxed(),
+    },
 ];

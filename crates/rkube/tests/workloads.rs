@@ -817,3 +817,28 @@ fn job_runs_to_completion_indexed_and_fails_past_backoff_limit() {
         c.log()
     );
 }
+
+#[test]
+fn finished_jobs_are_deleted_after_their_ttl() {
+    let (c, _hollow) = cluster_with_nodes("1");
+    c.create(&job_yaml("short", 0, "  ttlSecondsAfterFinished: 1"));
+    c.create(&job_yaml("kept", 0, "  ttlSecondsAfterFinished: 3600"));
+    for j in ["job/short", "job/kept"] {
+        let out = c.kubectl(&["wait", "--for=condition=Complete", j, "--timeout=50s"]);
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            c.log()
+        );
+    }
+    // Deleted with foreground propagation: gone, or terminating until its pods are.
+    wait_for(
+        &c,
+        &["get", "jobs", "-o", "jsonpath={range .items[*]}{.metadata.name}={.metadata.deletionTimestamp}{\"\\n\"}{end}"],
+        "short deleted",
+        |o| o.lines().all(|l| !l.starts_with("short=") || l.len() > "short=".len()),
+    );
+    let kept = jsonpath(&c, &["get", "job", "kept"], "{.metadata.deletionTimestamp}");
+    assert!(kept.is_empty(), "{kept}");
+}

@@ -232,6 +232,10 @@ pub const CLUSTER_ROLES: &[RoleDef] = &[
         Res(&["create", "delete", "list", "patch", "watch"], CORE, &["pods"]),
         Res(EVENT_WRITE, EVENTS, &["events"]),
     ]},
+    RoleDef { name: "system:controller:ttl-after-finished-controller", labels: &[], aggregates: &[], rules: &[
+        Res(&["delete", "get", "list", "watch"], &["batch"], &["jobs"]),
+        Res(EVENT_WRITE, EVENTS, &["events"]),
+    ]},
     RoleDef { name: "system:controller:deployment-controller", labels: &[], aggregates: &[], rules: &[
         Res(&["get", "list", "update", "watch"], &["apps", "extensions"], &["deployments"]),
         Res(&["update"], &["apps", "extensions"], &["deployments/finalizers", "deployments/status"]),
@@ -367,6 +371,7 @@ pub const CLUSTER_ROLE_BINDINGS: &[BindingDef] = &[
     BindingDef { role: "system:controller:daemon-set-controller", subjects: &[Subject::ServiceAccount("kube-system", "daemon-set-controller")] },
     BindingDef { role: "system:controller:statefulset-controller", subjects: &[Subject::ServiceAccount("kube-system", "statefulset-controller")] },
     BindingDef { role: "system:controller:job-controller", subjects: &[Subject::ServiceAccount("kube-system", "job-controller")] },
+    BindingDef { role: "system:controller:ttl-after-finished-controller", subjects: &[Subject::ServiceAccount("kube-system", "ttl-after-finished-controller")] },
     BindingDef { role: "system:controller:deployment-controller", subjects: &[Subject::ServiceAccount("kube-system", "deployment-controller")] },
     BindingDef { role: "system:kube-dns", subjects: &[Subject::ServiceAccount("kube-system", "kube-dns")] },
     BindingDef { role: "system:kube-scheduler", subjects: &[Subject::User("system:kube-scheduler")] },
