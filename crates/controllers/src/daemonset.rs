@@ -11,27 +11,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, DaemonSetStatus};
+use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
     PodTemplateSpec, Toleration,
 };
-use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ObjectMeta, PostParams};
+use kube::api::{DeleteParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, reflector, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, ResourceExt};
 use rkube_scheduler::plugins::helper;
-use serde_json::json;
 
+use crate::history::{self, REVISION_HASH};
 use crate::podutil::{self, Expectations};
 use crate::Context;
 
 const CONTROLLER: &str = "daemonset-controller";
-/// The label tying pods and ControllerRevisions to a template.
-pub const REVISION_HASH: &str = "controller-revision-hash";
 
 struct Shared {
     cx: Context,
@@ -464,67 +461,7 @@ fn rolling_update<'a>(
 
 /// Ensures the ControllerRevision for the current template; returns its hash.
 async fn ensure_revision(s: &Shared, ds: &DaemonSet) -> Result<String, Error> {
-    let ns = ds.namespace().unwrap_or_default();
-    let collision = ds.status.as_ref().and_then(|st| st.collision_count);
-    let hash = podutil::template_hash(&ds.spec.template, collision);
-    let name = format!("{}-{hash}", ds.name_any());
-    let api: Api<ControllerRevision> = Api::namespaced(s.cx.client.clone(), &ns);
     let uid = ds.uid().unwrap_or_default();
-    let revisions: Vec<ControllerRevision> = api
-        .list(&Default::default())
-        .await?
-        .items
-        .into_iter()
-        .filter(|r| podutil::controlled_by(&r.metadata, &uid))
-        .collect();
-    let max = revisions
-        .iter()
-        .filter_map(|r| r.revision)
-        .max()
-        .unwrap_or(0);
-    if let Some(cur) = revisions
-        .iter()
-        .find(|r| r.metadata.name.as_deref() == Some(name.as_str()))
-    {
-        if cur.revision < Some(max) {
-            // Back to an earlier template (rollout undo): it becomes the newest revision.
-            let mut upd = cur.clone();
-            upd.revision = Some(max + 1);
-            api.replace(&name, &PostParams::default(), &upd).await?;
-        }
-    } else {
-        let mut labels = ds
-            .spec
-            .template
-            .metadata
-            .as_ref()
-            .and_then(|m| m.labels.clone())
-            .unwrap_or_default();
-        labels.insert(REVISION_HASH.into(), hash.clone());
-        let template = serde_json::to_value(&ds.spec.template).unwrap_or_default();
-        let rev = ControllerRevision {
-            metadata: ObjectMeta {
-                name: Some(name.clone()),
-                labels: Some(labels),
-                annotations: ds.metadata.annotations.clone().map(|mut a| {
-                    a.remove("kubectl.kubernetes.io/last-applied-configuration");
-                    a.remove("deprecated.daemonset.template.generation");
-                    a
-                }),
-                owner_references: Some(vec![podutil::controller_ref(ds)]),
-                ..Default::default()
-            },
-            data: RawExtension(json!({"spec": {"template": with_patch_replace(template)}})),
-            revision: Some(max + 1),
-        };
-        match api.create(&PostParams::default(), &rev).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    // Keep revisionHistoryLimit old revisions no pod uses.
-    let limit = ds.spec.revision_history_limit.unwrap_or(10).max(0) as usize;
     let in_use: Vec<String> = s
         .pods
         .state()
@@ -532,33 +469,16 @@ async fn ensure_revision(s: &Shared, ds: &DaemonSet) -> Result<String, Error> {
         .filter(|p| podutil::controlled_by(&p.metadata, &uid))
         .filter_map(|p| revision_hash(p).map(str::to_owned))
         .collect();
-    let mut old: Vec<&ControllerRevision> = revisions
-        .iter()
-        .filter(|r| r.metadata.name.as_deref() != Some(name.as_str()))
-        .filter(|r| {
-            let h = r
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(REVISION_HASH));
-            h.is_none_or(|h| !in_use.contains(h))
-        })
-        .collect();
-    if old.len() > limit {
-        old.sort_by_key(|r| r.revision);
-        for r in old.iter().take(old.len() - limit) {
-            let _ = api.delete(&r.name_any(), &DeleteParams::default()).await;
-        }
-    }
-    Ok(hash)
-}
-
-/// The template as upstream stores it in a revision (`$patch: replace`).
-fn with_patch_replace(mut v: serde_json::Value) -> serde_json::Value {
-    if let Some(m) = v.as_object_mut() {
-        m.insert("$patch".into(), json!("replace"));
-    }
-    v
+    let cur = history::sync(
+        &s.cx.client,
+        ds,
+        &ds.spec.template,
+        ds.status.as_ref().and_then(|st| st.collision_count),
+        ds.spec.revision_history_limit,
+        |_, hash| in_use.iter().any(|h| h == hash),
+    )
+    .await?;
+    Ok(cur.hash)
 }
 
 async fn sync_nodes(
@@ -731,6 +651,7 @@ async fn update_status(
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{NodeSpec, PodSpec, Taint};
+    use kube::api::ObjectMeta;
 
     fn node(name: &str, labels: &[(&str, &str)], taints: &[(&str, &str)]) -> Node {
         Node {

@@ -154,4 +154,25 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         enabled_by_default: true,
         start: |cx| crate::disruption::run(cx).boxed(),
     },
+    ControllerDef {
+        name: "statefulset-controller",
+        alias: "statefulset",
+        service_account: "statefulset-controller",
+        enabled_by_default: true,
+        start: |cx| crate::statefulset::run(cx).boxed(),
+    },
+    ControllerDef {
+        name: "job-controller",
+        alias: "job",
+        service_account: "job-controller",
+        enabled_by_default: true,
+        start: |cx| crate::job::run(cx).boxed(),
+    },
+    ControllerDef {
+        name: "ttl-after-finished-controller",
+        alias: "ttl-after-finished",
+        service_account: "ttl-after-finished-controller",
+        enabled_by_default: true,
+        start: |cx| crate::ttlafterfinished::run(cx).boxed(),
+    },
 ];

@@ -27,6 +27,10 @@ pub const LEASE_RENEW_INTERVAL: Duration = Duration::from_secs(10);
 pub const LEASE_DURATION_SECONDS: i32 = 40;
 /// The field manager hollow nodes write as.
 pub const FIELD_MANAGER: &str = "rkube-hollow-node";
+/// A pod annotation the paper runtime reads as "the containers exit with this code once
+/// running" (the pod turns Succeeded for 0; Failed otherwise under `restartPolicy:
+/// Never`), so Jobs can complete on hollow nodes. Without it pods run forever.
+pub const EXIT_CODE_ANNOTATION: &str = "hollow.rkube.io/exit-code";
 
 /// What the hollow nodes look like.
 #[derive(Debug, Clone)]
@@ -178,10 +182,54 @@ fn reported_running(pod: &Pod) -> bool {
     status.phase.as_deref() == Some("Running") && status.pod_ip.is_some()
 }
 
+/// The status patch for a running pod whose containers exit with `code`, if the
+/// annotation asks for it and the pod has not finished yet.
+fn exit_patch(pod: &Pod) -> Option<Value> {
+    let code: i32 = pod
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(EXIT_CODE_ANNOTATION)?
+        .parse()
+        .ok()?;
+    let spec = pod.spec.as_ref()?;
+    if code != 0 && spec.restart_policy.as_deref() != Some("Never") {
+        // A real kubelet would restart the container; the paper one keeps it running.
+        return None;
+    }
+    let now = now_rfc3339();
+    let (phase, reason) = if code == 0 {
+        ("Succeeded", "Completed")
+    } else {
+        ("Failed", "Error")
+    };
+    let containers: Vec<Value> = spec
+        .containers
+        .iter()
+        .map(|c| {
+            json!({"name": c.name, "image": c.image.clone().unwrap_or_default(),
+                   "imageID": "", "containerID": format!("hollow://{}", c.name),
+                   "ready": false, "started": false, "restartCount": 0,
+                   "state": {"terminated": {"exitCode": code, "reason": reason,
+                                            "startedAt": now, "finishedAt": now}}})
+        })
+        .collect();
+    let condition = |type_: &str| json!({"type": type_, "status": "False", "reason": "PodCompleted", "lastProbeTime": null, "lastTransitionTime": now});
+    Some(json!({"status": {
+        "phase": phase,
+        "conditions": [condition("Ready"), condition("ContainersReady")],
+        "containerStatuses": containers,
+    }}))
+}
+
 impl PodRuntime for PaperRuntime {
     fn sync_pod(&self, pod: &Pod, node: &str, index: usize) -> Option<Value> {
-        if reported_running(pod) {
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        if matches!(phase, Some("Succeeded") | Some("Failed")) {
             return None;
+        }
+        if reported_running(pod) {
+            return exit_patch(pod);
         }
         let spec = pod.spec.as_ref()?;
         let now = now_rfc3339();
@@ -384,5 +432,36 @@ mod tests {
         pod.status = Some(serde_json::from_value(status).unwrap());
         assert!(rt.sync_pod(&pod, "hollow-node-0", 0).is_none());
         assert!(now_micro_rfc3339().ends_with('Z'));
+    }
+
+    #[test]
+    fn paper_runtime_exits_pods_that_ask_for_it() {
+        let rt = PaperRuntime::default();
+        for (code, policy, want) in [
+            ("0", "Never", Some("Succeeded")),
+            ("1", "Never", Some("Failed")),
+            ("1", "OnFailure", None),
+        ] {
+            let mut pod: Pod = serde_json::from_value(json!({
+                "metadata": {"name": "p", "namespace": "d", "annotations": {EXIT_CODE_ANNOTATION: code}},
+                "spec": {"nodeName": "hollow-node-0", "restartPolicy": policy,
+                         "containers": [{"name": "c", "image": "busybox"}]}}))
+            .unwrap();
+            let running = rt.sync_pod(&pod, "hollow-node-0", 0).unwrap();
+            assert_eq!(running["status"]["phase"], "Running");
+            pod.status = Some(serde_json::from_value(running["status"].clone()).unwrap());
+            let done = rt.sync_pod(&pod, "hollow-node-0", 0);
+            assert_eq!(
+                done.as_ref()
+                    .map(|p| p["status"]["phase"].as_str().unwrap()),
+                want,
+                "{code} {policy}"
+            );
+            if let Some(done) = done {
+                let exit =
+                    &done["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"];
+                assert_eq!(exit.to_string(), code);
+            }
+        }
     }
 }

@@ -389,7 +389,8 @@ fn managers(obj: &Value) -> Vec<String> {
 
 #[test]
 fn server_side_apply_owns_removes_and_conflicts() {
-    let c = Cluster::start(&[]);
+    // No deployment-controller: its writes would add managers to the Deployment.
+    let c = Cluster::start(&["--controllers=*,-deployment"]);
     let out = apply_server_side(&c, DEPLOY_V1, &[]);
     assert!(
         out.status.success(),

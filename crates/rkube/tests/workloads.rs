@@ -531,3 +531,314 @@ spec:
         2
     );
 }
+
+#[test]
+fn statefulset_orders_pods_claims_and_partitions_updates() {
+    let (c, _hollow) = cluster_with_nodes("2");
+    c.create(
+        r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: db
+spec:
+  serviceName: db
+  replicas: 3
+  selector:
+    matchLabels:
+      app: db
+  template:
+    metadata:
+      labels:
+        app: db
+    spec:
+      containers:
+      - name: db
+        image: postgres
+  volumeClaimTemplates:
+  - metadata:
+      name: data
+    spec:
+      accessModes: ["ReadWriteOnce"]
+      resources:
+        requests:
+          storage: 1Gi
+"#,
+    );
+    let rollout = |c: &Cluster| {
+        let out = c.kubectl(&["rollout", "status", "statefulset/db", "--timeout=50s"]);
+        assert!(
+            out.status.success(),
+            "{} {}\n--- server log ---\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            c.log()
+        );
+    };
+    rollout(&c);
+    // OrderedReady: each pod was created after its predecessor was Ready.
+    let created = jsonpath(
+        &c,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=db",
+            "--sort-by=.metadata.creationTimestamp",
+        ],
+        "{.items[*].metadata.name}",
+    );
+    assert_eq!(created, "db-0 db-1 db-2");
+    let events = jsonpath(
+        &c,
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.kind=StatefulSet",
+            "--sort-by=.metadata.creationTimestamp",
+        ],
+        "{range .items[*]}{.message}{\"\\n\"}{end}",
+    );
+    let order: Vec<&str> = events
+        .lines()
+        .filter(|l| l.starts_with("create Pod"))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "create Pod db-0 in StatefulSet db successful",
+            "create Pod db-1 in StatefulSet db successful",
+            "create Pod db-2 in StatefulSet db successful"
+        ],
+        "{events}"
+    );
+    let claims = jsonpath(&c, &["get", "pvc"], "{.items[*].metadata.name}");
+    assert_eq!(claims, "data-db-0 data-db-1 data-db-2");
+    let identity = jsonpath(
+        &c,
+        &["get", "pod", "db-1"],
+        "{.spec.hostname}/{.spec.subdomain}/{.metadata.labels.apps\\.kubernetes\\.io/pod-index}",
+    );
+    assert_eq!(identity, "db-1/db/1");
+
+    // A partitioned update only replaces ordinals >= 2.
+    c.ok(&[
+        "patch",
+        "statefulset",
+        "db",
+        "-p",
+        r#"{"spec":{"updateStrategy":{"type":"RollingUpdate","rollingUpdate":{"partition":2}}}}"#,
+    ]);
+    c.ok(&["set", "image", "statefulset/db", "db=postgres:17"]);
+    wait_for(
+        &c,
+        &[
+            "get",
+            "sts",
+            "db",
+            "-o",
+            "jsonpath={.status.updatedReplicas}/{.status.readyReplicas}",
+        ],
+        "1 updated",
+        |o| o == "1/3",
+    );
+    let images = jsonpath(
+        &c,
+        &["get", "pods", "-l", "app=db", "--sort-by=.metadata.name"],
+        "{.items[*].spec.containers[0].image}",
+    );
+    assert_eq!(images, "postgres postgres postgres:17");
+    c.ok(&[
+        "patch",
+        "statefulset",
+        "db",
+        "-p",
+        r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}"#,
+    ]);
+    rollout(&c);
+    wait_for(
+        &c,
+        &[
+            "get",
+            "sts",
+            "db",
+            "-o",
+            "jsonpath={.status.currentRevision}={.status.updateRevision} {.status.updatedReplicas}",
+        ],
+        "all updated",
+        |o| {
+            let (revs, n) = o.split_once(' ').unwrap_or_default();
+            let (a, b) = revs.split_once('=').unwrap_or_default();
+            a == b && !a.is_empty() && n == "3"
+        },
+    );
+
+    // Scale down removes the highest ordinals; claims stay (Retain).
+    c.ok(&["scale", "statefulset", "db", "--replicas=1"]);
+    wait_for(
+        &c,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=db",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ],
+        "db-0 only",
+        |o| o == "db-0",
+    );
+    assert_eq!(
+        jsonpath(&c, &["get", "pvc"], "{.items[*].metadata.name}"),
+        "data-db-0 data-db-1 data-db-2"
+    );
+}
+
+/// A Job whose pods the hollow nodes' paper runtime exits with `code`
+/// (`hollow.rkube.io/exit-code`).
+fn job_yaml(name: &str, code: i32, extra_spec: &str) -> String {
+    format!(
+        r#"
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {name}
+spec:
+{extra_spec}
+  template:
+    metadata:
+      annotations:
+        hollow.rkube.io/exit-code: "{code}"
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: main
+        image: busybox
+"#
+    )
+}
+
+#[test]
+fn job_runs_to_completion_indexed_and_fails_past_backoff_limit() {
+    let (c, _hollow) = cluster_with_nodes("2");
+    c.create(&job_yaml(
+        "ok",
+        0,
+        "  completions: 3\n  parallelism: 2\n  completionMode: Indexed",
+    ));
+    let out = c.kubectl(&[
+        "wait",
+        "--for=condition=Complete",
+        "job/ok",
+        "--timeout=50s",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        c.log()
+    );
+    let status = jsonpath(
+        &c,
+        &["get", "job", "ok"],
+        "{.status.succeeded}/{.status.completedIndexes}/{.status.conditions[?(@.type=='Complete')].reason}",
+    );
+    assert_eq!(status, "3/0-2/CompletionsReached");
+    let idx = jsonpath(
+        &c,
+        &["get", "pods", "-l", "job-name=ok"],
+        "{range .items[*]}{.metadata.annotations.batch\\.kubernetes\\.io/job-completion-index}{\" \"}{end}",
+    );
+    let mut idx: Vec<&str> = idx.split_whitespace().collect();
+    idx.sort();
+    assert_eq!(idx, ["0", "1", "2"]);
+    let finalizers = jsonpath(
+        &c,
+        &["get", "pods", "-l", "job-name=ok"],
+        "{.items[*].metadata.finalizers}",
+    );
+    assert!(
+        finalizers.trim().is_empty(),
+        "tracking finalizers removed: {finalizers}"
+    );
+
+    // backoffLimit 0: the first failure fails the Job.
+    c.create(&job_yaml("bad", 1, "  backoffLimit: 0"));
+    let out = c.kubectl(&["wait", "--for=condition=Failed", "job/bad", "--timeout=50s"]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        c.log()
+    );
+    let status = jsonpath(
+        &c,
+        &["get", "job", "bad"],
+        "{.status.failed}/{.status.conditions[?(@.type=='Failed')].reason}/{.status.conditions[?(@.type=='Failed')].message}",
+    );
+    assert_eq!(
+        status,
+        "1/BackoffLimitExceeded/Job has reached the specified backoff limit"
+    );
+
+    // Suspended: no pods until resumed.
+    c.create(&job_yaml("later", 0, "  suspend: true"));
+    wait_for(
+        &c,
+        &[
+            "get",
+            "job",
+            "later",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type=='Suspended')].reason}",
+        ],
+        "JobSuspended",
+        |o| o == "JobSuspended",
+    );
+    assert!(pod_names(&c, "job-name=later").is_empty());
+    c.ok(&[
+        "patch",
+        "job",
+        "later",
+        "-p",
+        r#"{"spec":{"suspend":false}}"#,
+    ]);
+    let out = c.kubectl(&[
+        "wait",
+        "--for=condition=Complete",
+        "job/later",
+        "--timeout=50s",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        c.log()
+    );
+}
+
+#[test]
+fn finished_jobs_are_deleted_after_their_ttl() {
+    let (c, _hollow) = cluster_with_nodes("1");
+    c.create(&job_yaml("short", 0, "  ttlSecondsAfterFinished: 1"));
+    c.create(&job_yaml("kept", 0, "  ttlSecondsAfterFinished: 3600"));
+    for j in ["job/short", "job/kept"] {
+        let out = c.kubectl(&["wait", "--for=condition=Complete", j, "--timeout=50s"]);
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            c.log()
+        );
+    }
+    // Deleted with foreground propagation: gone, or terminating until its pods are.
+    wait_for(
+        &c,
+        &["get", "jobs", "-o", "jsonpath={range .items[*]}{.metadata.name}={.metadata.deletionTimestamp}{\"\\n\"}{end}"],
+        "short deleted",
+        |o| o.lines().all(|l| !l.starts_with("short=") || l.len() > "short=".len()),
+    );
+    let kept = jsonpath(&c, &["get", "job", "kept"], "{.metadata.deletionTimestamp}");
+    assert!(kept.is_empty(), "{kept}");
+}
