@@ -16,6 +16,8 @@ pub mod pod_topology_spread;
 pub mod priority_sort;
 pub mod scheduling_gates;
 pub mod taint_toleration;
+pub mod volume_binding;
+pub mod volume_restrictions;
 
 use std::sync::Arc;
 
@@ -29,6 +31,8 @@ use crate::framework::{Framework, Plugin};
 pub struct Handle {
     /// The API client (the binder's); `None` in unit tests.
     pub client: Option<Client>,
+    /// Objects besides nodes and pods, as the scheduler's watches last saw them.
+    pub listers: Arc<crate::listers::Listers>,
 }
 
 /// A plugin constructor.
@@ -110,6 +114,14 @@ pub fn in_tree_registry() -> Registry {
         (node_resources::balanced_allocation::NAME, |_| {
             Arc::new(node_resources::balanced_allocation::BalancedAllocation::new())
         }),
+        (volume_restrictions::NAME, |h| {
+            Arc::new(volume_restrictions::VolumeRestrictions::new(
+                h.listers.clone(),
+            ))
+        }),
+        (volume_binding::NAME, |h| {
+            Arc::new(volume_binding::VolumeBinding::new(h.listers.clone()))
+        }),
         (pod_topology_spread::NAME, |_| {
             Arc::new(pod_topology_spread::PodTopologySpread::new())
         }),
@@ -146,6 +158,8 @@ pub const DEFAULT_PLUGINS: &[&str] = &[
     node_affinity::NAME,
     node_ports::NAME,
     node_resources::fit::NAME,
+    volume_restrictions::NAME,
+    volume_binding::NAME,
     pod_topology_spread::NAME,
     inter_pod_affinity::NAME,
     dynamic_resources::NAME,
