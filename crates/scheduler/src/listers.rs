@@ -4,7 +4,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{
+    Namespace, PersistentVolumeClaim, ReplicationController, Service,
+};
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::Metadata;
 use kube::api::ObjectMeta;
@@ -70,4 +73,22 @@ impl<T: Metadata<Ty = ObjectMeta>> Lister<T> {
 pub struct Listers {
     pub pvcs: Lister<PersistentVolumeClaim>,
     pub storage_classes: Lister<StorageClass>,
+    pub namespaces: Lister<Namespace>,
+    pub services: Lister<Service>,
+    pub replication_controllers: Lister<ReplicationController>,
+    pub replica_sets: Lister<ReplicaSet>,
+    pub stateful_sets: Lister<StatefulSet>,
+}
+
+impl<T: Metadata<Ty = ObjectMeta>> Lister<T> {
+    /// Every object in `namespace`.
+    pub fn in_namespace(&self, namespace: &str) -> Vec<Arc<T>> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|o| o.metadata().namespace.as_deref() == Some(namespace))
+            .cloned()
+            .collect()
+    }
 }

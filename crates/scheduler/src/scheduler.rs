@@ -8,7 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Event, Node, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{
+    Event, Namespace, Node, PersistentVolumeClaim, Pod, ReplicationController, Service,
+};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -683,6 +686,35 @@ pub async fn run(
             },
         )
     };
+    // Objects plugins only read (namespace labels, the owners default spreading
+    // selects by): kept current, no requeue.
+    let others = {
+        let l = listers.clone();
+        let c = client.clone();
+        async move {
+            macro_rules! keep {
+                ($kind:ty, $field:ident, $what:literal) => {{
+                    let l = l.clone();
+                    let mut listed = Vec::new();
+                    watch_all(Api::<$kind>::all(c.clone()), $what, move |e| {
+                        feed(&l.$field, e, &mut listed);
+                    })
+                }};
+            }
+            tokio::try_join!(
+                keep!(Namespace, namespaces, "namespaces"),
+                keep!(Service, services, "services"),
+                keep!(
+                    ReplicationController,
+                    replication_controllers,
+                    "replicationcontrollers"
+                ),
+                keep!(ReplicaSet, replica_sets, "replicasets"),
+                keep!(StatefulSet, stateful_sets, "statefulsets"),
+            )
+            .map(|_| ())
+        }
+    };
     let storage_classes = {
         let (sched, listers) = (sched.clone(), listers.clone());
         let mut listed = Vec::new();
@@ -727,6 +759,7 @@ pub async fn run(
         r = pdbs => r,
         r = pvcs => r,
         r = storage_classes => r,
+        r = others => r,
         _ = flush => Ok(()),
         _ = schedule => Ok(()),
         _ = lost => Err(Error::LeadershipLost),

@@ -122,11 +122,13 @@ pub fn in_tree_registry() -> Registry {
         (volume_binding::NAME, |h| {
             Arc::new(volume_binding::VolumeBinding::new(h.listers.clone()))
         }),
-        (pod_topology_spread::NAME, |_| {
-            Arc::new(pod_topology_spread::PodTopologySpread::new())
+        (pod_topology_spread::NAME, |h| {
+            Arc::new(pod_topology_spread::PodTopologySpread::new(
+                h.listers.clone(),
+            ))
         }),
-        (inter_pod_affinity::NAME, |_| {
-            Arc::new(inter_pod_affinity::InterPodAffinity::new())
+        (inter_pod_affinity::NAME, |h| {
+            Arc::new(inter_pod_affinity::InterPodAffinity::new(h.listers.clone()))
         }),
         (dynamic_resources::NAME, |_| {
             Arc::new(dynamic_resources::DynamicResources::new())
