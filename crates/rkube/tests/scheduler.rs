@@ -323,6 +323,53 @@ fn preemption_prefers_victims_no_disruption_budget_protects() {
     assert_eq!(node_of(&c, "guarded"), guarded_node);
 }
 
+/// A pod's claims must exist and be bound (VolumeBinding): a missing claim and an
+/// unbound claim without delayed binding keep it Pending with upstream's messages; the
+/// claim's arrival, bound, lets it schedule.
+#[test]
+fn pods_wait_for_their_persistent_volume_claims() {
+    let c = Cluster::start(&[]);
+    c.wait_for_default_sa("default");
+    let _nodes = HollowNodes::start(&c, &["--count", "1"]);
+    wait_nodes_ready(&c, 1);
+    let claimant = |name: &str, claim: &str| {
+        pod_yaml(
+            name,
+            &format!(
+                "  volumes:\n  - name: data\n    persistentVolumeClaim: {{claimName: {claim}}}\n"
+            ),
+        )
+    };
+    c.create(&claimant("needs-data", "data"));
+    failed_scheduling_message(
+        &c,
+        "needs-data",
+        "0/1 nodes are available: persistentvolumeclaim \"data\" not found. \
+         no new claims to deallocate, preemption: 0/1 nodes are available: \
+         1 Preemption is not helpful for scheduling.",
+    );
+    c.create(
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: unbound}\n\
+         spec:\n  accessModes: [ReadWriteOnce]\n  storageClassName: \"\"\n\
+         \x20 resources: {requests: {storage: 1Gi}}\n",
+    );
+    c.create(&claimant("needs-unbound", "unbound"));
+    failed_scheduling_message(
+        &c,
+        "needs-unbound",
+        "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims. \
+         no new claims to deallocate, preemption: 0/1 nodes are available: \
+         1 Preemption is not helpful for scheduling.",
+    );
+    // The claim appears, already bound to its volume: the waiting pod schedules.
+    c.create(
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\n\
+         spec:\n  accessModes: [ReadWriteOnce]\n  storageClassName: \"\"\n  volumeName: pv-data\n\
+         \x20 resources: {requests: {storage: 1Gi}}\n",
+    );
+    assert_eq!(node_of(&c, "needs-data"), "hollow-node-0");
+}
+
 #[test]
 fn pod_anti_affinity_spreads_replicas_one_per_node() {
     let c = Cluster::start(&[]);

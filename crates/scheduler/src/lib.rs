@@ -7,6 +7,7 @@
 pub mod cache;
 pub mod framework;
 pub mod leader_election;
+pub mod listers;
 pub mod plugins;
 pub use rkube_api::quantity;
 pub mod queue;

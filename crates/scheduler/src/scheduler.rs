@@ -8,8 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{
+    Event, Namespace, Node, PersistentVolumeClaim, Pod, ReplicationController, Service,
+};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Api, Client};
@@ -20,6 +24,7 @@ use tracing::Instrument;
 use crate::cache::Cache;
 use crate::framework::{AllNodes, ClusterEvent, CycleState, Framework, NominatedPods, PodInfo};
 use crate::leader_election::{self, LeaderElection};
+use crate::listers::{Lister, Listers};
 use crate::plugins::default_preemption::Pdbs;
 use crate::plugins::{default_profile, Handle, DEFAULT_SCHEDULER_NAME};
 use crate::queue::{QueuedPod, SchedulingQueue};
@@ -530,6 +535,64 @@ impl Scheduler {
     }
 }
 
+/// Watches every object of a kind, handing each event to `on_event`; a failed watch is
+/// retried after a second (the watcher relists).
+async fn watch_all<K>(
+    api: Api<K>,
+    what: &'static str,
+    mut on_event: impl FnMut(watcher::Event<K>),
+) -> Result<(), Error>
+where
+    K: kube::Resource
+        + Clone
+        + std::fmt::Debug
+        + k8s_openapi::serde::de::DeserializeOwned
+        + Send
+        + 'static,
+{
+    let mut stream = watcher(api, watcher::Config::default()).boxed();
+    while let Some(event) = stream.try_next().await.transpose() {
+        match event {
+            Ok(e) => on_event(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "{what} watch failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    Err(Error::WatchEnded { what })
+}
+
+/// Applies a watch event to a lister (a relist replaces it whole at its end); whether
+/// objects changed.
+fn feed<K>(lister: &Lister<K>, event: watcher::Event<K>, listed: &mut Vec<K>) -> bool
+where
+    K: k8s_openapi::Metadata<Ty = kube::api::ObjectMeta>,
+{
+    match event {
+        watcher::Event::Init => {
+            listed.clear();
+            false
+        }
+        watcher::Event::InitApply(o) => {
+            listed.push(o);
+            false
+        }
+        watcher::Event::InitDone => {
+            lister.replace(std::mem::take(listed));
+            true
+        }
+        watcher::Event::Apply(o) => {
+            lister.upsert(o);
+            true
+        }
+        watcher::Event::Delete(o) => {
+            lister.remove(&o);
+            false
+        }
+    }
+}
+
 /// Runs the scheduler until `shutdown` resolves or a watch fails for good.
 pub async fn run(
     client: Client,
@@ -550,8 +613,10 @@ pub async fn run(
             None => std::future::pending().await,
         }
     };
+    let listers = Arc::new(Listers::default());
     let framework = Arc::new(default_profile(&Handle {
         client: Some(client.clone()),
+        listers: listers.clone(),
     }));
     let sched = Arc::new(Scheduler {
         client: client.clone(),
@@ -602,22 +667,66 @@ pub async fn run(
     };
     let pdbs = {
         let sched = sched.clone();
-        let api: Api<PodDisruptionBudget> = Api::all(client.clone());
-        async move {
-            let mut stream = watcher(api, watcher::Config::default()).boxed();
-            while let Some(event) = stream.try_next().await.transpose() {
-                match event {
-                    Ok(e) => sched.on_pdb(e),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "poddisruptionbudget watch failed; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
+        watch_all(
+            Api::<PodDisruptionBudget>::all(client.clone()),
+            "poddisruptionbudgets",
+            move |e| sched.on_pdb(e),
+        )
+    };
+    let pvcs = {
+        let (sched, listers) = (sched.clone(), listers.clone());
+        let mut listed = Vec::new();
+        watch_all(
+            Api::<PersistentVolumeClaim>::all(client.clone()),
+            "persistentvolumeclaims",
+            move |e| {
+                if feed(&listers.pvcs, e, &mut listed) {
+                    sched.queue.move_all(ClusterEvent::PvcChange);
                 }
+            },
+        )
+    };
+    // Objects plugins only read (namespace labels, the owners default spreading
+    // selects by): kept current, no requeue.
+    let others = {
+        let l = listers.clone();
+        let c = client.clone();
+        async move {
+            macro_rules! keep {
+                ($kind:ty, $field:ident, $what:literal) => {{
+                    let l = l.clone();
+                    let mut listed = Vec::new();
+                    watch_all(Api::<$kind>::all(c.clone()), $what, move |e| {
+                        feed(&l.$field, e, &mut listed);
+                    })
+                }};
             }
-            Err::<(), _>(Error::WatchEnded {
-                what: "poddisruptionbudgets",
-            })
+            tokio::try_join!(
+                keep!(Namespace, namespaces, "namespaces"),
+                keep!(Service, services, "services"),
+                keep!(
+                    ReplicationController,
+                    replication_controllers,
+                    "replicationcontrollers"
+                ),
+                keep!(ReplicaSet, replica_sets, "replicasets"),
+                keep!(StatefulSet, stateful_sets, "statefulsets"),
+            )
+            .map(|_| ())
         }
+    };
+    let storage_classes = {
+        let (sched, listers) = (sched.clone(), listers.clone());
+        let mut listed = Vec::new();
+        watch_all(
+            Api::<StorageClass>::all(client.clone()),
+            "storageclasses",
+            move |e| {
+                if feed(&listers.storage_classes, e, &mut listed) {
+                    sched.queue.move_all(ClusterEvent::StorageClassChange);
+                }
+            },
+        )
     };
     let flush = {
         let sched = sched.clone();
@@ -648,6 +757,9 @@ pub async fn run(
         r = nodes => r,
         r = pods => r,
         r = pdbs => r,
+        r = pvcs => r,
+        r = storage_classes => r,
+        r = others => r,
         _ = flush => Ok(()),
         _ = schedule => Ok(()),
         _ = lost => Err(Error::LeadershipLost),

@@ -28,6 +28,10 @@ pub enum ClusterEvent {
     AssignedPodDelete,
     /// The rejected pod itself changed.
     UnscheduledPodUpdate,
+    /// A PersistentVolumeClaim was added or changed.
+    PvcChange,
+    /// A StorageClass was added or changed.
+    StorageClassChange,
 }
 
 /// Every cluster event (for plugins that any change may satisfy).
@@ -39,6 +43,8 @@ pub const ALL_EVENTS: &[ClusterEvent] = &[
     ClusterEvent::AssignedPodUpdate,
     ClusterEvent::AssignedPodDelete,
     ClusterEvent::UnscheduledPodUpdate,
+    ClusterEvent::PvcChange,
+    ClusterEvent::StorageClassChange,
 ];
 
 /// Data plugins write in one extension point and read in a later one of the same

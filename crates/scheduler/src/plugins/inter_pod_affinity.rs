@@ -3,9 +3,9 @@
 //! nodes sharing the term's `topologyKey` label value); preferred terms (both ways) and
 //! existing pods' required affinity score the domains.
 //!
-//! Terms select pods in the pod's own namespace, in `namespaces`, or everywhere with an
-//! empty `namespaceSelector`; a non-empty `namespaceSelector` needs namespace labels,
-//! which this scheduler does not watch yet, and then selects only `namespaces`.
+//! Terms select pods in the pod's own namespace (no `namespaces`, no
+//! `namespaceSelector`), else in the listed `namespaces` plus those whose labels the
+//! `namespaceSelector` matches (an empty selector: every namespace).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -17,6 +17,7 @@ use crate::framework::{
     AllNodes, ClusterEvent, CycleState, FilterPlugin, NodeInfo, NodeScore, Plugin, PodInfo,
     PreFilterPlugin, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
 };
+use crate::listers::Listers;
 
 pub const NAME: &str = "InterPodAffinity";
 pub const ERR_REASON_AFFINITY: &str = "node(s) didn't match pod affinity rules";
@@ -29,12 +30,42 @@ pub const HARD_POD_AFFINITY_WEIGHT: i64 = 1;
 
 /// The Filter and Score plugin.
 #[derive(Default)]
-pub struct InterPodAffinity;
+pub struct InterPodAffinity {
+    listers: Arc<Listers>,
+}
 
 impl InterPodAffinity {
-    pub fn new() -> Self {
-        InterPodAffinity
+    pub fn new(listers: Arc<Listers>) -> Self {
+        InterPodAffinity { listers }
     }
+
+    /// Whether `term` (declared by a pod in `owner_ns`) selects `pod`.
+    fn term_matches(&self, term: &PodAffinityTerm, owner_ns: &str, pod: &Pod) -> bool {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("");
+        let listed = term.namespaces.as_deref().unwrap_or_default();
+        let ns_ok = match &term.namespace_selector {
+            None if listed.is_empty() => ns == owner_ns,
+            None => listed.iter().any(|n| n == ns),
+            Some(sel) => {
+                listed.iter().any(|n| n == ns)
+                    || selector_matches(
+                        Some(sel),
+                        self.listers
+                            .namespaces
+                            .get("", ns)
+                            .as_deref()
+                            .and_then(|n| n.metadata.labels.as_ref()),
+                    )
+                    || is_empty_selector(sel)
+            }
+        };
+        ns_ok && selector_matches(term.label_selector.as_ref(), pod.metadata.labels.as_ref())
+    }
+}
+
+fn is_empty_selector(sel: &LabelSelector) -> bool {
+    sel.match_labels.as_ref().is_none_or(|m| m.is_empty())
+        && sel.match_expressions.as_ref().is_none_or(|e| e.is_empty())
 }
 
 /// Whether a label selector matches labels (nil selects nothing, empty everything).
@@ -61,24 +92,6 @@ pub fn selector_matches(
                 _ => false,
             }
         })
-}
-
-/// Whether `term` (declared by a pod in `owner_ns`) selects `pod`.
-fn term_matches(term: &PodAffinityTerm, owner_ns: &str, pod: &Pod) -> bool {
-    let ns = pod.metadata.namespace.as_deref().unwrap_or("");
-    let listed = term.namespaces.as_deref().unwrap_or_default();
-    let ns_ok = match &term.namespace_selector {
-        Some(sel)
-            if sel.match_labels.as_ref().is_none_or(|m| m.is_empty())
-                && sel.match_expressions.as_ref().is_none_or(|e| e.is_empty()) =>
-        {
-            true
-        }
-        Some(_) => listed.iter().any(|n| n == ns),
-        None if listed.is_empty() => ns == owner_ns,
-        None => listed.iter().any(|n| n == ns),
-    };
-    ns_ok && selector_matches(term.label_selector.as_ref(), pod.metadata.labels.as_ref())
 }
 
 fn namespace(pod: &Pod) -> &str {
@@ -217,18 +230,20 @@ impl PreFilterPlugin for InterPodAffinity {
             }
             for existing in &node.pods {
                 let other = &*existing.pod;
-                if !affinity.is_empty() && affinity.iter().all(|t| term_matches(t, my_ns, other)) {
+                if !affinity.is_empty()
+                    && affinity.iter().all(|t| self.term_matches(t, my_ns, other))
+                {
                     for t in affinity {
                         bump(&mut s.affinity, node, &t.topology_key, 1);
                     }
                 }
                 for t in anti {
-                    if term_matches(t, my_ns, other) {
+                    if self.term_matches(t, my_ns, other) {
                         bump(&mut s.anti_affinity, node, &t.topology_key, 1);
                     }
                 }
                 for t in required_anti_affinity(other) {
-                    if term_matches(t, namespace(other), me) {
+                    if self.term_matches(t, namespace(other), me) {
                         bump(&mut s.existing_anti_affinity, node, &t.topology_key, 1);
                     }
                 }
@@ -268,7 +283,9 @@ impl FilterPlugin for InterPodAffinity {
             }
             // The first pod of a group with affinity to itself may go anywhere.
             let first_of_group = s.affinity.is_empty()
-                && affinity.iter().all(|t| term_matches(t, namespace(me), me));
+                && affinity
+                    .iter()
+                    .all(|t| self.term_matches(t, namespace(me), me));
             if !pods_exist && !first_of_group {
                 return Status::unresolvable(ERR_REASON_AFFINITY);
             }
@@ -320,7 +337,7 @@ impl PreScorePlugin for InterPodAffinity {
             for existing in &node.pods {
                 let other = &*existing.pod;
                 for (t, w) in &mine {
-                    if term_matches(t, namespace(me), other) {
+                    if self.term_matches(t, namespace(me), other) {
                         bump(&mut scores, node, &t.topology_key, *w);
                         any = true;
                     }
@@ -329,13 +346,13 @@ impl PreScorePlugin for InterPodAffinity {
                     continue;
                 }
                 for t in required_affinity(other) {
-                    if term_matches(t, namespace(other), me) {
+                    if self.term_matches(t, namespace(other), me) {
                         bump(&mut scores, node, &t.topology_key, HARD_POD_AFFINITY_WEIGHT);
                         any = true;
                     }
                 }
                 for (t, w) in preferred(other) {
-                    if term_matches(t, namespace(other), me) {
+                    if self.term_matches(t, namespace(other), me) {
                         bump(&mut scores, node, &t.topology_key, w);
                         any = true;
                     }
@@ -414,7 +431,7 @@ mod tests {
     }
 
     fn filter(p: &PodInfo, nodes: &[Arc<NodeInfo>]) -> Vec<Status> {
-        let pl = InterPodAffinity::new();
+        let pl = InterPodAffinity::new(Arc::default());
         let mut st = CycleState::default();
         let pre = pl.pre_filter(&mut st, p, nodes);
         if pre.is_skip() {
@@ -453,6 +470,63 @@ mod tests {
             required("podAffinity", "cache", "zone"),
         );
         assert!(filter(&first, &nodes).iter().all(Status::is_success));
+    }
+
+    #[test]
+    fn namespace_selectors_pick_namespaces_by_label() {
+        let l = Listers::default();
+        for (ns, env) in [("prod", "prod"), ("dev", "dev")] {
+            l.namespaces.upsert(
+                serde_json::from_value(json!({"metadata": {"name": ns, "labels": {"env": env}}}))
+                    .unwrap(),
+            );
+        }
+        let pl = InterPodAffinity::new(Arc::new(l));
+        let mut db = (*pod("db", json!({"app": "db"}), json!(null)).pod).clone();
+        db.metadata.namespace = Some("prod".into());
+        let nodes = vec![
+            zone_node("a1", "a", vec![PodInfo::new(Arc::new(db))]),
+            zone_node("b1", "b", vec![]),
+        ];
+        // (namespaceSelector, namespaces, fits per node)
+        let cases = [
+            (
+                json!({"matchLabels": {"env": "prod"}}),
+                json!(null),
+                [true, false],
+            ),
+            (json!({}), json!(null), [true, false]),
+            (
+                json!({"matchLabels": {"env": "dev"}}),
+                json!(["prod"]),
+                [true, false],
+            ),
+            (
+                json!({"matchLabels": {"env": "dev"}}),
+                json!(null),
+                [false, false],
+            ),
+            (json!(null), json!(null), [false, false]),
+        ];
+        for (selector, namespaces, want) in cases {
+            let web = pod(
+                "web",
+                json!({"app": "web"}),
+                json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                    {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "zone",
+                     "namespaceSelector": selector, "namespaces": namespaces}]}}),
+            );
+            let mut st = CycleState::default();
+            let got: Vec<bool> = if pl.pre_filter(&mut st, &web, &nodes).is_skip() {
+                vec![true; nodes.len()]
+            } else {
+                nodes
+                    .iter()
+                    .map(|n| pl.filter(&st, &web, n).is_success())
+                    .collect()
+            };
+            assert_eq!(got, want, "{selector} {namespaces}");
+        }
     }
 
     #[test]
@@ -504,7 +578,7 @@ mod tests {
             json!({"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
             {"weight": 5, "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "zone"}}]}}),
         );
-        let pl = InterPodAffinity::new();
+        let pl = InterPodAffinity::new(Arc::default());
         let mut st = CycleState::default();
         st.write(AllNodes::of(nodes.clone()));
         assert!(pl.pre_score(&mut st, &p, &nodes).is_success());

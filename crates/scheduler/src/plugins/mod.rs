@@ -16,6 +16,8 @@ pub mod pod_topology_spread;
 pub mod priority_sort;
 pub mod scheduling_gates;
 pub mod taint_toleration;
+pub mod volume_binding;
+pub mod volume_restrictions;
 
 use std::sync::Arc;
 
@@ -29,6 +31,8 @@ use crate::framework::{Framework, Plugin};
 pub struct Handle {
     /// The API client (the binder's); `None` in unit tests.
     pub client: Option<Client>,
+    /// Objects besides nodes and pods, as the scheduler's watches last saw them.
+    pub listers: Arc<crate::listers::Listers>,
 }
 
 /// A plugin constructor.
@@ -110,11 +114,21 @@ pub fn in_tree_registry() -> Registry {
         (node_resources::balanced_allocation::NAME, |_| {
             Arc::new(node_resources::balanced_allocation::BalancedAllocation::new())
         }),
-        (pod_topology_spread::NAME, |_| {
-            Arc::new(pod_topology_spread::PodTopologySpread::new())
+        (volume_restrictions::NAME, |h| {
+            Arc::new(volume_restrictions::VolumeRestrictions::new(
+                h.listers.clone(),
+            ))
         }),
-        (inter_pod_affinity::NAME, |_| {
-            Arc::new(inter_pod_affinity::InterPodAffinity::new())
+        (volume_binding::NAME, |h| {
+            Arc::new(volume_binding::VolumeBinding::new(h.listers.clone()))
+        }),
+        (pod_topology_spread::NAME, |h| {
+            Arc::new(pod_topology_spread::PodTopologySpread::new(
+                h.listers.clone(),
+            ))
+        }),
+        (inter_pod_affinity::NAME, |h| {
+            Arc::new(inter_pod_affinity::InterPodAffinity::new(h.listers.clone()))
         }),
         (dynamic_resources::NAME, |_| {
             Arc::new(dynamic_resources::DynamicResources::new())
@@ -146,6 +160,8 @@ pub const DEFAULT_PLUGINS: &[&str] = &[
     node_affinity::NAME,
     node_ports::NAME,
     node_resources::fit::NAME,
+    volume_restrictions::NAME,
+    volume_binding::NAME,
     pod_topology_spread::NAME,
     inter_pod_affinity::NAME,
     dynamic_resources::NAME,

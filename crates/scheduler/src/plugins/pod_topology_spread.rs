@@ -1,8 +1,10 @@
 //! PodTopologySpread: `topologySpreadConstraints` keep matching pods evenly spread over
 //! topology domains. `DoNotSchedule` constraints filter (a node whose domain would exceed
 //! `maxSkew` over the least-loaded domain is rejected); `ScheduleAnyway` ones score
-//! (fewer matching pods, higher score). The cluster-level default constraints (which
-//! need Services and ReplicaSets to derive selectors) are not applied yet.
+//! (fewer matching pods, higher score). A pod without constraints of its own that
+//! belongs to a Service, ReplicationController, ReplicaSet or StatefulSet is scored by
+//! the system defaults: hostname maxSkew 3 and zone maxSkew 5, ScheduleAnyway, over the
+//! pods its owners select (upstream's `DefaultSelector`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use crate::framework::{
     AllNodes, ClusterEvent, CycleState, FilterPlugin, NodeInfo, NodeScore, Plugin, PodInfo,
     PreFilterPlugin, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
 };
+use crate::listers::Listers;
 
 pub const NAME: &str = "PodTopologySpread";
 pub const ERR_REASON_CONSTRAINTS_NOT_MATCH: &str =
@@ -24,15 +27,118 @@ pub const ERR_REASON_CONSTRAINTS_NOT_MATCH: &str =
 pub const ERR_REASON_NODE_LABEL_NOT_MATCH: &str =
     "node(s) didn't match pod topology spread constraints (missing required label)";
 const HOSTNAME: &str = "kubernetes.io/hostname";
+const ZONE: &str = "topology.kubernetes.io/zone";
 
 /// The Filter and Score plugin.
 #[derive(Default)]
-pub struct PodTopologySpread;
+pub struct PodTopologySpread {
+    listers: Arc<Listers>,
+}
 
 impl PodTopologySpread {
-    pub fn new() -> Self {
-        PodTopologySpread
+    pub fn new(listers: Arc<Listers>) -> Self {
+        PodTopologySpread { listers }
     }
+
+    /// Upstream's system default constraints for a pod without constraints of its own:
+    /// none when nothing selects it.
+    fn default_constraints(&self, pod: &Pod) -> Vec<Constraint> {
+        let own = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.topology_spread_constraints.as_ref())
+            .is_some_and(|c| !c.is_empty());
+        if own {
+            return Vec::new();
+        }
+        let Some(selector) = default_selector(&self.listers, pod) else {
+            return Vec::new();
+        };
+        [(HOSTNAME, 3), (ZONE, 5)]
+            .into_iter()
+            .map(|(key, max_skew)| Constraint {
+                max_skew,
+                key: key.to_owned(),
+                selector: Some(selector.clone()),
+                min_domains: None,
+                honor_affinity: true,
+                honor_taints: false,
+            })
+            .collect()
+    }
+}
+
+/// Upstream's `DefaultSelector`: the selectors of the Services selecting the pod, merged,
+/// and of its controller when that is a ReplicationController, ReplicaSet or
+/// StatefulSet; `None` when that selects nothing.
+fn default_selector(listers: &Listers, pod: &Pod) -> Option<LabelSelector> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("");
+    let labels = pod.metadata.labels.as_ref();
+    let mut match_labels = std::collections::BTreeMap::new();
+    for svc in listers.services.in_namespace(ns) {
+        let Some(sel) = svc.spec.as_ref().and_then(|s| s.selector.as_ref()) else {
+            continue;
+        };
+        if sel.is_empty() {
+            continue;
+        }
+        if sel
+            .iter()
+            .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+        {
+            match_labels.extend(sel.clone());
+        }
+    }
+    let mut match_expressions = Vec::new();
+    let owner = pod
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true));
+    if let Some(o) = owner {
+        let group = o.api_version.split_once('/').map_or("", |(g, _)| g);
+        match (group, o.kind.as_str()) {
+            ("", "ReplicationController") => {
+                if let Some(rc) = listers.replication_controllers.get(ns, &o.name) {
+                    if let Some(sel) = rc.spec.as_ref().and_then(|s| s.selector.as_ref()) {
+                        match_labels.extend(sel.clone());
+                    }
+                }
+            }
+            ("apps", "ReplicaSet" | "StatefulSet") => {
+                let sel = if o.kind == "ReplicaSet" {
+                    listers
+                        .replica_sets
+                        .get(ns, &o.name)
+                        .map(|rs| rs.spec.selector.clone())
+                } else {
+                    listers
+                        .stateful_sets
+                        .get(ns, &o.name)
+                        .map(|ss| ss.spec.selector.clone())
+                };
+                if let Some(sel) = sel {
+                    for (k, v) in sel.match_labels.into_iter().flatten() {
+                        match_expressions.push(LabelSelectorRequirement {
+                            key: k,
+                            operator: "In".into(),
+                            values: Some(vec![v]),
+                        });
+                    }
+                    match_expressions.extend(sel.match_expressions.into_iter().flatten());
+                }
+            }
+            _ => {}
+        }
+    }
+    if match_labels.is_empty() && match_expressions.is_empty() {
+        return None;
+    }
+    Some(LabelSelector {
+        match_labels: Some(match_labels),
+        match_expressions: Some(match_expressions),
+    })
 }
 
 /// One constraint, with its selector completed by `matchLabelKeys`.
@@ -238,7 +344,10 @@ impl PreScorePlugin for PodTopologySpread {
         pod: &PodInfo,
         feasible: &[Arc<NodeInfo>],
     ) -> Status {
-        let cs = constraints(&pod.pod, "ScheduleAnyway");
+        let mut cs = constraints(&pod.pod, "ScheduleAnyway");
+        if cs.is_empty() {
+            cs = self.default_constraints(&pod.pod);
+        }
         if cs.is_empty() {
             return Status::skip();
         }
@@ -363,6 +472,73 @@ mod tests {
         Arc::new(n)
     }
 
+    #[test]
+    fn system_defaults_spread_pods_their_owners_select() {
+        // Zone-labelled nodes (the default zone key) with 2, 0 and 1 web pods.
+        let zoned = |name: &str, zone: &str, pods: usize| {
+            let mut n = node(
+                name,
+                json!({"topology.kubernetes.io/zone": zone, "kubernetes.io/hostname": name}),
+                json!({}),
+                json!({"cpu": "4", "pods": "110"}),
+            );
+            for i in 0..pods {
+                n.add_pod(pod(&format!("{name}-{i}"), json!({})));
+            }
+            Arc::new(n)
+        };
+        let nodes = vec![
+            zoned("a1", "a", 2),
+            zoned("b1", "b", 0),
+            zoned("c1", "c", 1),
+        ];
+        let score = |listers: Listers, p: &PodInfo| {
+            let pl = PodTopologySpread::new(Arc::new(listers));
+            let mut st = CycleState::default();
+            st.write(AllNodes::of(nodes.clone()));
+            if pl.pre_score(&mut st, p, &nodes).is_skip() {
+                return None;
+            }
+            let mut scores: Vec<NodeScore> = nodes
+                .iter()
+                .map(|n| NodeScore {
+                    name: n.name().into(),
+                    score: pl.score(&st, p, n).unwrap(),
+                })
+                .collect();
+            pl.normalize_score(&st, p, &mut scores);
+            Some(scores.iter().map(|s| s.score).collect::<Vec<_>>())
+        };
+        let with_service = || {
+            let l = Listers::default();
+            l.services.upsert(
+                serde_json::from_value(json!({"metadata": {"name": "web", "namespace": "default"},
+                    "spec": {"selector": {"app": "web"}}}))
+                .unwrap(),
+            );
+            l
+        };
+        // Selected by a Service: the emptier domains score higher.
+        let got = score(with_service(), &pod("new", json!({}))).expect("default constraints apply");
+        assert!(got[1] > got[2] && got[2] > got[0], "{got:?}");
+        // Nothing selects the pod, or it has constraints of its own: no defaults.
+        assert_eq!(score(Listers::default(), &pod("new", json!({}))), None);
+        let own = pod("new", spread(1, "zone", "DoNotSchedule"));
+        assert_eq!(score(with_service(), &own), None);
+        // A ReplicaSet controller's selector counts too.
+        let l = Listers::default();
+        l.replica_sets.upsert(
+            serde_json::from_value(json!({"metadata": {"name": "rs", "namespace": "default"},
+                "spec": {"selector": {"matchLabels": {"app": "web"}}}}))
+            .unwrap(),
+        );
+        let mut owned = (*pod("new", json!({})).pod).clone();
+        owned.metadata.owner_references = Some(vec![serde_json::from_value(json!(
+            {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "u", "controller": true}))
+        .unwrap()]);
+        assert!(score(l, &PodInfo::new(Arc::new(owned))).is_some());
+    }
+
     fn spread(max_skew: i32, key: &str, when: &str) -> serde_json::Value {
         json!({"topologySpreadConstraints": [{"maxSkew": max_skew, "topologyKey": key,
             "whenUnsatisfiable": when, "labelSelector": {"matchLabels": {"app": "web"}}}]})
@@ -377,7 +553,7 @@ mod tests {
             zone_node("none", None, 0),
         ];
         let p = pod("new", spread(1, "zone", "DoNotSchedule"));
-        let pl = PodTopologySpread::new();
+        let pl = PodTopologySpread::new(Arc::default());
         let mut st = CycleState::default();
         assert!(pl.pre_filter(&mut st, &p, &nodes).is_success());
         let got: Vec<Status> = nodes.iter().map(|n| pl.filter(&st, &p, n)).collect();
@@ -399,7 +575,7 @@ mod tests {
         let mut spec = spread(1, "zone", "DoNotSchedule");
         spec["topologySpreadConstraints"][0]["minDomains"] = json!(2);
         let p = pod("new", spec);
-        let pl = PodTopologySpread::new();
+        let pl = PodTopologySpread::new(Arc::default());
         let mut st = CycleState::default();
         pl.pre_filter(&mut st, &p, &nodes);
         // One domain of two required: the global minimum is 0, so 1 + 1 - 0 > 1.
@@ -414,7 +590,7 @@ mod tests {
             zone_node("c1", Some("c"), 0),
         ];
         let p = pod("new", spread(1, "zone", "ScheduleAnyway"));
-        let pl = PodTopologySpread::new();
+        let pl = PodTopologySpread::new(Arc::default());
         let mut st = CycleState::default();
         st.write(AllNodes::of(nodes.clone()));
         assert!(pl.pre_score(&mut st, &p, &nodes).is_success());
