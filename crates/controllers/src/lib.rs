@@ -71,7 +71,11 @@ pub struct Config {
     pub service_account_key: Option<Arc<rkube_pki::ServiceAccountKey>>,
     /// The API server's URL, written into `cluster-info`'s kubeconfig.
     pub server_url: Option<String>,
-    /// The cluster CA's private key (PEM), for the CSR signer.
+    /// The CA the CSR signer signs with (upstream's `--cluster-signing-cert-file`): the
+    /// client CA, whose certificates the API server accepts. PEM; the first certificate
+    /// of a bundle signs.
+    pub signing_ca_pem: Option<String>,
+    /// That CA's private key (PEM, `--cluster-signing-key-file`).
     pub ca_key_pem: Option<String>,
 }
 
@@ -86,6 +90,7 @@ impl Default for Config {
             root_ca_pem: None,
             service_account_key: None,
             server_url: None,
+            signing_ca_pem: None,
             ca_key_pem: None,
         }
     }

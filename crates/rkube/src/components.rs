@@ -85,6 +85,7 @@ impl ControllerFlags {
             root_ca_pem,
             service_account_key: None,
             server_url: None,
+            signing_ca_pem: None,
             ca_key_pem: None,
         }
     }

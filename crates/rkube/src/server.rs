@@ -177,7 +177,7 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
     rkube_apiserver::aggregator::start(
         &state,
         &rkube_apiserver::aggregator::Config {
-            client_ca_pem: pki.ca_cert_pem().to_owned(),
+            client_ca_pem: pki.client_ca_pem().to_owned(),
             front_proxy_ca_der: front_proxy.ca_cert_der().to_vec(),
             front_proxy_ca_pem: front_proxy.ca_cert_pem().to_owned(),
             proxy_cert_pem: front_proxy.client_cert().cert_pem().to_owned(),
@@ -210,7 +210,9 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
         let mut config = args.controllers.config(Some(pki.ca_cert_pem().to_owned()));
         config.service_account_key = Some(pki.service_account_key().clone());
         config.server_url = Some(server_url.clone());
-        config.ca_key_pem = std::fs::read_to_string(pki.dir().join(rkube_pki::CA_KEY_FILE)).ok();
+        // The signer issues client certificates: the client CA signs them.
+        config.signing_ca_pem = Some(pki.client_ca_pem().to_owned());
+        config.ca_key_pem = std::fs::read_to_string(pki.dir().join("client-ca.key")).ok();
         start_controller_manager(&state, &args.controllers, config, stop_controllers.clone())
     });
     let stop_kubelet = std::sync::Arc::new(tokio::sync::Notify::new());
@@ -218,7 +220,9 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
         .enable_node
         .then(|| {
             let mut options = args.kubelet.options(data_dir.clone());
-            options.client_ca_pem = args.kubelet.client_ca(Some(pki.ca_cert_pem().to_owned()))?;
+            options.client_ca_pem = args
+                .kubelet
+                .client_ca(Some(pki.client_ca_pem().to_owned()))?;
             anyhow::Ok(start_kubelet(&state, options, stop_kubelet.clone()))
         })
         .transpose()?;

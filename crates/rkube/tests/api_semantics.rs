@@ -320,7 +320,7 @@ fn watch_semantics() {
 
 #[test]
 fn bookmarks_report_progress() {
-    let c = Cluster::start(&[]);
+    let c = Cluster::start(support::WITHOUT_ROOT_CA_CONFIGMAPS);
     let (_, body) = curl(&c, "GET", CMS, "application/json", None, &[]);
     let rv = serde_json::from_str::<Value>(&body).unwrap()["metadata"]["resourceVersion"]
         .as_str()
@@ -636,7 +636,7 @@ fn wrongly_typed_fields_are_rejected_not_crashed_on() {
 /// when the server sends several waiting events in one write.
 #[test]
 fn a_burst_of_writes_reaches_a_watch_in_order() {
-    let c = Cluster::start(&[]);
+    let c = Cluster::start(support::WITHOUT_ROOT_CA_CONFIGMAPS);
     let (_, list) = curl(&c, "GET", CMS, "application/json", None, &[]);
     let rv = serde_json::from_str::<Value>(&list).unwrap()["metadata"]["resourceVersion"]
         .as_str()

@@ -277,7 +277,7 @@ fn certs_check_reports_and_fails_on_the_threshold() {
         "CN=system:kube-proxy",
         "O=system:nodes",
         "front-proxy-client.crt",
-        "absent (optional)",
+        "front-proxy-ca.crt",
         "sa.key",
     ] {
         assert!(out.contains(wanted), "{wanted:?} missing:\n{out}");

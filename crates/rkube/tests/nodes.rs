@@ -149,7 +149,13 @@ fn a_silent_node_goes_unknown_is_tainted_and_its_pods_evicted() {
     let toleration = |secs: &str| {
         format!("  tolerations:\n  - key: node.kubernetes.io/unreachable\n    operator: Exists\n    effect: NoExecute\n{secs}")
     };
-    c.create(&pod_on("p-none", "gone-0", ""));
+    // DefaultTolerationSeconds gives every pod 300 s on an unreachable node unless it
+    // says otherwise: tolerationSeconds 0 means evicted at once.
+    c.create(&pod_on(
+        "p-none",
+        "gone-0",
+        &toleration("    tolerationSeconds: 0\n"),
+    ));
     c.create(&pod_on(
         "p-3s",
         "gone-0",

@@ -350,7 +350,7 @@ fn kubectl_certificate_approve_gets_a_signed_certificate_that_works() {
             .output()
             .expect("openssl")
     };
-    let ca = dir.join("pki").join("ca.crt");
+    let ca = dir.join("pki").join("client-ca.crt");
     let verify = openssl(&[
         "verify",
         "-CAfile",

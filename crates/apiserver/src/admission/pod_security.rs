@@ -40,24 +40,21 @@ pub struct PodSecurity;
 
 /// The pod spec a request carries: a pod's, or a workload's pod template's.
 fn pod_spec<'a>(r: &Request, obj: &'a Value) -> Option<(&'a Value, bool)> {
-    match (r.info.group, r.info.plural) {
-        ("", "pods") => Some((&obj["spec"], true)),
-        ("", "replicationcontrollers" | "podtemplates")
+    pod_template(r, obj).map(|(_, spec, is_pod)| (spec, is_pod))
+}
+
+/// The pod (or pod template) metadata and spec a request carries, and whether it is a pod.
+fn pod_template<'a>(r: &Request, obj: &'a Value) -> Option<(&'a Value, &'a Value, bool)> {
+    let template = match (r.info.group, r.info.plural) {
+        ("", "pods") => return Some((&obj["metadata"], &obj["spec"], true)),
+        ("", "podtemplates") => &obj["template"],
+        ("", "replicationcontrollers")
         | ("apps", "deployments" | "replicasets" | "statefulsets" | "daemonsets")
-        | ("batch", "jobs") => {
-            let spec = if r.info.plural == "podtemplates" {
-                &obj["template"]["spec"]
-            } else {
-                &obj["spec"]["template"]["spec"]
-            };
-            Some((spec, false))
-        }
-        ("batch", "cronjobs") => Some((
-            &obj["spec"]["jobTemplate"]["spec"]["template"]["spec"],
-            false,
-        )),
-        _ => None,
-    }
+        | ("batch", "jobs") => &obj["spec"]["template"],
+        ("batch", "cronjobs") => &obj["spec"]["jobTemplate"]["spec"]["template"],
+        _ => return None,
+    };
+    Some((&template["metadata"], &template["spec"], false))
 }
 
 impl Plugin for PodSecurity {
@@ -112,8 +109,11 @@ impl Plugin for PodSecurity {
             };
             let (enforce, warn, audit) = (level("enforce"), level("warn"), level("audit"));
             let spec = spec.clone();
+            let meta = pod_template(r, obj)
+                .map(|(m, _, _)| m.clone())
+                .unwrap_or(Value::Null);
             if is_pod && enforce > Level::Privileged {
-                let violations = evaluate(enforce, &spec);
+                let violations = evaluate(enforce, &meta, &spec);
                 if !violations.is_empty() {
                     return Err(r.forbidden(format!(
                         "violates PodSecurity \"{}:{}\": {}",
@@ -124,7 +124,7 @@ impl Plugin for PodSecurity {
                 }
             }
             if warn > Level::Privileged {
-                let violations = evaluate(warn, &spec);
+                let violations = evaluate(warn, &meta, &spec);
                 if !violations.is_empty() {
                     r.warnings.push(format!(
                         "would violate PodSecurity \"{}:{}\": {}",
@@ -135,7 +135,7 @@ impl Plugin for PodSecurity {
                 }
             }
             if audit > Level::Privileged {
-                let violations = evaluate(audit, &spec);
+                let violations = evaluate(audit, &meta, &spec);
                 if !violations.is_empty() {
                     r.annotations.insert(
                         "pod-security.kubernetes.io/audit-violations".into(),
@@ -185,28 +185,37 @@ fn containers_phrase(names: &[&str]) -> String {
     )
 }
 
-/// A check: its upstream ID and the function returning the forbidden reason and detail.
-type Check = (&'static str, fn(&Value) -> Option<(String, String)>);
+/// A check: its upstream ID and the function of the pod's metadata and spec returning the
+/// forbidden reason and detail.
+type Check = (&'static str, fn(&Value, &Value) -> Option<(String, String)>);
 
 /// The checks of a level in upstream's order (by check ID, baseline before restricted).
 fn checks(level: Level) -> Vec<Check> {
-    let baseline: [Check; 8] = [
-        ("capabilities_baseline", capabilities_baseline),
-        ("hostNamespaces", host_namespaces),
-        ("hostPathVolumes", host_path_volumes),
-        ("hostPorts", host_ports),
-        ("privileged", privileged),
-        ("procMount", proc_mount),
-        ("seccompProfile_baseline", seccomp_baseline),
-        ("sysctls", sysctls),
+    let baseline: [Check; 12] = [
+        ("appArmorProfile", app_armor_profile),
+        ("capabilities_baseline", |_, s| capabilities_baseline(s)),
+        ("hostNamespaces", |_, s| host_namespaces(s)),
+        ("hostPathVolumes", |_, s| host_path_volumes(s)),
+        ("hostPorts", |_, s| host_ports(s)),
+        ("hostProbesAndHostLifecycle", |_, s| {
+            host_probes_and_lifecycle(s)
+        }),
+        ("privileged", |_, s| privileged(s)),
+        ("procMount", |_, s| proc_mount(s)),
+        ("seLinuxOptions", |_, s| se_linux_options(s)),
+        ("seccompProfile_baseline", |_, s| seccomp_baseline(s)),
+        ("sysctls", |_, s| sysctls(s)),
+        ("windowsHostProcess", |_, s| windows_host_process(s)),
     ];
     let restricted: [Check; 6] = [
-        ("allowPrivilegeEscalation", allow_privilege_escalation),
-        ("capabilities_restricted", capabilities_restricted),
-        ("restrictedVolumes", restricted_volumes),
-        ("runAsNonRoot", run_as_non_root),
-        ("runAsUser", run_as_user),
-        ("seccompProfile_restricted", seccomp_restricted),
+        ("allowPrivilegeEscalation", |_, s| {
+            allow_privilege_escalation(s)
+        }),
+        ("capabilities_restricted", |_, s| capabilities_restricted(s)),
+        ("restrictedVolumes", |_, s| restricted_volumes(s)),
+        ("runAsNonRoot", |_, s| run_as_non_root(s)),
+        ("runAsUser", |_, s| run_as_user(s)),
+        ("seccompProfile_restricted", |_, s| seccomp_restricted(s)),
     ];
     // The restricted checks that replace baseline ones.
     const OVERRIDDEN: [&str; 2] = ["hostPathVolumes", "seccompProfile_baseline"];
@@ -221,11 +230,11 @@ fn checks(level: Level) -> Vec<Check> {
     }
 }
 
-/// The violations of `spec` at `level`: `reason (detail)` each.
-fn evaluate(level: Level, spec: &Value) -> Vec<String> {
+/// The violations of a pod (`meta`, `spec`) at `level`: `reason (detail)` each.
+fn evaluate(level: Level, meta: &Value, spec: &Value) -> Vec<String> {
     checks(level)
         .into_iter()
-        .filter_map(|(_, check)| check(spec))
+        .filter_map(|(_, check)| check(meta, spec))
         .map(|(reason, detail)| format!("{reason} ({detail})"))
         .collect()
 }
@@ -277,6 +286,173 @@ fn capabilities_baseline(spec: &Value) -> Option<(String, String)> {
                 "{} must not include {} in securityContext.capabilities.add",
                 containers_phrase(&bad_containers),
                 join_quote(&bad)
+            ),
+        )
+    })
+}
+
+/// Who sets a forbidden value: `pod`, `container "a"`, `pod and containers "a", "b"`.
+fn setters(pod: bool, containers: &[&str]) -> Vec<String> {
+    let mut who = Vec::new();
+    if pod {
+        who.push("pod".to_owned());
+    }
+    if !containers.is_empty() {
+        who.push(containers_phrase(containers));
+    }
+    who
+}
+
+const APP_ARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
+
+fn app_armor_profile(meta: &Value, spec: &Value) -> Option<(String, String)> {
+    let unconfined = |sc: &Value| sc["appArmorProfile"]["type"] == "Unconfined";
+    let pod = unconfined(&spec["securityContext"]);
+    let bad: Vec<&str> = containers(spec)
+        .filter(|c| unconfined(&c["securityContext"]))
+        .map(name)
+        .collect();
+    let mut annotations: Vec<String> = meta["annotations"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| {
+            let v = v.as_str().unwrap_or("");
+            let allowed = v.is_empty() || v == "runtime/default" || v.starts_with("localhost/");
+            (k.starts_with(APP_ARMOR_ANNOTATION_PREFIX) && !allowed)
+                .then(|| format!("\"{k}=\"{v}\"\""))
+        })
+        .collect();
+    annotations.sort();
+    let mut details = Vec::new();
+    let who = setters(pod, &bad);
+    if !who.is_empty() {
+        details.push(format!(
+            "{} must not set AppArmor profile type to \"Unconfined\"",
+            who.join(" and ")
+        ));
+    }
+    if !annotations.is_empty() {
+        details.push(format!(
+            "annotations must not set AppArmor profile type to {}",
+            annotations.join(", ")
+        ));
+    }
+    let count = usize::from(pod) + bad.len() + annotations.len();
+    (!details.is_empty()).then(|| {
+        (
+            pluralize(
+                "forbidden AppArmor profile",
+                "forbidden AppArmor profiles",
+                count,
+            ),
+            details.join(", "),
+        )
+    })
+}
+
+fn probe_hosts(handler: &Value) -> Vec<String> {
+    ["httpGet", "tcpSocket"]
+        .into_iter()
+        .filter_map(|h| handler[h]["host"].as_str())
+        .filter(|h| !h.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn host_probes_and_lifecycle(spec: &Value) -> Option<(String, String)> {
+    let mut bad = std::collections::BTreeSet::new();
+    let mut hosts = std::collections::BTreeSet::new();
+    for c in containers(spec) {
+        let handlers = ["livenessProbe", "readinessProbe", "startupProbe"]
+            .into_iter()
+            .map(|p| &c[p])
+            .chain(
+                ["postStart", "preStop"]
+                    .into_iter()
+                    .map(|h| &c["lifecycle"][h]),
+            );
+        for found in handlers.map(probe_hosts).filter(|h| !h.is_empty()) {
+            bad.insert(name(c));
+            hosts.extend(found);
+        }
+    }
+    (!bad.is_empty()).then(|| {
+        let bad: Vec<&str> = bad.into_iter().collect();
+        let hosts: Vec<String> = hosts.into_iter().collect();
+        (
+            "probe or lifecycle host".into(),
+            format!(
+                "{} {} {} {}",
+                containers_phrase(&bad),
+                pluralize("uses", "use", bad.len()),
+                pluralize(
+                    "probe or lifecycle host",
+                    "probe or lifecycle hosts",
+                    hosts.len()
+                ),
+                join_quote(&hosts)
+            ),
+        )
+    })
+}
+
+const SE_LINUX_TYPES: [&str; 5] = [
+    "",
+    "container_t",
+    "container_init_t",
+    "container_kvm_t",
+    "container_engine_t",
+];
+
+fn se_linux_options(spec: &Value) -> Option<(String, String)> {
+    let mut data = std::collections::BTreeSet::new();
+    let mut forbidden = |sc: &Value| {
+        let opts = &sc["seLinuxOptions"];
+        let mut bad = false;
+        let ty = opts["type"].as_str().unwrap_or("");
+        if !SE_LINUX_TYPES.contains(&ty) {
+            data.insert(format!("type \"{ty}\""));
+            bad = true;
+        }
+        for field in ["user", "role"] {
+            if let Some(v) = opts[field].as_str().filter(|v| !v.is_empty()) {
+                data.insert(format!("{field} \"{v}\""));
+                bad = true;
+            }
+        }
+        bad
+    };
+    let pod = forbidden(&spec["securityContext"]);
+    let bad: Vec<&str> = containers(spec)
+        .filter(|c| forbidden(&c["securityContext"]))
+        .map(name)
+        .collect();
+    (pod || !bad.is_empty()).then(|| {
+        (
+            "seLinuxOptions".into(),
+            format!(
+                "{} set forbidden securityContext.seLinuxOptions: {}",
+                setters(pod, &bad).join(" and "),
+                data.into_iter().collect::<Vec<_>>().join("; ")
+            ),
+        )
+    })
+}
+
+fn windows_host_process(spec: &Value) -> Option<(String, String)> {
+    let host_process = |sc: &Value| sc["windowsOptions"]["hostProcess"] == true;
+    let pod = host_process(&spec["securityContext"]);
+    let bad: Vec<&str> = containers(spec)
+        .filter(|c| host_process(&c["securityContext"]))
+        .map(name)
+        .collect();
+    (pod || !bad.is_empty()).then(|| {
+        (
+            "hostProcess".into(),
+            format!(
+                "{} must not set securityContext.windowsOptions.hostProcess=true",
+                setters(pod, &bad).join(" and ")
             ),
         )
     })
@@ -686,11 +862,11 @@ mod tests {
     fn restricted_violations_of_a_plain_pod() {
         let spec = json!({"containers": [{"name": "c", "image": "busybox"}]});
         assert_eq!(
-            evaluate(Level::Restricted, &spec).join(", "),
+            evaluate(Level::Restricted, &Value::Null, &spec).join(", "),
             "allowPrivilegeEscalation != false (container \"c\" must set securityContext.allowPrivilegeEscalation=false), unrestricted capabilities (container \"c\" must set securityContext.capabilities.drop=[\"ALL\"]), runAsNonRoot != true (pod or container \"c\" must set securityContext.runAsNonRoot=true), seccompProfile (pod or container \"c\" must set securityContext.seccompProfile.type to \"RuntimeDefault\" or \"Localhost\")"
         );
-        assert!(evaluate(Level::Baseline, &spec).is_empty());
-        assert!(evaluate(Level::Privileged, &spec).is_empty());
+        assert!(evaluate(Level::Baseline, &Value::Null, &spec).is_empty());
+        assert!(evaluate(Level::Privileged, &Value::Null, &spec).is_empty());
     }
 
     #[test]
@@ -700,7 +876,10 @@ mod tests {
             "volumes": [{"name": "t", "projected": {"sources": []}}],
             "containers": [{"name": "c", "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}}}],
         });
-        assert_eq!(evaluate(Level::Restricted, &spec), Vec::<String>::new());
+        assert_eq!(
+            evaluate(Level::Restricted, &Value::Null, &spec),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
@@ -716,7 +895,7 @@ mod tests {
         ];
         for (spec, want) in cases {
             assert_eq!(
-                evaluate(Level::Baseline, &spec),
+                evaluate(Level::Baseline, &Value::Null, &spec),
                 vec![want.to_owned()],
                 "{spec}"
             );
@@ -726,7 +905,43 @@ mod tests {
     #[test]
     fn restricted_volume_types() {
         let spec = json!({"volumes": [{"name": "h", "hostPath": {"path": "/"}}, {"name": "n", "nfs": {"server": "x"}}], "containers": []});
-        let v = evaluate(Level::Restricted, &spec);
+        let v = evaluate(Level::Restricted, &Value::Null, &spec);
         assert_eq!(v, vec!["restricted volume types (volumes \"h\", \"n\" use restricted volume types \"hostPath\", \"nfs\")"]);
+    }
+
+    #[test]
+    fn baseline_app_armor_se_linux_host_probes_and_host_process() {
+        let none = Value::Null;
+        let cases = [
+            (none.clone(), json!({"securityContext": {"appArmorProfile": {"type": "Unconfined"}}, "containers": []}),
+                "forbidden AppArmor profile (pod must not set AppArmor profile type to \"Unconfined\")"),
+            (none.clone(), json!({"initContainers": [{"name": "bar", "securityContext": {"appArmorProfile": {"type": "Unconfined"}}}], "containers": [{"name": "foo", "securityContext": {"appArmorProfile": {"type": "RuntimeDefault"}}}]}),
+                "forbidden AppArmor profile (container \"bar\" must not set AppArmor profile type to \"Unconfined\")"),
+            (json!({"annotations": {
+                    "container.apparmor.security.beta.kubernetes.io/": "bogus",
+                    "container.apparmor.security.beta.kubernetes.io/a": "",
+                    "container.apparmor.security.beta.kubernetes.io/b": "runtime/default",
+                    "container.apparmor.security.beta.kubernetes.io/d": "localhost/foo",
+                    "container.apparmor.security.beta.kubernetes.io/e": "unconfined"}}),
+                json!({"containers": []}),
+                "forbidden AppArmor profiles (annotations must not set AppArmor profile type to \"container.apparmor.security.beta.kubernetes.io/=\"bogus\"\", \"container.apparmor.security.beta.kubernetes.io/e=\"unconfined\"\")"),
+            (none.clone(), json!({"securityContext": {"seLinuxOptions": {"type": "spc_t"}}, "containers": [{"name": "a", "securityContext": {"seLinuxOptions": {"user": "u", "role": "r", "type": "container_t"}}}]}),
+                "seLinuxOptions (pod and container \"a\" set forbidden securityContext.seLinuxOptions: role \"r\"; type \"spc_t\"; user \"u\")"),
+            (none.clone(), json!({"containers": [{"name": "a", "livenessProbe": {"httpGet": {"host": "10.0.0.1", "port": 80}}, "lifecycle": {"preStop": {"tcpSocket": {"host": "example.com", "port": 1}}}}]}),
+                "probe or lifecycle host (container \"a\" uses probe or lifecycle hosts \"10.0.0.1\", \"example.com\")"),
+            (none.clone(), json!({"securityContext": {"windowsOptions": {"hostProcess": true}}, "containers": [{"name": "w", "securityContext": {"windowsOptions": {"hostProcess": true}}}]}),
+                "hostProcess (pod and container \"w\" must not set securityContext.windowsOptions.hostProcess=true)"),
+        ];
+        for (meta, spec, want) in cases {
+            assert_eq!(
+                evaluate(Level::Baseline, &meta, &spec),
+                vec![want.to_owned()],
+                "{spec}"
+            );
+        }
+        // Allowed values pass.
+        let ok = json!({"securityContext": {"seLinuxOptions": {"type": "container_init_t", "level": "s0:c1"}, "appArmorProfile": {"type": "Localhost", "localhostProfile": "p"}},
+            "containers": [{"name": "a", "readinessProbe": {"httpGet": {"port": 80}}}]});
+        assert!(evaluate(Level::Baseline, &none, &ok).is_empty());
     }
 }

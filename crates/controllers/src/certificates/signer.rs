@@ -39,9 +39,10 @@ struct Ctx {
 
 /// Runs the controller until dropped (at once without the CA key).
 pub async fn run(cx: Context) {
-    let (Some(ca_cert), Some(ca_key)) =
-        (cx.config.root_ca_pem.clone(), cx.config.ca_key_pem.clone())
-    else {
+    let (Some(ca_cert), Some(ca_key)) = (
+        cx.config.signing_ca_pem.clone(),
+        cx.config.ca_key_pem.clone(),
+    ) else {
         tracing::info!("certificatesigningrequest-signing-controller: no CA key to sign with");
         return;
     };

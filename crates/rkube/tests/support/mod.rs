@@ -88,6 +88,19 @@ impl Cluster {
             kubeconfig,
         };
         cluster.wait_ready();
+        // Pods need their namespace's `default` ServiceAccount (the ServiceAccount
+        // admission), which the in-process serviceaccount-controller makes just after
+        // start: wait for it in `default`, as a cluster is not usable before.
+        let controllers_off = extra.contains(&"--disable-controller-manager")
+            || extra
+                .iter()
+                .any(|a| a.contains("--controllers") && a.contains("serviceaccount"))
+            || extra
+                .windows(2)
+                .any(|w| w[0] == "--controllers" && w[1].contains("serviceaccount"));
+        if !controllers_off {
+            cluster.wait_for_default_sa("default");
+        }
         cluster
     }
 
