@@ -240,7 +240,7 @@ fn apply_twice_services_configmaps_pods() {
 
 #[test]
 fn strategic_patch_edit_and_diff() {
-    let c = Cluster::start(&[]);
+    let c = Cluster::start(&["--controllers=*,-deployment"]);
     apply(&c, DEPLOY_V1);
 
     // kubectl patch sends a strategic merge patch by default: containers merge by name.
