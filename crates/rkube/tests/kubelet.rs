@@ -554,6 +554,10 @@ spec:
     assert_eq!(&parts[2..], ["CrashLoopBackOff", "3", "Error"], "{crash}");
     assert_eq!(c.ok(&["logs", "crasher"]), "boom\n");
     assert_eq!(c.ok(&["logs", "crasher", "--previous"]), "boom\n");
+    // Ask only once its one container has run (the pod may still be starting).
+    node.wait("fails to fail", Duration::from_secs(60), || {
+        (node.jsonpath(&["get", "pod", "fails"], "{.status.phase}") == "Failed").then_some(())
+    });
     let err = c.fails(&["logs", "fails", "--previous"]);
     assert!(
         err.contains("previous terminated container \"main\" in pod \"fails\" not found"),
