@@ -48,7 +48,15 @@ pub async fn run(cx: Context) {
             cm.namespace().map(|ns| ObjectRef::new(&ns))
         })
         .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
+        .for_each(|result| async move {
+            // Reconcile errors are logged by `error_policy`; anything else (an object gone
+            // from the store, a broken trigger stream) would otherwise pass unseen.
+            if let Err(e) = result {
+                if !matches!(e, kube::runtime::controller::Error::ReconcilerFailed(..)) {
+                    tracing::info!(error = %e, "root-ca-certificate-publisher-controller");
+                }
+            }
+        })
         .await;
 }
 
@@ -112,8 +120,11 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     };
     match result {
         Ok(()) => Ok(Action::await_change()),
-        // Made meanwhile (the store lags), or the namespace began terminating.
+        // Made meanwhile (the store lags), or the namespace began terminating: try again
+        // soon, but say so, since a refusal that never ends would otherwise be invisible.
         Err(kube::Error::Api(e)) if e.code == 409 || e.code == 403 => {
+            tracing::info!(%namespace, code = e.code, message = %e.message,
+                "root-ca-certificate-publisher-controller: retrying");
             Ok(Action::requeue(Duration::from_millis(500)))
         }
         Err(e) => Err(err(e)),
