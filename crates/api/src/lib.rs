@@ -22,6 +22,7 @@ pub mod fields;
 pub mod labels;
 pub mod names;
 pub mod quantity;
+pub mod quota;
 pub mod resources;
 pub mod schema;
 pub mod smp;

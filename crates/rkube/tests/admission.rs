@@ -523,7 +523,8 @@ fn limit_ranges_and_quotas() {
     // ResourceQuota: object counts, with upstream's message; usage is charged.
     namespace(&c, "quota", "none");
     c.create("apiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: q\n  namespace: quota\nspec:\n  hard:\n    pods: '2'\n    count/configmaps: '1'\n");
-    std::thread::sleep(Duration::from_millis(300));
+    // As upstream, a quota is enforced once the controller has computed its usage.
+    quota_computed(&c, "quota", "q");
     c.ok(&["run", "p1", "-n", "quota", "--image=busybox"]);
     c.ok(&["run", "p2", "-n", "quota", "--image=busybox"]);
     let err = c.fails(&["run", "p3", "-n", "quota", "--image=busybox"]);
@@ -553,6 +554,7 @@ fn limit_ranges_and_quotas() {
     );
     // Compute resources must be declared when limited.
     c.create("apiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: compute\n  namespace: quota\nspec:\n  hard:\n    limits.cpu: '1'\n");
+    quota_computed(&c, "quota", "compute");
     c.ok(&["delete", "pod", "p2", "-n", "quota"]);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -565,6 +567,20 @@ fn limit_ranges_and_quotas() {
         assert!(Instant::now() < deadline, "{err}");
         std::thread::sleep(Duration::from_millis(100));
     }
+
+    // Scoped quotas charge only the pods their scopes select.
+    namespace(&c, "scoped", "none");
+    c.create("apiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: besteffort\n  namespace: scoped\nspec:\n  hard:\n    pods: '1'\n  scopes: [BestEffort]\n");
+    quota_computed(&c, "scoped", "besteffort");
+    c.ok(&["run", "be1", "-n", "scoped", "--image=busybox"]);
+    let err = c.fails(&["run", "be2", "-n", "scoped", "--image=busybox"]);
+    assert!(
+        err.contains("pods \"be2\" is forbidden: exceeded quota: besteffort, requested: pods=1, used: pods=1, limited: pods=1"),
+        "{err}"
+    );
+    // A pod with requests is not BestEffort: the quota does not select it.
+    c.ok(&["run", "burstable", "-n", "scoped", "--image=busybox", "--overrides", r#"{"spec":{"containers":[{"name":"burstable","image":"busybox","resources":{"requests":{"cpu":"10m"}}}]}}"#]);
+    c.ok(&["create", "configmap", "free", "-n", "scoped"]);
 }
 
 #[test]
@@ -709,4 +725,30 @@ fn node_restriction() {
     let (ok, _, err) = run(&["create", "-f", "-"], Some(&lease("n2")));
     assert!(!ok);
     assert!(err.contains("leases.coordination.k8s.io \"n2\" is forbidden: can only access node lease with the same name as the requesting node"), "{err}");
+}
+
+/// Waits until the resourcequota controller has written the quota's `status.hard` and
+/// `status.used` (upstream enforces a quota from then on).
+fn quota_computed(c: &Cluster, ns: &str, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = c.ok(&[
+            "get",
+            "resourcequota",
+            name,
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.status.hard}|{.status.used}",
+        ]);
+        let (hard, used) = out.split_once('|').unwrap_or(("", ""));
+        if !hard.is_empty() && !used.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "quota {ns}/{name} never got a status: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -3,8 +3,6 @@
 //! objects charge, see [`usage`]) current. A quota is recomputed when it changes, when
 //! pods, services, claims, ConfigMaps or Secrets of its namespace change, and every 30 s for object counts.
 
-pub mod usage;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,9 +17,9 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
-use self::usage::Contents;
 use crate::discovery;
 use crate::Context;
+use rkube_api::quota::{self as usage, Contents};
 
 /// How often every quota is recomputed regardless of events.
 const RESYNC: Duration = Duration::from_secs(30);

@@ -5,12 +5,12 @@
 
 use std::collections::BTreeMap;
 
+use crate::quantity::milli_value;
 use k8s_openapi::api::core::v1::{
     Container, PersistentVolumeClaim, Pod, ResourceQuotaSpec, ScopedResourceSelectorRequirement,
     Service,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use rkube_scheduler::quantity::milli_value;
 
 /// A sum of quantities in thousandths, remembering whether to print it with binary
 /// (`Ki`, `Mi`, ...) suffixes, as a Quantity keeps the format of its first operand.
@@ -182,9 +182,45 @@ fn scope_matches(scope: &str, pod: &Pod, req: Option<&ScopedResourceSelectorRequ
                 _ => false,
             }
         }
-        // CrossNamespacePodAffinity and unknown scopes select nothing we count.
+        "CrossNamespacePodAffinity" => cross_namespace_affinity(pod),
+        // Unknown scopes (refused by validation) select nothing.
         _ => false,
     }
+}
+
+/// Whether some pod (anti-)affinity term of `pod` reaches beyond its namespace
+/// (`namespaces` or a `namespaceSelector`).
+fn cross_namespace_affinity(pod: &Pod) -> bool {
+    let Some(affinity) = pod.spec.as_ref().and_then(|s| s.affinity.as_ref()) else {
+        return false;
+    };
+    let crosses = |t: &k8s_openapi::api::core::v1::PodAffinityTerm| {
+        t.namespaces.as_ref().is_some_and(|n| !n.is_empty()) || t.namespace_selector.is_some()
+    };
+    let terms =
+        |required: Option<&Vec<k8s_openapi::api::core::v1::PodAffinityTerm>>,
+         preferred: Option<&Vec<k8s_openapi::api::core::v1::WeightedPodAffinityTerm>>| {
+            required.into_iter().flatten().any(crosses)
+                || preferred
+                    .into_iter()
+                    .flatten()
+                    .any(|w| crosses(&w.pod_affinity_term))
+        };
+    affinity.pod_affinity.as_ref().is_some_and(|a| {
+        terms(
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref(),
+            a.preferred_during_scheduling_ignored_during_execution
+                .as_ref(),
+        )
+    }) || affinity.pod_anti_affinity.as_ref().is_some_and(|a| {
+        terms(
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref(),
+            a.preferred_during_scheduling_ignored_during_execution
+                .as_ref(),
+        )
+    })
 }
 
 /// Whether the quota's scopes (`scopes` and `scopeSelector`) select `pod`.
@@ -366,10 +402,208 @@ pub fn counted_resource(name: &str) -> Option<(String, String)> {
     .then(|| (name.to_owned(), String::new()))
 }
 
+/// An object being created, as the quota evaluators see it.
+pub enum Admitted<'a> {
+    Pod(&'a Pod),
+    Service(&'a Service),
+    Claim(&'a PersistentVolumeClaim),
+    /// Any other kind: counted by `count/<plural>[.<group>]` (and a legacy core name).
+    Other {
+        plural: &'a str,
+        group: &'a str,
+    },
+}
+
+impl Admitted<'_> {
+    /// Whether quota resource `name` is one this object's evaluator charges (upstream's
+    /// `MatchingResources`).
+    pub fn charges(&self, name: &str) -> bool {
+        match self {
+            Admitted::Pod(_) => pod_usage(name, &[]).is_some(),
+            Admitted::Service(_) => service_usage(name, &[]).is_some(),
+            Admitted::Claim(_) => claim_usage(name, &[]).is_some(),
+            Admitted::Other { plural, group } => {
+                counted_resource(name).is_some_and(|(p, g)| p == *plural && g == *group)
+            }
+        }
+    }
+
+    /// Whether a quota with `spec`'s scopes applies: scopes select pods only.
+    fn selected_by(&self, spec: &ResourceQuotaSpec) -> bool {
+        match self {
+            Admitted::Pod(pod) => selects_pod(spec, pod),
+            _ => !has_scopes(spec),
+        }
+    }
+
+    /// What the object adds to each of `names` it charges, zeros left out (upstream's
+    /// `Usage`, masked to the quota and with `RemoveZeros`).
+    fn usage<'n>(&self, names: impl Iterator<Item = &'n String>) -> BTreeMap<String, Amount> {
+        let names: Vec<&String> = names.filter(|n| self.charges(n)).collect();
+        let mut out = BTreeMap::new();
+        for name in names {
+            let amount = match self {
+                Admitted::Pod(pod) => pod_usage(name, &[pod]),
+                Admitted::Service(s) => service_usage(name, &[s]),
+                Admitted::Claim(c) => claim_usage(name, &[c]),
+                Admitted::Other { .. } => Some(Amount::count(1)),
+            };
+            if let Some(a) = amount.filter(|a| a.milli != 0) {
+                out.insert(name.clone(), a);
+            }
+        }
+        out
+    }
+
+    /// Upstream's pod constraint: when a quota limits cpu or memory, every container
+    /// (init containers included) must declare it (`requests.cpu for: a,b; limits.memory
+    /// for: a`).
+    fn missing_compute(&self, restricted: &[&String]) -> Option<String> {
+        let Admitted::Pod(pod) = self else {
+            return None;
+        };
+        let spec = pod.spec.as_ref()?;
+        const VALIDATED: [&str; 6] = [
+            "cpu",
+            "memory",
+            "requests.cpu",
+            "requests.memory",
+            "limits.cpu",
+            "limits.memory",
+        ];
+        let required: Vec<&str> = restricted
+            .iter()
+            .map(|n| n.as_str())
+            .filter(|n| VALIDATED.contains(n))
+            .collect();
+        let mut missing: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
+        for c in spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+        {
+            let declared = |part: &str, res: &str| {
+                c.resources
+                    .as_ref()
+                    .and_then(|r| {
+                        if part == "requests" {
+                            r.requests.as_ref()
+                        } else {
+                            r.limits.as_ref()
+                        }
+                    })
+                    .is_some_and(|m| m.contains_key(res))
+            };
+            for name in &required {
+                let has = match name.split_once('.') {
+                    Some((part, res)) => declared(part, res),
+                    None => declared("requests", name),
+                };
+                if !has {
+                    missing.entry(name).or_default().insert(&c.name);
+                }
+            }
+        }
+        (!missing.is_empty()).then(|| {
+            let parts: Vec<String> = missing
+                .iter()
+                .map(|(res, names)| {
+                    format!(
+                        "{res} for: {}",
+                        names.iter().copied().collect::<Vec<_>>().join(",")
+                    )
+                })
+                .collect();
+            format!("must specify {}", parts.join("; "))
+        })
+    }
+}
+
+/// What creating an object means for one quota (upstream's quota admission check).
+#[derive(Debug, PartialEq)]
+pub enum Verdict {
+    /// The quota does not constrain the object (nothing it charges, other scopes, or no
+    /// status yet: a quota is enforced once its controller has written `status.hard`).
+    NotApplicable,
+    /// Refused: upstream's message after `forbidden: `.
+    Refused(String),
+    /// Admitted: the quota's `status.used` afterwards.
+    Charge(BTreeMap<String, Quantity>),
+}
+
+/// Checks creating `obj` against quota `name` (its `spec` and `status`).
+pub fn admit(
+    name: &str,
+    spec: &ResourceQuotaSpec,
+    status: Option<&k8s_openapi::api::core::v1::ResourceQuotaStatus>,
+    obj: &Admitted,
+) -> Verdict {
+    let empty = BTreeMap::new();
+    let hard = status.and_then(|s| s.hard.as_ref()).unwrap_or(&empty);
+    let used = status.and_then(|s| s.used.as_ref()).unwrap_or(&empty);
+    let mut restricted: Vec<&String> = hard.keys().filter(|n| obj.charges(n)).collect();
+    restricted.sort();
+    if restricted.is_empty() || !obj.selected_by(spec) {
+        return Verdict::NotApplicable;
+    }
+    if let Some(missing) = obj.missing_compute(&restricted) {
+        return Verdict::Refused(format!("failed quota: {name}: {missing}"));
+    }
+    if restricted.iter().any(|n| !used.contains_key(*n)) {
+        let names: Vec<&str> = restricted.iter().map(|n| n.as_str()).collect();
+        return Verdict::Refused(format!(
+            "status unknown for quota: {name}, resources: {}",
+            names.join(",")
+        ));
+    }
+    let requested = obj.usage(restricted.into_iter());
+    if requested.is_empty() {
+        return Verdict::NotApplicable;
+    }
+    let mut new_used: BTreeMap<String, Amount> = used
+        .iter()
+        .map(|(k, q)| (k.clone(), Amount::of(q)))
+        .collect();
+    for (k, a) in &requested {
+        new_used.entry(k.clone()).or_default().add(*a);
+    }
+    let exceeded: Vec<&String> = requested
+        .keys()
+        .filter(|k| {
+            hard.get(*k)
+                .is_some_and(|h| new_used[*k].milli > Amount::of(h).milli)
+        })
+        .collect();
+    if !exceeded.is_empty() {
+        let show = |value: &dyn Fn(&String) -> String| {
+            exceeded
+                .iter()
+                .map(|k| format!("{k}={}", value(k)))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let canonical = |q: &Quantity| Amount::of(q).to_quantity().0;
+        return Verdict::Refused(format!(
+            "exceeded quota: {name}, requested: {}, used: {}, limited: {}",
+            show(&|k| requested[k].to_quantity().0),
+            show(&|k| canonical(&used[k])),
+            show(&|k| canonical(&hard[k])),
+        ));
+    }
+    Verdict::Charge(
+        new_used
+            .into_iter()
+            .map(|(k, a)| (k, a.to_quantity()))
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::api::core::v1::{PodSpec, ResourceRequirements, ServicePort, ServiceSpec};
-    use kube::api::ObjectMeta;
+    use k8s_openapi::api::core::v1::{
+        PodSpec, ResourceQuotaStatus, ResourceRequirements, ServicePort, ServiceSpec,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     use super::*;
 
@@ -550,5 +784,127 @@ mod tests {
             Some(("secrets".into(), String::new()))
         );
         assert_eq!(counted_resource("requests.cpu"), None);
+    }
+
+    fn status(hard: &[(&str, &str)], used: &[(&str, &str)]) -> ResourceQuotaStatus {
+        let map =
+            |kv: &[(&str, &str)]| Some(kv.iter().map(|(k, v)| (k.to_string(), q(v))).collect());
+        ResourceQuotaStatus {
+            hard: map(hard),
+            used: map(used),
+        }
+    }
+
+    #[test]
+    fn admission_charges_refuses_and_explains_like_upstream() {
+        let p = pod(
+            vec![container(&[("cpu", "250m")], &[("cpu", "500m")])],
+            vec![],
+            None,
+        );
+        let obj = Admitted::Pod(&p);
+        let spec = ResourceQuotaSpec::default();
+        // No status yet: not enforced.
+        assert_eq!(admit("q", &spec, None, &obj), Verdict::NotApplicable);
+        // Charged: used grows, other names kept.
+        let st = status(
+            &[("pods", "2"), ("requests.cpu", "1"), ("configmaps", "1")],
+            &[("pods", "1"), ("requests.cpu", "500m"), ("configmaps", "0")],
+        );
+        let Verdict::Charge(used) = admit("q", &spec, Some(&st), &obj) else {
+            panic!("not charged");
+        };
+        assert_eq!(
+            show(used),
+            vec!["configmaps=0", "pods=2", "requests.cpu=750m"]
+        );
+        // Exceeded: only the exceeded names are listed.
+        let st = status(
+            &[("pods", "1"), ("requests.cpu", "1")],
+            &[("pods", "1"), ("requests.cpu", "0")],
+        );
+        assert_eq!(
+            admit("q", &spec, Some(&st), &obj),
+            Verdict::Refused(
+                "exceeded quota: q, requested: pods=1, used: pods=1, limited: pods=1".into()
+            )
+        );
+        // Usage not computed yet for a limited name.
+        let st = status(&[("pods", "5"), ("requests.cpu", "1")], &[("pods", "1")]);
+        assert_eq!(
+            admit("q", &spec, Some(&st), &obj),
+            Verdict::Refused("status unknown for quota: q, resources: pods,requests.cpu".into())
+        );
+        // Limited compute resources must be declared by every container.
+        let st = status(
+            &[("limits.memory", "1Gi"), ("cpu", "2")],
+            &[("limits.memory", "0"), ("cpu", "0")],
+        );
+        assert_eq!(
+            admit("q", &spec, Some(&st), &obj),
+            Verdict::Refused("failed quota: q: must specify limits.memory for: c".into())
+        );
+        // Scoped quotas select pods only.
+        let best_effort = ResourceQuotaSpec {
+            scopes: Some(vec!["BestEffort".into()]),
+            ..Default::default()
+        };
+        let st = status(&[("pods", "0")], &[("pods", "0")]);
+        assert_eq!(
+            admit("q", &best_effort, Some(&st), &obj),
+            Verdict::NotApplicable
+        );
+        let idle = pod(vec![container(&[], &[])], vec![], None);
+        assert!(matches!(
+            admit("q", &best_effort, Some(&st), &Admitted::Pod(&idle)),
+            Verdict::Refused(_)
+        ));
+        let cm = Admitted::Other {
+            plural: "configmaps",
+            group: "",
+        };
+        let st = status(
+            &[("count/configmaps", "1"), ("pods", "1")],
+            &[("count/configmaps", "1"), ("pods", "5")],
+        );
+        assert_eq!(
+            admit("q", &spec, Some(&st), &cm),
+            Verdict::Refused("exceeded quota: q, requested: count/configmaps=1, used: count/configmaps=1, limited: count/configmaps=1".into())
+        );
+        assert_eq!(
+            admit("q", &best_effort, Some(&st), &cm),
+            Verdict::NotApplicable
+        );
+        let deploy = Admitted::Other {
+            plural: "deployments",
+            group: "apps",
+        };
+        assert_eq!(
+            admit("q", &spec, Some(&st), &deploy),
+            Verdict::NotApplicable
+        );
+    }
+
+    #[test]
+    fn cross_namespace_affinity_scope() {
+        use k8s_openapi::api::core::v1::{Affinity, PodAffinityTerm, PodAntiAffinity};
+        let mut p = pod(vec![container(&[], &[])], vec![], None);
+        let spec = ResourceQuotaSpec {
+            scopes: Some(vec!["CrossNamespacePodAffinity".into()]),
+            ..Default::default()
+        };
+        assert!(!selects_pod(&spec, &p));
+        p.spec.as_mut().unwrap().affinity = Some(Affinity {
+            pod_anti_affinity: Some(PodAntiAffinity {
+                required_during_scheduling_ignored_during_execution: Some(vec![PodAffinityTerm {
+                    namespaces: Some(vec!["other".into()]),
+                    topology_key: "kubernetes.io/hostname".into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert!(selects_pod(&spec, &p));
     }
 }
