@@ -111,7 +111,10 @@ pub async fn run(args: AdmissionArgs) -> Result<()> {
     put(&*store, "", "limitranges", Some("bench"), json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "lr", "namespace": "bench"},
         "spec": {"limits": [{"type": "Container", "default": {"cpu": "500m"}, "defaultRequest": {"cpu": "100m"}, "max": {"cpu": "2"}}]}})).await?;
     put(&*store, "", "resourcequotas", Some("bench"), json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "q", "namespace": "bench"},
-        "spec": {"hard": {"pods": "1000", "requests.cpu": "100"}}})).await?;
+        "spec": {"hard": {"pods": "1000000", "requests.cpu": "100000"}},
+        // As the resourcequota controller would have computed it: admission checks and
+        // charges against the status.
+        "status": {"hard": {"pods": "1000000", "requests.cpu": "100000"}, "used": {"pods": "0", "requests.cpu": "0"}}})).await?;
     admit_pods(&state, 10).await?;
     rows.push((
         "+ LimitRange, ResourceQuota".into(),
