@@ -520,6 +520,20 @@ fn limit_ranges_and_quotas() {
         "{err}"
     );
 
+    // Claims: storage requests bounded per PersistentVolumeClaim.
+    c.create("apiVersion: v1\nkind: LimitRange\nmetadata:\n  name: storage\n  namespace: limits\nspec:\n  limits:\n  - type: PersistentVolumeClaim\n    min: {storage: 1Gi}\n    max: {storage: 10Gi}\n");
+    let claim = |name: &str, size: &str| {
+        format!("apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: {name}\n  namespace: limits\nspec:\n  accessModes: [ReadWriteOnce]\n  resources:\n    requests: {{storage: {size}}}\n")
+    };
+    c.create(&claim("fits", "5Gi"));
+    let out = c.kubectl_with(&["create", "-f", "-"], Some(&claim("huge", "20Gi")), &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("persistentvolumeclaims \"huge\" is forbidden: maximum storage usage per PersistentVolumeClaim is 10Gi, but request is 20Gi"),
+        "{err}"
+    );
+
     // ResourceQuota: object counts, with upstream's message; usage is charged.
     namespace(&c, "quota", "none");
     c.create("apiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: q\n  namespace: quota\nspec:\n  hard:\n    pods: '2'\n    count/configmaps: '1'\n");

@@ -1,10 +1,12 @@
 //! LimitRanger: a namespace's LimitRange objects default the resources of new pods'
 //! containers (`default` limits, `defaultRequest` requests) and bound them (`min`,
-//! `max`, `maxLimitRequestRatio`, per Container and per Pod), with upstream's messages.
+//! `max`, `maxLimitRequestRatio`, per Container and per Pod), and bound the storage
+//! that claims request (`min`/`max` per PersistentVolumeClaim, on create and update),
+//! with upstream's messages.
 
 use serde_json::{json, Map, Value};
 
-use super::{is_pod_create, list, resource, Plugin, Request, Verdict};
+use super::{is_pod_create, list, resource, Operation, Plugin, Request, Verdict};
 use rkube_api::quantity::milli_value;
 
 const ANNOTATION: &str = "kubernetes.io/limit-ranger";
@@ -37,7 +39,10 @@ impl Plugin for LimitRanger {
 
     fn validate<'a>(&'a self, r: &'a mut Request) -> Verdict<'a> {
         Box::pin(async move {
-            if !is_pod_create(r) {
+            let claim = matches!(r.operation, Operation::Create | Operation::Update)
+                && r.is("", "persistentvolumeclaims", "")
+                && r.object.is_some();
+            if !is_pod_create(r) && !claim {
                 return Ok(());
             }
             let ranges = list(
@@ -46,8 +51,17 @@ impl Plugin for LimitRanger {
                 Some(&r.namespace),
             )
             .await?;
-            let pod = r.object.as_ref().expect("pod");
-            let errors: Vec<String> = ranges.iter().flat_map(|range| check(pod, range)).collect();
+            let obj = r.object.as_ref().expect("checked");
+            let errors: Vec<String> = ranges
+                .iter()
+                .flat_map(|range| {
+                    if claim {
+                        check_claim(obj, range)
+                    } else {
+                        check(obj, range)
+                    }
+                })
+                .collect();
             match errors.len() {
                 0 => Ok(()),
                 1 => Err(r.forbidden(&errors[0])),
@@ -179,6 +193,33 @@ fn check(pod: &Value, range: &Value) -> Vec<String> {
         let (requests, limits) = (pod_total(spec, "requests"), pod_total(spec, "limits"));
         for item in &pod_items {
             check_item(item, "Pod", &requests, &limits, &mut errors);
+        }
+    }
+    errors
+}
+
+/// The violations of a claim's storage requests against `range`'s PersistentVolumeClaim
+/// items: `min` as for containers, `max` against the request (a claim has no limits).
+fn check_claim(claim: &Value, range: &Value) -> Vec<String> {
+    const KIND: &str = "PersistentVolumeClaim";
+    let mut errors = Vec::new();
+    let requests = &claim["spec"]["resources"]["requests"];
+    for item in items(range, KIND) {
+        let min_only = json!({"min": item["min"]});
+        check_item(&min_only, KIND, requests, &json!({}), &mut errors);
+        for (name, enforced) in item["max"].as_object().into_iter().flatten() {
+            let Some((shown, max)) = q(enforced) else {
+                continue;
+            };
+            match q(&requests[name]) {
+                None => errors.push(format!(
+                    "maximum {name} usage per {KIND} is {shown}.  No request is specified"
+                )),
+                Some((req, r)) if r > max => errors.push(format!(
+                    "maximum {name} usage per {KIND} is {shown}, but request is {req}"
+                )),
+                _ => {}
+            }
         }
     }
     errors
@@ -365,5 +406,39 @@ mod tests {
             check(&p, &per_pod),
             vec!["maximum cpu usage per Pod is 1, but limit is 1200m"]
         );
+    }
+
+    #[test]
+    fn claims() {
+        let r = range(json!([
+            {"type": "PersistentVolumeClaim", "min": {"storage": "1Gi"}, "max": {"storage": "10Gi"}},
+            {"type": "Container", "max": {"cpu": "1"}},
+        ]));
+        let claim = |req: Value| json!({"spec": {"resources": {"requests": req}}});
+        let cases = [
+            (json!({"storage": "5Gi"}), vec![]),
+            (
+                json!({"storage": "500Mi"}),
+                vec![
+                    "minimum storage usage per PersistentVolumeClaim is 1Gi, but request is 500Mi",
+                ],
+            ),
+            (
+                json!({"storage": "20Gi"}),
+                vec![
+                    "maximum storage usage per PersistentVolumeClaim is 10Gi, but request is 20Gi",
+                ],
+            ),
+            (
+                json!({}),
+                vec![
+                "minimum storage usage per PersistentVolumeClaim is 1Gi.  No request is specified",
+                "maximum storage usage per PersistentVolumeClaim is 10Gi.  No request is specified",
+            ],
+            ),
+        ];
+        for (req, want) in cases {
+            assert_eq!(check_claim(&claim(req.clone()), &r), want, "{req}");
+        }
     }
 }
