@@ -10,7 +10,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{ObjectMeta, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, ResourceExt};
 
@@ -27,7 +27,6 @@ const DESCRIPTION: &str = "Contains a CA bundle that can be used to verify the k
 struct Ctx {
     cx: Context,
     ca: String,
-    maps: Store<ConfigMap>,
 }
 
 /// Runs the controller until dropped (at once without a CA bundle to publish).
@@ -38,11 +37,14 @@ pub async fn run(cx: Context) {
     };
     let wc = cx.watch_client.clone();
     let (namespaces, ns_events) = reflected(Api::<Namespace>::all(wc.clone()), Default::default());
-    let (maps, map_events) = reflected(
+    // ConfigMap changes only trigger a namespace's reconcile, which reads the ConfigMap
+    // live: its decision never waits on (or trusts) a second cache.
+    let map_events = watcher(
         Api::<ConfigMap>::all(wc),
         watcher::Config::default().fields(&format!("metadata.name={CONFIG_MAP}")),
-    );
-    let ctx = Arc::new(Ctx { cx, ca, maps });
+    )
+    .default_backoff();
+    let ctx = Arc::new(Ctx { cx, ca });
     Controller::for_stream(ns_events.touched_objects(), namespaces)
         .watches_stream(map_events.touched_objects(), |cm: ConfigMap| {
             cm.namespace().map(|ns| ObjectRef::new(&ns))
@@ -73,7 +75,6 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     if terminating {
         return Ok(Action::await_change());
     }
-    let _ = ctx.maps.wait_until_ready().await;
     let namespace = ns.name_any();
     let err = |source| Error {
         namespace: namespace.clone(),
@@ -81,7 +82,13 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     };
     let data = BTreeMap::from([(KEY.to_owned(), ctx.ca.clone())]);
     let api: Api<ConfigMap> = Api::namespaced(ctx.cx.client.clone(), &namespace);
-    let current = ctx.maps.get(&ObjectRef::new(CONFIG_MAP).within(&namespace));
+    // Read as the manager, as upstream's lister does: the controller's own role may only
+    // create and update ConfigMaps.
+    let reader: Api<ConfigMap> = Api::namespaced(ctx.cx.watch_client.clone(), &namespace);
+    let current = match reader.get_opt(CONFIG_MAP).await {
+        Ok(cm) => cm,
+        Err(e) => return Err(err(e)),
+    };
     let result = match current {
         None => {
             let cm = ConfigMap {
@@ -106,7 +113,7 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             if cm.data.as_ref() == Some(&data) && described {
                 return Ok(Action::await_change());
             }
-            let mut cm = (*cm).clone();
+            let mut cm = cm;
             cm.data = Some(data);
             cm.binary_data = None;
             cm.metadata.managed_fields = None;
@@ -120,7 +127,7 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     };
     match result {
         Ok(()) => Ok(Action::await_change()),
-        // Made meanwhile (the store lags), or the namespace began terminating: try again
+        // Made or changed meanwhile, or the namespace began terminating: try again
         // soon, but say so, since a refusal that never ends would otherwise be invisible.
         Err(kube::Error::Api(e)) if e.code == 409 || e.code == 403 => {
             tracing::info!(%namespace, code = e.code, message = %e.message,
