@@ -10,6 +10,7 @@
 
 pub mod cni;
 pub mod containerd;
+pub mod credentials;
 pub mod cri;
 pub mod events;
 pub mod logs;

@@ -624,9 +624,22 @@ async fn ensure_image(
                     ));
                 }
             }
+            let (keyring, failed) = crate::credentials::pod_keyring(&shared.client, pod).await;
+            if !failed.is_empty() {
+                shared.events.pod(
+                    pod,
+                    None,
+                    WARNING,
+                    "FailedToRetrieveImagePullSecret",
+                    format!(
+                        "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                        failed.join(", ")
+                    ),
+                );
+            }
             event(NORMAL, "Pulling", format!("Pulling image \"{image}\""));
             let started = Instant::now();
-            match runtime.pull_image(&image, None).await {
+            match pull_with_credentials(runtime, &image, &keyring).await {
                 Ok(r) => {
                     state.pull_backoff.remove(&image);
                     let took = crate::pleg::go_duration(started.elapsed());
@@ -641,8 +654,7 @@ async fn ensure_image(
                     );
                     Ok(r)
                 }
-                Err(e) => {
-                    let msg = e.message();
+                Err(msg) => {
                     event(
                         WARNING,
                         "Failed",
@@ -656,6 +668,34 @@ async fn ensure_image(
             }
         }
     }
+}
+
+/// Pulls `image` with each credential the keyring has for its registry, in order, until
+/// one works; anonymously when it has none (as upstream: no anonymous retry after
+/// credentials were refused). The error of every attempt, aggregated as upstream does.
+async fn pull_with_credentials(
+    runtime: &dyn Runtime,
+    image: &str,
+    keyring: &crate::credentials::Keyring,
+) -> Result<String, String> {
+    let repository = crate::credentials::repository(image);
+    let creds = keyring.lookup(&repository);
+    if creds.is_empty() {
+        return runtime.pull_image(image, None).await.map_err(|e| e.message());
+    }
+    let server = repository.split('/').next().unwrap_or_default();
+    let mut errors = Vec::new();
+    for c in &creds {
+        match runtime.pull_image(image, Some(c.auth_config(server))).await {
+            Ok(r) => return Ok(r),
+            Err(e) => errors.push(e.message()),
+        }
+    }
+    Err(if errors.len() == 1 {
+        errors.remove(0)
+    } else {
+        format!("[{}]", errors.join(", "))
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
