@@ -217,7 +217,28 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut WorkerState) -> Observed {
                     );
                     kill_sandbox_and_containers(runtime, uid, Some(&old.id), Duration::ZERO).await;
                 }
-                let config = pod_config::sandbox_config(pod, next_attempt, &shared.pod_logs_dir);
+                let mut config =
+                    pod_config::sandbox_config(pod, next_attempt, &shared.pod_logs_dir);
+                match shared.dns.host() {
+                    Ok(host) => {
+                        let (dns, warnings) = shared.dns.pod_dns(pod, host);
+                        for (reason, message) in warnings {
+                            shared.events.pod(pod, None, WARNING, reason, message);
+                        }
+                        config.dns_config = Some(dns);
+                    }
+                    Err(e) => {
+                        let path = shared.dns.resolv_conf.as_deref().unwrap_or_else(|| std::path::Path::new(""));
+                        shared.events.pod(
+                            pod,
+                            None,
+                            WARNING,
+                            "FailedCreatePodSandBox",
+                            format!("Failed to create pod sandbox: open {}: {e}", path.display()),
+                        );
+                        return observed;
+                    }
+                }
                 let _ = std::fs::create_dir_all(&config.log_directory);
                 match runtime.run_pod_sandbox(config).await {
                     Ok(id) => Some((id, next_attempt)),
@@ -837,6 +858,10 @@ async fn terminate(shared: &Shared, pod: &Pod) -> Result<(), String> {
     }
     let _ = std::fs::remove_dir_all(pod_config::log_directory(&shared.pod_logs_dir, pod));
     let _ = std::fs::remove_dir_all(crate::volumes::pod_dir(&shared.pods_dir, pod));
+    if crate::static_pods::is_static(pod) {
+        // Not in the API: the static pod manager deletes its mirror.
+        return Ok(());
+    }
     let api: Api<Pod> = Api::namespaced(shared.client.clone(), ns);
     let params = DeleteParams {
         grace_period_seconds: Some(0),
