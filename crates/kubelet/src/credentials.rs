@@ -32,12 +32,13 @@ pub struct Credential {
 }
 
 impl Credential {
-    /// The CRI form of the credential.
-    pub fn auth_config(&self, server: &str) -> AuthConfig {
+    /// The CRI form of the credential. Like upstream, no `server_address`: the keyring
+    /// already matched the registry (containerd would parse it as a URL and refuse a
+    /// schemeless `host:port`).
+    pub fn auth_config(&self) -> AuthConfig {
         AuthConfig {
             username: self.username.clone(),
             password: self.password.clone(),
-            server_address: server.to_owned(),
             ..Default::default()
         }
     }

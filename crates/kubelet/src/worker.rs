@@ -704,10 +704,9 @@ async fn pull_with_credentials(
     if creds.is_empty() {
         return runtime.pull_image(image, None).await.map_err(|e| e.message());
     }
-    let server = repository.split('/').next().unwrap_or_default();
     let mut errors = Vec::new();
     for c in &creds {
-        match runtime.pull_image(image, Some(c.auth_config(server))).await {
+        match runtime.pull_image(image, Some(c.auth_config())).await {
             Ok(r) => return Ok(r),
             Err(e) => errors.push(e.message()),
         }
