@@ -79,7 +79,7 @@ struct WorkerState {
 
 async fn run(shared: Arc<Shared>, mut rx: watch::Receiver<Option<Pod>>, poke: Arc<Notify>) {
     let mut state = WorkerState::default();
-    loop {
+    'pod: loop {
         let pod = rx.borrow_and_update().clone();
         let Some(pod) = pod else {
             // Gone from the API without our final delete: make sure nothing runs.
@@ -110,15 +110,40 @@ async fn run(shared: Arc<Shared>, mut rx: watch::Receiver<Option<Pod>>, poke: Ar
                 t.saturating_duration_since(Instant::now())
             })
             .min(RESYNC_PERIOD);
-        tokio::select! {
-            changed = rx.changed() => if changed.is_err() { break },
-            _ = poke.notified() => {}
-            _ = tokio::time::sleep(wake) => {}
+        let until = tokio::time::Instant::now() + wake;
+        loop {
+            tokio::select! {
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        break 'pod;
+                    }
+                    // As upstream's config source: a status-only update (usually our own
+                    // report) is no reason to sync again; it would cut short the time
+                    // a waiting reason such as ErrImagePull is shown.
+                    if rx.borrow().as_ref().is_some_and(|new| same_config(new, &pod)) {
+                        continue;
+                    }
+                }
+                _ = poke.notified() => {}
+                _ = tokio::time::sleep_until(until) => {}
+            }
+            break;
         }
     }
     if let Some(uid) = rx.borrow().as_ref().and_then(|p| p.metadata.uid.clone()) {
         tracing::debug!(pod.uid = %uid, "pod worker stopped");
     }
+}
+
+/// Whether two versions of a pod differ only in status (and bookkeeping metadata).
+fn same_config(a: &Pod, b: &Pod) -> bool {
+    let (ma, mb) = (&a.metadata, &b.metadata);
+    a.spec == b.spec
+        && ma.labels == mb.labels
+        && ma.annotations == mb.annotations
+        && ma.deletion_timestamp == mb.deletion_timestamp
+        && ma.deletion_grace_period_seconds == mb.deletion_grace_period_seconds
+        && ma.uid == mb.uid
 }
 
 /// Sends the pod's status when it changed.
