@@ -202,7 +202,11 @@ pub async fn run(shared: Arc<Shared>, dir: PathBuf, period: Duration) {
 fn start(shared: &Arc<Shared>, pod: Pod) {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     tracing::info!(pod = %pod.metadata.name.as_deref().unwrap_or_default(), pod.uid = %uid, "starting a static pod");
-    shared.static_pods.lock().unwrap_or_else(|e| e.into_inner()).insert(uid.clone());
+    shared
+        .static_pods
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(uid.clone());
     let worker = Worker::spawn(shared.clone(), pod);
     shared
         .workers
@@ -224,7 +228,11 @@ fn stop(shared: &Arc<Shared>, mut pod: Pod) {
     {
         let _ = w.pod.send(Some(pod));
     }
-    shared.static_pods.lock().unwrap_or_else(|e| e.into_inner()).remove(&uid);
+    shared
+        .static_pods
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&uid);
 }
 
 fn pods_api(shared: &Shared, pod: &Pod) -> Api<Pod> {
@@ -239,9 +247,7 @@ async fn delete_mirror(shared: &Shared, pod: &Pod, uid: Option<String>) -> Resul
     let uid = match uid {
         Some(u) => u,
         None => match tokio::time::timeout(API_TIMEOUT, api.get_opt(&name)).await {
-            Ok(Ok(Some(m)))
-                if annotation(&m, MIRROR_ANNOTATION) == pod.metadata.uid.as_deref() =>
-            {
+            Ok(Ok(Some(m))) if annotation(&m, MIRROR_ANNOTATION) == pod.metadata.uid.as_deref() => {
                 m.metadata.uid.unwrap_or_default()
             }
             Ok(Ok(_)) => return Ok(()),
@@ -325,7 +331,10 @@ mod tests {
         assert!(is_static(&p) && !is_mirror(&p));
         let spec = p.spec.unwrap();
         assert_eq!(spec.node_name.as_deref(), Some("Node-1"));
-        assert_eq!(spec.tolerations.unwrap()[0].effect.as_deref(), Some("NoExecute"));
+        assert_eq!(
+            spec.tolerations.unwrap()[0].effect.as_deref(),
+            Some("NoExecute")
+        );
 
         // JSON works; another node or content gives another UID.
         let json = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","namespace":"kube-system"},"spec":{"containers":[]}}"#;
@@ -336,8 +345,14 @@ mod tests {
         assert_ne!(other.metadata.uid.as_deref(), Some(uid.as_str()));
 
         for (bad, want) in [
-            ("apiVersion: v1\nkind: Service\nmetadata: {name: x}\n", "kind Pod"),
-            ("apiVersion: v1\nkind: Pod\nmetadata: {}\n", "name is needed"),
+            (
+                "apiVersion: v1\nkind: Service\nmetadata: {name: x}\n",
+                "kind Pod",
+            ),
+            (
+                "apiVersion: v1\nkind: Pod\nmetadata: {}\n",
+                "name is needed",
+            ),
             ("{", "EOF"),
         ] {
             let e = from_manifest(bad, Path::new("/m/x"), "n", "t").unwrap_err();
@@ -348,12 +363,17 @@ mod tests {
     #[test]
     fn read_dir_skips_hidden_and_broken_files() {
         let d = tempfile::tempdir().unwrap();
-        let pod = |n: &str| format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {n}\nspec:\n  containers: []\n");
+        let pod = |n: &str| {
+            format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {n}\nspec:\n  containers: []\n")
+        };
         std::fs::write(d.path().join("a.yaml"), pod("a")).unwrap();
         std::fs::write(d.path().join(".b.yaml"), pod("b")).unwrap();
         std::fs::write(d.path().join("c.yaml"), "kind: [").unwrap();
         let pods = read_dir(d.path(), "n1", "t");
-        let names: Vec<_> = pods.values().map(|p| p.metadata.name.clone().unwrap()).collect();
+        let names: Vec<_> = pods
+            .values()
+            .map(|p| p.metadata.name.clone().unwrap())
+            .collect();
         assert_eq!(names, ["a-n1"]);
     }
 }

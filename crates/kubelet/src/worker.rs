@@ -253,7 +253,11 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut WorkerState) -> Observed {
                         config.dns_config = Some(dns);
                     }
                     Err(e) => {
-                        let path = shared.dns.resolv_conf.as_deref().unwrap_or_else(|| std::path::Path::new(""));
+                        let path = shared
+                            .dns
+                            .resolv_conf
+                            .as_deref()
+                            .unwrap_or_else(|| std::path::Path::new(""));
                         shared.events.pod(
                             pod,
                             None,
@@ -727,7 +731,10 @@ async fn pull_with_credentials(
     let repository = crate::credentials::repository(image);
     let creds = keyring.lookup(&repository);
     if creds.is_empty() {
-        return runtime.pull_image(image, None).await.map_err(|e| e.message());
+        return runtime
+            .pull_image(image, None)
+            .await
+            .map_err(|e| e.message());
     }
     let mut errors = Vec::new();
     for c in &creds {

@@ -189,17 +189,49 @@ impl Registry {
         let d = d.as_path();
         let openssl = |args: &[&str]| run(Command::new("openssl").current_dir(d).args(args));
         openssl(&[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
-            "ca.crt", "-days", "1", "-subj", "/CN=rkube-test-registry-ca",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=rkube-test-registry-ca",
         ]);
         openssl(&[
-            "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "reg.key", "-out", "reg.csr",
-            "-subj", "/CN=127.0.0.1",
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "reg.key",
+            "-out",
+            "reg.csr",
+            "-subj",
+            "/CN=127.0.0.1",
         ]);
         std::fs::write(d.join("ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
         openssl(&[
-            "x509", "-req", "-in", "reg.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "reg.crt", "-days", "1", "-extfile", "ext",
+            "x509",
+            "-req",
+            "-in",
+            "reg.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "reg.crt",
+            "-days",
+            "1",
+            "-extfile",
+            "ext",
         ]);
         let port = rkube_testkit::free_port();
         let mut procs = Vec::new();
@@ -214,15 +246,31 @@ impl Registry {
             }
             Auth::Token => {
                 openssl(&[
-                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "tok.key",
-                    "-out", "tok.crt", "-days", "1", "-subj", "/CN=rkube-test-token-signer",
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-keyout",
+                    "tok.key",
+                    "-out",
+                    "tok.crt",
+                    "-days",
+                    "1",
+                    "-subj",
+                    "/CN=rkube-test-token-signer",
                 ]);
                 std::fs::write(d.join("token_server.py"), TOKEN_SERVER).unwrap();
                 let token_port = rkube_testkit::free_port();
                 let log = std::fs::File::create(d.join("token.log")).unwrap();
                 let child = Command::new("/usr/bin/python3")
                     .current_dir(d)
-                    .args(["token_server.py", &token_port.to_string(), "tok.key", "tok.crt"])
+                    .args([
+                        "token_server.py",
+                        &token_port.to_string(),
+                        "tok.key",
+                        "tok.crt",
+                    ])
                     .args([USER, PASSWORD])
                     .stdout(Stdio::null())
                     .stderr(log)
@@ -417,27 +465,78 @@ impl Node {
             || (self.jsonpath(&["get", "pod", pod], "{.status.phase}") == phase).then_some(()),
         );
     }
-
-    /// The waiting (reason, message) of the pod's first container, once `reason`.
-    fn wait_waiting(&self, pod: &str, reason: &str) -> String {
-        self.wait(
-            &format!("pod {pod} waiting with {reason}"),
-            Duration::from_secs(45),
-            || {
-                let got = self.jsonpath(
-                    &["get", "pod", pod],
-                    "{.status.containerStatuses[0].state.waiting.reason}|{.status.containerStatuses[0].state.waiting.message}",
-                );
-                let (r, m) = got.split_once('|')?;
-                (r == reason).then(|| m.to_owned())
-            },
-        )
-    }
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
         rkube_testkit::node::clean_up(self.cluster.data_dir(), &self.bridge, &self.cidr);
+    }
+}
+
+/// Every waiting reason pods in `default` show, from a `kubectl get pods --watch`
+/// started before they exist: short-lived states (ErrImagePull) cannot be missed.
+struct WaitingWatch {
+    /// Killed on drop.
+    _child: Proc,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl WaitingWatch {
+    fn start(node: &Node) -> WaitingWatch {
+        let mut child = Command::new(support::kubectl_path())
+            .arg("--kubeconfig")
+            .arg(&node.cluster.kubeconfig)
+            .args([
+                "get",
+                "pods",
+                "--watch",
+                "-o",
+                r#"jsonpath={.metadata.name}|{.status.containerStatuses[0].state.waiting.reason}|{.status.containerStatuses[0].state.waiting.message}{"\n"}"#,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubectl");
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        WaitingWatch {
+            _child: Proc(child),
+            lines,
+        }
+    }
+
+    /// The message of `pod`'s first update waiting with `reason`.
+    fn wait(&self, node: &Node, pod: &str, reason: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(45);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let mut parts = line.splitn(3, '|');
+                    let (name, r, msg) = (parts.next(), parts.next(), parts.next());
+                    if name == Some(pod) && r == Some(reason) {
+                        return msg.unwrap_or_default().to_owned();
+                    }
+                    seen.push(line);
+                }
+                Err(_) => {
+                    node.wait(
+                        &format!("{pod} waiting with {reason} (watched: {seen:#?})"),
+                        Duration::ZERO,
+                        || None::<()>,
+                    );
+                }
+            }
+        }
     }
 }
 
@@ -486,15 +585,19 @@ fn pulls_with_image_pull_secrets_and_backs_off_on_bad_credentials() {
     );
     node.has_event(
         "with-secret",
-        |e| e.starts_with(&format!("Normal Pulled: Successfully pulled image \"{image}\" in ")),
+        |e| {
+            e.starts_with(&format!(
+                "Normal Pulled: Successfully pulled image \"{image}\" in "
+            ))
+        },
         "Pulled",
     );
 
-    // Without credentials the registry refuses: ErrImagePull with its message, then
-    // ImagePullBackOff carrying it.
+    // Without credentials the registry refuses: ErrImagePull with its message.
+    let watch = WaitingWatch::start(&node);
     node.cluster
         .create(&pod_yaml("anonymous", &image, None, "Always"));
-    let msg = node.wait_waiting("anonymous", "ErrImagePull");
+    let msg = watch.wait(&node, "anonymous", "ErrImagePull");
     assert!(msg.contains("401 Unauthorized"), "{msg}");
 
     // The default ServiceAccount's imagePullSecrets reach new pods (admission) and work.
@@ -508,7 +611,10 @@ fn pulls_with_image_pull_secrets_and_backs_off_on_bad_credentials() {
     node.cluster
         .create(&pod_yaml("via-sa", &image, None, "Always"));
     assert_eq!(
-        node.jsonpath(&["get", "pod", "via-sa"], "{.spec.imagePullSecrets[0].name}"),
+        node.jsonpath(
+            &["get", "pod", "via-sa"],
+            "{.spec.imagePullSecrets[0].name}"
+        ),
         "regcred"
     );
     node.wait_phase("via-sa", "Running");
@@ -517,7 +623,7 @@ fn pulls_with_image_pull_secrets_and_backs_off_on_bad_credentials() {
     create_secret(&node, "badcred", &registry.host(), "wrong");
     node.cluster
         .create(&pod_yaml("bad-secret", &image, Some("badcred"), "Always"));
-    let msg = node.wait_waiting("bad-secret", "ErrImagePull");
+    let msg = watch.wait(&node, "bad-secret", "ErrImagePull");
     assert!(
         msg.starts_with("rpc error: code = Unknown desc = failed to pull and unpack image"),
         "{msg}"
@@ -525,7 +631,11 @@ fn pulls_with_image_pull_secrets_and_backs_off_on_bad_credentials() {
     assert!(msg.contains("401 Unauthorized"), "{msg}");
     let failed = node.has_event(
         "bad-secret",
-        |e| e.starts_with(&format!("Warning Failed: Failed to pull image \"{image}\": ")),
+        |e| {
+            e.starts_with(&format!(
+                "Warning Failed: Failed to pull image \"{image}\": "
+            ))
+        },
         "Failed",
     );
     assert!(failed.contains("401 Unauthorized"), "{failed}");
@@ -534,7 +644,7 @@ fn pulls_with_image_pull_secrets_and_backs_off_on_bad_credentials() {
         |e| e == "Warning Failed: Error: ErrImagePull",
         "Error: ErrImagePull",
     );
-    let backoff = node.wait_waiting("bad-secret", "ImagePullBackOff");
+    let backoff = watch.wait(&node, "bad-secret", "ImagePullBackOff");
     assert!(
         backoff.starts_with(&format!("Back-off pulling image \"{image}\": ")),
         "{backoff}"
@@ -572,9 +682,10 @@ fn token_auth_registry_gets_the_secrets_credentials() {
     assert!(log.contains(&format!("TOKEN POST user={USER}")), "{log}");
 
     create_secret(&node, "badtok", &registry.host(), "wrong");
+    let watch = WaitingWatch::start(&node);
     node.cluster
         .create(&pod_yaml("token-bad", &image, Some("badtok"), "Always"));
-    let msg = node.wait_waiting("token-bad", "ErrImagePull");
+    let msg = watch.wait(&node, "token-bad", "ErrImagePull");
     assert!(msg.contains("failed to pull and unpack image"), "{msg}");
     let log = registry.token_log();
     assert!(log.contains(&format!("DENIED POST user={USER}")), "{log}");
@@ -647,10 +758,16 @@ fn static_pods_run_with_mirror_pods() {
     let mirror = format!("web-{}", node.name);
     node.wait_phase(&mirror, "Running");
     let meta = |path: &str| node.jsonpath(&["get", "pod", &mirror], path);
-    assert_eq!(meta("{.metadata.annotations.kubernetes\\.io/config\\.source}"), "file");
+    assert_eq!(
+        meta("{.metadata.annotations.kubernetes\\.io/config\\.source}"),
+        "file"
+    );
     let hash = meta("{.metadata.annotations.kubernetes\\.io/config\\.hash}");
     assert_eq!(hash.len(), 32, "{hash}");
-    assert_eq!(meta("{.metadata.annotations.kubernetes\\.io/config\\.mirror}"), hash);
+    assert_eq!(
+        meta("{.metadata.annotations.kubernetes\\.io/config\\.mirror}"),
+        hash
+    );
     assert_eq!(
         meta("{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}"),
         format!("Node/{}", node.name)
@@ -662,8 +779,7 @@ fn static_pods_run_with_mirror_pods() {
     node.cluster.ok(&["delete", "pod", &mirror, "--wait=false"]);
     node.wait("a new mirror pod", Duration::from_secs(30), || {
         let uid = meta("{.metadata.uid}");
-        (!uid.is_empty() && uid != first_uid && meta("{.status.phase}") == "Running")
-            .then_some(())
+        (!uid.is_empty() && uid != first_uid && meta("{.status.phase}") == "Running").then_some(())
     });
 
     // Removing the file stops the pod and deletes the mirror.
@@ -673,11 +789,17 @@ fn static_pods_run_with_mirror_pods() {
         (!out.status.success()).then_some(())
     });
     let socket = node.cluster.data_dir().join("containerd/containerd.sock");
-    node.wait("the static pod's containers to stop", Duration::from_secs(30), || {
-        let list = run(Command::new("ctr")
-            .arg("--address")
-            .arg(&socket)
-            .args(["--namespace", "k8s.io", "tasks", "list"]));
-        (!list.contains("RUNNING")).then_some(())
-    });
+    node.wait(
+        "the static pod's containers to stop",
+        Duration::from_secs(30),
+        || {
+            let list = run(Command::new("ctr").arg("--address").arg(&socket).args([
+                "--namespace",
+                "k8s.io",
+                "tasks",
+                "list",
+            ]));
+            (!list.contains("RUNNING")).then_some(())
+        },
+    );
 }
