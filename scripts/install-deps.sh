@@ -8,7 +8,7 @@ set -euo pipefail
 VENV=${RKUBE_VENV:-/var/cache/rkube-venv}
 PACKAGES=(containerd runc containernetworking-plugins iptables nftables conntrack etcd-server etcd-client
   docker-registry skopeo busybox-static umoci apache2-utils protobuf-compiler python3-venv gcc iproute2
-  curl procps)
+  curl procps openssl python3-jwt python3-cryptography)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -10,8 +10,11 @@
 
 pub mod cni;
 pub mod containerd;
+pub mod credentials;
 pub mod cri;
+pub mod dns;
 pub mod events;
+pub mod grpc_probe;
 pub mod logs;
 pub mod node;
 pub mod pause;
@@ -20,6 +23,7 @@ pub mod pod_config;
 pub mod pod_status;
 pub mod probe;
 pub mod server;
+pub mod static_pods;
 pub mod time;
 pub mod volumes;
 pub mod worker;
@@ -62,6 +66,13 @@ pub struct Options {
     pub kubelet_port: u16,
     /// The CA whose client certificates the server accepts; no server without it.
     pub client_ca_pem: Option<String>,
+    /// Cluster DNS and the host resolv.conf pods get (`--cluster-dns`, `--cluster-domain`,
+    /// `--resolv-conf`).
+    pub dns: dns::Settings,
+    /// The folder of static pod manifests (`--pod-manifest-path`).
+    pub pod_manifest_path: Option<PathBuf>,
+    /// How often the manifest folder is read (`--file-check-frequency`).
+    pub file_check_frequency: Duration,
 }
 
 impl Options {
@@ -77,6 +88,9 @@ impl Options {
             node_labels: BTreeMap::new(),
             kubelet_port: 10250,
             client_ca_pem: None,
+            dns: dns::Settings::default(),
+            pod_manifest_path: None,
+            file_check_frequency: static_pods::DEFAULT_FILE_CHECK_FREQUENCY,
         }
     }
 }
@@ -109,6 +123,12 @@ pub struct Shared {
     /// Per-pod state on the node (volumes), `<pods_dir>/<uid>`.
     pub pods_dir: PathBuf,
     pub events: events::Recorder,
+    /// How pods' resolv.conf is formed.
+    pub dns: dns::Settings,
+    /// The UIDs of the static pods running (their workers are not the API's to stop).
+    pub static_pods: Mutex<std::collections::HashSet<String>>,
+    /// Wakes the static pod manager: a mirror pod changed.
+    pub static_pods_changed: tokio::sync::Notify,
     workers: Mutex<HashMap<String, Worker>>,
 }
 
@@ -219,6 +239,9 @@ pub async fn run(
         pod_logs_dir: opts.data_dir.join("pod-logs"),
         pods_dir: opts.data_dir.join("pods"),
         events: events::Recorder::new(client.clone(), opts.node_name.clone()),
+        dns: opts.dns.clone(),
+        static_pods: Mutex::default(),
+        static_pods_changed: tokio::sync::Notify::new(),
         workers: Mutex::new(HashMap::new()),
     });
     let machine = node::Machine::detect(opts.max_pods);
@@ -319,11 +342,23 @@ pub async fn run(
         }
     };
     let pods_loop = watch_pods(shared.clone(), synced);
+    let static_loop = {
+        let shared = shared.clone();
+        let dir = opts.pod_manifest_path.clone();
+        let period = opts.file_check_frequency;
+        async move {
+            match dir {
+                Some(dir) => static_pods::run(shared, dir, period).await,
+                None => std::future::pending().await,
+            }
+        }
+    };
     tokio::select! {
         _ = status_loop => {}
         _ = lease_loop => {}
         _ = pleg_loop => {}
         _ = pods_loop => {}
+        _ = static_loop => {}
         _ = shutdown => {}
     }
     if let Some(server) = server {
@@ -416,6 +451,13 @@ async fn watch_pods(shared: Arc<Shared>, synced: Arc<std::sync::atomic::AtomicBo
                 let Some(uid) = pod.metadata.uid.clone() else {
                     continue;
                 };
+                if static_pods::is_mirror(&pod) {
+                    // Its static pod runs; the static pod manager keeps the mirror.
+                    if pod.metadata.deletion_timestamp.is_some() {
+                        shared.static_pods_changed.notify_one();
+                    }
+                    continue;
+                }
                 if let Some(listed) = listed.as_mut() {
                     listed.insert(uid.clone());
                 }
@@ -430,6 +472,10 @@ async fn watch_pods(shared: Arc<Shared>, synced: Arc<std::sync::atomic::AtomicBo
                 }
             }
             Ok(Some(watcher::Event::Delete(pod))) => {
+                if static_pods::is_mirror(&pod) {
+                    shared.static_pods_changed.notify_one();
+                    continue;
+                }
                 if let Some(uid) = pod.metadata.uid.as_deref() {
                     let w = shared
                         .workers
@@ -443,9 +489,14 @@ async fn watch_pods(shared: Arc<Shared>, synced: Arc<std::sync::atomic::AtomicBo
             }
             Ok(Some(watcher::Event::InitDone)) => {
                 if let Some(listed) = listed.take() {
+                    let statics = shared
+                        .static_pods
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone();
                     let mut workers = shared.workers.lock().unwrap_or_else(|e| e.into_inner());
                     workers.retain(|uid, w| {
-                        let keep = listed.contains(uid);
+                        let keep = listed.contains(uid) || statics.contains(uid);
                         if !keep {
                             let _ = w.pod.send(None);
                         }

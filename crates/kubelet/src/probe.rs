@@ -1,5 +1,5 @@
-//! Container probes (startup, liveness, readiness) by exec (CRI ExecSync), tcpSocket and
-//! httpGet, with upstream's defaults, thresholds and failure messages. Each probe's state
+//! Container probes (startup, liveness, readiness) by exec (CRI ExecSync), tcpSocket,
+//! httpGet and grpc (`grpc_probe`), with upstream's defaults, thresholds and failure messages. Each probe's state
 //! belongs to one container instance and starts over when the container restarts.
 
 use std::collections::HashMap;
@@ -272,7 +272,14 @@ pub async fn run(
             )),
         };
     }
-    Outcome::Failure("unsupported probe handler (grpc probes are not supported yet)".into())
+    if let Some(grpc) = &probe.grpc {
+        let Ok(port) = u16::try_from(grpc.port) else {
+            return Outcome::Failure(format!("invalid port number: {}", grpc.port));
+        };
+        let service = grpc.service.as_deref().unwrap_or_default();
+        return crate::grpc_probe::check(pod_ip, port, service, timeout).await;
+    }
+    Outcome::Failure("missing probe handler".into())
 }
 
 /// Go's wording of common connect errors.

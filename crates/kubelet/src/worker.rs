@@ -79,7 +79,7 @@ struct WorkerState {
 
 async fn run(shared: Arc<Shared>, mut rx: watch::Receiver<Option<Pod>>, poke: Arc<Notify>) {
     let mut state = WorkerState::default();
-    loop {
+    'pod: loop {
         let pod = rx.borrow_and_update().clone();
         let Some(pod) = pod else {
             // Gone from the API without our final delete: make sure nothing runs.
@@ -110,15 +110,40 @@ async fn run(shared: Arc<Shared>, mut rx: watch::Receiver<Option<Pod>>, poke: Ar
                 t.saturating_duration_since(Instant::now())
             })
             .min(RESYNC_PERIOD);
-        tokio::select! {
-            changed = rx.changed() => if changed.is_err() { break },
-            _ = poke.notified() => {}
-            _ = tokio::time::sleep(wake) => {}
+        let until = tokio::time::Instant::now() + wake;
+        loop {
+            tokio::select! {
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        break 'pod;
+                    }
+                    // As upstream's config source: a status-only update (usually our own
+                    // report) is no reason to sync again; it would cut short the time
+                    // a waiting reason such as ErrImagePull is shown.
+                    if rx.borrow().as_ref().is_some_and(|new| same_config(new, &pod)) {
+                        continue;
+                    }
+                }
+                _ = poke.notified() => {}
+                _ = tokio::time::sleep_until(until) => {}
+            }
+            break;
         }
     }
     if let Some(uid) = rx.borrow().as_ref().and_then(|p| p.metadata.uid.clone()) {
         tracing::debug!(pod.uid = %uid, "pod worker stopped");
     }
+}
+
+/// Whether two versions of a pod differ only in status (and bookkeeping metadata).
+fn same_config(a: &Pod, b: &Pod) -> bool {
+    let (ma, mb) = (&a.metadata, &b.metadata);
+    a.spec == b.spec
+        && ma.labels == mb.labels
+        && ma.annotations == mb.annotations
+        && ma.deletion_timestamp == mb.deletion_timestamp
+        && ma.deletion_grace_period_seconds == mb.deletion_grace_period_seconds
+        && ma.uid == mb.uid
 }
 
 /// Sends the pod's status when it changed.
@@ -217,7 +242,32 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut WorkerState) -> Observed {
                     );
                     kill_sandbox_and_containers(runtime, uid, Some(&old.id), Duration::ZERO).await;
                 }
-                let config = pod_config::sandbox_config(pod, next_attempt, &shared.pod_logs_dir);
+                let mut config =
+                    pod_config::sandbox_config(pod, next_attempt, &shared.pod_logs_dir);
+                match shared.dns.host() {
+                    Ok(host) => {
+                        let (dns, warnings) = shared.dns.pod_dns(pod, host);
+                        for (reason, message) in warnings {
+                            shared.events.pod(pod, None, WARNING, reason, message);
+                        }
+                        config.dns_config = Some(dns);
+                    }
+                    Err(e) => {
+                        let path = shared
+                            .dns
+                            .resolv_conf
+                            .as_deref()
+                            .unwrap_or_else(|| std::path::Path::new(""));
+                        shared.events.pod(
+                            pod,
+                            None,
+                            WARNING,
+                            "FailedCreatePodSandBox",
+                            format!("Failed to create pod sandbox: open {}: {e}", path.display()),
+                        );
+                        return observed;
+                    }
+                }
                 let _ = std::fs::create_dir_all(&config.log_directory);
                 match runtime.run_pod_sandbox(config).await {
                     Ok(id) => Some((id, next_attempt)),
@@ -624,9 +674,22 @@ async fn ensure_image(
                     ));
                 }
             }
+            let (keyring, failed) = crate::credentials::pod_keyring(&shared.client, pod).await;
+            if !failed.is_empty() {
+                shared.events.pod(
+                    pod,
+                    None,
+                    WARNING,
+                    "FailedToRetrieveImagePullSecret",
+                    format!(
+                        "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                        failed.join(", ")
+                    ),
+                );
+            }
             event(NORMAL, "Pulling", format!("Pulling image \"{image}\""));
             let started = Instant::now();
-            match runtime.pull_image(&image, None).await {
+            match pull_with_credentials(runtime, &image, &keyring).await {
                 Ok(r) => {
                     state.pull_backoff.remove(&image);
                     let took = crate::pleg::go_duration(started.elapsed());
@@ -641,8 +704,7 @@ async fn ensure_image(
                     );
                     Ok(r)
                 }
-                Err(e) => {
-                    let msg = e.message();
+                Err(msg) => {
                     event(
                         WARNING,
                         "Failed",
@@ -656,6 +718,36 @@ async fn ensure_image(
             }
         }
     }
+}
+
+/// Pulls `image` with each credential the keyring has for its registry, in order, until
+/// one works; anonymously when it has none (as upstream: no anonymous retry after
+/// credentials were refused). The error of every attempt, aggregated as upstream does.
+async fn pull_with_credentials(
+    runtime: &dyn Runtime,
+    image: &str,
+    keyring: &crate::credentials::Keyring,
+) -> Result<String, String> {
+    let repository = crate::credentials::repository(image);
+    let creds = keyring.lookup(&repository);
+    if creds.is_empty() {
+        return runtime
+            .pull_image(image, None)
+            .await
+            .map_err(|e| e.message());
+    }
+    let mut errors = Vec::new();
+    for c in &creds {
+        match runtime.pull_image(image, Some(c.auth_config())).await {
+            Ok(r) => return Ok(r),
+            Err(e) => errors.push(e.message()),
+        }
+    }
+    Err(if errors.len() == 1 {
+        errors.remove(0)
+    } else {
+        format!("[{}]", errors.join(", "))
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -797,6 +889,10 @@ async fn terminate(shared: &Shared, pod: &Pod) -> Result<(), String> {
     }
     let _ = std::fs::remove_dir_all(pod_config::log_directory(&shared.pod_logs_dir, pod));
     let _ = std::fs::remove_dir_all(crate::volumes::pod_dir(&shared.pods_dir, pod));
+    if crate::static_pods::is_static(pod) {
+        // Not in the API: the static pod manager deletes its mirror.
+        return Ok(());
+    }
     let api: Api<Pod> = Api::namespaced(shared.client.clone(), ns);
     let params = DeleteParams {
         grace_period_seconds: Some(0),

@@ -38,6 +38,23 @@ pub(crate) struct KubeletFlags {
     /// cluster CA).
     #[arg(long)]
     pub client_ca_file: Option<PathBuf>,
+    /// The cluster DNS server IPs pods with dnsPolicy ClusterFirst use (comma-separated);
+    /// without it such pods get the host's resolv.conf.
+    #[arg(long, value_delimiter = ',')]
+    pub cluster_dns: Vec<std::net::IpAddr>,
+    /// The cluster's DNS domain, searched by pods after their namespace's.
+    #[arg(long, default_value = rkube_kubelet::dns::DEFAULT_CLUSTER_DOMAIN)]
+    pub cluster_domain: String,
+    /// The resolv.conf pods with dnsPolicy Default get ("" for none).
+    #[arg(long, default_value = rkube_kubelet::dns::DEFAULT_RESOLV_CONF)]
+    pub resolv_conf: String,
+    /// A folder of static pod manifests (YAML or JSON, one pod per file) the kubelet runs
+    /// without the API server, mirrored into the API.
+    #[arg(long)]
+    pub pod_manifest_path: Option<PathBuf>,
+    /// How often the pod manifest path is read for changes (e.g. 20s, 500ms).
+    #[arg(long, default_value = "20s", value_parser = crate::components::parse_duration)]
+    pub file_check_frequency: std::time::Duration,
 }
 
 impl KubeletFlags {
@@ -54,6 +71,13 @@ impl KubeletFlags {
         o.max_pods = self.max_pods;
         o.node_labels = self.node_labels.iter().cloned().collect::<BTreeMap<_, _>>();
         o.kubelet_port = self.kubelet_port;
+        o.dns = rkube_kubelet::dns::Settings {
+            cluster_dns: self.cluster_dns.iter().map(ToString::to_string).collect(),
+            cluster_domain: self.cluster_domain.clone(),
+            resolv_conf: (!self.resolv_conf.is_empty()).then(|| self.resolv_conf.clone().into()),
+        };
+        o.pod_manifest_path = self.pod_manifest_path.clone();
+        o.file_check_frequency = self.file_check_frequency;
         o
     }
 
