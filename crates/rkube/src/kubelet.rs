@@ -38,6 +38,20 @@ pub(crate) struct KubeletFlags {
     /// cluster CA).
     #[arg(long)]
     pub client_ca_file: Option<PathBuf>,
+    /// The deadline of every container runtime call except image pulls.
+    #[arg(long, default_value = "2m", value_parser = crate::certs::parse_duration)]
+    pub runtime_request_timeout: std::time::Duration,
+    /// How long the pod lifecycle event generator may go without a successful relist
+    /// before the node is NotReady and pod sync stops (upstream's fixed 3m0s).
+    #[arg(long, default_value = "3m", value_parser = crate::certs::parse_duration)]
+    pub pleg_relist_threshold: std::time::Duration,
+    /// Where the managed containerd looks for CNI plugins.
+    #[arg(long)]
+    pub cni_bin_dir: Option<PathBuf>,
+    /// The managed containerd's CNI config dir; the operator's config is used as is
+    /// (without it rkube writes a bridge config under the data dir).
+    #[arg(long)]
+    pub cni_conf_dir: Option<PathBuf>,
 }
 
 impl KubeletFlags {
@@ -54,6 +68,10 @@ impl KubeletFlags {
         o.max_pods = self.max_pods;
         o.node_labels = self.node_labels.iter().cloned().collect::<BTreeMap<_, _>>();
         o.kubelet_port = self.kubelet_port;
+        o.runtime_request_timeout = self.runtime_request_timeout;
+        o.pleg_relist_threshold = self.pleg_relist_threshold;
+        o.cni_bin_dir = self.cni_bin_dir.clone();
+        o.cni_conf_dir = self.cni_conf_dir.clone();
         o
     }
 
