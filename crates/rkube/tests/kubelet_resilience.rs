@@ -431,8 +431,13 @@ esac
 
     cluster.create(&pod_yaml("stuck", &k.name, false));
     // Retries while containerd still tears down the first attempt are refused with
-    // "failed to reserve sandbox name"; the first attempt's event is the deadline's.
-    let want = "Warning kubelet: Failed to create pod sandbox: rpc error: code = DeadlineExceeded desc = context deadline exceeded";
+    // "failed to reserve sandbox name"; the first attempt's event is the deadline's:
+    // the kubelet's own, or containerd's when its answer comes first.
+    let is_deadline = |e: &str| {
+        e == "Warning kubelet: Failed to create pod sandbox: rpc error: code = DeadlineExceeded desc = context deadline exceeded"
+            || (e.starts_with("Warning kubelet: Failed to create pod sandbox: rpc error: code = ")
+                && e.ends_with("context deadline exceeded"))
+    };
     wait(
         &cluster,
         &k,
@@ -452,14 +457,15 @@ esac
                 .as_array()
                 .unwrap()
                 .iter()
-                .any(|e| {
+                .map(|e| {
                     format!(
                         "{} {}: {}",
                         e["type"].as_str().unwrap_or_default(),
                         e["source"]["component"].as_str().unwrap_or_default(),
                         e["message"].as_str().unwrap_or_default()
-                    ) == want
+                    )
                 })
+                .any(|e| is_deadline(&e))
                 .then_some(())
         },
     );
