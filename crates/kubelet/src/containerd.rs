@@ -142,9 +142,12 @@ pub struct Containerd {
 impl Containerd {
     /// Writes the config, starts containerd, waits until it answers CRI calls and imports
     /// the pause image.
-    pub async fn start(data_dir: &Path) -> Result<(Self, CriRuntime), SetupError> {
+    /// `timeout` is the deadline of the returned client's calls.
+    pub async fn start(
+        layout: Layout,
+        timeout: std::time::Duration,
+    ) -> Result<(Self, CriRuntime), SetupError> {
         let binary = find_in_path("containerd").ok_or(SetupError::NotInstalled)?;
-        let layout = Layout::new(data_dir);
         for dir in [
             &layout.root,
             &layout.state,
@@ -173,12 +176,11 @@ impl Containerd {
             .spawn()
             .map_err(SetupError::Spawn)?;
         let mut containerd = Containerd { layout, child };
-        let runtime = CriRuntime::connect(&containerd.layout.endpoint()).map_err(|e| {
-            SetupError::NotReady {
+        let runtime = CriRuntime::connect_with_timeout(&containerd.layout.endpoint(), timeout)
+            .map_err(|e| SetupError::NotReady {
                 log: containerd.layout.log.display().to_string(),
                 cause: e.to_string(),
-            }
-        })?;
+            })?;
         let ready = tokio::time::timeout(
             START_TIMEOUT,
             crate::cri::wait_ready(&runtime, &containerd.layout.socket, START_TIMEOUT),

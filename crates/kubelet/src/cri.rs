@@ -99,6 +99,8 @@ pub struct CriRuntime {
     endpoint: String,
     runtime: RuntimeServiceClient<Channel>,
     images: ImageServiceClient<Channel>,
+    /// The deadline of ordinary calls (`--runtime-request-timeout`).
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for CriRuntime {
@@ -117,6 +119,11 @@ pub fn socket_path(endpoint: &str) -> PathBuf {
 impl CriRuntime {
     /// Connects to the runtime's socket (lazily: the first call dials, with a deadline).
     pub fn connect(endpoint: &str) -> Result<Self> {
+        Self::connect_with_timeout(endpoint, RUNTIME_REQUEST_TIMEOUT)
+    }
+
+    /// As [`CriRuntime::connect`], with `timeout` as the deadline of ordinary calls.
+    pub fn connect_with_timeout(endpoint: &str, timeout: Duration) -> Result<Self> {
         let path = socket_path(endpoint);
         let channel = Endpoint::try_from("http://[::]:50051")
             .map_err(|e| RuntimeError::Connect {
@@ -124,7 +131,7 @@ impl CriRuntime {
                 message: e.to_string(),
             })?
             .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(RUNTIME_REQUEST_TIMEOUT)
+            .timeout(timeout.max(IMAGE_PULL_TIMEOUT))
             .connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
                 let path = path.clone();
                 async move {
@@ -141,6 +148,7 @@ impl CriRuntime {
             endpoint: endpoint.to_owned(),
             runtime: RuntimeServiceClient::new(channel.clone()),
             images: ImageServiceClient::new(channel),
+            timeout,
         })
     }
 
@@ -163,13 +171,13 @@ where
         .map_err(|_| RuntimeError::DeadlineExceeded { op, timeout })
 }
 
-fn rpc(op: &'static str) -> impl FnOnce(tonic::Status) -> RuntimeError {
+fn rpc(op: &'static str, timeout: Duration) -> impl FnOnce(tonic::Status) -> RuntimeError {
     move |s| {
-        if s.code() == tonic::Code::DeadlineExceeded {
-            return RuntimeError::DeadlineExceeded {
-                op,
-                timeout: RUNTIME_REQUEST_TIMEOUT,
-            };
+        // tonic reports its own expired deadline as `Cancelled: Timeout expired`.
+        if s.code() == tonic::Code::DeadlineExceeded
+            || (s.code() == tonic::Code::Cancelled && s.message() == "Timeout expired")
+        {
+            return RuntimeError::DeadlineExceeded { op, timeout };
         }
         RuntimeError::Rpc {
             op,
@@ -182,12 +190,13 @@ fn rpc(op: &'static str) -> impl FnOnce(tonic::Status) -> RuntimeError {
 macro_rules! cri {
     ($self:ident, $svc:ident, $method:ident, $timeout:expr, $req:expr) => {{
         let mut client = $self.$svc.clone();
-        call(stringify!($method), $timeout, $req, |r| async move {
+        let timeout = $timeout;
+        call(stringify!($method), timeout, $req, |r| async move {
             client.$method(r).await
         })
         .await?
         .map(|r| r.into_inner())
-        .map_err(rpc(stringify!($method)))
+        .map_err(rpc(stringify!($method), timeout))
     }};
 }
 
@@ -198,7 +207,7 @@ impl Runtime for CriRuntime {
             self,
             runtime,
             version,
-            RUNTIME_REQUEST_TIMEOUT,
+            self.timeout,
             api::VersionRequest {
                 version: "v1".into()
             }
@@ -210,7 +219,7 @@ impl Runtime for CriRuntime {
             self,
             runtime,
             status,
-            RUNTIME_REQUEST_TIMEOUT,
+            self.timeout,
             api::StatusRequest { verbose: false }
         )?;
         Ok(r.status.unwrap_or_default())
@@ -221,7 +230,7 @@ impl Runtime for CriRuntime {
             self,
             runtime,
             run_pod_sandbox,
-            RUNTIME_REQUEST_TIMEOUT,
+            self.timeout,
             api::RunPodSandboxRequest {
                 config: Some(config),
                 runtime_handler: String::new(),
@@ -235,7 +244,7 @@ impl Runtime for CriRuntime {
             self,
             runtime,
             stop_pod_sandbox,
-            RUNTIME_REQUEST_TIMEOUT,
+            self.timeout,
             api::StopPodSandboxRequest {
                 pod_sandbox_id: id.into()
             }
@@ -248,7 +257,7 @@ impl Runtime for CriRuntime {
             self,
             runtime,
             remove_pod_sandbox,
-            RUNTIME_REQUEST_TIMEOUT,
+            self.timeout,
             api::RemovePodSandboxRequest {
                 pod_sandbox_id: id.into()
             }
@@ -261,7 +270,7 @@ impl Runtime for CriRuntime {
             self,
             runtime,
             pod_sandbox_status,
-            RUNTIME_REQUEST_TIMEOUT,
+            self.timeout,
             api::PodSandboxStatusRequest {
                 pod_sandbox_id: id.into(),
                 verbose: false
@@ -275,7 +284,7 @@ impl Runtime for CriRuntime {
             self,
             runtime,
             list_pod_sandbox,
-            RUNTIME_REQUEST_TIMEOUT,
+            self.timeout,
             api::ListPodSandboxRequest { filter: None }
         )?;
         Ok(r.items)
@@ -291,7 +300,7 @@ impl Runtime for CriRuntime {
             self,
             runtime,
             create_container,
-            RUNTIME_REQUEST_TIMEOUT,
+            self.timeout,
             api::CreateContainerRequest {
                 pod_sandbox_id: sandbox_id.into(),
                 config: Some(config),
@@ -306,7 +315,7 @@ impl Runtime for CriRuntime {
             self,
             runtime,
             start_container,
-            RUNTIME_REQUEST_TIMEOUT,
+            self.timeout,
             api::StartContainerRequest {
                 container_id: id.into()
             }
@@ -320,7 +329,7 @@ impl Runtime for CriRuntime {
             self,
             runtime,
             stop_container,
-            RUNTIME_REQUEST_TIMEOUT + grace,
+            self.timeout + grace,
             api::StopContainerRequest {
                 container_id: id.into(),
                 timeout: grace.as_secs() as i64,
@@ -334,7 +343,7 @@ impl Runtime for CriRuntime {
             self,
             runtime,
             remove_container,
-            RUNTIME_REQUEST_TIMEOUT,
+            self.timeout,
             api::RemoveContainerRequest {
                 container_id: id.into()
             }
@@ -347,7 +356,7 @@ impl Runtime for CriRuntime {
             self,
             runtime,
             list_containers,
-            RUNTIME_REQUEST_TIMEOUT,
+            self.timeout,
             api::ListContainersRequest { filter: None }
         )?;
         Ok(r.containers)
@@ -358,7 +367,7 @@ impl Runtime for CriRuntime {
             self,
             runtime,
             container_status,
-            RUNTIME_REQUEST_TIMEOUT,
+            self.timeout,
             api::ContainerStatusRequest {
                 container_id: id.into(),
                 verbose: false
@@ -392,7 +401,7 @@ impl Runtime for CriRuntime {
             self,
             images,
             image_status,
-            RUNTIME_REQUEST_TIMEOUT,
+            self.timeout,
             api::ImageStatusRequest {
                 image: Some(image_spec(image)),
                 verbose: false
@@ -421,7 +430,7 @@ impl Runtime for CriRuntime {
             self,
             images,
             list_images,
-            RUNTIME_REQUEST_TIMEOUT,
+            self.timeout,
             api::ListImagesRequest { filter: None }
         )?;
         Ok(r.images)

@@ -73,6 +73,15 @@ pub struct Options {
     pub pod_manifest_path: Option<PathBuf>,
     /// How often the manifest folder is read (`--file-check-frequency`).
     pub file_check_frequency: Duration,
+    /// The deadline of runtime calls (upstream's `--runtime-request-timeout`).
+    pub runtime_request_timeout: Duration,
+    /// How old the PLEG's last relist may be before the node is NotReady.
+    pub pleg_relist_threshold: Duration,
+    /// Where the managed containerd finds CNI plugins (default /usr/lib/cni).
+    pub cni_bin_dir: Option<PathBuf>,
+    /// The CNI config dir of the managed containerd; when given, its config is the
+    /// operator's and rkube writes none (default: `<data-dir>/cni/net.d`, written).
+    pub cni_conf_dir: Option<PathBuf>,
 }
 
 impl Options {
@@ -91,7 +100,29 @@ impl Options {
             dns: dns::Settings::default(),
             pod_manifest_path: None,
             file_check_frequency: static_pods::DEFAULT_FILE_CHECK_FREQUENCY,
+            runtime_request_timeout: cri::RUNTIME_REQUEST_TIMEOUT,
+            pleg_relist_threshold: pleg::RELIST_THRESHOLD,
+            cni_bin_dir: None,
+            cni_conf_dir: None,
         }
+    }
+
+    /// The managed containerd's directories, with the CNI dirs given.
+    pub fn layout(&self) -> containerd::Layout {
+        let mut l = containerd::Layout::new(&self.data_dir);
+        if let Some(d) = &self.cni_bin_dir {
+            l.cni_bin_dir = d.clone();
+        }
+        if let Some(d) = &self.cni_conf_dir {
+            l.cni_conf_dir = d.clone();
+        }
+        l
+    }
+
+    /// Whether rkube writes the CNI config (it manages containerd and no CNI config
+    /// dir was given).
+    fn writes_cni_config(&self) -> bool {
+        self.container_runtime_endpoint.is_none() && self.cni_conf_dir.is_none()
     }
 }
 
@@ -119,6 +150,7 @@ pub struct Shared {
     /// Why there is no runtime.
     pub runtime_error: Option<String>,
     pub pleg: pleg::Pleg,
+    pub runtime_state: Mutex<RuntimeState>,
     pub pod_logs_dir: PathBuf,
     /// Per-pod state on the node (volumes), `<pods_dir>/<uid>`.
     pub pods_dir: PathBuf,
@@ -140,45 +172,83 @@ async fn setup_runtime(
     Result<Arc<dyn Runtime>, String>,
 ) {
     if let Some(endpoint) = &opts.container_runtime_endpoint {
-        return match cri::CriRuntime::connect(endpoint) {
+        return match cri::CriRuntime::connect_with_timeout(endpoint, opts.runtime_request_timeout) {
             Ok(r) => (None, Ok(Arc::new(r) as Arc<dyn Runtime>)),
             Err(e) => (None, Err(e.to_string())),
         };
     }
-    match containerd::Containerd::start(&opts.data_dir).await {
+    match containerd::Containerd::start(opts.layout(), opts.runtime_request_timeout).await {
         Ok((c, r)) => (Some(c), Ok(Arc::new(r) as Arc<dyn Runtime>)),
         Err(e) => (None, Err(e.to_string())),
     }
 }
 
-/// The node's health from the runtime's and the relister's point of view.
-async fn health(shared: &Shared) -> node::Health {
-    let mut errors = Vec::new();
-    match (&shared.runtime, &shared.runtime_error) {
-        (_, Some(e)) => errors.push(format!("container runtime is down: {e}")),
-        (Some(rt), None) => match rt.status().await {
-            Err(e) => errors.push(format!("container runtime is down: {e}")),
-            Ok(status) => {
-                for (kind, label) in [
-                    ("RuntimeReady", "container runtime not ready"),
-                    ("NetworkReady", "container runtime network not ready"),
-                ] {
-                    if let Some(c) = status.conditions.iter().find(|c| c.r#type == kind) {
-                        if !c.status {
-                            errors.push(format!(
-                                "{label}: {kind}=false reason:{} message:{}",
-                                c.reason, c.message
-                            ));
-                        }
+/// How often the runtime's status is asked for (upstream: every 5 s).
+const RUNTIME_STATUS_PERIOD: Duration = Duration::from_secs(5);
+/// A runtime whose status was last read longer ago than this is down (upstream's
+/// `maxWaitForContainerRuntime`).
+const RUNTIME_DOWN_THRESHOLD: Duration = Duration::from_secs(30);
+
+/// What the last runtime status check found; read by the node status loop, which so
+/// never waits on the runtime itself.
+#[derive(Default)]
+pub struct RuntimeState {
+    /// When the runtime last answered `Status`.
+    last_sync: Option<std::time::Instant>,
+    /// Its unready conditions then, in upstream's words.
+    condition_errors: Vec<String>,
+}
+
+/// Asks the runtime for its status (with the runtime's deadline) and records it.
+async fn update_runtime_state(shared: &Shared, runtime: &dyn Runtime) {
+    match runtime.status().await {
+        Err(e) => tracing::warn!(error = %e, "container runtime status check failed"),
+        Ok(status) => {
+            let mut errors = Vec::new();
+            for (kind, label) in [
+                ("RuntimeReady", "container runtime not ready"),
+                ("NetworkReady", "container runtime network not ready"),
+            ] {
+                if let Some(c) = status.conditions.iter().find(|c| c.r#type == kind) {
+                    if !c.status {
+                        errors.push(format!(
+                            "{label}: {kind}=false reason:{} message:{}",
+                            c.reason, c.message
+                        ));
                     }
                 }
             }
-        },
-        (None, None) => errors.push("container runtime is down".into()),
+            let mut state = shared
+                .runtime_state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            state.last_sync = Some(std::time::Instant::now());
+            state.condition_errors = errors;
+        }
     }
-    if shared.runtime.is_some() {
-        errors.extend(shared.pleg.health_error());
+}
+
+/// The node's health from the runtime's and the relister's point of view, from what
+/// the runtime status loop and the PLEG recorded (never calls the runtime).
+fn health(shared: &Shared) -> node::Health {
+    let mut errors = Vec::new();
+    if let Some(e) = &shared.runtime_error {
+        errors.push(format!("container runtime is down: {e}"));
+        return node::Health { errors };
     }
+    let state = shared
+        .runtime_state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    match state.last_sync {
+        None => errors.push("container runtime status check may not have completed yet".into()),
+        Some(t) if t.elapsed() >= RUNTIME_DOWN_THRESHOLD => {
+            errors.push("container runtime is down".into())
+        }
+        Some(_) => {}
+    }
+    errors.extend(shared.pleg.health_error());
+    errors.extend(state.condition_errors.iter().cloned());
     node::Health { errors }
 }
 
@@ -202,8 +272,8 @@ pub async fn run(
     if !cni::valid_cidr(&pod_cidr) {
         return Err(Error::PodCidr(pod_cidr));
     }
-    if opts.container_runtime_endpoint.is_none() {
-        let layout = containerd::Layout::new(&opts.data_dir);
+    if opts.writes_cni_config() {
+        let layout = opts.layout();
         cni::write(
             &layout.cni_conf_dir,
             &pod_cidr,
@@ -235,7 +305,8 @@ pub async fn run(
         host_ip: host_ip.clone(),
         runtime,
         runtime_error,
-        pleg: pleg::Pleg::default(),
+        pleg: pleg::Pleg::new(opts.pleg_relist_threshold),
+        runtime_state: Mutex::new(RuntimeState::default()),
         pod_logs_dir: opts.data_dir.join("pod-logs"),
         pods_dir: opts.data_dir.join("pods"),
         events: events::Recorder::new(client.clone(), opts.node_name.clone()),
@@ -244,6 +315,9 @@ pub async fn run(
         static_pods_changed: tokio::sync::Notify::new(),
         workers: Mutex::new(HashMap::new()),
     });
+    if let Some(rt) = &shared.runtime {
+        update_runtime_state(&shared, &**rt).await;
+    }
     let machine = node::Machine::detect(opts.max_pods);
     let (server, kubelet_port) = start_server(&shared, &opts).await;
     let info = node::NodeInfo {
@@ -260,7 +334,7 @@ pub async fn run(
         .as_ref()
         .and_then(|s| s.pod_cidr.as_ref())
         .is_none()
-        && opts.container_runtime_endpoint.is_none())
+        && opts.writes_cni_config())
     .then(|| (opts.clone(), pod_cidr.clone()));
     let status_loop = {
         let shared = shared.clone();
@@ -279,7 +353,7 @@ pub async fn run(
                         .and_then(|n| n.spec.and_then(|s| s.pod_cidr));
                     if let Some(cidr) = assigned.filter(|c| c != current && cni::valid_cidr(c)) {
                         tracing::info!(pod_cidr = %cidr, "the node got a podCIDR; rewriting the CNI config");
-                        let layout = containerd::Layout::new(&opts.data_dir);
+                        let layout = opts.layout();
                         if let Err(e) = cni::write(
                             &layout.cni_conf_dir,
                             &cidr,
@@ -291,7 +365,7 @@ pub async fn run(
                         follow_cidr = None;
                     }
                 }
-                let health = health(&shared).await;
+                let health = health(&shared);
                 if let Err(e) = reporter.report(&machine, &info, &health).await {
                     tracing::warn!(error = %e, "cannot update node status");
                 }
@@ -341,6 +415,20 @@ pub async fn run(
             }
         }
     };
+    let runtime_status_loop = {
+        let shared = shared.clone();
+        async move {
+            let Some(runtime) = shared.runtime.clone() else {
+                return std::future::pending().await;
+            };
+            let mut tick = tokio::time::interval(RUNTIME_STATUS_PERIOD);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                update_runtime_state(&shared, &*runtime).await;
+            }
+        }
+    };
     let pods_loop = watch_pods(shared.clone(), synced);
     let static_loop = {
         let shared = shared.clone();
@@ -357,6 +445,7 @@ pub async fn run(
         _ = status_loop => {}
         _ = lease_loop => {}
         _ = pleg_loop => {}
+        _ = runtime_status_loop => {}
         _ = pods_loop => {}
         _ = static_loop => {}
         _ = shutdown => {}

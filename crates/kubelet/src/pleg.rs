@@ -12,7 +12,8 @@ use crate::pod_config::POD_UID_LABEL;
 
 /// How often the runtime is relisted.
 pub const RELIST_PERIOD: Duration = Duration::from_secs(1);
-/// A relist older than this makes the node NotReady.
+/// A relist older than this makes the node NotReady (upstream's constant; rkube's
+/// `--pleg-relist-threshold` changes it, e.g. for tests).
 pub const RELIST_THRESHOLD: Duration = Duration::from_secs(180);
 
 /// Go's `time.Duration.String()` for non-negative durations, e.g. `3m0s`, `1.5s`, `1h2m3s`.
@@ -57,6 +58,8 @@ fn frac(n: u128, div: u128) -> String {
 
 /// The relister's state.
 pub struct Pleg {
+    /// How old the last relist may be before the PLEG counts as unhealthy.
+    threshold: Duration,
     last_active: Mutex<Instant>,
     /// Container id → (pod uid, state) at the last relist.
     seen: Mutex<HashMap<String, (String, i32)>>,
@@ -64,14 +67,19 @@ pub struct Pleg {
 
 impl Default for Pleg {
     fn default() -> Self {
-        Pleg {
-            last_active: Mutex::new(Instant::now()),
-            seen: Mutex::new(HashMap::new()),
-        }
+        Pleg::new(RELIST_THRESHOLD)
     }
 }
 
 impl Pleg {
+    pub fn new(threshold: Duration) -> Self {
+        Pleg {
+            threshold,
+            last_active: Mutex::new(Instant::now()),
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// The error the node reports when relisting stalled, as upstream words it.
     pub fn health_error(&self) -> Option<String> {
         let since = self
@@ -79,11 +87,11 @@ impl Pleg {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .elapsed();
-        (since > RELIST_THRESHOLD).then(|| {
+        (since > self.threshold).then(|| {
             format!(
                 "PLEG is not healthy: pleg was last seen active {} ago; threshold is {}",
                 go_duration(since),
-                go_duration(RELIST_THRESHOLD)
+                go_duration(self.threshold)
             )
         })
     }
@@ -152,5 +160,14 @@ mod tests {
             "{msg}"
         );
         assert!(msg.ends_with("ago; threshold is 3m0s"), "{msg}");
+    }
+
+    #[test]
+    fn the_configured_threshold_is_printed_as_go_does() {
+        let p = Pleg::new(Duration::from_millis(2500));
+        assert!(p.healthy());
+        *p.last_active.lock().unwrap() = Instant::now() - Duration::from_secs(3);
+        let msg = p.health_error().unwrap();
+        assert!(msg.ends_with("ago; threshold is 2.5s"), "{msg}");
     }
 }

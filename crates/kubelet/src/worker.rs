@@ -916,6 +916,10 @@ impl RuntimeError {
             RuntimeError::Rpc { code, message, .. } => {
                 format!("rpc error: code = {code:?} desc = {message}")
             }
+            // What a Go client says when its context's deadline passes.
+            RuntimeError::DeadlineExceeded { .. } => {
+                "rpc error: code = DeadlineExceeded desc = context deadline exceeded".into()
+            }
             other => other.to_string(),
         }
     }

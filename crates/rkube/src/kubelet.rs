@@ -55,6 +55,20 @@ pub(crate) struct KubeletFlags {
     /// How often the pod manifest path is read for changes (e.g. 20s, 500ms).
     #[arg(long, default_value = "20s", value_parser = crate::components::parse_duration)]
     pub file_check_frequency: std::time::Duration,
+    /// The deadline of every container runtime call except image pulls.
+    #[arg(long, default_value = "2m", value_parser = crate::components::parse_duration)]
+    pub runtime_request_timeout: std::time::Duration,
+    /// How long the pod lifecycle event generator may go without a successful relist
+    /// before the node is NotReady and pod sync stops (upstream's fixed 3m0s).
+    #[arg(long, default_value = "3m", value_parser = crate::components::parse_duration)]
+    pub pleg_relist_threshold: std::time::Duration,
+    /// Where the managed containerd looks for CNI plugins.
+    #[arg(long)]
+    pub cni_bin_dir: Option<PathBuf>,
+    /// The managed containerd's CNI config dir; the operator's config is used as is
+    /// (without it rkube writes a bridge config under the data dir).
+    #[arg(long)]
+    pub cni_conf_dir: Option<PathBuf>,
 }
 
 impl KubeletFlags {
@@ -78,6 +92,10 @@ impl KubeletFlags {
         };
         o.pod_manifest_path = self.pod_manifest_path.clone();
         o.file_check_frequency = self.file_check_frequency;
+        o.runtime_request_timeout = self.runtime_request_timeout;
+        o.pleg_relist_threshold = self.pleg_relist_threshold;
+        o.cni_bin_dir = self.cni_bin_dir.clone();
+        o.cni_conf_dir = self.cni_conf_dir.clone();
         o
     }
 

@@ -6,6 +6,7 @@
 //! test cleans up whether it passes or panics; on a panic the tail of each member's log is
 //! printed to stderr first.
 
+pub mod images;
 pub mod node;
 
 use std::fs::File;
