@@ -20,6 +20,8 @@ pub mod pod_config;
 pub mod pod_status;
 pub mod probe;
 pub mod server;
+pub mod stats;
+pub mod streaming;
 pub mod time;
 pub mod volumes;
 pub mod worker;

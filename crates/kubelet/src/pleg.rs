@@ -60,6 +60,8 @@ pub struct Pleg {
     last_active: Mutex<Instant>,
     /// Container id → (pod uid, state) at the last relist.
     seen: Mutex<HashMap<String, (String, i32)>>,
+    /// `kubelet_pleg_relist_duration_seconds`.
+    pub relist_durations: crate::stats::Histogram,
 }
 
 impl Default for Pleg {
@@ -67,6 +69,7 @@ impl Default for Pleg {
         Pleg {
             last_active: Mutex::new(Instant::now()),
             seen: Mutex::new(HashMap::new()),
+            relist_durations: crate::stats::Histogram::default(),
         }
     }
 }
@@ -94,8 +97,10 @@ impl Pleg {
 
     /// Relists once; returns the uids of pods whose containers or sandboxes changed.
     pub async fn relist(&self, runtime: &dyn Runtime) -> crate::cri::Result<Vec<String>> {
+        let started = Instant::now();
         let containers = runtime.list_containers().await?;
         let sandboxes = runtime.list_pod_sandboxes().await?;
+        self.relist_durations.observe(started.elapsed());
         let now: HashMap<String, (String, i32)> = containers
             .into_iter()
             .map(|c| {
