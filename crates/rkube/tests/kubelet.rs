@@ -959,7 +959,7 @@ from kubernetes import client, config
 from kubernetes.stream import stream
 config.load_kube_config(config_file=sys.argv[1])
 v1 = client.CoreV1Api()
-resp = stream(v1.connect_get_namespaced_pod_exec, "shell", "default",
+resp = stream(v1.connect_get_namespaced_pod_exec, "shell", "default", container="main",
               command=["sh", "-c", "echo py-out; echo py-err >&2; exit 2"],
               stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False)
 resp.run_forever(timeout=30)
@@ -968,7 +968,7 @@ assert out == "py-out\n", repr(out)
 assert err == "py-err\n", repr(err)
 assert resp.returncode == 2, resp.returncode
 resp.close()
-resp = stream(v1.connect_get_namespaced_pod_exec, "shell", "default",
+resp = stream(v1.connect_get_namespaced_pod_exec, "shell", "default", container="main",
               command=["sh", "-c", "read l; stty size; echo got:$l"],
               stderr=True, stdin=True, stdout=True, tty=True, _preload_content=False)
 resp.write_channel(4, json.dumps({"Width": 77, "Height": 13}))
