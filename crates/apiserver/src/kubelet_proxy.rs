@@ -143,7 +143,12 @@ fn choose_container(pod: &Value, name: &str, requested: Option<&str>) -> Result<
     let ephemeral = names(pod, "ephemeralContainers");
     match requested {
         Some(c) if !c.is_empty() => {
-            if !containers.iter().chain(&init).chain(&ephemeral).any(|n| n == c) {
+            if !containers
+                .iter()
+                .chain(&init)
+                .chain(&ephemeral)
+                .any(|n| n == c)
+            {
                 return Err(ApiError::bad_request(format!(
                     "container {c} is not valid for pod {name}"
                 )));
@@ -326,8 +331,14 @@ fn forwarded(name: &hyper::header::HeaderName, upgrade: bool) -> bool {
     }
     !matches!(
         name.as_str(),
-        "keep-alive" | "proxy-connection" | "transfer-encoding" | "te" | "trailer"
-            | "impersonate-user" | "impersonate-group" | "impersonate-uid"
+        "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "impersonate-user"
+            | "impersonate-group"
+            | "impersonate-uid"
     )
 }
 
@@ -477,14 +488,14 @@ mod tests {
         ));
         assert_eq!(q, "command=sh&command=-c&command=exit+3&stdin=1&stdout=1");
         assert_eq!(c.as_deref(), Some("main"));
-        assert_eq!(port_params(Some("ports=8080&ports=9090")), "port=8080&port=9090");
+        assert_eq!(
+            port_params(Some("ports=8080&ports=9090")),
+            "port=8080&port=9090"
+        );
     }
 
     #[test]
     fn encodes_query_values() {
-        assert_eq!(
-            encode("2026-01-01T00:00:00Z"),
-            "2026-01-01T00%3A00%3A00Z"
-        );
+        assert_eq!(encode("2026-01-01T00:00:00Z"), "2026-01-01T00%3A00%3A00Z");
     }
 }

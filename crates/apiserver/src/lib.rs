@@ -362,12 +362,8 @@ async fn route(state: Arc<ApiState>, req: Request, user: UserInfo) -> Result<Res
             // A WebSocket upgrade is a GET, authorized as `get`: it must be allowed
             // `create` too (upstream's AuthorizePodWebsocketUpgradeCreatePermission).
             if parts.method == axum::http::Method::GET {
-                let attrs = authz::Attributes::from_request(
-                    user.clone(),
-                    "POST",
-                    &path,
-                    parts.uri.query(),
-                );
+                let attrs =
+                    authz::Attributes::from_request(user.clone(), "POST", &path, parts.uri.query());
                 let decision = state.authz.authorize(&attrs);
                 if !decision.allowed() {
                     return Err(authz::forbidden(&attrs, decision.reason()));

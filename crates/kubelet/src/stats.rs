@@ -53,11 +53,7 @@ impl Histogram {
 
     /// The series of `name` in the text format.
     fn render(&self, name: &str, help: &str, out: &mut String) {
-        let h = self
-            .inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let h = self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
         for (i, le) in RELIST_BUCKETS.iter().enumerate() {
             let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {}", h.counts[i]);
@@ -177,24 +173,23 @@ fn field(text: &str, key: &str) -> Option<u64> {
 fn node_memory(now: &str) -> Value {
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let total = field(&meminfo, "MemTotal").map(|k| k * 1024);
-    let (usage, inactive) = match std::fs::read_to_string(
-        "/sys/fs/cgroup/memory/memory.usage_in_bytes",
-    ) {
-        Ok(u) => {
-            let stat = std::fs::read_to_string("/sys/fs/cgroup/memory/memory.stat")
-                .unwrap_or_default();
-            (
-                u.trim().parse::<u64>().ok(),
-                field(&stat, "total_inactive_file").unwrap_or(0),
-            )
-        }
-        Err(_) => {
-            // cgroup v2 has no root usage file: what /proc/meminfo says is in use.
-            let free = field(&meminfo, "MemFree").map(|k| k * 1024);
-            let inactive = field(&meminfo, "Inactive(file)").map_or(0, |k| k * 1024);
-            (total.zip(free).map(|(t, f)| t.saturating_sub(f)), inactive)
-        }
-    };
+    let (usage, inactive) =
+        match std::fs::read_to_string("/sys/fs/cgroup/memory/memory.usage_in_bytes") {
+            Ok(u) => {
+                let stat = std::fs::read_to_string("/sys/fs/cgroup/memory/memory.stat")
+                    .unwrap_or_default();
+                (
+                    u.trim().parse::<u64>().ok(),
+                    field(&stat, "total_inactive_file").unwrap_or(0),
+                )
+            }
+            Err(_) => {
+                // cgroup v2 has no root usage file: what /proc/meminfo says is in use.
+                let free = field(&meminfo, "MemFree").map(|k| k * 1024);
+                let inactive = field(&meminfo, "Inactive(file)").map_or(0, |k| k * 1024);
+                (total.zip(free).map(|(t, f)| t.saturating_sub(f)), inactive)
+            }
+        };
     let mut m = Map::new();
     m.insert("time".into(), json!(now));
     if let Some(usage) = usage {
@@ -431,7 +426,10 @@ mod tests {
         h.render("x", "help", &mut out);
         assert!(out.contains("x_bucket{le=\"0.005\"} 1\n"), "{out}");
         assert!(out.contains("x_bucket{le=\"0.1\"} 2\n"), "{out}");
-        assert!(out.contains("x_bucket{le=\"+Inf\"} 2\nx_sum 0.073"), "{out}");
+        assert!(
+            out.contains("x_bucket{le=\"+Inf\"} 2\nx_sum 0.073"),
+            "{out}"
+        );
         assert!(out.contains("x_count 2\n"), "{out}");
     }
 
@@ -440,7 +438,10 @@ mod tests {
         let meminfo = "MemTotal:       16384 kB\nMemFree:  100 kB\nInactive(file):  7 kB\n";
         assert_eq!(field(meminfo, "MemTotal"), Some(16384));
         assert_eq!(field(meminfo, "Inactive(file)"), Some(7));
-        assert_eq!(field("total_inactive_file 42\n", "total_inactive_file"), Some(42));
+        assert_eq!(
+            field("total_inactive_file 42\n", "total_inactive_file"),
+            Some(42)
+        );
         assert_eq!(field("garbage", "MemTotal"), None);
     }
 
@@ -489,7 +490,10 @@ mod tests {
         );
         assert_eq!(pods.len(), 1);
         let p = &pods[0];
-        assert_eq!(p["podRef"], json!({"name": "p", "namespace": "ns", "uid": "u1"}));
+        assert_eq!(
+            p["podRef"],
+            json!({"name": "p", "namespace": "ns", "uid": "u1"})
+        );
         assert_eq!(p["cpu"]["usageCoreNanoSeconds"], 15);
         assert_eq!(p["memory"]["workingSetBytes"], 150);
         assert_eq!(p["containers"].as_array().unwrap().len(), 2);

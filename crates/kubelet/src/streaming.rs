@@ -346,7 +346,10 @@ async fn relay(mut req: Request<Body>, url: &str) -> Response {
         )
             .into_response();
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let connected = tokio::time::timeout(
         RELAY_TIMEOUT,
         tokio::net::TcpStream::connect((host.as_str(), port)),
@@ -369,8 +372,7 @@ async fn relay(mut req: Request<Body>, url: &str) -> Response {
                 .into_response()
         }
     };
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await
-    {
+    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await {
         Ok(h) => h,
         Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     };
@@ -380,7 +382,9 @@ async fn relay(mut req: Request<Body>, url: &str) -> Response {
     let path = uri
         .path_and_query()
         .map_or("/", hyper::http::uri::PathAndQuery::as_str);
-    let mut out = hyper::Request::builder().method(req.method().clone()).uri(path);
+    let mut out = hyper::Request::builder()
+        .method(req.method().clone())
+        .uri(path);
     for (k, v) in req.headers() {
         if k != header::HOST && k != header::CONTENT_LENGTH && k != header::TRANSFER_ENCODING {
             out = out.header(k, v);
@@ -462,9 +466,15 @@ mod tests {
 
     #[test]
     fn parses_ports() {
-        assert_eq!(parse_ports(Some("port=80&port=8080,9090")).unwrap(), [80, 8080, 9090]);
+        assert_eq!(
+            parse_ports(Some("port=80&port=8080,9090")).unwrap(),
+            [80, 8080, 9090]
+        );
         assert_eq!(parse_ports(None).unwrap(), Vec::<i32>::new());
-        assert_eq!(parse_ports(Some("port=0")).unwrap_err(), "invalid port \"0\"");
+        assert_eq!(
+            parse_ports(Some("port=0")).unwrap_err(),
+            "invalid port \"0\""
+        );
         assert!(parse_ports(Some("port=70000")).is_err());
         assert!(parse_ports(Some("port=x")).is_err());
     }
@@ -474,7 +484,10 @@ mod tests {
         let mut h = HeaderMap::new();
         assert!(!is_upgrade(&h));
         h.insert(header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
         assert!(is_upgrade(&h));
     }
 }

@@ -1017,18 +1017,29 @@ spec:
 "#
     ));
     for pod in ["shell", "reader"] {
-        node.wait(&format!("pod {pod} to run"), Duration::from_secs(60), || {
-            let s = node.jsonpath(
-                &["get", "pod", pod],
-                r#"{.status.phase} {.status.conditions[?(@.type=="Ready")].status}"#,
-            );
-            (s == "Running True").then_some(())
-        });
+        node.wait(
+            &format!("pod {pod} to run"),
+            Duration::from_secs(60),
+            || {
+                let s = node.jsonpath(
+                    &["get", "pod", pod],
+                    r#"{.status.phase} {.status.conditions[?(@.type=="Ready")].status}"#,
+                );
+                (s == "Running True").then_some(())
+            },
+        );
     }
 
     // exec: stdout and stderr apart, the command's exit code becomes kubectl's.
     let out = c.kubectl(&[
-        "exec", "shell", "-c", "main", "--", "sh", "-c", "echo out; echo err >&2; exit 3",
+        "exec",
+        "shell",
+        "-c",
+        "main",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
     ]);
     assert_eq!(
         (
@@ -1043,11 +1054,25 @@ spec:
     );
     // stdin is carried and its end reaches the command.
     let out = c.kubectl_with(
-        &["exec", "-i", "shell", "-c", "main", "--", "sh", "-c", "cat; echo done"],
+        &[
+            "exec",
+            "-i",
+            "shell",
+            "-c",
+            "main",
+            "--",
+            "sh",
+            "-c",
+            "cat; echo done",
+        ],
         Some("one\ntwo\n"),
         &[],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "one\ntwo\ndone\n");
     // A container the pod does not have: upstream's message.
     let err = c.fails(&["exec", "shell", "-c", "nope", "--", "true"]);
@@ -1083,10 +1108,14 @@ spec:
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    node.wait("kubectl attach to print ticks", Duration::from_secs(20), || {
-        let text = std::fs::read_to_string(&attached).unwrap_or_default();
-        (text.matches("tick ").count() >= 2).then_some(())
-    });
+    node.wait(
+        "kubectl attach to print ticks",
+        Duration::from_secs(20),
+        || {
+            let text = std::fs::read_to_string(&attached).unwrap_or_default();
+            (text.matches("tick ").count() >= 2).then_some(())
+        },
+    );
     let _ = attach.kill();
     let _ = attach.wait();
     let piped = c.data_dir().join("attach-in.out");
@@ -1103,12 +1132,16 @@ spec:
         use std::io::Write;
         let mut stdin = attach.stdin.take().unwrap();
         stdin.write_all(b"ping\n").unwrap();
-        node.wait("attached stdin to be echoed", Duration::from_secs(20), || {
-            std::fs::read_to_string(&piped)
-                .unwrap_or_default()
-                .contains("got:ping")
-                .then_some(())
-        });
+        node.wait(
+            "attached stdin to be echoed",
+            Duration::from_secs(20),
+            || {
+                std::fs::read_to_string(&piped)
+                    .unwrap_or_default()
+                    .contains("got:ping")
+                    .then_some(())
+            },
+        );
     }
     let _ = attach.kill();
     let _ = attach.wait();
@@ -1118,28 +1151,42 @@ spec:
     let mut pf = Command::new(support::kubectl_path())
         .arg("--kubeconfig")
         .arg(&c.kubeconfig)
-        .args(["port-forward", "pod/shell", ":8080", "--address", "127.0.0.1"])
+        .args([
+            "port-forward",
+            "pod/shell",
+            ":8080",
+            "--address",
+            "127.0.0.1",
+        ])
         .stdout(std::fs::File::create(&pf_out).unwrap())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let local = node.wait("kubectl port-forward to listen", Duration::from_secs(20), || {
-        let text = std::fs::read_to_string(&pf_out).unwrap_or_default();
-        text.lines()
-            .find_map(|l| l.strip_prefix("Forwarding from 127.0.0.1:"))
-            .and_then(|l| l.split(' ').next())
-            .map(str::to_owned)
-    });
-    let fetched = node.wait("a response through the forward", Duration::from_secs(20), || {
-        let out = Command::new("curl")
-            .args(["-sS", "--max-time", "5"])
-            .arg(format!("http://127.0.0.1:{local}/index.html"))
-            .output()
-            .unwrap();
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-    });
+    let local = node.wait(
+        "kubectl port-forward to listen",
+        Duration::from_secs(20),
+        || {
+            let text = std::fs::read_to_string(&pf_out).unwrap_or_default();
+            text.lines()
+                .find_map(|l| l.strip_prefix("Forwarding from 127.0.0.1:"))
+                .and_then(|l| l.split(' ').next())
+                .map(str::to_owned)
+        },
+    );
+    let fetched = node.wait(
+        "a response through the forward",
+        Duration::from_secs(20),
+        || {
+            let out = Command::new("curl")
+                .args(["-sS", "--max-time", "5"])
+                .arg(format!("http://127.0.0.1:{local}/index.html"))
+                .output()
+                .unwrap();
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        },
+    );
     assert_eq!(fetched, "pf-ok\n");
     let _ = pf.kill();
     let _ = pf.wait();
@@ -1178,8 +1225,18 @@ subjects:
     ]))
     .unwrap();
     assert_eq!(summary["node"]["nodeName"], node.name.as_str());
-    assert!(summary["node"]["cpu"]["usageCoreNanoSeconds"].as_u64().unwrap() > 0);
-    assert!(summary["node"]["memory"]["workingSetBytes"].as_u64().unwrap() > 0);
+    assert!(
+        summary["node"]["cpu"]["usageCoreNanoSeconds"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert!(
+        summary["node"]["memory"]["workingSetBytes"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
     let pod = summary["pods"]
         .as_array()
         .unwrap()
@@ -1188,8 +1245,14 @@ subjects:
         .unwrap_or_else(|| panic!("no shell pod in {summary}"));
     assert_eq!(pod["podRef"]["namespace"], "default");
     assert_eq!(pod["containers"].as_array().unwrap().len(), 2, "{pod}");
-    assert!(pod["cpu"]["usageCoreNanoSeconds"].as_u64().unwrap() > 0, "{pod}");
-    assert!(pod["memory"]["workingSetBytes"].as_u64().unwrap() > 0, "{pod}");
+    assert!(
+        pod["cpu"]["usageCoreNanoSeconds"].as_u64().unwrap() > 0,
+        "{pod}"
+    );
+    assert!(
+        pod["memory"]["workingSetBytes"].as_u64().unwrap() > 0,
+        "{pod}"
+    );
     let metrics = c.ok(&[
         "get",
         "--raw",
@@ -1207,10 +1270,17 @@ subjects:
     let err = String::from_utf8_lossy(
         &c.kubectl_as(
             &bob,
-            &["get", "--raw", &format!("/api/v1/nodes/{}/proxy/metrics", node.name)],
+            &[
+                "get",
+                "--raw",
+                &format!("/api/v1/nodes/{}/proxy/metrics", node.name),
+            ],
         )
         .stderr,
     )
     .into_owned();
-    assert!(err.contains("Forbidden") || err.contains("forbidden"), "{err}");
+    assert!(
+        err.contains("Forbidden") || err.contains("forbidden"),
+        "{err}"
+    );
 }
