@@ -357,6 +357,22 @@ async fn route(state: Arc<ApiState>, req: Request, user: UserInfo) -> Result<Res
         let req = Request::from_parts(parts, body);
         return Ok(aggregator::proxy::forward(&remote, req, &user).await);
     }
+    if let Some(target) = kubelet_proxy::Connect::parse(&path) {
+        if let kubelet_proxy::Connect::Pod { .. } = &target {
+            // A WebSocket upgrade is a GET, authorized as `get`: it must be allowed
+            // `create` too (upstream's AuthorizePodWebsocketUpgradeCreatePermission).
+            if parts.method == axum::http::Method::GET {
+                let attrs =
+                    authz::Attributes::from_request(user.clone(), "POST", &path, parts.uri.query());
+                let decision = state.authz.authorize(&attrs);
+                if !decision.allowed() {
+                    return Err(authz::forbidden(&attrs, decision.reason()));
+                }
+            }
+        }
+        let req = Request::from_parts(parts, body);
+        return kubelet_proxy::connect(&state, target, req).await;
+    }
     let is_ns_sub = |s: &str| s == "status" || s == "finalize";
     let target = request::parse(&path, is_ns_sub).ok_or_else(ApiError::page_not_found)?;
     let served = state.registry.snapshot();

@@ -91,6 +91,15 @@ pub trait Runtime: Send + Sync {
     /// Pulls an image; returns its reference (digest).
     async fn pull_image(&self, image: &str, auth: Option<api::AuthConfig>) -> Result<String>;
     async fn list_images(&self) -> Result<Vec<api::Image>>;
+
+    /// A streaming URL on the runtime's server for an exec (CRI `Exec`).
+    async fn exec(&self, req: api::ExecRequest) -> Result<String>;
+    /// A streaming URL for attaching to a container (CRI `Attach`).
+    async fn attach(&self, req: api::AttachRequest) -> Result<String>;
+    /// A streaming URL for forwarding ports of a sandbox (CRI `PortForward`).
+    async fn port_forward(&self, req: api::PortForwardRequest) -> Result<String>;
+    /// CPU and memory of every container (CRI `ListContainerStats`).
+    async fn list_container_stats(&self) -> Result<Vec<api::ContainerStats>>;
 }
 
 /// The CRI v1 client of a runtime listening on a unix socket (containerd).
@@ -434,6 +443,29 @@ impl Runtime for CriRuntime {
             api::ListImagesRequest { filter: None }
         )?;
         Ok(r.images)
+    }
+
+    async fn exec(&self, req: api::ExecRequest) -> Result<String> {
+        Ok(cri!(self, runtime, exec, RUNTIME_REQUEST_TIMEOUT, req)?.url)
+    }
+
+    async fn attach(&self, req: api::AttachRequest) -> Result<String> {
+        Ok(cri!(self, runtime, attach, RUNTIME_REQUEST_TIMEOUT, req)?.url)
+    }
+
+    async fn port_forward(&self, req: api::PortForwardRequest) -> Result<String> {
+        Ok(cri!(self, runtime, port_forward, RUNTIME_REQUEST_TIMEOUT, req)?.url)
+    }
+
+    async fn list_container_stats(&self) -> Result<Vec<api::ContainerStats>> {
+        let r = cri!(
+            self,
+            runtime,
+            list_container_stats,
+            RUNTIME_REQUEST_TIMEOUT,
+            api::ListContainerStatsRequest { filter: None }
+        )?;
+        Ok(r.stats)
     }
 }
 

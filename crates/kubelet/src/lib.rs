@@ -24,6 +24,8 @@ pub mod pod_status;
 pub mod probe;
 pub mod server;
 pub mod static_pods;
+pub mod stats;
+pub mod streaming;
 pub mod time;
 pub mod volumes;
 pub mod worker;

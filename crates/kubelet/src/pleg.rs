@@ -63,6 +63,8 @@ pub struct Pleg {
     last_active: Mutex<Instant>,
     /// Container id → (pod uid, state) at the last relist.
     seen: Mutex<HashMap<String, (String, i32)>>,
+    /// `kubelet_pleg_relist_duration_seconds`.
+    pub relist_durations: crate::stats::Histogram,
 }
 
 impl Default for Pleg {
@@ -77,6 +79,7 @@ impl Pleg {
             threshold,
             last_active: Mutex::new(Instant::now()),
             seen: Mutex::new(HashMap::new()),
+            relist_durations: crate::stats::Histogram::default(),
         }
     }
 
@@ -102,8 +105,10 @@ impl Pleg {
 
     /// Relists once; returns the uids of pods whose containers or sandboxes changed.
     pub async fn relist(&self, runtime: &dyn Runtime) -> crate::cri::Result<Vec<String>> {
+        let started = Instant::now();
         let containers = runtime.list_containers().await?;
         let sandboxes = runtime.list_pod_sandboxes().await?;
+        self.relist_durations.observe(started.elapsed());
         let now: HashMap<String, (String, i32)> = containers
             .into_iter()
             .map(|c| {

@@ -1,8 +1,9 @@
 //! The kubelet's HTTPS server (`--kubelet-port`, upstream's :10250): clients present a
 //! certificate of the cluster CA (the API server does), each request is authorized by
 //! a SubjectAccessReview on the `nodes/<subresource>` it touches, as upstream's
-//! webhook authorizer does. Serves `/healthz` and `/containerLogs/{ns}/{pod}/{container}`
-//! (the CRI log files, `follow` included).
+//! webhook authorizer does. Serves `/healthz`, `/containerLogs/{ns}/{pod}/{container}`
+//! (the CRI log files, `follow` included), the streaming endpoints of
+//! [`crate::streaming`] and `/metrics` and `/stats/summary` of [`crate::stats`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,7 +28,7 @@ use tower::ServiceExt;
 use crate::cri::Runtime;
 use crate::logs::{self, LogOptions};
 use crate::pod_config::{CONTAINER_NAME_LABEL, POD_NAMESPACE_LABEL, POD_NAME_LABEL, POD_UID_LABEL};
-use crate::Shared;
+use crate::{stats, streaming, Shared};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a followed log is checked for new lines.
@@ -35,9 +36,9 @@ const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
 /// The verified client of a connection.
 #[derive(Debug, Clone)]
-struct Client {
-    user: String,
-    groups: Vec<String>,
+pub(crate) struct Client {
+    pub user: String,
+    pub groups: Vec<String>,
 }
 
 /// TLS for the server: a self-signed serving certificate for `names` (as upstream's
@@ -77,6 +78,32 @@ pub async fn serve(
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/containerLogs/{ns}/{pod}/{container}", get(container_logs))
+        .route(
+            "/exec/{ns}/{pod}/{container}",
+            get(streaming::exec).post(streaming::exec),
+        )
+        .route(
+            "/exec/{ns}/{pod}/{uid}/{container}",
+            get(streaming::exec_uid).post(streaming::exec_uid),
+        )
+        .route(
+            "/attach/{ns}/{pod}/{container}",
+            get(streaming::attach).post(streaming::attach),
+        )
+        .route(
+            "/attach/{ns}/{pod}/{uid}/{container}",
+            get(streaming::attach_uid).post(streaming::attach_uid),
+        )
+        .route(
+            "/portForward/{ns}/{pod}",
+            get(streaming::port_forward).post(streaming::port_forward),
+        )
+        .route(
+            "/portForward/{ns}/{pod}/{uid}",
+            get(streaming::port_forward_uid).post(streaming::port_forward_uid),
+        )
+        .route("/metrics", get(stats::metrics))
+        .route("/stats/summary", get(stats::summary))
         .with_state(shared);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     tokio::pin!(shutdown);
@@ -122,7 +149,7 @@ pub async fn serve(
                 });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             if let Err(e) = builder
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .await
             {
                 tracing::debug!(error = %e, "kubelet server: connection ended with an error");
@@ -131,7 +158,7 @@ pub async fn serve(
     }
 }
 
-fn status(code: StatusCode, reason: &str, message: String) -> Response {
+pub(crate) fn status(code: StatusCode, reason: &str, message: String) -> Response {
     let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                       "message": message, "reason": reason, "code": code.as_u16()});
     (
@@ -143,7 +170,7 @@ fn status(code: StatusCode, reason: &str, message: String) -> Response {
 }
 
 /// Asks the API server whether `client` may `verb` `nodes/<subresource>` of this node.
-async fn authorize(
+pub(crate) async fn authorize(
     shared: &Shared,
     client: &Client,
     verb: &str,

@@ -890,3 +890,337 @@ spec:
             .then_some(())
     });
 }
+
+/// The Python client's `stream()` exec (WebSocket `v4.channel.k8s.io`): output, exit
+/// code from the status channel, and a terminal with a resize message.
+const PY_EXEC: &str = r#"
+import json, sys
+from kubernetes import client, config
+from kubernetes.stream import stream
+config.load_kube_config(config_file=sys.argv[1])
+v1 = client.CoreV1Api()
+resp = stream(v1.connect_get_namespaced_pod_exec, "shell", "default", container="main",
+              command=["sh", "-c", "echo py-out; echo py-err >&2; exit 2"],
+              stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False)
+resp.run_forever(timeout=30)
+out, err = resp.read_stdout(), resp.read_stderr()
+assert out == "py-out\n", repr(out)
+assert err == "py-err\n", repr(err)
+assert resp.returncode == 2, resp.returncode
+resp.close()
+resp = stream(v1.connect_get_namespaced_pod_exec, "shell", "default", container="main",
+              command=["sh", "-c", "read l; stty size; echo got:$l"],
+              stderr=True, stdin=True, stdout=True, tty=True, _preload_content=False)
+resp.write_channel(4, json.dumps({"Width": 77, "Height": 13}))
+resp.write_stdin("hi\n")
+resp.run_forever(timeout=30)
+out = resp.read_stdout()
+assert "13 77" in out and "got:hi" in out, repr(out)
+assert resp.returncode == 0, resp.returncode
+resp.close()
+print("python exec ok")
+"#;
+
+#[test]
+fn exec_attach_port_forward_and_stats_through_the_kubelet() {
+    let image = busybox_archive();
+    let node = Node::start();
+    let c = &node.cluster;
+    node.wait_ready();
+    node.ctr(&["images", "import", &image.to_string_lossy()]);
+    c.wait_for_default_sa("default");
+    c.create(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: shell, namespace: default}}
+spec:
+  containers:
+  - name: main
+    image: {BUSYBOX}
+    imagePullPolicy: Never
+    command: ["sh", "-c", "mkdir /www && echo pf-ok > /www/index.html && httpd -p 8080 -h /www && sleep 3600"]
+  - name: ticker
+    image: {BUSYBOX}
+    imagePullPolicy: Never
+    command: ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.3; done"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: reader, namespace: default}}
+spec:
+  containers:
+  - name: main
+    image: {BUSYBOX}
+    imagePullPolicy: Never
+    stdin: true
+    command: ["sh", "-c", "while read l; do echo got:$l; done"]
+"#
+    ));
+    for pod in ["shell", "reader"] {
+        node.wait(
+            &format!("pod {pod} to run"),
+            Duration::from_secs(60),
+            || {
+                let s = node.jsonpath(
+                    &["get", "pod", pod],
+                    r#"{.status.phase} {.status.conditions[?(@.type=="Ready")].status}"#,
+                );
+                (s == "Running True").then_some(())
+            },
+        );
+    }
+
+    // exec: stdout and stderr apart, the command's exit code becomes kubectl's.
+    let out = c.kubectl(&[
+        "exec",
+        "shell",
+        "-c",
+        "main",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).as_ref(),
+            String::from_utf8_lossy(&out.stderr).contains("err\n")
+        ),
+        (Some(3), "out\n", true),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        c.log()
+    );
+    // stdin is carried and its end reaches the command.
+    let out = c.kubectl_with(
+        &[
+            "exec",
+            "-i",
+            "shell",
+            "-c",
+            "main",
+            "--",
+            "sh",
+            "-c",
+            "cat; echo done",
+        ],
+        Some("one\ntwo\n"),
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "one\ntwo\ndone\n");
+    // A container the pod does not have: upstream's message.
+    let err = c.fails(&["exec", "shell", "-c", "nope", "--", "true"]);
+    assert!(
+        err.contains("container nope is not valid for pod shell")
+            || err.contains("container nope not found in pod shell"),
+        "{err}"
+    );
+
+    // The Python client over WebSocket v4.channel.k8s.io.
+    let py = Command::new(support::venv().join("bin/python"))
+        .args(["-c", PY_EXEC])
+        .arg(&c.kubeconfig)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = support::wait_with_timeout(py, Duration::from_secs(60));
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("python exec ok"),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // attach: the running container's output, and stdin into one that reads it.
+    let attached = c.data_dir().join("attach.out");
+    let mut attach = Command::new(support::kubectl_path())
+        .arg("--kubeconfig")
+        .arg(&c.kubeconfig)
+        .args(["attach", "shell", "-c", "ticker"])
+        .stdout(std::fs::File::create(&attached).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    node.wait(
+        "kubectl attach to print ticks",
+        Duration::from_secs(20),
+        || {
+            let text = std::fs::read_to_string(&attached).unwrap_or_default();
+            (text.matches("tick ").count() >= 2).then_some(())
+        },
+    );
+    let _ = attach.kill();
+    let _ = attach.wait();
+    let piped = c.data_dir().join("attach-in.out");
+    let mut attach = Command::new(support::kubectl_path())
+        .arg("--kubeconfig")
+        .arg(&c.kubeconfig)
+        .args(["attach", "-i", "reader"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::fs::File::create(&piped).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = attach.stdin.take().unwrap();
+        stdin.write_all(b"ping\n").unwrap();
+        node.wait(
+            "attached stdin to be echoed",
+            Duration::from_secs(20),
+            || {
+                std::fs::read_to_string(&piped)
+                    .unwrap_or_default()
+                    .contains("got:ping")
+                    .then_some(())
+            },
+        );
+    }
+    let _ = attach.kill();
+    let _ = attach.wait();
+
+    // port-forward: an HTTP request in, the pod's answer back.
+    let pf_out = c.data_dir().join("pf.out");
+    let mut pf = Command::new(support::kubectl_path())
+        .arg("--kubeconfig")
+        .arg(&c.kubeconfig)
+        .args([
+            "port-forward",
+            "pod/shell",
+            ":8080",
+            "--address",
+            "127.0.0.1",
+        ])
+        .stdout(std::fs::File::create(&pf_out).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let local = node.wait(
+        "kubectl port-forward to listen",
+        Duration::from_secs(20),
+        || {
+            let text = std::fs::read_to_string(&pf_out).unwrap_or_default();
+            text.lines()
+                .find_map(|l| l.strip_prefix("Forwarding from 127.0.0.1:"))
+                .and_then(|l| l.split(' ').next())
+                .map(str::to_owned)
+        },
+    );
+    let fetched = node.wait(
+        "a response through the forward",
+        Duration::from_secs(20),
+        || {
+            let out = Command::new("curl")
+                .args(["-sS", "--max-time", "5"])
+                .arg(format!("http://127.0.0.1:{local}/index.html"))
+                .output()
+                .unwrap();
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        },
+    );
+    assert_eq!(fetched, "pf-ok\n");
+    let _ = pf.kill();
+    let _ = pf.wait();
+
+    // RBAC: reading pods is not exec; `get` on pods/exec without `create` is not either.
+    let bob = c.user_kubeconfig("bob", &[]);
+    c.create(
+        r#"apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: viewer, namespace: default}
+rules:
+- {apiGroups: [""], resources: ["pods"], verbs: ["get", "list"]}
+- {apiGroups: [""], resources: ["pods/exec"], verbs: ["get"]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: bob-viewer, namespace: default}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: viewer}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: bob}
+"#,
+    );
+    let out = c.kubectl_as(&bob, &["exec", "shell", "-c", "main", "--", "true"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "bob could exec");
+    assert!(
+        err.contains(r#"User "bob" cannot create resource "pods/exec" in API group "" in the namespace "default""#),
+        "{err}"
+    );
+
+    // The kubelet's stats and metrics through nodes/proxy.
+    let summary: serde_json::Value = serde_json::from_str(&c.ok(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/nodes/{}/proxy/stats/summary", node.name),
+    ]))
+    .unwrap();
+    assert_eq!(summary["node"]["nodeName"], node.name.as_str());
+    assert!(
+        summary["node"]["cpu"]["usageCoreNanoSeconds"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert!(
+        summary["node"]["memory"]["workingSetBytes"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    let pod = summary["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["podRef"]["name"] == "shell")
+        .unwrap_or_else(|| panic!("no shell pod in {summary}"));
+    assert_eq!(pod["podRef"]["namespace"], "default");
+    assert_eq!(pod["containers"].as_array().unwrap().len(), 2, "{pod}");
+    assert!(
+        pod["cpu"]["usageCoreNanoSeconds"].as_u64().unwrap() > 0,
+        "{pod}"
+    );
+    assert!(
+        pod["memory"]["workingSetBytes"].as_u64().unwrap() > 0,
+        "{pod}"
+    );
+    let metrics = c.ok(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/nodes/{}/proxy/metrics", node.name),
+    ]);
+    assert!(metrics.contains("kubelet_running_pods 2\n"), "{metrics}");
+    assert!(
+        metrics.contains("kubelet_running_containers{container_state=\"running\"} 3\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("# TYPE kubelet_pleg_relist_duration_seconds histogram"),
+        "{metrics}"
+    );
+    let err = String::from_utf8_lossy(
+        &c.kubectl_as(
+            &bob,
+            &[
+                "get",
+                "--raw",
+                &format!("/api/v1/nodes/{}/proxy/metrics", node.name),
+            ],
+        )
+        .stderr,
+    )
+    .into_owned();
+    assert!(
+        err.contains("Forbidden") || err.contains("forbidden"),
+        "{err}"
+    );
+}
