@@ -177,7 +177,7 @@ fn invalid_configurations_stop_the_scheduler_and_the_server() {
         (
             "duplicate profile",
             format!("{HEAD}profiles:\n- schedulerName: a\n- schedulerName: a\n"),
-            "profiles[1].schedulerName: Duplicate value: profiles[0].schedulerName",
+            "profiles[1].schedulerName: Duplicate value: {}",
         ),
         (
             "wrong version",

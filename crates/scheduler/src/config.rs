@@ -21,7 +21,6 @@ use crate::plugins::{self, in_tree_registry, Handle, Registry};
 
 pub const API_VERSION: &str = "kubescheduler.config.k8s.io/v1";
 pub const KIND: &str = "KubeSchedulerConfiguration";
-const GROUP: &str = "kubescheduler.config.k8s.io";
 
 /// Plugins removed in v1: naming them is an error.
 const INVALID_PLUGINS: &[&str] = &[
@@ -38,8 +37,11 @@ pub struct ConfigError(pub String);
 
 // ---- The file as written (v1), decoded strictly. ----
 
+/// Upstream's fields rkube accepts but does not use (`apiVersion`/`kind` are checked
+/// before decoding; serving and connecting are rkube's own flags) are `dead_code`.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)]
 struct RawConfiguration {
     api_version: Option<String>,
     kind: Option<String>,
@@ -492,27 +494,11 @@ pub fn parse_value(value: Value) -> Result<Configuration, ConfigError> {
         )));
     }
     if api_version != API_VERSION || kind != KIND {
-        let group = api_version.split_once('/').map_or("", |(g, _)| g);
-        let detail = if group == GROUP || api_version.is_empty() {
-            format!("no kind {kind:?} is registered for version {api_version:?}")
-        } else {
-            format!("no kind {kind:?} is registered for version {api_version:?}")
-        };
         return Err(ConfigError(format!(
-            "{detail} in scheme \"rkube-scheduler\""
+            "no kind {kind:?} is registered for version {api_version:?} in scheme \"rkube-scheduler\""
         )));
     }
     let raw: RawConfiguration = strict(value, "").map_err(ConfigError)?;
-    let _ = (
-        &raw.api_version,
-        &raw.kind,
-        &raw.client_connection,
-        &raw.health_z_bind_address,
-        &raw.metrics_bind_address,
-        &raw.enable_profiling,
-        &raw.enable_contention_profiling,
-        &raw.delay_cache_until_active,
-    );
     resolve(raw)
 }
 
@@ -608,10 +594,10 @@ fn resolve(raw: RawConfiguration) -> Result<Configuration, ConfigError> {
             rp.plugin_config.as_deref().unwrap_or_default(),
             &mut errs,
         );
-        if let Some(&first) = seen.get(&name) {
-            errs.push(format!(
-                "{path}.schedulerName: Duplicate value: profiles[{first}].schedulerName"
-            ));
+        if seen.contains_key(&name) {
+            // Upstream passes the first profile's field path as the value, which its
+            // error text renders as `{}`.
+            errs.push(format!("{path}.schedulerName: Duplicate value: {{}}"));
         }
         seen.insert(name.clone(), i);
         profiles.push(Profile {
@@ -878,10 +864,17 @@ fn plugin_args(
         let args_path = format!("{path}.args");
         macro_rules! decode {
             ($t:ty) => {
-                match strict::<$t>(value, &args_path) {
+                match strict::<$t>(value, "") {
                     Ok(v) => v,
+                    // Upstream's nested strict decoding: paths relative to the args.
                     Err(e) => {
-                        errs.push(e);
+                        errs.push(match e.strip_prefix("strict decoding error: ") {
+                            Some(inner) => format!(
+                                "strict decoding error: decoding args for plugin {}: strict decoding error: {inner}",
+                                pc.name
+                            ),
+                            None => format!("{args_path}: decoding args for plugin {}: {e}", pc.name),
+                        });
                         continue;
                     }
                 }

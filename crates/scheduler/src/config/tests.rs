@@ -272,7 +272,17 @@ fn bad_configurations_are_refused_with_upstreams_messages() {
         (
             "unknown args field",
             "profiles:\n- pluginConfig:\n  - name: InterPodAffinity\n    args: {hardPodAffinityWeigth: 2}\n",
-            r#"strict decoding error: unknown field "profiles[0].pluginConfig[0].args.hardPodAffinityWeigth""#,
+            r#"strict decoding error: decoding args for plugin InterPodAffinity: strict decoding error: unknown field "hardPodAffinityWeigth""#,
+        ),
+        (
+            "unknown nested args field (upstream's v1.37 text)",
+            "profiles:\n- pluginConfig:\n  - name: NodeResourcesFit\n    args: {scoringStrategy: {resourcess: []}}\n",
+            r#"strict decoding error: decoding args for plugin NodeResourcesFit: strict decoding error: unknown field "scoringStrategy.resourcess""#,
+        ),
+        (
+            "misspelt top-level field (upstream's v1.37 text)",
+            "percentageOfNodeToScore: 100\n",
+            r#"strict decoding error: unknown field "percentageOfNodeToScore""#,
         ),
         (
             "unknown apiVersion",
@@ -312,7 +322,7 @@ fn bad_configurations_are_refused_with_upstreams_messages() {
         (
             "duplicate schedulerName",
             "profiles:\n- schedulerName: a\n- schedulerName: a\n",
-            "profiles[1].schedulerName: Duplicate value: profiles[0].schedulerName",
+            "profiles[1].schedulerName: Duplicate value: {}",
         ),
         (
             "schedulerName required with several profiles",
