@@ -370,7 +370,7 @@ fn quoted(s: &str) -> String {
 
 fn go_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         format!("{}ms", ms)
     } else {
         format!("{}s", d.as_secs())
@@ -1178,8 +1178,7 @@ impl Profile {
             Some(p)
         };
         let set_at = |e: ExtensionPoint| -> &PluginSet {
-            &self
-                .points
+            self.points
                 .iter()
                 .find(|(p, _)| *p == e)
                 .map(|(_, s)| s)

@@ -37,22 +37,13 @@ use crate::queue::{QueuedPod, SchedulingQueue};
 use crate::schedule_one::{schedule_pod, ScheduleError};
 
 /// How the scheduler runs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SchedulerOptions {
     /// The profiles (each serving its `schedulerName`), backoff and node share; its
     /// `leaderElection` is applied by the caller into `leader_election`.
     pub config: Configuration,
     /// Schedule only while holding this Lease (`None`: always).
     pub leader_election: Option<LeaderElection>,
-}
-
-impl Default for SchedulerOptions {
-    fn default() -> Self {
-        SchedulerOptions {
-            config: Configuration::default(),
-            leader_election: None,
-        }
-    }
 }
 
 /// A scheduler failure that stops it.

@@ -226,7 +226,8 @@ fn merge_plugin_set_follows_upstream() {
     };
     let defaults = set(&[("A", 1), ("B", 2), ("C", 0)], &[]);
     // (case, custom, merged enabled)
-    let cases: &[(&str, Option<PluginSet>, Vec<(&str, i32)>)] = &[
+    type Case<'a> = (&'a str, Option<PluginSet>, Vec<(&'a str, i32)>);
+    let cases: &[Case] = &[
         ("no custom set", None, vec![("A", 1), ("B", 2), ("C", 0)]),
         (
             "disable one, add one",
