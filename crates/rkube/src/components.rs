@@ -9,18 +9,36 @@ use anyhow::{Context, Result};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
+/// `rkube scheduler --help`'s description.
+pub(crate) const SCHEDULER_LONG_ABOUT: &str =
+    "Runs the scheduler against an API server. Without --config it runs one \
+profile, default-scheduler, with upstream's default plugins and weights. With --config \
+FILE (a kubescheduler.config.k8s.io/v1 KubeSchedulerConfiguration, YAML or JSON) it runs \
+every profile the file lists: a pod is scheduled by the profile its spec.schedulerName \
+names, and pods naming no profile are left Pending for another scheduler. Supported: \
+profiles[] (schedulerName, percentageOfNodesToScore, plugins per extension point and \
+multiPoint with enabled/disabled, '*' and score weights, pluginConfig args of \
+NodeResourcesFit, NodeResourcesBalancedAllocation, InterPodAffinity, PodTopologySpread, \
+NodeAffinity, DefaultPreemption, VolumeBinding), percentageOfNodesToScore, parallelism, \
+podInitialBackoffSeconds, podMaxBackoffSeconds and leaderElection. The file is decoded \
+strictly and validated as upstream does; a bad file exits non-zero before anything starts.";
+
 /// Flags of `rkube scheduler`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct SchedulerArgs {
     /// The kubeconfig to reach the API server with (user system:kube-scheduler or admin).
     #[arg(long)]
     kubeconfig: PathBuf,
-    /// The `spec.schedulerName` to serve.
-    #[arg(long, default_value = rkube_scheduler::plugins::DEFAULT_SCHEDULER_NAME)]
-    scheduler_name: String,
-    /// Schedule only while holding the kube-system/kube-scheduler Lease.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    leader_elect: bool,
+    /// A KubeSchedulerConfiguration (kubescheduler.config.k8s.io/v1) file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The `spec.schedulerName` the default profile serves (without --config).
+    #[arg(long, conflicts_with = "config")]
+    scheduler_name: Option<String>,
+    /// Schedule only while holding the Lease (default: the configuration's
+    /// leaderElection.leaderElect, true).
+    #[arg(long, action = clap::ArgAction::Set)]
+    leader_elect: Option<bool>,
 }
 
 /// A leader-election identity unique to this process: `<hostname>_<uuid>`.
@@ -166,14 +184,27 @@ pub(crate) async fn client_from_kubeconfig(path: &Path) -> Result<Client> {
 }
 
 pub(crate) async fn run_scheduler(args: SchedulerArgs) -> Result<()> {
+    // The configuration first: a bad one stops us before we connect.
+    let mut config = match &args.config {
+        Some(path) => rkube_scheduler::config::load_file(path)
+            .map_err(|e| anyhow::anyhow!("bad --config {}: {e}", path.display()))?,
+        None => rkube_scheduler::config::Configuration::default(),
+    };
+    if let Some(name) = args.scheduler_name {
+        config.profiles[0].scheduler_name = name;
+    }
+    if let Some(elect) = args.leader_elect {
+        config.leader_election.leader_elect = elect;
+    }
     let client = client_from_kubeconfig(&args.kubeconfig).await?;
     rkube_scheduler::run(
         client,
         rkube_scheduler::SchedulerOptions {
-            scheduler_name: args.scheduler_name,
-            leader_election: args
-                .leader_elect
-                .then(|| rkube_scheduler::leader_election::LeaderElection::new(leader_identity())),
+            leader_election: rkube_scheduler::leader_election::LeaderElection::from_config(
+                &config.leader_election,
+                leader_identity(),
+            ),
+            config,
         },
         crate::server::shutdown_signal(),
     )

@@ -27,6 +27,7 @@ enum Command {
     /// Runs the all-in-one server (for now: the store and its health endpoints).
     Server(Box<server::ServerArgs>),
     /// Runs the scheduler against an API server.
+    #[command(long_about = components::SCHEDULER_LONG_ABOUT)]
     Scheduler(components::SchedulerArgs),
     /// Runs the controller manager against an API server.
     ControllerManager(components::ControllerManagerArgs),

@@ -46,6 +46,10 @@ pub(crate) struct ServerArgs {
     /// Do not run the scheduler in this process.
     #[arg(long)]
     disable_scheduler: bool,
+    /// A kubescheduler.config.k8s.io/v1 KubeSchedulerConfiguration (YAML or JSON) for
+    /// the in-process scheduler: its profiles, plugins, plugin args and leader election.
+    #[arg(long, value_name = "FILE", conflicts_with = "disable_scheduler")]
+    scheduler_config: Option<std::path::PathBuf>,
     /// Do not run the controller manager in this process.
     #[arg(long)]
     disable_controller_manager: bool,
@@ -88,6 +92,12 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
     let started = Instant::now();
     let endpoint = datastore_endpoint(&args)?;
     rkube_controllers::selected(&args.controllers.controllers)?;
+    // A bad scheduler configuration stops the server before anything starts.
+    let scheduler_config = match &args.scheduler_config {
+        Some(path) => rkube_scheduler::config::load_file(path)
+            .map_err(|e| anyhow::anyhow!("bad --scheduler-config {}: {e}", path.display()))?,
+        None => rkube_scheduler::config::Configuration::default(),
+    };
     let data_dir = args.data_dir.unwrap_or_else(crate::default_data_dir);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
@@ -203,8 +213,8 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let stop_scheduler = std::sync::Arc::new(tokio::sync::Notify::new());
-    let scheduler =
-        (!args.disable_scheduler).then(|| start_scheduler(&state, stop_scheduler.clone()));
+    let scheduler = (!args.disable_scheduler)
+        .then(|| start_scheduler(&state, scheduler_config, stop_scheduler.clone()));
     let stop_controllers = std::sync::Arc::new(tokio::sync::Notify::new());
     let controllers = (!args.disable_controller_manager).then(|| {
         let mut config = args.controllers.config(Some(pki.ca_cert_pem().to_owned()));
@@ -264,6 +274,7 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
 /// client.
 fn start_scheduler(
     state: &std::sync::Arc<ApiState>,
+    config: rkube_scheduler::config::Configuration,
     stop: std::sync::Arc<tokio::sync::Notify>,
 ) -> tokio::task::JoinHandle<()> {
     let user = rkube_apiserver::auth::UserInfo::new(
@@ -275,10 +286,11 @@ fn start_scheduler(
     tokio::spawn(async move {
         let stop = stop.notified();
         let options = rkube_scheduler::SchedulerOptions {
-            leader_election: Some(rkube_scheduler::leader_election::LeaderElection::new(
+            leader_election: rkube_scheduler::leader_election::LeaderElection::from_config(
+                &config.leader_election,
                 crate::components::leader_identity(),
-            )),
-            ..Default::default()
+            ),
+            config,
         };
         if let Err(e) = rkube_scheduler::run(client, options, stop).await {
             tracing::error!(error = %e, "the scheduler stopped");

@@ -361,7 +361,13 @@ fn pods_wait_for_their_persistent_volume_claims() {
          no new claims to deallocate, preemption: 0/1 nodes are available: \
          1 Preemption is not helpful for scheduling.",
     );
-    // The claim appears, already bound to its volume: the waiting pod schedules.
+    // The claim appears, already bound to its volume (which exists: VolumeZone reads its
+    // zone labels): the waiting pod schedules.
+    c.create(
+        "apiVersion: v1\nkind: PersistentVolume\nmetadata: {name: pv-data}\n\
+         spec:\n  capacity: {storage: 1Gi}\n  accessModes: [ReadWriteOnce]\n\
+         \x20 hostPath: {path: /tmp/pv-data}\n  claimRef: {namespace: default, name: data}\n",
+    );
     c.create(
         "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\n\
          spec:\n  accessModes: [ReadWriteOnce]\n  storageClassName: \"\"\n  volumeName: pv-data\n\

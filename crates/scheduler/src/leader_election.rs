@@ -39,6 +39,23 @@ impl LeaderElection {
     }
 }
 
+impl LeaderElection {
+    /// As a configuration's `leaderElection` says; `None` when `leaderElect` is false.
+    pub fn from_config(
+        config: &crate::config::LeaderElectionConfig,
+        identity: impl Into<String>,
+    ) -> Option<LeaderElection> {
+        config.leader_elect.then(|| LeaderElection {
+            namespace: config.resource_namespace.clone(),
+            name: config.resource_name.clone(),
+            identity: identity.into(),
+            lease_duration: config.lease_duration,
+            renew_deadline: config.renew_deadline,
+            retry_period: config.retry_period,
+        })
+    }
+}
+
 fn now() -> Timestamp {
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)

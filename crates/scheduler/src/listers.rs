@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{
-    Namespace, PersistentVolumeClaim, ReplicationController, Service,
+    Namespace, PersistentVolume, PersistentVolumeClaim, ReplicationController, Service,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::Metadata;
@@ -72,6 +72,8 @@ impl<T: Metadata<Ty = ObjectMeta>> Lister<T> {
 #[derive(Default)]
 pub struct Listers {
     pub pvcs: Lister<PersistentVolumeClaim>,
+    /// Cluster-scoped: looked up with namespace `""`.
+    pub pvs: Lister<PersistentVolume>,
     pub storage_classes: Lister<StorageClass>,
     pub namespaces: Lister<Namespace>,
     pub services: Lister<Service>,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Pod;
 use tokio::sync::Notify;
 
-use crate::framework::{ClusterEvent, Framework, PodInfo};
+use crate::framework::{ClusterEvent, PodInfo, Profiles};
 
 /// The first retry's delay.
 pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
@@ -21,14 +21,20 @@ pub const MAX_IN_UNSCHEDULABLE: Duration = Duration::from_secs(5 * 60);
 
 /// The backoff after `attempts` failed attempts: 1 s, 2 s, 4 s, 8 s, then 10 s.
 pub fn backoff(attempts: u32) -> Duration {
-    let mut d = INITIAL_BACKOFF;
+    backoff_between(INITIAL_BACKOFF, MAX_BACKOFF, attempts)
+}
+
+/// The backoff after `attempts` failed attempts, doubling from `initial` up to `max`
+/// (`podInitialBackoffSeconds`, `podMaxBackoffSeconds`).
+pub fn backoff_between(initial: Duration, max: Duration, attempts: u32) -> Duration {
+    let mut d = initial;
     for _ in 1..attempts {
         d *= 2;
-        if d > MAX_BACKOFF {
-            return MAX_BACKOFF;
+        if d > max {
+            return max;
         }
     }
-    d
+    d.min(max)
 }
 
 /// Whether a pod changed in a way that can change where it fits (its spec, labels,
@@ -68,12 +74,13 @@ impl QueuedPod {
         }
     }
 
-    fn backoff_expiry(&self) -> Option<Instant> {
-        self.failed_at.map(|t| t + backoff(self.attempts))
+    fn backoff_expiry(&self, (initial, max): (Duration, Duration)) -> Option<Instant> {
+        self.failed_at
+            .map(|t| t + backoff_between(initial, max, self.attempts))
     }
 
-    fn backing_off(&self, now: Instant) -> bool {
-        self.backoff_expiry().is_some_and(|e| e > now)
+    fn backing_off(&self, now: Instant, bounds: (Duration, Duration)) -> bool {
+        self.backoff_expiry(bounds).is_some_and(|e| e > now)
     }
 }
 
@@ -89,17 +96,30 @@ struct Inner {
     closed: bool,
 }
 
-/// The queue of pods waiting to be scheduled.
+/// The queue of pods waiting to be scheduled, for every profile (they share one
+/// QueueSort; PreEnqueue and the events a pod waits for are its profile's).
 pub struct SchedulingQueue {
-    framework: Arc<Framework>,
+    profiles: Arc<Profiles>,
+    /// The initial and the longest backoff.
+    backoff: (Duration, Duration),
     inner: Mutex<Inner>,
     notify: Notify,
 }
 
 impl SchedulingQueue {
-    pub fn new(framework: Arc<Framework>) -> SchedulingQueue {
+    /// A queue with upstream's default backoff (1 s doubling to 10 s).
+    pub fn new(profiles: Arc<Profiles>) -> SchedulingQueue {
+        Self::with_backoff(profiles, INITIAL_BACKOFF, MAX_BACKOFF)
+    }
+
+    pub fn with_backoff(
+        profiles: Arc<Profiles>,
+        initial: Duration,
+        max: Duration,
+    ) -> SchedulingQueue {
         SchedulingQueue {
-            framework,
+            profiles,
+            backoff: (initial, max),
             inner: Mutex::new(Inner::default()),
             notify: Notify::new(),
         }
@@ -112,7 +132,7 @@ impl SchedulingQueue {
     fn push_active(&self, inner: &mut Inner, mut qp: QueuedPod) {
         inner.seq += 1;
         qp.queued_at = inner.seq;
-        let fw = &self.framework;
+        let fw = self.profiles.first();
         let at = inner
             .active
             .partition_point(|x| !fw.less(&qp.info, qp.queued_at, &x.info, x.queued_at));
@@ -122,7 +142,11 @@ impl SchedulingQueue {
 
     /// Admits (PreEnqueue) a pod to the active queue, or holds it as gated.
     fn enqueue(&self, inner: &mut Inner, qp: QueuedPod) {
-        if self.framework.run_pre_enqueue(&qp.info.pod).is_success() {
+        let admitted = self
+            .profiles
+            .for_pod(&qp.info.pod)
+            .is_none_or(|fw| fw.run_pre_enqueue(&qp.info.pod).is_success());
+        if admitted {
             self.push_active(inner, qp);
         } else {
             inner.gated.insert(qp.info.uid().to_owned(), qp);
@@ -173,7 +197,7 @@ impl SchedulingQueue {
             Some(mut qp) => {
                 qp.info = info;
                 // The pod itself changed: whatever rejected it may now accept it.
-                if qp.backing_off(Instant::now()) {
+                if qp.backing_off(Instant::now(), self.backoff) {
                     inner.backoff.push(qp);
                 } else {
                     self.enqueue(&mut inner, qp);
@@ -244,11 +268,15 @@ impl SchedulingQueue {
     pub fn move_all(&self, event: ClusterEvent) {
         let mut inner = self.lock();
         inner.moves += 1;
-        let fw = &self.framework;
+        let profiles = &self.profiles;
         let uids: Vec<String> = inner
             .unschedulable
             .iter()
-            .filter(|(_, qp)| fw.events_for(&qp.rejectors).contains(&event))
+            .filter(|(_, qp)| {
+                profiles
+                    .for_pod(&qp.info.pod)
+                    .is_none_or(|fw| fw.events_for(&qp.rejectors).contains(&event))
+            })
             .map(|(uid, _)| uid.clone())
             .collect();
         self.requeue(&mut inner, uids);
@@ -258,7 +286,7 @@ impl SchedulingQueue {
         let now = Instant::now();
         for uid in uids {
             if let Some(qp) = inner.unschedulable.remove(&uid) {
-                if qp.backing_off(now) {
+                if qp.backing_off(now, self.backoff) {
                     inner.backoff.push(qp);
                 } else {
                     self.push_active(inner, qp);
@@ -274,7 +302,7 @@ impl SchedulingQueue {
         let mut inner = self.lock();
         let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut inner.backoff)
             .into_iter()
-            .partition(|qp| !qp.backing_off(now));
+            .partition(|qp| !qp.backing_off(now, self.backoff));
         inner.backoff = waiting;
         for qp in ready {
             self.push_active(&mut inner, qp);
@@ -328,11 +356,22 @@ mod tests {
     }
 
     fn queue() -> SchedulingQueue {
-        SchedulingQueue::new(Arc::new(default_profile(&Handle::default())))
+        SchedulingQueue::new(Arc::new(Profiles::new(vec![Arc::new(default_profile(
+            &Handle::default(),
+        ))])))
     }
 
     #[test]
     fn backoff_doubles_to_ten_seconds() {
+        assert_eq!(
+            (1..=4)
+                .map(
+                    |a| backoff_between(Duration::from_secs(2), Duration::from_secs(5), a)
+                        .as_secs()
+                )
+                .collect::<Vec<_>>(),
+            [2, 4, 5, 5]
+        );
         let secs: Vec<u64> = (1..=6).map(|a| backoff(a).as_secs()).collect();
         assert_eq!(secs, [1, 2, 4, 8, 10, 10]);
     }

@@ -116,11 +116,20 @@ impl fmt::Display for ScheduleError {
 /// Upstream's adaptive `percentageOfNodesToScore`: all nodes up to 100, then 50% less
 /// 1% per 125 nodes, at least 5% and at least 100 nodes.
 pub fn num_feasible_nodes_to_find(num_all_nodes: usize) -> usize {
+    num_feasible_nodes_to_find_with(None, num_all_nodes)
+}
+
+/// [`num_feasible_nodes_to_find`] with a configured `percentageOfNodesToScore` (0 or
+/// `None`: adaptive); never fewer than 100 nodes.
+pub fn num_feasible_nodes_to_find_with(percentage: Option<u32>, num_all_nodes: usize) -> usize {
     const MIN_FEASIBLE: usize = 100;
     if num_all_nodes < MIN_FEASIBLE {
         return num_all_nodes;
     }
-    let percentage = 50usize.saturating_sub(num_all_nodes / 125).max(5);
+    let percentage = match percentage {
+        Some(p) if p > 0 => p as usize,
+        _ => 50usize.saturating_sub(num_all_nodes / 125).max(5),
+    };
     (num_all_nodes * percentage / 100).max(MIN_FEASIBLE)
 }
 
@@ -234,7 +243,7 @@ pub fn schedule_pod(
         }
     }
 
-    let want = num_feasible_nodes_to_find(nodes.len());
+    let want = num_feasible_nodes_to_find_with(fw.percentage_of_nodes_to_score(), nodes.len());
     let mut feasible: Vec<Arc<NodeInfo>> = Vec::with_capacity(want);
     let mut statuses: Vec<(String, Status)> = Vec::new();
     let mut evaluated = 0;
@@ -447,5 +456,9 @@ mod tests {
         assert_eq!(num_feasible_nodes_to_find(100), 100);
         assert_eq!(num_feasible_nodes_to_find(1000), 420);
         assert_eq!(num_feasible_nodes_to_find(5000), 500);
+        assert_eq!(num_feasible_nodes_to_find_with(Some(30), 1000), 300);
+        assert_eq!(num_feasible_nodes_to_find_with(Some(5), 1000), 100);
+        assert_eq!(num_feasible_nodes_to_find_with(Some(100), 1000), 1000);
+        assert_eq!(num_feasible_nodes_to_find_with(Some(0), 1000), 420);
     }
 }

@@ -1,6 +1,8 @@
 //! The running scheduler: watches nodes and pods through the API (kube-rs watchers) into
-//! the cache and the queue, runs one scheduling cycle at a time, binds asynchronously,
-//! and reports failures as a FailedScheduling Event and a PodScheduled=False condition.
+//! the cache and the queue, runs one scheduling cycle at a time with the profile the
+//! pod's `schedulerName` names (pods naming no profile are left alone), binds
+//! asynchronously, and reports failures as a FailedScheduling Event (from the profile's
+//! scheduler name) and a PodScheduled=False condition.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -10,7 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{
-    Event, Namespace, Node, PersistentVolumeClaim, Pod, ReplicationController, Service,
+    Event, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController,
+    Service,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
@@ -22,38 +25,32 @@ use thiserror::Error;
 use tracing::Instrument;
 
 use crate::cache::Cache;
-use crate::framework::{AllNodes, ClusterEvent, CycleState, Framework, NominatedPods, PodInfo};
+use crate::config::Configuration;
+use crate::framework::{
+    AllNodes, ClusterEvent, CycleState, Framework, NominatedPods, PodInfo, Profiles,
+};
 use crate::leader_election::{self, LeaderElection};
 use crate::listers::{Lister, Listers};
 use crate::plugins::default_preemption::Pdbs;
-use crate::plugins::{default_profile, Handle, DEFAULT_SCHEDULER_NAME};
+use crate::plugins::Handle;
 use crate::queue::{QueuedPod, SchedulingQueue};
 use crate::schedule_one::{schedule_pod, ScheduleError};
 
-/// The component name on Events (upstream's `default-scheduler` reporting controller).
-pub const COMPONENT: &str = "default-scheduler";
-
 /// How the scheduler runs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SchedulerOptions {
-    /// The `spec.schedulerName` this scheduler serves.
-    pub scheduler_name: String,
+    /// The profiles (each serving its `schedulerName`), backoff and node share; its
+    /// `leaderElection` is applied by the caller into `leader_election`.
+    pub config: Configuration,
     /// Schedule only while holding this Lease (`None`: always).
     pub leader_election: Option<LeaderElection>,
-}
-
-impl Default for SchedulerOptions {
-    fn default() -> Self {
-        SchedulerOptions {
-            scheduler_name: DEFAULT_SCHEDULER_NAME.into(),
-            leader_election: None,
-        }
-    }
 }
 
 /// A scheduler failure that stops it.
 #[derive(Debug, Error)]
 pub enum Error {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error("the watch of {what} ended")]
     WatchEnded { what: &'static str },
     #[error("leader election lost")]
@@ -65,10 +62,9 @@ type EventKey = (String, String, String);
 
 struct Scheduler {
     client: Client,
-    framework: Arc<Framework>,
+    profiles: Arc<Profiles>,
     cache: Mutex<Cache>,
     queue: SchedulingQueue,
-    scheduler_name: String,
     /// Events already recorded, by (pod UID, reason, message): a repeat bumps the
     /// event's count instead of creating another (upstream's event correlation).
     recorded: Mutex<HashMap<EventKey, (String, i32)>>,
@@ -111,12 +107,7 @@ impl Scheduler {
     }
 
     fn responsible_for(&self, pod: &Pod) -> bool {
-        let name = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.scheduler_name.as_deref())
-            .unwrap_or(DEFAULT_SCHEDULER_NAME);
-        name == self.scheduler_name
+        self.profiles.for_pod(pod).is_some()
     }
 
     fn on_node(&self, event: watcher::Event<Node>, listed: &mut Option<HashSet<String>>) {
@@ -269,6 +260,11 @@ impl Scheduler {
     /// One scheduling cycle; the binding cycle runs on its own task.
     async fn schedule_one(self: &Arc<Self>, qp: QueuedPod, next_start: &mut usize, rng: &mut u64) {
         let pod = qp.info.clone();
+        let Some(fw) = self.profiles.for_pod(&pod.pod).cloned() else {
+            // Its schedulerName changed to one we do not serve.
+            self.queue.done(pod.uid());
+            return;
+        };
         let span = tracing::debug_span!("schedule_pod", object.ref = %pod.key());
         let _enter = span.enter();
         let nodes = self.cache().snapshot();
@@ -297,19 +293,12 @@ impl Scheduler {
             *rng ^= *rng << 17;
             (*rng % n.max(1) as u64) as usize
         };
-        let result = schedule_pod(
-            &self.framework,
-            &mut state,
-            &pod,
-            &nodes,
-            next_start,
-            &mut tiebreak,
-        );
+        let result = schedule_pod(&fw, &mut state, &pod, &nodes, next_start, &mut tiebreak);
         let result = match result {
             Ok(r) => r,
             Err(err) => {
                 drop(_enter);
-                self.handle_failure(qp, err).await;
+                self.handle_failure(&fw, qp, err).await;
                 return;
             }
         };
@@ -323,50 +312,57 @@ impl Scheduler {
         drop(nodes);
         state.take::<AllNodes>();
         self.cache().assume_pod(&pod, &node);
-        let reserve = self.framework.run_reserve(&state, &pod, &node);
+        let reserve = fw.run_reserve(&state, &pod, &node);
         if !reserve.is_success() {
             self.cache().forget_pod(pod.uid());
             drop(_enter);
-            self.handle_failure(qp, ScheduleError::Internal(reserve))
+            self.handle_failure(&fw, qp, ScheduleError::Internal(reserve))
                 .await;
             return;
         }
-        let (permit, _) = self.framework.run_permit(&state, &pod, &node);
+        let (permit, _) = fw.run_permit(&state, &pod, &node);
         if !permit.is_success() {
-            self.framework.run_unreserve(&state, &pod, &node);
+            fw.run_unreserve(&state, &pod, &node);
             self.cache().forget_pod(pod.uid());
             drop(_enter);
-            self.handle_failure(qp, ScheduleError::Internal(permit))
+            self.handle_failure(&fw, qp, ScheduleError::Internal(permit))
                 .await;
             return;
         }
         drop(_enter);
         let this = self.clone();
-        tokio::spawn(async move { this.bind(qp, state, node).await }.instrument(span.clone()));
+        tokio::spawn(async move { this.bind(fw, qp, state, node).await }.instrument(span.clone()));
     }
 
     /// The binding cycle: PreBind, Bind, PostBind; on failure the pod is forgotten and
     /// retried after backoff.
-    async fn bind(self: Arc<Self>, qp: QueuedPod, state: CycleState, node: String) {
+    async fn bind(
+        self: Arc<Self>,
+        fw: Arc<Framework>,
+        qp: QueuedPod,
+        state: CycleState,
+        node: String,
+    ) {
         let pod: &PodInfo = &qp.info;
-        let mut status = self.framework.run_pre_bind(&pod.pod, &node).await;
+        let mut status = fw.run_pre_bind(&pod.pod, &node).await;
         if status.is_success() {
-            status = self.framework.run_bind(&pod.pod, &node).await;
+            status = fw.run_bind(&pod.pod, &node).await;
         }
         if !status.is_success() {
             tracing::info!(object.ref = %pod.key(), node.name = %node, error = %status.message(), "binding failed");
-            self.framework.run_unreserve(&state, pod, &node);
+            fw.run_unreserve(&state, pod, &node);
             self.cache().forget_pod(pod.uid());
-            self.handle_failure(qp, ScheduleError::Internal(status))
+            self.handle_failure(&fw, qp, ScheduleError::Internal(status))
                 .await;
             return;
         }
         self.queue.done(pod.uid());
-        self.framework.run_post_bind(&pod.pod, &node);
+        fw.run_post_bind(&pod.pod, &node);
         let ns = pod.pod.metadata.namespace.as_deref().unwrap_or("default");
         let name = pod.pod.metadata.name.as_deref().unwrap_or_default();
         tracing::debug!(object.ref = %pod.key(), node.name = %node, "bound");
         self.record_event(
+            fw.scheduler_name(),
             &pod.pod,
             "Normal",
             "Scheduled",
@@ -375,7 +371,7 @@ impl Scheduler {
         .await;
     }
 
-    async fn handle_failure(&self, qp: QueuedPod, err: ScheduleError) {
+    async fn handle_failure(&self, fw: &Framework, qp: QueuedPod, err: ScheduleError) {
         let message = err.to_string();
         let rejectors = match &err {
             ScheduleError::Fit(fit) => fit.rejectors.clone(),
@@ -386,7 +382,7 @@ impl Scheduler {
         tracing::info!(object.ref = %qp.info.key(), reason = %message, "unable to schedule pod");
         if let ScheduleError::Fit(fit) = &err {
             if let Some(nomination) = &fit.nomination {
-                self.preempt(&pod, nomination).await;
+                self.preempt(fw.scheduler_name(), &pod, nomination).await;
             }
         }
         self.queue.add_unschedulable(qp, rejectors);
@@ -394,14 +390,20 @@ impl Scheduler {
             ScheduleError::Internal(_) => "SchedulerError",
             _ => "Unschedulable",
         };
-        self.record_event(&pod, "Warning", "FailedScheduling", &message)
-            .await;
+        self.record_event(
+            fw.scheduler_name(),
+            &pod,
+            "Warning",
+            "FailedScheduling",
+            &message,
+        )
+        .await;
         self.set_unschedulable(&pod, reason, &message).await;
     }
 
     /// Evicts the victims preemption chose and nominates the pod for their node; the
     /// pod is retried when their deletion frees the room.
-    async fn preempt(&self, pod: &Pod, nomination: &crate::framework::Nomination) {
+    async fn preempt(&self, component: &str, pod: &Pod, nomination: &crate::framework::Nomination) {
         let node = &nomination.node;
         tracing::info!(object.ref = %crate::framework::node_info::pod_key(pod), node.name = %node,
             victims = nomination.victims.len(), "preempting");
@@ -415,7 +417,7 @@ impl Scheduler {
                         "Preempted by pod {} on node {node}",
                         pod.metadata.uid.as_deref().unwrap_or_default()
                     );
-                    self.record_event(victim, "Normal", "Preempted", &message)
+                    self.record_event(component, victim, "Normal", "Preempted", &message)
                         .await;
                 }
                 Err(e) => {
@@ -476,7 +478,16 @@ impl Scheduler {
         }
     }
 
-    async fn record_event(&self, pod: &Pod, type_: &str, reason: &str, message: &str) {
+    /// Records an Event about `pod` from `component` (the profile's scheduler name, as
+    /// upstream's per-profile recorders).
+    async fn record_event(
+        &self,
+        component: &str,
+        pod: &Pod,
+        type_: &str,
+        reason: &str,
+        message: &str,
+    ) {
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
         let name = pod.metadata.name.as_deref().unwrap_or_default();
         let nanos = SystemTime::now()
@@ -512,9 +523,9 @@ impl Scheduler {
             "involvedObject": {"apiVersion": "v1", "kind": "Pod", "namespace": ns, "name": name,
                 "uid": pod.metadata.uid, "resourceVersion": pod.metadata.resource_version},
             "reason": reason, "message": message, "type": type_,
-            "source": {"component": COMPONENT},
+            "source": {"component": component},
             "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-            "reportingComponent": COMPONENT, "reportingInstance": COMPONENT,
+            "reportingComponent": component, "reportingInstance": component,
             "action": if reason == "Scheduled" { "Binding" } else { "Scheduling" },
         });
         let Ok(event) = serde_json::from_value::<Event>(event) else {
@@ -599,6 +610,16 @@ pub async fn run(
     options: SchedulerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
+    // A configuration the framework refuses stops us before anything starts.
+    let listers = Arc::new(Listers::default());
+    let handle = Handle {
+        client: Some(client.clone()),
+        listers: listers.clone(),
+    };
+    let config = &options.config;
+    let profiles = Arc::new(Profiles::new(
+        config.build(&handle)?.into_iter().map(Arc::new).collect(),
+    ));
     let mut shutdown = std::pin::pin!(shutdown);
     let election = options.leader_election.clone();
     if let Some(le) = &election {
@@ -613,17 +634,15 @@ pub async fn run(
             None => std::future::pending().await,
         }
     };
-    let listers = Arc::new(Listers::default());
-    let framework = Arc::new(default_profile(&Handle {
-        client: Some(client.clone()),
-        listers: listers.clone(),
-    }));
     let sched = Arc::new(Scheduler {
         client: client.clone(),
-        queue: SchedulingQueue::new(framework.clone()),
-        framework,
+        queue: SchedulingQueue::with_backoff(
+            profiles.clone(),
+            config.pod_initial_backoff,
+            config.pod_max_backoff,
+        ),
+        profiles,
         cache: Mutex::new(Cache::new()),
-        scheduler_name: options.scheduler_name,
         recorded: Mutex::new(HashMap::new()),
         nominated: Mutex::new(HashMap::new()),
         pdbs: Mutex::default(),
@@ -682,6 +701,19 @@ pub async fn run(
             move |e| {
                 if feed(&listers.pvcs, e, &mut listed) {
                     sched.queue.move_all(ClusterEvent::PvcChange);
+                }
+            },
+        )
+    };
+    let pvs = {
+        let (sched, listers) = (sched.clone(), listers.clone());
+        let mut listed = Vec::new();
+        watch_all(
+            Api::<PersistentVolume>::all(client.clone()),
+            "persistentvolumes",
+            move |e| {
+                if feed(&listers.pvs, e, &mut listed) {
+                    sched.queue.move_all(ClusterEvent::PvChange);
                 }
             },
         )
@@ -752,12 +784,13 @@ pub async fn run(
             }
         }
     };
-    tracing::info!("scheduler started");
+    tracing::info!(profiles = ?sched.profiles.iter().map(|p| p.scheduler_name()).collect::<Vec<_>>(), "scheduler started");
     let result = tokio::select! {
         r = nodes => r,
         r = pods => r,
         r = pdbs => r,
         r = pvcs => r,
+        r = pvs => r,
         r = storage_classes => r,
         r = others => r,
         _ = flush => Ok(()),

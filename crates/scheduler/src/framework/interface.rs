@@ -32,6 +32,8 @@ pub enum ClusterEvent {
     PvcChange,
     /// A StorageClass was added or changed.
     StorageClassChange,
+    /// A PersistentVolume was added or changed.
+    PvChange,
 }
 
 /// Every cluster event (for plugins that any change may satisfy).
@@ -45,6 +47,7 @@ pub const ALL_EVENTS: &[ClusterEvent] = &[
     ClusterEvent::UnscheduledPodUpdate,
     ClusterEvent::PvcChange,
     ClusterEvent::StorageClassChange,
+    ClusterEvent::PvChange,
 ];
 
 /// Data plugins write in one extension point and read in a later one of the same

@@ -9,6 +9,6 @@ pub mod status;
 
 pub use interface::*;
 pub use node_info::{NodeInfo, PodInfo, Resource};
-pub use runtime::{Filters, Framework, ScoreTable};
+pub use runtime::{ExtensionPoint, Filters, Framework, Profiles, ScoreTable};
 pub use snapshot::Snapshot;
 pub use status::{Code, Status};

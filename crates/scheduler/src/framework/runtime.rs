@@ -14,11 +14,137 @@ use super::interface::{
 use super::node_info::{NodeInfo, PodInfo};
 use super::status::{Code, Status};
 
-/// One scheduling profile: its `schedulerName` and enabled plugins with weights.
+/// The extension points a profile configures plugins at, in upstream's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExtensionPoint {
+    PreEnqueue,
+    QueueSort,
+    PreFilter,
+    Filter,
+    PostFilter,
+    PreScore,
+    Score,
+    Reserve,
+    Permit,
+    PreBind,
+    Bind,
+    PostBind,
+}
+
+impl ExtensionPoint {
+    pub const ALL: [ExtensionPoint; 12] = [
+        ExtensionPoint::PreEnqueue,
+        ExtensionPoint::QueueSort,
+        ExtensionPoint::PreFilter,
+        ExtensionPoint::Filter,
+        ExtensionPoint::PostFilter,
+        ExtensionPoint::PreScore,
+        ExtensionPoint::Score,
+        ExtensionPoint::Reserve,
+        ExtensionPoint::Permit,
+        ExtensionPoint::PreBind,
+        ExtensionPoint::Bind,
+        ExtensionPoint::PostBind,
+    ];
+
+    /// The field of `plugins` in KubeSchedulerConfiguration (`preFilter`).
+    pub fn field(self) -> &'static str {
+        match self {
+            ExtensionPoint::PreEnqueue => "preEnqueue",
+            ExtensionPoint::QueueSort => "queueSort",
+            ExtensionPoint::PreFilter => "preFilter",
+            ExtensionPoint::Filter => "filter",
+            ExtensionPoint::PostFilter => "postFilter",
+            ExtensionPoint::PreScore => "preScore",
+            ExtensionPoint::Score => "score",
+            ExtensionPoint::Reserve => "reserve",
+            ExtensionPoint::Permit => "permit",
+            ExtensionPoint::PreBind => "preBind",
+            ExtensionPoint::Bind => "bind",
+            ExtensionPoint::PostBind => "postBind",
+        }
+    }
+
+    /// Upstream's interface name, as its errors say (`FilterPlugin`).
+    pub fn interface(self) -> &'static str {
+        match self {
+            ExtensionPoint::PreEnqueue => "PreEnqueuePlugin",
+            ExtensionPoint::QueueSort => "QueueSortPlugin",
+            ExtensionPoint::PreFilter => "PreFilterPlugin",
+            ExtensionPoint::Filter => "FilterPlugin",
+            ExtensionPoint::PostFilter => "PostFilterPlugin",
+            ExtensionPoint::PreScore => "PreScorePlugin",
+            ExtensionPoint::Score => "ScorePlugin",
+            ExtensionPoint::Reserve => "ReservePlugin",
+            ExtensionPoint::Permit => "PermitPlugin",
+            ExtensionPoint::PreBind => "PreBindPlugin",
+            ExtensionPoint::Bind => "BindPlugin",
+            ExtensionPoint::PostBind => "PostBindPlugin",
+        }
+    }
+
+    /// Whether `p` implements this extension point.
+    pub fn implemented_by(self, p: &dyn Plugin) -> bool {
+        match self {
+            ExtensionPoint::PreEnqueue => p.as_pre_enqueue().is_some(),
+            ExtensionPoint::QueueSort => p.as_queue_sort().is_some(),
+            ExtensionPoint::PreFilter => p.as_pre_filter().is_some(),
+            ExtensionPoint::Filter => p.as_filter().is_some(),
+            ExtensionPoint::PostFilter => p.as_post_filter().is_some(),
+            ExtensionPoint::PreScore => p.as_pre_score().is_some(),
+            ExtensionPoint::Score => p.as_score().is_some(),
+            ExtensionPoint::Reserve => p.as_reserve().is_some(),
+            ExtensionPoint::Permit => p.as_permit().is_some(),
+            ExtensionPoint::PreBind => p.as_pre_bind().is_some(),
+            ExtensionPoint::Bind => p.as_bind().is_some(),
+            ExtensionPoint::PostBind => p.as_post_bind().is_some(),
+        }
+    }
+}
+
+/// One scheduling profile: its `schedulerName`, the plugins at each extension point (in
+/// order) with score weights, and how many nodes a cycle looks for.
 pub struct Framework {
     scheduler_name: String,
+    /// Every plugin of the profile, each once.
     plugins: Vec<Arc<dyn Plugin>>,
+    /// The plugins run at each extension point, indexed like [`ExtensionPoint::ALL`].
+    points: Vec<Vec<Arc<dyn Plugin>>>,
     weights: HashMap<&'static str, i64>,
+    /// The profile's `percentageOfNodesToScore` (`None`: adaptive).
+    percentage_of_nodes_to_score: Option<u32>,
+}
+
+/// The scheduler's profiles, by `schedulerName` (all share one QueueSort).
+pub struct Profiles(Vec<Arc<Framework>>);
+
+impl Profiles {
+    /// At least one profile.
+    pub fn new(profiles: Vec<Arc<Framework>>) -> Profiles {
+        assert!(!profiles.is_empty(), "a scheduler has at least one profile");
+        Profiles(profiles)
+    }
+
+    /// The first profile (whose QueueSort orders the queue).
+    pub fn first(&self) -> &Arc<Framework> {
+        &self.0[0]
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Framework>> {
+        self.0.iter()
+    }
+
+    /// The profile named by the pod's `spec.schedulerName` (`default-scheduler` when
+    /// unset); `None` when no profile has that name: the pod is not ours.
+    pub fn for_pod(&self, pod: &Pod) -> Option<&Arc<Framework>> {
+        let name = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.scheduler_name.as_deref())
+            .filter(|n| !n.is_empty())
+            .unwrap_or(crate::plugins::DEFAULT_SCHEDULER_NAME);
+        self.0.iter().find(|f| f.scheduler_name() == name)
+    }
 }
 
 /// A cycle's Filter plugins, from [`Framework::filters`].
@@ -87,11 +213,66 @@ impl Framework {
         plugins: Vec<Arc<dyn Plugin>>,
         weights: &[(&'static str, i64)],
     ) -> Framework {
+        let points = ExtensionPoint::ALL
+            .iter()
+            .map(|e| {
+                plugins
+                    .iter()
+                    .filter(|p| e.implemented_by(p.as_ref()))
+                    .cloned()
+                    .collect()
+            })
+            .collect();
         Framework {
             scheduler_name: scheduler_name.into(),
             plugins,
+            points,
             weights: weights.iter().copied().collect(),
+            percentage_of_nodes_to_score: None,
         }
+    }
+
+    /// A profile from the plugins at each extension point (what a configuration's
+    /// profile resolves to) and score weights.
+    pub fn from_points(
+        scheduler_name: impl Into<String>,
+        plugins: Vec<Arc<dyn Plugin>>,
+        points: Vec<(ExtensionPoint, Vec<Arc<dyn Plugin>>)>,
+        weights: HashMap<&'static str, i64>,
+        percentage_of_nodes_to_score: Option<u32>,
+    ) -> Framework {
+        let mut by_point: Vec<Vec<Arc<dyn Plugin>>> = vec![Vec::new(); ExtensionPoint::ALL.len()];
+        for (e, list) in points {
+            if let Some(i) = ExtensionPoint::ALL.iter().position(|x| *x == e) {
+                by_point[i] = list;
+            }
+        }
+        Framework {
+            scheduler_name: scheduler_name.into(),
+            plugins,
+            points: by_point,
+            weights,
+            percentage_of_nodes_to_score,
+        }
+    }
+
+    /// The plugins run at `point`, in order.
+    pub fn at(&self, point: ExtensionPoint) -> &[Arc<dyn Plugin>] {
+        let i = ExtensionPoint::ALL
+            .iter()
+            .position(|x| *x == point)
+            .unwrap_or(0);
+        &self.points[i]
+    }
+
+    /// A plugin's score weight (1 when none was configured).
+    pub fn weight(&self, plugin: &str) -> i64 {
+        self.weights.get(plugin).copied().unwrap_or(1)
+    }
+
+    /// The profile's `percentageOfNodesToScore` (`None`: upstream's adaptive share).
+    pub fn percentage_of_nodes_to_score(&self) -> Option<u32> {
+        self.percentage_of_nodes_to_score
     }
 
     /// The `spec.schedulerName` this profile serves.
@@ -121,7 +302,7 @@ impl Framework {
 
     /// PreEnqueue: the first plugin that does not admit the pod.
     pub fn run_pre_enqueue(&self, pod: &Pod) -> Status {
-        for p in &self.plugins {
+        for p in self.at(ExtensionPoint::PreEnqueue) {
             if let Some(pl) = p.as_pre_enqueue() {
                 let s = pl.pre_enqueue(pod);
                 if !s.is_success() {
@@ -134,7 +315,7 @@ impl Framework {
 
     /// QueueSort: whether `a` goes before `b`.
     pub fn less(&self, a: &PodInfo, a_at: u64, b: &PodInfo, b_at: u64) -> bool {
-        for p in &self.plugins {
+        for p in self.at(ExtensionPoint::QueueSort) {
             if let Some(pl) = p.as_queue_sort() {
                 return pl.less(a, a_at, b, b_at);
             }
@@ -150,7 +331,7 @@ impl Framework {
         pod: &PodInfo,
         nodes: &[Arc<NodeInfo>],
     ) -> Status {
-        for p in &self.plugins {
+        for p in self.at(ExtensionPoint::PreFilter) {
             if let Some(pl) = p.as_pre_filter() {
                 let s = pl.pre_filter(state, pod, nodes);
                 match s.code() {
@@ -167,7 +348,7 @@ impl Framework {
     /// order: looked up once per cycle rather than once per node.
     pub fn filters(&self, state: &CycleState) -> Filters<'_> {
         Filters(
-            self.plugins
+            self.at(ExtensionPoint::Filter)
                 .iter()
                 .filter(|p| !state.skip_filter.contains(&p.name()))
                 .filter_map(|p| Some((p.name(), p.as_filter()?)))
@@ -185,7 +366,7 @@ impl Framework {
         let mut reasons = Vec::new();
         let mut rejector = "";
         let mut ran = false;
-        for p in &self.plugins {
+        for p in self.at(ExtensionPoint::PostFilter) {
             let Some(pl) = p.as_post_filter() else {
                 continue;
             };
@@ -217,7 +398,7 @@ impl Framework {
         pod: &PodInfo,
         nodes: &[Arc<NodeInfo>],
     ) -> Status {
-        for p in &self.plugins {
+        for p in self.at(ExtensionPoint::PreScore) {
             if let Some(pl) = p.as_pre_score() {
                 let s = pl.pre_score(state, pod, nodes);
                 match s.code() {
@@ -251,7 +432,7 @@ impl Framework {
                 score: 0,
             })
             .collect();
-        for p in &self.plugins {
+        for p in self.at(ExtensionPoint::Score) {
             if state.skip_score.contains(&p.name()) {
                 continue;
             }
@@ -265,7 +446,7 @@ impl Framework {
             }
             table.raw.extend(scores.iter().map(|s| s.score));
             pl.normalize_score(state, pod, &mut scores);
-            let weight = self.weights.get(p.name()).copied().unwrap_or(1);
+            let weight = self.weight(p.name());
             for (total, s) in table.totals.iter_mut().zip(&scores) {
                 if !(0..=MAX_NODE_SCORE).contains(&s.score) {
                     return Err(Status::error(format!(
@@ -287,7 +468,7 @@ impl Framework {
 
     /// Reserve in order; on failure every plugin is unreserved (in reverse).
     pub fn run_reserve(&self, state: &CycleState, pod: &PodInfo, node: &str) -> Status {
-        for p in &self.plugins {
+        for p in self.at(ExtensionPoint::Reserve) {
             if let Some(pl) = p.as_reserve() {
                 let s = pl.reserve(state, pod, node);
                 if !s.is_success() {
@@ -300,7 +481,7 @@ impl Framework {
     }
 
     pub fn run_unreserve(&self, state: &CycleState, pod: &PodInfo, node: &str) {
-        for p in self.plugins.iter().rev() {
+        for p in self.at(ExtensionPoint::Reserve).iter().rev() {
             if let Some(pl) = p.as_reserve() {
                 pl.unreserve(state, pod, node);
             }
@@ -310,7 +491,7 @@ impl Framework {
     /// Permit: the first rejection decides; Wait holds the pod for the longest timeout.
     pub fn run_permit(&self, state: &CycleState, pod: &PodInfo, node: &str) -> (Status, Duration) {
         let mut wait = None;
-        for p in &self.plugins {
+        for p in self.at(ExtensionPoint::Permit) {
             if let Some(pl) = p.as_permit() {
                 let (s, timeout) = pl.permit(state, pod, node);
                 match s.code() {
@@ -327,7 +508,7 @@ impl Framework {
     }
 
     pub async fn run_pre_bind(&self, pod: &Pod, node: &str) -> Status {
-        for p in &self.plugins {
+        for p in self.at(ExtensionPoint::PreBind) {
             if let Some(pl) = p.as_pre_bind() {
                 let s = pl.pre_bind(pod, node).await;
                 if !s.is_success() {
@@ -340,7 +521,7 @@ impl Framework {
 
     /// Bind: the first plugin that does not Skip binds.
     pub async fn run_bind(&self, pod: &Pod, node: &str) -> Status {
-        for p in &self.plugins {
+        for p in self.at(ExtensionPoint::Bind) {
             if let Some(pl) = p.as_bind() {
                 let s = pl.bind(pod, node).await;
                 if !s.is_skip() {
@@ -352,7 +533,7 @@ impl Framework {
     }
 
     pub fn run_post_bind(&self, pod: &Pod, node: &str) {
-        for p in &self.plugins {
+        for p in self.at(ExtensionPoint::PostBind) {
             if let Some(pl) = p.as_post_bind() {
                 pl.post_bind(pod, node);
             }

@@ -26,13 +26,37 @@ pub const NO_VICTIMS: &str = "No preemption victims found for incoming pod";
 pub const TERMINATING_ON_NOMINATED: &str =
     "not eligible due to a terminating pod on the nominated node.";
 
-/// The PostFilter plugin.
-#[derive(Default)]
-pub struct DefaultPreemption;
+/// The PostFilter plugin, configured by `DefaultPreemptionArgs`: it stops looking once it
+/// has `max(nodes * minCandidateNodesPercentage / 100, minCandidateNodesAbsolute)`
+/// candidates.
+pub struct DefaultPreemption {
+    min_candidate_nodes_percentage: u32,
+    min_candidate_nodes_absolute: u32,
+}
+
+impl Default for DefaultPreemption {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl DefaultPreemption {
+    /// Upstream's defaults: 10% and 100 nodes.
     pub fn new() -> Self {
-        DefaultPreemption
+        Self::with_args(10, 100)
+    }
+
+    pub fn with_args(percentage: u32, absolute: u32) -> Self {
+        DefaultPreemption {
+            min_candidate_nodes_percentage: percentage,
+            min_candidate_nodes_absolute: absolute,
+        }
+    }
+
+    /// How many candidates to look for among `nodes` (upstream's `calculateNumCandidates`).
+    pub fn num_candidates(&self, nodes: usize) -> usize {
+        let n = nodes * self.min_candidate_nodes_percentage as usize / 100;
+        n.max(self.min_candidate_nodes_absolute as usize).min(nodes)
     }
 }
 
@@ -272,7 +296,11 @@ impl PostFilterPlugin for DefaultPreemption {
         }
         let mut statuses = Vec::with_capacity(input.statuses.len());
         let mut candidates = Vec::new();
+        let wanted = self.num_candidates(input.statuses.len());
         for (name, status) in input.statuses {
+            if candidates.len() >= wanted {
+                break;
+            }
             if status.code() == Code::UnschedulableAndUnresolvable {
                 statuses.push((name.clone(), Status::unresolvable(NOT_HELPFUL)));
                 continue;
@@ -545,6 +573,17 @@ mod tests {
         b.add_pod(prio("b-low", 1, "4"));
         let n = preempt(&prio("incoming", 50, "2"), vec![a, b]).unwrap();
         assert_eq!(n.node, "b");
+    }
+
+    #[test]
+    fn candidate_counts_follow_the_args() {
+        let d = DefaultPreemption::new();
+        assert_eq!(d.num_candidates(50), 50);
+        assert_eq!(d.num_candidates(5000), 500);
+        let d = DefaultPreemption::with_args(0, 2);
+        assert_eq!(d.num_candidates(50), 2);
+        let d = DefaultPreemption::with_args(50, 0);
+        assert_eq!(d.num_candidates(50), 25);
     }
 
     #[test]

@@ -28,15 +28,23 @@ pub const ERR_REASON_EXISTING_ANTI_AFFINITY: &str =
 /// (upstream's default `hardPodAffinityWeight`).
 pub const HARD_POD_AFFINITY_WEIGHT: i64 = 1;
 
-/// The Filter and Score plugin.
-#[derive(Default)]
+/// The Filter and Score plugin; `hard_pod_affinity_weight` is its args'
+/// `hardPodAffinityWeight`.
 pub struct InterPodAffinity {
     listers: Arc<Listers>,
+    hard_pod_affinity_weight: i64,
 }
 
 impl InterPodAffinity {
     pub fn new(listers: Arc<Listers>) -> Self {
-        InterPodAffinity { listers }
+        Self::with_args(listers, HARD_POD_AFFINITY_WEIGHT)
+    }
+
+    pub fn with_args(listers: Arc<Listers>, hard_pod_affinity_weight: i64) -> Self {
+        InterPodAffinity {
+            listers,
+            hard_pod_affinity_weight,
+        }
     }
 
     /// Whether `term` (declared by a pod in `owner_ns`) selects `pod`.
@@ -346,8 +354,15 @@ impl PreScorePlugin for InterPodAffinity {
                     continue;
                 }
                 for t in required_affinity(other) {
-                    if self.term_matches(t, namespace(other), me) {
-                        bump(&mut scores, node, &t.topology_key, HARD_POD_AFFINITY_WEIGHT);
+                    if self.hard_pod_affinity_weight > 0
+                        && self.term_matches(t, namespace(other), me)
+                    {
+                        bump(
+                            &mut scores,
+                            node,
+                            &t.topology_key,
+                            self.hard_pod_affinity_weight,
+                        );
                         any = true;
                     }
                 }

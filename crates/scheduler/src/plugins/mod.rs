@@ -1,5 +1,6 @@
-//! The in-tree plugins (one file each, upstream's names) and the registry that builds
-//! the default profile from them with upstream's order and score weights.
+//! The in-tree plugins (one file each, upstream's names), the registry of their
+//! constructors (each given its profile's args), and the default plugin set with
+//! upstream's order and score weights (built through [`crate::config`]).
 
 pub mod default_binder;
 pub mod default_preemption;
@@ -18,12 +19,14 @@ pub mod scheduling_gates;
 pub mod taint_toleration;
 pub mod volume_binding;
 pub mod volume_restrictions;
+pub mod volume_zone;
 
 use std::sync::Arc;
 
 use kube::Client;
 use thiserror::Error;
 
+use crate::config::PluginArgs;
 use crate::framework::{Framework, Plugin};
 
 /// What plugin constructors may use.
@@ -35,8 +38,8 @@ pub struct Handle {
     pub listers: Arc<crate::listers::Listers>,
 }
 
-/// A plugin constructor.
-pub type Factory = fn(&Handle) -> Arc<dyn Plugin>;
+/// A plugin constructor, given its profile's (defaulted) args.
+pub type Factory = fn(&Handle, &PluginArgs) -> Arc<dyn Plugin>;
 
 /// A registry error.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -68,22 +71,33 @@ impl Registry {
         Ok(())
     }
 
-    /// Builds the named plugins, in the order given.
+    /// Builds the named plugins with default args, in the order given.
     pub fn build(
         &self,
         names: &[&str],
         handle: &Handle,
     ) -> Result<Vec<Arc<dyn Plugin>>, RegistryError> {
+        let args = PluginArgs::default();
         names
             .iter()
             .map(|name| {
-                self.factories
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .map(|(_, f)| f(handle))
+                self.build_one(name, handle, &args)
                     .ok_or_else(|| RegistryError::UnknownPlugin((*name).to_owned()))
             })
             .collect()
+    }
+
+    /// Builds one plugin with its profile's args; `None` if no plugin has that name.
+    pub fn build_one(
+        &self,
+        name: &str,
+        handle: &Handle,
+        args: &PluginArgs,
+    ) -> Option<Arc<dyn Plugin>> {
+        self.factories
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, f)| f(handle, args))
     }
 }
 
@@ -91,55 +105,80 @@ impl Registry {
 pub fn in_tree_registry() -> Registry {
     let mut r = Registry::empty();
     let all: &[(&'static str, Factory)] = &[
-        (priority_sort::NAME, |_| {
+        (priority_sort::NAME, |_, _| {
             Arc::new(priority_sort::PrioritySort::new())
         }),
-        (scheduling_gates::NAME, |_| {
+        (scheduling_gates::NAME, |_, _| {
             Arc::new(scheduling_gates::SchedulingGates::new())
         }),
-        (node_unschedulable::NAME, |_| {
+        (node_unschedulable::NAME, |_, _| {
             Arc::new(node_unschedulable::NodeUnschedulable::new())
         }),
-        (node_name::NAME, |_| Arc::new(node_name::NodeName::new())),
-        (taint_toleration::NAME, |_| {
+        (node_name::NAME, |_, _| Arc::new(node_name::NodeName::new())),
+        (taint_toleration::NAME, |_, _| {
             Arc::new(taint_toleration::TaintToleration::new())
         }),
-        (node_affinity::NAME, |_| {
-            Arc::new(node_affinity::NodeAffinity::new())
+        (node_affinity::NAME, |_, a| {
+            Arc::new(node_affinity::NodeAffinity::with_added_affinity(
+                a.added_affinity.clone(),
+            ))
         }),
-        (node_ports::NAME, |_| Arc::new(node_ports::NodePorts::new())),
-        (node_resources::fit::NAME, |_| {
-            Arc::new(node_resources::fit::Fit::new())
+        (node_ports::NAME, |_, _| {
+            Arc::new(node_ports::NodePorts::new())
         }),
-        (node_resources::balanced_allocation::NAME, |_| {
-            Arc::new(node_resources::balanced_allocation::BalancedAllocation::new())
+        (node_resources::fit::NAME, |_, a| {
+            Arc::new(node_resources::fit::Fit::with_args(
+                a.fit_strategy.clone(),
+                a.fit_ignored_resources.clone(),
+                a.fit_ignored_resource_groups.clone(),
+            ))
         }),
-        (volume_restrictions::NAME, |h| {
+        (node_resources::balanced_allocation::NAME, |_, a| {
+            Arc::new(
+                node_resources::balanced_allocation::BalancedAllocation::with_resources(
+                    a.balanced_allocation_resources.clone(),
+                ),
+            )
+        }),
+        (volume_restrictions::NAME, |h, _| {
             Arc::new(volume_restrictions::VolumeRestrictions::new(
                 h.listers.clone(),
             ))
         }),
-        (volume_binding::NAME, |h| {
+        (volume_binding::NAME, |h, _| {
             Arc::new(volume_binding::VolumeBinding::new(h.listers.clone()))
         }),
-        (pod_topology_spread::NAME, |h| {
-            Arc::new(pod_topology_spread::PodTopologySpread::new(
+        (volume_zone::NAME, |h, _| {
+            Arc::new(volume_zone::VolumeZone::new(h.listers.clone()))
+        }),
+        (pod_topology_spread::NAME, |h, a| {
+            Arc::new(match &a.default_spread_constraints {
+                None => pod_topology_spread::PodTopologySpread::new(h.listers.clone()),
+                Some(list) => pod_topology_spread::PodTopologySpread::with_defaults(
+                    h.listers.clone(),
+                    list.clone(),
+                ),
+            })
+        }),
+        (inter_pod_affinity::NAME, |h, a| {
+            Arc::new(inter_pod_affinity::InterPodAffinity::with_args(
                 h.listers.clone(),
+                a.hard_pod_affinity_weight,
             ))
         }),
-        (inter_pod_affinity::NAME, |h| {
-            Arc::new(inter_pod_affinity::InterPodAffinity::new(h.listers.clone()))
-        }),
-        (dynamic_resources::NAME, |_| {
+        (dynamic_resources::NAME, |_, _| {
             Arc::new(dynamic_resources::DynamicResources::new())
         }),
-        (default_preemption::NAME, |_| {
-            Arc::new(default_preemption::DefaultPreemption::new())
+        (default_preemption::NAME, |_, a| {
+            Arc::new(default_preemption::DefaultPreemption::with_args(
+                a.min_candidate_nodes_percentage,
+                a.min_candidate_nodes_absolute,
+            ))
         }),
-        (image_locality::NAME, |_| {
+        (image_locality::NAME, |_, _| {
             Arc::new(image_locality::ImageLocality::new())
         }),
-        (default_binder::NAME, |h| {
+        (default_binder::NAME, |h, _| {
             Arc::new(default_binder::DefaultBinder::new(h.client.clone()))
         }),
     ];
@@ -162,6 +201,7 @@ pub const DEFAULT_PLUGINS: &[&str] = &[
     node_resources::fit::NAME,
     volume_restrictions::NAME,
     volume_binding::NAME,
+    volume_zone::NAME,
     pod_topology_spread::NAME,
     inter_pod_affinity::NAME,
     dynamic_resources::NAME,
@@ -185,12 +225,12 @@ pub const DEFAULT_WEIGHTS: &[(&str, i64)] = &[
 /// The scheduler name pods get by default.
 pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";
 
-/// The `default-scheduler` profile.
+/// The `default-scheduler` profile: what an empty KubeSchedulerConfiguration means.
 pub fn default_profile(handle: &Handle) -> Framework {
-    let plugins = in_tree_registry()
-        .build(DEFAULT_PLUGINS, handle)
-        .expect("the default plugins are registered");
-    Framework::new(DEFAULT_SCHEDULER_NAME, plugins, DEFAULT_WEIGHTS)
+    let config = crate::config::Configuration::default();
+    config.profiles[0]
+        .build(&in_tree_registry(), handle)
+        .expect("the default profile builds")
 }
 
 #[cfg(test)]
@@ -201,7 +241,7 @@ mod tests {
     fn duplicate_names_are_refused() {
         let mut r = in_tree_registry();
         assert_eq!(
-            r.register(node_name::NAME, |_| Arc::new(node_name::NodeName::new())),
+            r.register(node_name::NAME, |_, _| Arc::new(node_name::NodeName::new())),
             Err(RegistryError::DuplicatePlugin("NodeName"))
         );
         assert!(matches!(
@@ -215,5 +255,9 @@ mod tests {
         let fw = default_profile(&Handle::default());
         let names: Vec<_> = fw.plugins().iter().map(|p| p.name()).collect();
         assert_eq!(names, DEFAULT_PLUGINS);
+        assert_eq!(fw.scheduler_name(), DEFAULT_SCHEDULER_NAME);
+        for (name, weight) in DEFAULT_WEIGHTS {
+            assert_eq!(fw.weight(name), *weight, "{name}");
+        }
     }
 }

@@ -15,13 +15,33 @@ pub const NAME: &str = "NodeAffinity";
 /// The Filter reason.
 pub const ERR_REASON_POD: &str = "node(s) didn't match Pod's node affinity/selector";
 
-/// The Filter and Score plugin.
+/// The Filter reason for nodes outside the args' `addedAffinity`.
+pub const ERR_REASON_ENFORCED: &str = "node(s) didn't match scheduler-enforced node affinity";
+
+/// The Filter and Score plugin; `added` is its args' `addedAffinity`, applied to every
+/// pod on top of the pod's own.
 #[derive(Default)]
-pub struct NodeAffinity;
+pub struct NodeAffinity {
+    added: Option<Affinity>,
+}
 
 impl NodeAffinity {
     pub fn new() -> Self {
-        NodeAffinity
+        NodeAffinity { added: None }
+    }
+
+    pub fn with_added_affinity(added: Option<Affinity>) -> Self {
+        NodeAffinity { added }
+    }
+
+    fn added_preferred(&self) -> &[k8s_openapi::api::core::v1::PreferredSchedulingTerm] {
+        self.added
+            .as_ref()
+            .and_then(|a| {
+                a.preferred_during_scheduling_ignored_during_execution
+                    .as_deref()
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -78,6 +98,19 @@ impl Plugin for NodeAffinity {
 
 impl FilterPlugin for NodeAffinity {
     fn filter(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
+        let enforced = self.added.as_ref().and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        });
+        if let Some(required) = enforced {
+            if !required
+                .node_selector_terms
+                .iter()
+                .any(|t| term_matches(t, &node.node))
+            {
+                return Status::unresolvable(ERR_REASON_ENFORCED);
+            }
+        }
         if required_matches(pod, &node.node) {
             Status::success()
         } else {
@@ -94,7 +127,7 @@ impl PreScorePlugin for NodeAffinity {
                     .as_ref()
             })
             .is_some_and(|p| !p.is_empty());
-        if has_preferred {
+        if has_preferred || !self.added_preferred().is_empty() {
             Status::success()
         } else {
             Status::skip()
@@ -112,6 +145,7 @@ impl ScorePlugin for NodeAffinity {
             .unwrap_or_default();
         Ok(preferred
             .iter()
+            .chain(self.added_preferred())
             .filter(|p| p.weight != 0 && term_matches(&p.preference, &node.node))
             .map(|p| i64::from(p.weight))
             .sum())
@@ -136,6 +170,35 @@ mod tests {
     fn required(exprs: serde_json::Value) -> serde_json::Value {
         json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
             "nodeSelectorTerms": [{"matchExpressions": exprs}]}}}})
+    }
+
+    #[test]
+    fn added_affinity_is_enforced_and_scored() {
+        let added: Affinity = serde_json::from_value(json!({
+            "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["x", "y"]}]}]},
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 5, "preference": {"matchExpressions": [
+                    {"key": "pool", "operator": "In", "values": ["y"]}]}}],
+        }))
+        .unwrap();
+        let pl = NodeAffinity::with_added_affinity(Some(added));
+        let st = CycleState::default();
+        let p = pod(json!({}));
+        let x = labelled("x", json!({"pool": "x"}));
+        let y = labelled("y", json!({"pool": "y"}));
+        let z = labelled("z", json!({"pool": "z"}));
+        assert!(pl.filter(&st, &p, &x).is_success());
+        let s = pl.filter(&st, &p, &z);
+        assert_eq!(
+            s.code(),
+            crate::framework::Code::UnschedulableAndUnresolvable
+        );
+        assert_eq!(s.reasons(), [ERR_REASON_ENFORCED]);
+        let mut st2 = CycleState::default();
+        assert!(pl.pre_score(&mut st2, &p, &[]).is_success());
+        assert_eq!(pl.score(&st, &p, &x).unwrap(), 0);
+        assert_eq!(pl.score(&st, &p, &y).unwrap(), 5);
     }
 
     #[test]

@@ -29,26 +29,62 @@ pub const ERR_REASON_NODE_LABEL_NOT_MATCH: &str =
 const HOSTNAME: &str = "kubernetes.io/hostname";
 const ZONE: &str = "topology.kubernetes.io/zone";
 
-/// The Filter and Score plugin.
+/// The Filter and Score plugin. `defaults` is its args' `defaultConstraints` under
+/// `defaultingType: List` (`None`: `System`, upstream's built-in defaults).
 #[derive(Default)]
 pub struct PodTopologySpread {
     listers: Arc<Listers>,
+    defaults: Option<Vec<TopologySpreadConstraint>>,
 }
 
 impl PodTopologySpread {
     pub fn new(listers: Arc<Listers>) -> Self {
-        PodTopologySpread { listers }
+        PodTopologySpread {
+            listers,
+            defaults: None,
+        }
     }
 
-    /// Upstream's system default constraints for a pod without constraints of its own:
-    /// none when nothing selects it.
-    fn default_constraints(&self, pod: &Pod) -> Vec<Constraint> {
+    /// With `defaultingType: List` and these `defaultConstraints`.
+    pub fn with_defaults(listers: Arc<Listers>, defaults: Vec<TopologySpreadConstraint>) -> Self {
+        PodTopologySpread {
+            listers,
+            defaults: Some(defaults),
+        }
+    }
+
+    /// The default constraints (of `when` type) for a pod without constraints of its
+    /// own, selecting what its Services and controller select: none when nothing does.
+    fn default_constraints(&self, pod: &Pod, when: &str) -> Vec<Constraint> {
         let own = pod
             .spec
             .as_ref()
             .and_then(|s| s.topology_spread_constraints.as_ref())
             .is_some_and(|c| !c.is_empty());
         if own {
+            return Vec::new();
+        }
+        if let Some(list) = &self.defaults {
+            if !list.iter().any(|c| c.when_unsatisfiable == when) {
+                return Vec::new();
+            }
+            let Some(selector) = default_selector(&self.listers, pod) else {
+                return Vec::new();
+            };
+            return list
+                .iter()
+                .filter(|c| c.when_unsatisfiable == when)
+                .map(|c| Constraint {
+                    max_skew: i64::from(c.max_skew),
+                    key: c.topology_key.clone(),
+                    selector: Some(selector.clone()),
+                    min_domains: c.min_domains,
+                    honor_affinity: c.node_affinity_policy.as_deref() != Some("Ignore"),
+                    honor_taints: c.node_taints_policy.as_deref() == Some("Honor"),
+                })
+                .collect();
+        }
+        if when != "ScheduleAnyway" {
             return Vec::new();
         }
         let Some(selector) = default_selector(&self.listers, pod) else {
@@ -295,7 +331,10 @@ impl Plugin for PodTopologySpread {
 
 impl PreFilterPlugin for PodTopologySpread {
     fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, nodes: &[Arc<NodeInfo>]) -> Status {
-        let cs = constraints(&pod.pod, "DoNotSchedule");
+        let mut cs = constraints(&pod.pod, "DoNotSchedule");
+        if cs.is_empty() {
+            cs = self.default_constraints(&pod.pod, "DoNotSchedule");
+        }
         if cs.is_empty() {
             return Status::skip();
         }
@@ -346,7 +385,7 @@ impl PreScorePlugin for PodTopologySpread {
     ) -> Status {
         let mut cs = constraints(&pod.pod, "ScheduleAnyway");
         if cs.is_empty() {
-            cs = self.default_constraints(&pod.pod);
+            cs = self.default_constraints(&pod.pod, "ScheduleAnyway");
         }
         if cs.is_empty() {
             return Status::skip();

@@ -1,36 +1,69 @@
 //! NodeResourcesBalancedAllocation: prefers nodes whose cpu and memory would be used in
 //! similar proportions after placing the pod.
 
-use super::{requested_and_allocatable, DEFAULT_SCORED_RESOURCES};
+use super::{default_resources, requested_and_allocatable, ResourceSpec};
 use crate::framework::{
     ClusterEvent, CycleState, NodeInfo, Plugin, PodInfo, ScorePlugin, Status, MAX_NODE_SCORE,
 };
 
 pub const NAME: &str = "NodeResourcesBalancedAllocation";
 
-/// The Score plugin.
-#[derive(Default)]
-pub struct BalancedAllocation;
+/// The Score plugin, over the resources of its args (`NodeResourcesBalancedAllocationArgs`).
+pub struct BalancedAllocation {
+    resources: Vec<ResourceSpec>,
+}
 
-impl BalancedAllocation {
-    pub fn new() -> Self {
-        BalancedAllocation
+impl Default for BalancedAllocation {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
-/// `(1 - std) * 100` over each resource's requested fraction of allocatable (at most 1).
+impl BalancedAllocation {
+    /// Scoring cpu and memory (upstream's default args).
+    pub fn new() -> Self {
+        Self::with_resources(default_resources())
+    }
+
+    pub fn with_resources(resources: Vec<ResourceSpec>) -> Self {
+        BalancedAllocation { resources }
+    }
+}
+
+/// `(1 - std) * 100` over cpu's and memory's requested fraction of allocatable.
 pub fn score(pod: &PodInfo, node: &NodeInfo) -> i64 {
-    let mut buf = [0.0; DEFAULT_SCORED_RESOURCES.len()];
+    score_resources(&default_resources(), pod, node)
+}
+
+/// `(1 - std) * 100` over each resource's requested fraction of allocatable (at most 1);
+/// resources the node has none of are left out.
+pub fn score_resources(resources: &[ResourceSpec], pod: &PodInfo, node: &NodeInfo) -> i64 {
+    // On the stack for the usual few resources: this runs per node per cycle.
+    let mut buf = [0.0; 8];
+    let mut heap = Vec::new();
     let mut len = 0;
-    for (resource, _) in DEFAULT_SCORED_RESOURCES {
-        let (requested, allocatable) = requested_and_allocatable(resource, pod, node, true);
+    for r in resources {
+        let (requested, allocatable) = requested_and_allocatable(&r.name, pod, node, true);
         if allocatable == 0 {
             continue;
         }
-        buf[len] = (requested as f64 / allocatable as f64).min(1.0);
+        let f = (requested as f64 / allocatable as f64).min(1.0);
+        match buf.get_mut(len) {
+            Some(slot) => *slot = f,
+            None => {
+                if heap.is_empty() {
+                    heap.extend_from_slice(&buf);
+                }
+                heap.push(f);
+            }
+        }
         len += 1;
     }
-    let fractions = &buf[..len];
+    let fractions = if heap.is_empty() {
+        &buf[..len]
+    } else {
+        &heap[..]
+    };
     let std = match fractions.len() {
         0 | 1 => 0.0,
         2 => ((fractions[0] - fractions[1]) / 2.0).abs(),
@@ -65,7 +98,7 @@ impl Plugin for BalancedAllocation {
 
 impl ScorePlugin for BalancedAllocation {
     fn score(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<i64, Status> {
-        Ok(score(pod, node))
+        Ok(score_resources(&self.resources, pod, node))
     }
 }
 

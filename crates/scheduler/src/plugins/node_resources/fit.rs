@@ -1,10 +1,14 @@
 //! NodeResourcesFit: the pod's requests (containers, init and sidecar containers,
-//! overhead) must fit in what the node has left of its allocatable (Filter); scored
-//! with the LeastAllocated strategy.
+//! overhead) must fit in what the node has left of its allocatable (Filter), except
+//! extended resources its args ignore; scored with the args' strategy (LeastAllocated by
+//! default, MostAllocated, RequestedToCapacityRatio).
 
 use std::sync::Arc;
 
-use super::least_allocated;
+use super::requested_to_capacity_ratio::ShapePoint;
+use super::{
+    default_resources, least_allocated, most_allocated, requested_to_capacity_ratio, ResourceSpec,
+};
 use crate::framework::{
     ClusterEvent, Code, CycleState, FilterPlugin, NodeInfo, Plugin, PodInfo, PreFilterPlugin,
     ScorePlugin, Status,
@@ -12,13 +16,56 @@ use crate::framework::{
 
 pub const NAME: &str = "NodeResourcesFit";
 
-/// The Filter and Score plugin.
-#[derive(Default)]
-pub struct Fit;
+/// How Fit scores nodes (upstream's `ScoringStrategy`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScoringStrategy {
+    LeastAllocated(Vec<ResourceSpec>),
+    MostAllocated(Vec<ResourceSpec>),
+    RequestedToCapacityRatio(Vec<ResourceSpec>, Vec<ShapePoint>),
+}
+
+/// The Filter and Score plugin, configured by `NodeResourcesFitArgs`.
+pub struct Fit {
+    strategy: ScoringStrategy,
+    /// Extended resources the Filter does not check (`ignoredResources`).
+    ignored: Vec<String>,
+    /// Groups (`example.com` of `example.com/gpu`) of extended resources not checked.
+    ignored_groups: Vec<String>,
+}
+
+impl Default for Fit {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl Fit {
+    /// Upstream's default args: LeastAllocated over cpu and memory, nothing ignored.
     pub fn new() -> Self {
-        Fit
+        Self::with_args(
+            ScoringStrategy::LeastAllocated(default_resources()),
+            Vec::new(),
+            Vec::new(),
+        )
+    }
+
+    pub fn with_args(
+        strategy: ScoringStrategy,
+        ignored: Vec<String>,
+        ignored_groups: Vec<String>,
+    ) -> Self {
+        Fit {
+            strategy,
+            ignored,
+            ignored_groups,
+        }
+    }
+
+    fn ignores(&self, resource: &str) -> bool {
+        self.ignored.iter().any(|r| r == resource)
+            || resource
+                .split_once('/')
+                .is_some_and(|(group, _)| self.ignored_groups.iter().any(|g| g == group))
     }
 }
 
@@ -37,6 +84,15 @@ pub struct InsufficientResource {
 /// Every resource the pod does not fit the node for, in upstream's order (pods, cpu,
 /// memory, ephemeral-storage, then scalar resources).
 pub fn insufficient_resources(pod: &PodInfo, node: &NodeInfo) -> Vec<InsufficientResource> {
+    insufficient_resources_ignoring(pod, node, |_| false)
+}
+
+/// [`insufficient_resources`], not checking the extended resources `ignored` says.
+pub fn insufficient_resources_ignoring(
+    pod: &PodInfo,
+    node: &NodeInfo,
+    ignored: impl Fn(&str) -> bool,
+) -> Vec<InsufficientResource> {
     let mut out = Vec::new();
     let alloc = &node.allocatable;
     let used = &node.requested;
@@ -76,6 +132,9 @@ pub fn insufficient_resources(pod: &PodInfo, node: &NodeInfo) -> Vec<Insufficien
         alloc.ephemeral_storage,
     );
     for (name, want) in &req.scalar {
+        if ignored(name) {
+            continue;
+        }
         check(
             name,
             *want,
@@ -119,7 +178,11 @@ impl PreFilterPlugin for Fit {
 
 impl FilterPlugin for Fit {
     fn filter(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
-        let insufficient = insufficient_resources(pod, node);
+        let insufficient = if self.ignored.is_empty() && self.ignored_groups.is_empty() {
+            insufficient_resources(pod, node)
+        } else {
+            insufficient_resources_ignoring(pod, node, |r| self.ignores(r))
+        };
         if insufficient.is_empty() {
             return Status::success();
         }
@@ -134,7 +197,13 @@ impl FilterPlugin for Fit {
 
 impl ScorePlugin for Fit {
     fn score(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<i64, Status> {
-        Ok(least_allocated::score(pod, node))
+        Ok(match &self.strategy {
+            ScoringStrategy::LeastAllocated(r) => least_allocated::score_resources(r, pod, node),
+            ScoringStrategy::MostAllocated(r) => most_allocated::score(r, pod, node),
+            ScoringStrategy::RequestedToCapacityRatio(r, shape) => {
+                requested_to_capacity_ratio::score(r, shape, pod, node)
+            }
+        })
     }
 }
 

@@ -1,7 +1,7 @@
 //! LeastAllocated: NodeResourcesFit's default scoring strategy — the more of a node's
 //! allocatable remains free after placing the pod, the higher its score.
 
-use super::{requested_and_allocatable, DEFAULT_SCORED_RESOURCES};
+use super::{requested_and_allocatable, ResourceSpec, DEFAULT_SCORED_RESOURCES};
 use crate::framework::{NodeInfo, PodInfo, MAX_NODE_SCORE};
 
 /// `(allocatable - requested) * 100 / allocatable`, 0 when over-committed or empty.
@@ -10,6 +10,26 @@ fn least_requested_score(requested: i64, capacity: i64) -> i64 {
         return 0;
     }
     (capacity - requested) * MAX_NODE_SCORE / capacity
+}
+
+/// The weighted mean of each configured resource's free share (requests with scoring
+/// defaults); resources the node has none of are left out, as upstream.
+pub fn score_resources(resources: &[ResourceSpec], pod: &PodInfo, node: &NodeInfo) -> i64 {
+    let mut total = 0;
+    let mut weights = 0;
+    for r in resources {
+        let (requested, allocatable) = requested_and_allocatable(&r.name, pod, node, false);
+        if allocatable == 0 {
+            continue;
+        }
+        total += least_requested_score(requested, allocatable) * r.weight;
+        weights += r.weight;
+    }
+    if weights == 0 {
+        0
+    } else {
+        total / weights
+    }
 }
 
 /// The node's LeastAllocated score for the pod: the weighted mean over cpu and memory

@@ -1,9 +1,11 @@
-//! The NodeResources family: Fit (Filter, and LeastAllocated scoring) and
-//! BalancedAllocation.
+//! The NodeResources family: Fit (Filter, and scoring by the LeastAllocated,
+//! MostAllocated or RequestedToCapacityRatio strategy) and BalancedAllocation.
 
 pub mod balanced_allocation;
 pub mod fit;
 pub mod least_allocated;
+pub mod most_allocated;
+pub mod requested_to_capacity_ratio;
 
 use crate::framework::{NodeInfo, PodInfo};
 
@@ -35,6 +37,24 @@ pub(crate) fn requested_and_allocatable(
             node.allocatable.scalar.get(other).copied().unwrap_or(0),
         ),
     }
+}
+
+/// A scored resource and its weight (upstream's `ResourceSpec`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceSpec {
+    pub name: String,
+    pub weight: i64,
+}
+
+/// The default scored resources as [`ResourceSpec`]s.
+pub fn default_resources() -> Vec<ResourceSpec> {
+    DEFAULT_SCORED_RESOURCES
+        .iter()
+        .map(|(name, weight)| ResourceSpec {
+            name: (*name).into(),
+            weight: *weight,
+        })
+        .collect()
 }
 
 /// The resources scored by default, with their weights (upstream's cpu:1, memory:1).
