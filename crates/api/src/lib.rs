@@ -7,6 +7,7 @@
 //! - [`labels`] and [`fields`]: label and field selectors, parsed and matched as upstream does;
 //! - [`names`]: object name rules (DNS-1123 subdomain/label, DNS-1035 label, path segment) and
 //!   `generateName`;
+//! - [`cron`]: CronJob schedules (robfig/cron's standard syntax) and their next activation;
 //! - [`field_error`]: field-level validation errors rendered exactly as upstream's `field.Error`;
 //! - [`schema`]: every API type's fields, protobuf numbers and merge markers (generated);
 //! - [`smp`]: strategic merge patch, driven by the schema's merge markers;
@@ -17,6 +18,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cron;
 pub mod field_error;
 pub mod fields;
 pub mod labels;

@@ -9,6 +9,7 @@
 
 pub mod bootstrap;
 pub mod certificates;
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod discovery;

@@ -169,6 +169,13 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         start: |cx| crate::job::run(cx).boxed(),
     },
     ControllerDef {
+        name: "cronjob-controller",
+        alias: "cronjob",
+        service_account: "cronjob-controller",
+        enabled_by_default: true,
+        start: |cx| crate::cronjob::run(cx).boxed(),
+    },
+    ControllerDef {
         name: "ttl-after-finished-controller",
         alias: "ttl-after-finished",
         service_account: "ttl-after-finished-controller",

@@ -262,6 +262,14 @@ pub const CLUSTER_ROLES: &[RoleDef] = &[
         Res(&["create", "delete", "list", "patch", "watch"], CORE, &["pods"]),
         Res(EVENT_WRITE, EVENTS, &["events"]),
     ]},
+    RoleDef { name: "system:controller:cronjob-controller", labels: &[], aggregates: &[], rules: &[
+        Res(&["get", "list", "update", "watch"], &["batch"], &["cronjobs"]),
+        Res(&["create", "delete", "get", "list", "patch", "update", "watch"], &["batch"], &["jobs"]),
+        Res(&["update"], &["batch"], &["cronjobs/status"]),
+        Res(&["update"], &["batch"], &["cronjobs/finalizers"]),
+        Res(&["delete", "list"], CORE, &["pods"]),
+        Res(EVENT_WRITE, EVENTS, &["events"]),
+    ]},
     RoleDef { name: "system:controller:ttl-after-finished-controller", labels: &[], aggregates: &[], rules: &[
         Res(&["delete", "get", "list", "watch"], &["batch"], &["jobs"]),
         Res(EVENT_WRITE, EVENTS, &["events"]),
@@ -437,6 +445,7 @@ pub const CLUSTER_ROLE_BINDINGS: &[BindingDef] = &[
     BindingDef { role: "system:controller:daemon-set-controller", subjects: &[Subject::ServiceAccount("kube-system", "daemon-set-controller")] },
     BindingDef { role: "system:controller:statefulset-controller", subjects: &[Subject::ServiceAccount("kube-system", "statefulset-controller")] },
     BindingDef { role: "system:controller:job-controller", subjects: &[Subject::ServiceAccount("kube-system", "job-controller")] },
+    BindingDef { role: "system:controller:cronjob-controller", subjects: &[Subject::ServiceAccount("kube-system", "cronjob-controller")] },
     BindingDef { role: "system:controller:ttl-after-finished-controller", subjects: &[Subject::ServiceAccount("kube-system", "ttl-after-finished-controller")] },
     BindingDef { role: "system:controller:deployment-controller", subjects: &[Subject::ServiceAccount("kube-system", "deployment-controller")] },
     BindingDef { role: "system:controller:endpoint-controller", subjects: &[Subject::ServiceAccount("kube-system", "endpoint-controller")] },

@@ -1,6 +1,7 @@
 //! Jobs and CronJobs: upstream's defaults, the generated selector and template labels of a
 //! Job (`batch.kubernetes.io/controller-uid`, `job-name`), and the restart policy a job's
-//! pods must have.
+//! pods must have; a CronJob's schedule and time zone checked as upstream (robfig/cron's
+//! parser, IANA zones from the system zone database).
 
 use rkube_api::FieldError;
 use serde_json::{json, Value};
@@ -124,8 +125,19 @@ impl KindStrategy for CronJobs {
 
     fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<FieldError> {
         let mut errors = Vec::new();
-        if obj["spec"]["schedule"].as_str().is_none_or(str::is_empty) {
-            errors.push(FieldError::required("spec.schedule", ""));
+        let time_zone = obj["spec"]["timeZone"].as_str();
+        match obj["spec"]["schedule"].as_str() {
+            None | Some("") => errors.push(FieldError::required("spec.schedule", "")),
+            Some(schedule) => {
+                // Upstream keeps accepting TZ in a schedule that already had it.
+                let old_has_tz = _old
+                    .and_then(|o| o["spec"]["schedule"].as_str())
+                    .is_some_and(|s| s.contains("TZ"));
+                errors.extend(validate_schedule(schedule, old_has_tz, time_zone));
+            }
+        }
+        if !obj["spec"]["timeZone"].is_null() {
+            errors.extend(validate_time_zone(time_zone.unwrap_or_default()));
         }
         let policy = obj["spec"]["concurrencyPolicy"].as_str().unwrap_or("Allow");
         if !["Allow", "Forbid", "Replace"].contains(&policy) {
@@ -141,6 +153,80 @@ impl KindStrategy for CronJobs {
         ));
         errors
     }
+}
+
+/// Go's `time.LoadLocation`: `UTC` (or empty) and `Local` are built in, anything else
+/// comes from the zone database.
+pub fn load_location(name: &str) -> Result<jiff::tz::TimeZone, String> {
+    match name {
+        "" | "UTC" => Ok(jiff::tz::TimeZone::UTC),
+        // The controller manager runs in UTC; Local is rejected by validation anyway.
+        "Local" => Ok(jiff::tz::TimeZone::UTC),
+        _ => jiff::tz::db()
+            .get(name)
+            .map_err(|_| format!("unknown time zone {name}")),
+    }
+}
+
+fn validate_schedule(schedule: &str, allow_tz: bool, time_zone: Option<&str>) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if let Err(e) = rkube_api::cron::parse_standard(schedule, &load_location) {
+        errors.push(FieldError::invalid("spec.schedule", schedule, &e));
+    }
+    if schedule.contains("TZ") {
+        if !allow_tz {
+            errors.push(FieldError::invalid(
+                "spec.schedule",
+                schedule,
+                "cannot use TZ or CRON_TZ in schedule, use timeZone field instead",
+            ));
+        } else if time_zone.is_some() {
+            errors.push(FieldError::invalid(
+                "spec.schedule",
+                schedule,
+                "cannot use both timeZone field and TZ or CRON_TZ in schedule",
+            ));
+        }
+    }
+    errors
+}
+
+fn validate_time_zone(tz: &str) -> Vec<FieldError> {
+    const FIELD: &str = "spec.timeZone";
+    if tz.is_empty() {
+        return vec![FieldError::invalid(
+            FIELD,
+            tz,
+            "timeZone must be nil or non-empty string",
+        )];
+    }
+    let part_ok = |p: &str| {
+        p != "."
+            && p != ".."
+            && !p.starts_with('-')
+            && (1..=14).contains(&p.len())
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c))
+    };
+    if !tz.split('/').all(part_ok) {
+        return vec![FieldError::invalid(
+            FIELD,
+            tz,
+            &format!("unknown time zone {tz}"),
+        )];
+    }
+    let mut errors = Vec::new();
+    if tz.eq_ignore_ascii_case("Local") {
+        errors.push(FieldError::invalid(
+            FIELD,
+            tz,
+            "timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones",
+        ));
+    }
+    if let Err(e) = load_location(tz) {
+        errors.push(FieldError::invalid(FIELD, tz, &e));
+    }
+    errors
 }
 
 #[cfg(test)]
@@ -196,5 +282,38 @@ mod tests {
         assert_eq!(cj["spec"]["successfulJobsHistoryLimit"], 3);
         assert_eq!(cj["spec"]["jobTemplate"]["spec"]["backoffLimit"], 6);
         assert!(CronJobs.validate(&cj, None).is_empty());
+        let errs = |schedule: &str, tz: Option<&str>| -> Vec<String> {
+            let mut cj = cj.clone();
+            cj["spec"]["schedule"] = json!(schedule);
+            if let Some(tz) = tz {
+                cj["spec"]["timeZone"] = json!(tz);
+            }
+            CronJobs
+                .validate(&cj, None)
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        assert_eq!(
+            errs("invalid", None),
+            [
+                r#"spec.schedule: Invalid value: "invalid": expected exactly 5 fields, found 1: [invalid]"#
+            ]
+        );
+        assert_eq!(
+            errs("TZ=UTC * * * * *", None),
+            [
+                r#"spec.schedule: Invalid value: "TZ=UTC * * * * *": cannot use TZ or CRON_TZ in schedule, use timeZone field instead"#
+            ]
+        );
+        assert_eq!(
+            errs("@hourly", Some("Mars/Base")),
+            [r#"spec.timeZone: Invalid value: "Mars/Base": unknown time zone Mars/Base"#]
+        );
+        assert_eq!(
+            errs("@hourly", Some("../etc")),
+            [r#"spec.timeZone: Invalid value: "../etc": unknown time zone ../etc"#]
+        );
+        assert!(errs("0 3 * * *", Some("Europe/Berlin")).is_empty());
     }
 }
