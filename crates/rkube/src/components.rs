@@ -155,18 +155,22 @@ pub(crate) fn parse_label(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
 }
 
-/// A client for the API server a kubeconfig names.
-pub(crate) async fn client_from_kubeconfig(path: &Path) -> Result<Client> {
+/// A client for the API server a kubeconfig names, sending `component`'s User-Agent.
+pub(crate) async fn client_from_kubeconfig(path: &Path, component: &str) -> Result<Client> {
     let kubeconfig = Kubeconfig::read_from(path)
         .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+    let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .with_context(|| format!("invalid kubeconfig {}", path.display()))?;
+    config.headers.push((
+        axum::http::header::USER_AGENT,
+        crate::user_agent::header_value(component, None),
+    ));
     Client::try_from(config).context("cannot build an API client")
 }
 
 pub(crate) async fn run_scheduler(args: SchedulerArgs) -> Result<()> {
-    let client = client_from_kubeconfig(&args.kubeconfig).await?;
+    let client = client_from_kubeconfig(&args.kubeconfig, "kube-scheduler").await?;
     rkube_scheduler::run(
         client,
         rkube_scheduler::SchedulerOptions {
@@ -182,7 +186,7 @@ pub(crate) async fn run_scheduler(args: SchedulerArgs) -> Result<()> {
 }
 
 pub(crate) async fn run_controller_manager(args: ControllerManagerArgs) -> Result<()> {
-    let client = client_from_kubeconfig(&args.kubeconfig).await?;
+    let client = client_from_kubeconfig(&args.kubeconfig, "kube-controller-manager").await?;
     let shared = client.clone();
     rkube_controllers::run(
         client,
@@ -201,7 +205,7 @@ pub(crate) async fn run_controller_manager(args: ControllerManagerArgs) -> Resul
 }
 
 pub(crate) async fn run_hollow_nodes(args: HollowArgs) -> Result<()> {
-    let client = client_from_kubeconfig(&args.kubeconfig).await?;
+    let client = client_from_kubeconfig(&args.kubeconfig, "hollow-node").await?;
     let opts = rkube_hollow::HollowOptions {
         count: args.count,
         name_prefix: args.name_prefix,

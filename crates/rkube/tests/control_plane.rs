@@ -1,0 +1,184 @@
+//! Control-plane plumbing end to end: the `default/kubernetes` Service and its endpoints
+//! kept by the API server, the field managers of in-process components' writes, and the
+//! controller manager's metrics.
+
+mod support;
+
+use serde_json::Value;
+use support::hollow::wait_json;
+use support::Cluster;
+
+fn port_of(c: &Cluster) -> i64 {
+    c.addr.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn kubernetes_service_and_endpoints_are_kept_by_the_apiserver() {
+    let c = Cluster::start(&[]);
+    let secure_port = port_of(&c);
+    let svc: Value =
+        serde_json::from_str(&c.ok(&["get", "svc", "kubernetes", "-o", "json"])).unwrap();
+    assert_eq!(svc["spec"]["clusterIP"], "10.43.0.1", "{svc}");
+    assert_eq!(svc["spec"]["type"], "ClusterIP");
+    assert_eq!(svc["metadata"]["labels"]["component"], "apiserver");
+    assert_eq!(svc["metadata"]["labels"]["provider"], "kubernetes");
+    let port = &svc["spec"]["ports"][0];
+    assert_eq!(port["name"], "https");
+    assert_eq!(port["port"], 443);
+    assert_eq!(port["targetPort"], secure_port);
+    assert!(svc["spec"].get("selector").is_none_or(Value::is_null));
+
+    let ep: Value =
+        serde_json::from_str(&c.ok(&["get", "endpoints", "kubernetes", "-o", "json"])).unwrap();
+    assert_eq!(ep["subsets"][0]["addresses"][0]["ip"], "127.0.0.1", "{ep}");
+    assert_eq!(ep["subsets"][0]["ports"][0]["port"], secure_port);
+    assert_eq!(ep["subsets"][0]["ports"][0]["name"], "https");
+    assert_eq!(
+        ep["metadata"]["labels"]["endpointslice.kubernetes.io/skip-mirror"],
+        "true"
+    );
+
+    let slices: Value = serde_json::from_str(&c.ok(&[
+        "get",
+        "endpointslice",
+        "-l",
+        "kubernetes.io/service-name=kubernetes",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    let items = slices["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{slices}");
+    assert_eq!(items[0]["metadata"]["name"], "kubernetes");
+    assert_eq!(items[0]["addressType"], "IPv4");
+    assert_eq!(items[0]["endpoints"][0]["addresses"][0], "127.0.0.1");
+    assert_eq!(items[0]["endpoints"][0]["conditions"]["ready"], true);
+    assert_eq!(items[0]["ports"][0]["port"], secure_port);
+
+    // Deleted: it comes back (a new object, a new uid).
+    let uid = svc["metadata"]["uid"].as_str().unwrap().to_owned();
+    c.ok(&["delete", "svc", "kubernetes", "--wait=false"]);
+    wait_json(
+        &c,
+        &["get", "svc", "kubernetes"],
+        30,
+        "the service back",
+        |s| {
+            s["metadata"]["uid"].as_str().is_some_and(|u| u != uid)
+                && s["spec"]["ports"][0]["port"] == 443
+        },
+    );
+    c.ok(&["delete", "endpoints", "kubernetes"]);
+    c.ok(&["delete", "endpointslice", "kubernetes"]);
+    wait_json(
+        &c,
+        &["get", "endpoints", "kubernetes"],
+        30,
+        "endpoints back",
+        |e| e["subsets"][0]["addresses"][0]["ip"] == "127.0.0.1",
+    );
+    wait_json(
+        &c,
+        &["get", "endpointslice", "kubernetes"],
+        30,
+        "slice back",
+        |s| s["endpoints"][0]["addresses"][0] == "127.0.0.1",
+    );
+
+    // Edited: repaired.
+    c.ok(&[
+        "patch",
+        "svc",
+        "kubernetes",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/ports/0/port","value":8443}]"#,
+    ]);
+    wait_json(
+        &c,
+        &["get", "svc", "kubernetes"],
+        30,
+        "port 443 again",
+        |s| s["spec"]["ports"][0]["port"] == 443,
+    );
+    c.ok(&[
+        "patch",
+        "endpoints",
+        "kubernetes",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/subsets/0/addresses/0/ip","value":"192.0.2.7"}]"#,
+    ]);
+    wait_json(
+        &c,
+        &["get", "endpoints", "kubernetes"],
+        30,
+        "the address again",
+        |e| e["subsets"][0]["addresses"][0]["ip"] == "127.0.0.1",
+    );
+}
+
+/// The managers of `obj`'s managedFields entries.
+fn managers(obj: &Value) -> Vec<String> {
+    obj["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["manager"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn in_process_components_write_as_their_upstream_field_managers() {
+    let c = Cluster::start(&[]);
+    let hollow = support::hollow::HollowNodes::start(&c, &["--count", "1"]);
+    c.create(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n      labels:\n        app: web\n    spec:\n      containers:\n      - name: c\n        image: busybox\n",
+    );
+    let rs = wait_json(
+        &c,
+        &["get", "rs", "-l", "app=web", "--show-managed-fields"],
+        30,
+        "a replicaset with status",
+        |l| {
+            l["items"]
+                .as_array()
+                .and_then(|i| i.first())
+                .is_some_and(|rs| rs["status"]["readyReplicas"] == 1)
+        },
+    );
+    let rs = &rs["items"][0];
+    let m = managers(rs);
+    assert!(
+        m.iter().all(|m| m == "kube-controller-manager"),
+        "managers {m:?} in {rs}"
+    );
+    assert!(!m.is_empty(), "{rs}");
+    let deploy: Value = serde_json::from_str(&c.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "--show-managed-fields",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    let m = managers(&deploy);
+    assert!(m.contains(&"kubectl-create".to_owned()), "{m:?}");
+    assert!(m.contains(&"kube-controller-manager".to_owned()), "{m:?}");
+    assert!(!m.contains(&String::new()), "{m:?}");
+    let pods: Value = serde_json::from_str(&c.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "--show-managed-fields",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    let m = managers(&pods["items"][0]);
+    assert!(m.contains(&"kube-controller-manager".to_owned()), "{m:?}");
+    assert!(!m.contains(&String::new()), "{m:?} in {pods}");
+    drop(hollow);
+}
