@@ -16,6 +16,7 @@ pub mod disruption;
 pub mod endpoint_util;
 pub mod endpoints;
 pub mod endpointslice;
+pub mod endpointslicemirroring;
 pub mod events;
 pub mod garbagecollector;
 pub mod history;

@@ -182,3 +182,118 @@ fn in_process_components_write_as_their_upstream_field_managers() {
     assert!(!m.contains(&String::new()), "{m:?} in {pods}");
     drop(hollow);
 }
+
+#[test]
+fn endpoints_of_selectorless_services_are_mirrored_into_slices() {
+    let c = Cluster::start(&[]);
+    c.create(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: ext\nspec:\n  ports:\n  - name: pg\n    port: 5432\n---\napiVersion: v1\nkind: Endpoints\nmetadata:\n  name: ext\n  labels:\n    team: db\nsubsets:\n- addresses:\n  - ip: 192.0.2.10\n  - ip: 192.0.2.11\n  notReadyAddresses:\n  - ip: 192.0.2.12\n  ports:\n  - name: pg\n    port: 5432\n",
+    );
+    let sel = "kubernetes.io/service-name=ext";
+    let mirrored = |l: &Value| -> Vec<(String, bool)> {
+        let mut out: Vec<(String, bool)> = l["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+            .map(|e| {
+                (
+                    e["addresses"][0].as_str().unwrap_or_default().to_owned(),
+                    e["conditions"]["ready"] == true,
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let list = wait_json(
+        &c,
+        &["get", "endpointslice", "-l", sel],
+        30,
+        "mirrored slice",
+        |l| mirrored(l).len() == 3,
+    );
+    assert_eq!(
+        mirrored(&list),
+        vec![
+            ("192.0.2.10".into(), true),
+            ("192.0.2.11".into(), true),
+            ("192.0.2.12".into(), false)
+        ]
+    );
+    let slice = &list["items"][0];
+    assert_eq!(
+        slice["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"],
+        "endpointslicemirroring-controller.k8s.io"
+    );
+    assert_eq!(slice["metadata"]["labels"]["team"], "db");
+    assert_eq!(slice["metadata"]["ownerReferences"][0]["kind"], "Service");
+    assert_eq!(slice["ports"][0]["port"], 5432);
+    assert_eq!(slice["addressType"], "IPv4");
+
+    // Endpoints changes are followed.
+    c.ok(&[
+        "patch",
+        "endpoints",
+        "ext",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/subsets/0/addresses/1"}]"#,
+    ]);
+    wait_json(
+        &c,
+        &["get", "endpointslice", "-l", sel],
+        30,
+        "one address fewer",
+        |l| mirrored(l) == vec![("192.0.2.10".into(), true), ("192.0.2.12".into(), false)],
+    );
+
+    // skip-mirror: the mirrored slices go.
+    c.ok(&[
+        "label",
+        "endpoints",
+        "ext",
+        "endpointslice.kubernetes.io/skip-mirror=true",
+    ]);
+    wait_json(
+        &c,
+        &["get", "endpointslice", "-l", sel],
+        30,
+        "no slices",
+        |l| l["items"].as_array().is_some_and(Vec::is_empty),
+    );
+    c.ok(&[
+        "label",
+        "endpoints",
+        "ext",
+        "endpointslice.kubernetes.io/skip-mirror-",
+    ]);
+    wait_json(
+        &c,
+        &["get", "endpointslice", "-l", sel],
+        30,
+        "slices back",
+        |l| mirrored(l).len() == 2,
+    );
+    // Deleting the Endpoints removes them as well.
+    c.ok(&["delete", "endpoints", "ext"]);
+    wait_json(
+        &c,
+        &["get", "endpointslice", "-l", sel],
+        30,
+        "no slices",
+        |l| l["items"].as_array().is_some_and(Vec::is_empty),
+    );
+
+    // The API server's own endpoints are never mirrored.
+    let mirrored_kubernetes = c.ok(&[
+        "get",
+        "endpointslice",
+        "-l",
+        "endpointslice.kubernetes.io/managed-by=endpointslicemirroring-controller.k8s.io",
+        "-A",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(mirrored_kubernetes.trim(), "", "{mirrored_kubernetes}");
+}
