@@ -66,17 +66,24 @@ pub async fn run(cx: Context) {
     });
     // Keyed by Service (an Endpoints object mirrors only with its Service); a deleted
     // Service's slices go with it through their owner reference.
-    Controller::for_stream(svc_events.touched_objects(), services)
-        .watches_stream(ep_events.touched_objects(), |ep: Endpoints| {
-            Some(ObjectRef::new(&ep.name_any()).within(&ep.namespace()?))
-        })
-        .watches_stream(slice_events.touched_objects(), |s: EndpointSlice| {
-            let name = s.labels().get(SERVICE_NAME_LABEL)?;
-            Some(ObjectRef::new(name).within(&s.namespace()?))
-        })
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
-        .await;
+    Controller::for_stream(
+        crate::metrics::queue().trigger(svc_events.touched_objects()),
+        services,
+    )
+    .watches_stream(ep_events.touched_objects(), |ep: Endpoints| {
+        Some(ObjectRef::new(&ep.name_any()).within(&ep.namespace()?))
+    })
+    .watches_stream(slice_events.touched_objects(), |s: EndpointSlice| {
+        let name = s.labels().get(SERVICE_NAME_LABEL)?;
+        Some(ObjectRef::new(name).within(&s.namespace()?))
+    })
+    .run(
+        crate::metrics::queue().reconciler(reconcile),
+        crate::metrics::queue().error_policy(error_policy),
+        ctx,
+    )
+    .for_each(|_| async {})
+    .await;
 }
 
 /// Whether `ep` of `svc` is mirrored (upstream's `shouldMirror` and Service check).

@@ -394,6 +394,10 @@ fn start_controller_manager(
             crate::components::leader_identity(),
         )),
     };
+    // Its workqueue series are served on the API server's /metrics.
+    state
+        .metrics
+        .add_source(Box::new(rkube_controllers::metrics::render));
     tokio::spawn(async move {
         if let Err(e) = rkube_controllers::run(manager, clients, options, stop.notified()).await {
             tracing::error!(error = %e, "the controller manager stopped");

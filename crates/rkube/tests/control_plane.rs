@@ -297,3 +297,136 @@ fn endpoints_of_selectorless_services_are_mirrored_into_slices() {
     ]);
     assert_eq!(mirrored_kubernetes.trim(), "", "{mirrored_kubernetes}");
 }
+
+/// The value of the series `metric{name="controller"...}` in Prometheus `text`.
+fn series(text: &str, metric: &str, controller: &str) -> f64 {
+    let prefix = format!("{metric}{{name=\"{controller}\"");
+    text.lines()
+        .find(|l| l.starts_with(&prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+const RS: &str = "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: counted\nspec:\n  replicas: 2\n  selector:\n    matchLabels:\n      app: counted\n  template:\n    metadata:\n      labels:\n        app: counted\n    spec:\n      containers:\n      - name: c\n        image: busybox\n";
+
+fn wait_for_series(
+    scrape: impl Fn() -> String,
+    what: &str,
+    check: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let text = scrape();
+        if check(&text) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}; last scrape:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn controller_workqueue_metrics_move_on_the_apiserver_metrics_endpoint() {
+    let c = Cluster::start(&[]);
+    let scrape = || c.ok(&["get", "--raw", "/metrics"]);
+    let before = scrape();
+    let name = "replicaset-controller";
+    let adds = series(&before, "workqueue_adds_total", name);
+    let work = series(&before, "workqueue_work_duration_seconds_count", name);
+    c.create(RS);
+    let after = wait_for_series(scrape, "replicaset reconciles", |t| {
+        series(t, "workqueue_adds_total", name) > adds
+            && series(t, "workqueue_work_duration_seconds_count", name) > work
+    });
+    for family in [
+        "# TYPE workqueue_depth gauge",
+        "# TYPE workqueue_adds_total counter",
+        "# TYPE workqueue_queue_duration_seconds histogram",
+        "# TYPE workqueue_work_duration_seconds histogram",
+        "# TYPE workqueue_retries_total counter",
+        "# TYPE controller_reconcile_total counter",
+    ] {
+        assert!(after.contains(family), "{family} missing:\n{after}");
+    }
+    assert!(
+        after.contains(&format!(
+            "controller_reconcile_total{{name=\"{name}\",result=\"success\"}}"
+        )),
+        "{after}"
+    );
+    // The API server's own series are still there.
+    assert!(after.contains("apiserver_request_total{"), "{after}");
+}
+
+#[test]
+fn standalone_controller_manager_serves_healthz_and_metrics_over_https() {
+    let c = Cluster::start(&["--disable-controller-manager"]);
+    let port = rkube_testkit::free_port();
+    let log = std::fs::File::create(c.data_dir().join("kcm.log")).unwrap();
+    let _kcm = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_rkube"))
+            .args(["controller-manager", "--kubeconfig"])
+            .arg(&c.kubeconfig)
+            .args([
+                "--controllers",
+                "replicaset,serviceaccount",
+                "--leader-elect=false",
+            ])
+            .args(["--secure-port", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let get = |path: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-sk", "--max-time", "5"])
+            .arg(format!("https://127.0.0.1:{port}{path}"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    wait_for_series(|| get("/healthz"), "healthz", |t| t == "ok");
+    // Pods need the default ServiceAccount its serviceaccount-controller makes.
+    c.wait_for_default_sa("default");
+    c.create(RS);
+    let text = wait_for_series(
+        || get("/metrics"),
+        "replicaset series",
+        |t| {
+            series(
+                t,
+                "workqueue_work_duration_seconds_count",
+                "replicaset-controller",
+            ) > 0.0
+        },
+    );
+    assert!(
+        text.contains("workqueue_adds_total{name=\"replicaset-controller\"}"),
+        "{text}"
+    );
+    // The write went through the standalone manager, as kube-controller-manager.
+    let pods = wait_json(
+        &c,
+        &["get", "pods", "-l", "app=counted", "--show-managed-fields"],
+        30,
+        "the replicaset's pods",
+        |l| l["items"].as_array().is_some_and(|i| i.len() == 2),
+    );
+    let m = managers(&pods["items"][0]);
+    assert!(m.contains(&"kube-controller-manager".to_owned()), "{m:?}");
+}
+
+/// Kills the child process it holds when dropped (on success and on panic).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
