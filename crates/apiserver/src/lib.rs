@@ -28,6 +28,7 @@ pub mod error;
 mod eviction;
 mod filter;
 pub mod kubelet_proxy;
+pub mod kubernetes_service;
 pub mod meta;
 pub mod metrics;
 mod negotiate;

@@ -40,7 +40,13 @@ struct Series {
 #[derive(Default)]
 pub struct Metrics {
     series: Mutex<BTreeMap<Labels, Series>>,
+    /// Other components of this process whose series `/metrics` serves too (the
+    /// in-process controller manager of `rkube server`).
+    sources: Mutex<Vec<MetricsSource>>,
 }
+
+/// Renders one component's series as Prometheus text.
+pub type MetricsSource = Box<dyn Fn() -> String + Send + Sync>;
 
 fn labels(method: &Method, path: &str, query: Option<&str>) -> Labels {
     let watch = query.is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
@@ -104,8 +110,29 @@ impl Metrics {
         }
     }
 
+    /// Adds `source`'s series to what `/metrics` serves.
+    pub fn add_source(&self, source: MetricsSource) {
+        self.sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(source);
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
+        let mut out = self.render_requests();
+        for source in self
+            .sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            out.push_str(&source());
+        }
+        out
+    }
+
+    fn render_requests(&self) -> String {
         let series = self.series.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = String::new();
         let fmt_labels = |l: &Labels| {

@@ -87,15 +87,15 @@ pub async fn run(cx: Context) {
     });
     controller
         .run(
-            |ds, s| async move {
+            crate::metrics::queue().reconciler(|ds: Arc<DaemonSet>, s: Arc<Shared>| async move {
                 if s.pods.wait_until_ready().await.is_err()
                     || s.nodes.wait_until_ready().await.is_err()
                 {
                     return Ok(Action::requeue(Duration::from_secs(1)));
                 }
                 reconcile(ds, s).await
-            },
-            error_policy,
+            }),
+            crate::metrics::queue().error_policy(error_policy),
             shared,
         )
         .for_each(|_| async {})

@@ -75,13 +75,13 @@ pub async fn run(cx: Context) {
     });
     controller
         .run(
-            |d, s| async move {
+            crate::metrics::queue().reconciler(|d: Arc<Deployment>, s: Arc<Shared>| async move {
                 if s.sets.wait_until_ready().await.is_err() {
                     return Ok(Action::requeue(Duration::from_secs(1)));
                 }
                 reconcile(d, s).await
-            },
-            error_policy,
+            }),
+            crate::metrics::queue().error_policy(error_policy),
             shared,
         )
         .for_each(|_| async {})

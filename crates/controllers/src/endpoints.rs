@@ -58,15 +58,22 @@ pub async fn run(cx: Context) {
     });
     let svc_store = services.clone();
     let ep_store = endpoints.clone();
-    let controller = Controller::for_stream(svc_events.touched_objects(), services.clone())
-        .watches_stream(pod_events.touched_objects(), move |pod: Pod| {
-            services_for_pod(&svc_store, &ep_store, &pod)
-        })
-        .watches_stream(ep_events.touched_objects(), |ep: Endpoints| {
-            Some(ObjectRef::new(&ep.name_any()).within(&ep.namespace().unwrap_or_default()))
-        })
-        .run(reconcile, error_policy, ctx.clone())
-        .for_each(|_| async {});
+    let controller = Controller::for_stream(
+        crate::metrics::queue().trigger(svc_events.touched_objects()),
+        services.clone(),
+    )
+    .watches_stream(pod_events.touched_objects(), move |pod: Pod| {
+        services_for_pod(&svc_store, &ep_store, &pod)
+    })
+    .watches_stream(ep_events.touched_objects(), |ep: Endpoints| {
+        Some(ObjectRef::new(&ep.name_any()).within(&ep.namespace().unwrap_or_default()))
+    })
+    .run(
+        crate::metrics::queue().reconciler(reconcile),
+        crate::metrics::queue().error_policy(error_policy),
+        ctx.clone(),
+    )
+    .for_each(|_| async {});
     tokio::join!(controller, cleanup(ctx, services, deleted_rx));
 }
 

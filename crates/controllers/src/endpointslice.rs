@@ -66,34 +66,41 @@ pub async fn run(cx: Context) {
     let svc_store = services.clone();
     let slice_store = slices.clone();
     let node_svcs = services.clone();
-    let controller = Controller::for_stream(svc_events.touched_objects(), services)
-        .watches_stream(pod_events.touched_objects(), move |pod: Pod| {
-            let mut refs = util::services_selecting(&svc_store, &pod);
-            let uid = pod.uid();
-            for s in slice_store.state() {
-                let lists = slice_eps(&s)
-                    .iter()
-                    .any(|e| e.target_ref.as_ref().and_then(|r| r.uid.as_ref()) == uid.as_ref());
-                if lists && s.namespace() == pod.namespace() {
-                    refs.extend(service_of(&s));
-                }
-            }
-            refs.into_iter().collect::<Vec<_>>()
-        })
-        .watches_stream(slice_events.touched_objects(), |s: EndpointSlice| {
-            service_of(&s)
-        })
-        // A node's zone label is on its endpoints: resync every service when nodes change.
-        .watches_stream(node_events.touched_objects(), move |_: Node| {
-            node_svcs
-                .state()
+    let controller = Controller::for_stream(
+        crate::metrics::queue().trigger(svc_events.touched_objects()),
+        services,
+    )
+    .watches_stream(pod_events.touched_objects(), move |pod: Pod| {
+        let mut refs = util::services_selecting(&svc_store, &pod);
+        let uid = pod.uid();
+        for s in slice_store.state() {
+            let lists = slice_eps(&s)
                 .iter()
-                .filter(|s| util::selector(s).is_some())
-                .map(|s| ObjectRef::from_obj(&**s))
-                .collect::<Vec<_>>()
-        })
-        .run(reconcile, error_policy, ctx.clone())
-        .for_each(|_| async {});
+                .any(|e| e.target_ref.as_ref().and_then(|r| r.uid.as_ref()) == uid.as_ref());
+            if lists && s.namespace() == pod.namespace() {
+                refs.extend(service_of(&s));
+            }
+        }
+        refs.into_iter().collect::<Vec<_>>()
+    })
+    .watches_stream(slice_events.touched_objects(), |s: EndpointSlice| {
+        service_of(&s)
+    })
+    // A node's zone label is on its endpoints: resync every service when nodes change.
+    .watches_stream(node_events.touched_objects(), move |_: Node| {
+        node_svcs
+            .state()
+            .iter()
+            .filter(|s| util::selector(s).is_some())
+            .map(|s| ObjectRef::from_obj(&**s))
+            .collect::<Vec<_>>()
+    })
+    .run(
+        crate::metrics::queue().reconciler(reconcile),
+        crate::metrics::queue().error_policy(error_policy),
+        ctx.clone(),
+    )
+    .for_each(|_| async {});
     let cleanup = deleted_rx.for_each(|svc| {
         let ctx = ctx.clone();
         async move {

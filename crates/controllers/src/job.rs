@@ -75,13 +75,13 @@ pub async fn run(cx: Context) {
     });
     controller
         .run(
-            |job, s| async move {
+            crate::metrics::queue().reconciler(|job: Arc<Job>, s: Arc<Shared>| async move {
                 if s.pods.wait_until_ready().await.is_err() {
                     return Ok(Action::requeue(Duration::from_secs(1)));
                 }
                 reconcile(job, s).await
-            },
-            error_policy,
+            }),
+            crate::metrics::queue().error_policy(error_policy),
             shared,
         )
         .for_each(|_| async {})

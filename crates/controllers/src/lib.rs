@@ -17,11 +17,13 @@ pub mod disruption;
 pub mod endpoint_util;
 pub mod endpoints;
 pub mod endpointslice;
+pub mod endpointslicemirroring;
 pub mod events;
 pub mod garbagecollector;
 pub mod history;
 pub mod hpa;
 pub mod job;
+pub mod metrics;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
@@ -205,7 +207,7 @@ pub async fn run(
             config: config.clone(),
         };
         tracing::info!(controller = def.name, "starting controller");
-        tasks.spawn((def.start)(cx));
+        tasks.spawn(metrics::CONTROLLER.scope(def.name, (def.start)(cx)));
     }
     let lost = async {
         match &election {

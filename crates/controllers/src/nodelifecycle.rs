@@ -104,15 +104,22 @@ pub async fn run(cx: Context) {
             forget.health.lock().unwrap().remove(&n.name_any());
         }
     });
-    Controller::for_stream(node_events.touched_objects(), nodes)
-        .watches_stream(lease_events.touched_objects(), |l: Lease| {
-            Some(ObjectRef::new(&l.name_any()))
-        })
-        // Pods are only read from their store, which this stream keeps filled.
-        .watches_stream(pod_events.touched_objects(), |_: Pod| None)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
-        .await;
+    Controller::for_stream(
+        crate::metrics::queue().trigger(node_events.touched_objects()),
+        nodes,
+    )
+    .watches_stream(lease_events.touched_objects(), |l: Lease| {
+        Some(ObjectRef::new(&l.name_any()))
+    })
+    // Pods are only read from their store, which this stream keeps filled.
+    .watches_stream(pod_events.touched_objects(), |_: Pod| None)
+    .run(
+        crate::metrics::queue().reconciler(reconcile),
+        crate::metrics::queue().error_policy(error_policy),
+        ctx,
+    )
+    .for_each(|_| async {})
+    .await;
 }
 
 fn condition<'a>(node: &'a Node, type_: &str) -> Option<&'a NodeCondition> {

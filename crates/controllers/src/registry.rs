@@ -84,6 +84,13 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         start: |cx| crate::endpointslice::run(cx).boxed(),
     },
     ControllerDef {
+        name: "endpointslice-mirroring-controller",
+        alias: "endpointslicemirroring",
+        service_account: "endpointslicemirroring-controller",
+        enabled_by_default: true,
+        start: |cx| crate::endpointslicemirroring::run(cx).boxed(),
+    },
+    ControllerDef {
         name: "node-ipam-controller",
         alias: "nodeipam",
         service_account: "node-controller",

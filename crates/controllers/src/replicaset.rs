@@ -188,14 +188,14 @@ async fn run<K: Replicated>(cx: Context) {
     });
     controller
         .run(
-            |obj, s| async move {
+            crate::metrics::queue().reconciler(|obj: Arc<K>, s: Arc<Shared<K>>| async move {
                 // Never act on an incomplete pod cache: it would create pods that exist.
                 if s.pods.wait_until_ready().await.is_err() {
                     return Ok(Action::requeue(Duration::from_secs(1)));
                 }
                 reconcile(obj, s).await
-            },
-            error_policy,
+            }),
+            crate::metrics::queue().error_policy(error_policy),
             shared,
         )
         .for_each(|_| async {})

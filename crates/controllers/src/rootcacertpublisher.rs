@@ -45,21 +45,28 @@ pub async fn run(cx: Context) {
     )
     .default_backoff();
     let ctx = Arc::new(Ctx { cx, ca });
-    Controller::for_stream(ns_events.touched_objects(), namespaces)
-        .watches_stream(map_events.touched_objects(), |cm: ConfigMap| {
-            cm.namespace().map(|ns| ObjectRef::new(&ns))
-        })
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            // Reconcile errors are logged by `error_policy`; anything else (an object gone
-            // from the store, a broken trigger stream) would otherwise pass unseen.
-            if let Err(e) = result {
-                if !matches!(e, kube::runtime::controller::Error::ReconcilerFailed(..)) {
-                    tracing::info!(error = %e, "root-ca-certificate-publisher-controller");
-                }
+    Controller::for_stream(
+        crate::metrics::queue().trigger(ns_events.touched_objects()),
+        namespaces,
+    )
+    .watches_stream(map_events.touched_objects(), |cm: ConfigMap| {
+        cm.namespace().map(|ns| ObjectRef::new(&ns))
+    })
+    .run(
+        crate::metrics::queue().reconciler(reconcile),
+        crate::metrics::queue().error_policy(error_policy),
+        ctx,
+    )
+    .for_each(|result| async move {
+        // Reconcile errors are logged by `error_policy`; anything else (an object gone
+        // from the store, a broken trigger stream) would otherwise pass unseen.
+        if let Err(e) = result {
+            if !matches!(e, kube::runtime::controller::Error::ReconcilerFailed(..)) {
+                tracing::info!(error = %e, "root-ca-certificate-publisher-controller");
             }
-        })
-        .await;
+        }
+    })
+    .await;
 }
 
 #[derive(Debug, thiserror::Error)]

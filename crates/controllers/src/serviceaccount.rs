@@ -27,7 +27,11 @@ pub async fn run(cx: Context) {
             watcher::Config::default().fields("metadata.name=default"),
             |sa| sa.namespace().map(|ns| ObjectRef::new(&ns)),
         )
-        .run(reconcile, error_policy, Arc::new(cx))
+        .run(
+            crate::metrics::queue().reconciler(reconcile),
+            crate::metrics::queue().error_policy(error_policy),
+            Arc::new(cx),
+        )
         .for_each(|_| async {})
         .await;
 }

@@ -46,22 +46,29 @@ pub async fn run(cx: Context) {
     let (accounts, sa_events) = reflected(Api::<ServiceAccount>::all(wc), Default::default());
     let ctx = Arc::new(Ctx { cx, key, accounts });
     let secret_store = secrets.clone();
-    Controller::for_stream(secret_events.touched_objects(), secrets)
-        .watches_stream(sa_events.touched_objects(), move |sa: ServiceAccount| {
-            let ns = sa.namespace();
-            secret_store
-                .state()
-                .iter()
-                .filter(|s| {
-                    s.namespace() == ns
-                        && s.annotations().get(SA_NAME).map(String::as_str) == Some(&sa.name_any())
-                })
-                .map(|s| ObjectRef::from_obj(&**s))
-                .collect::<Vec<_>>()
-        })
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
-        .await;
+    Controller::for_stream(
+        crate::metrics::queue().trigger(secret_events.touched_objects()),
+        secrets,
+    )
+    .watches_stream(sa_events.touched_objects(), move |sa: ServiceAccount| {
+        let ns = sa.namespace();
+        secret_store
+            .state()
+            .iter()
+            .filter(|s| {
+                s.namespace() == ns
+                    && s.annotations().get(SA_NAME).map(String::as_str) == Some(&sa.name_any())
+            })
+            .map(|s| ObjectRef::from_obj(&**s))
+            .collect::<Vec<_>>()
+    })
+    .run(
+        crate::metrics::queue().reconciler(reconcile),
+        crate::metrics::queue().error_policy(error_policy),
+        ctx,
+    )
+    .for_each(|_| async {})
+    .await;
 }
 
 /// The legacy token for `secret` of service account `sa` (upstream's

@@ -67,13 +67,15 @@ pub async fn run(cx: Context) {
     });
     controller
         .run(
-            |sts, s| async move {
-                if s.pods.wait_until_ready().await.is_err() {
-                    return Ok(Action::requeue(Duration::from_secs(1)));
-                }
-                reconcile(sts, s).await
-            },
-            error_policy,
+            crate::metrics::queue().reconciler(
+                |sts: Arc<StatefulSet>, s: Arc<Shared>| async move {
+                    if s.pods.wait_until_ready().await.is_err() {
+                        return Ok(Action::requeue(Duration::from_secs(1)));
+                    }
+                    reconcile(sts, s).await
+                },
+            ),
+            crate::metrics::queue().error_policy(error_policy),
             shared,
         )
         .for_each(|_| async {})

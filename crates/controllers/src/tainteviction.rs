@@ -45,19 +45,26 @@ pub async fn run(cx: Context) {
         recorder,
     });
     let pod_store = pods.clone();
-    Controller::for_stream(pod_events.touched_objects(), pods)
-        .watches_stream(node_events.touched_objects(), move |node: Node| {
-            let name = node.name_any();
-            pod_store
-                .state()
-                .iter()
-                .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(&name))
-                .map(|p| ObjectRef::from_obj(&**p))
-                .collect::<Vec<_>>()
-        })
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
-        .await;
+    Controller::for_stream(
+        crate::metrics::queue().trigger(pod_events.touched_objects()),
+        pods,
+    )
+    .watches_stream(node_events.touched_objects(), move |node: Node| {
+        let name = node.name_any();
+        pod_store
+            .state()
+            .iter()
+            .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(&name))
+            .map(|p| ObjectRef::from_obj(&**p))
+            .collect::<Vec<_>>()
+    })
+    .run(
+        crate::metrics::queue().reconciler(reconcile),
+        crate::metrics::queue().error_policy(error_policy),
+        ctx,
+    )
+    .for_each(|_| async {})
+    .await;
 }
 
 /// What to do with a pod given its node's `NoExecute` taints.

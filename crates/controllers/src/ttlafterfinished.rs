@@ -21,7 +21,11 @@ pub async fn run(cx: Context) {
         Api::<Job>::all(cx.watch_client.clone()),
         watcher::Config::default(),
     )
-    .run(reconcile, error_policy, Arc::new(cx))
+    .run(
+        crate::metrics::queue().reconciler(reconcile),
+        crate::metrics::queue().error_policy(error_policy),
+        Arc::new(cx),
+    )
     .for_each(|_| async {})
     .await;
 }

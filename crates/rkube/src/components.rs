@@ -67,6 +67,55 @@ pub(crate) struct ControllerManagerArgs {
     /// Run controllers only while holding the kube-system/kube-controller-manager Lease.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     leader_elect: bool,
+    /// The HTTPS port serving /healthz and /metrics (upstream's default; 0 turns it off).
+    #[arg(long, default_value_t = 10257)]
+    secure_port: u16,
+    /// The address the secure port listens on. Upstream listens on 0.0.0.0 behind
+    /// delegated authentication; rkube does not delegate yet, so loopback by default.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind_address: std::net::IpAddr,
+}
+
+/// Serves `/healthz` and `/metrics` (every controller's workqueue series) over HTTPS with
+/// a self-signed certificate made at start, as upstream does without `--tls-cert-file`.
+async fn serve_controller_manager_status(
+    address: std::net::SocketAddr,
+) -> Result<impl std::future::Future<Output = ()>> {
+    let mut names = vec!["localhost".to_owned(), crate::certs::hostname()];
+    names.push(address.ip().to_string());
+    let cert = rcgen::generate_simple_self_signed(names)
+        .context("cannot make the controller manager's serving certificate")?;
+    let tls = rkube_apiserver::tls::DynamicTls::new(rkube_apiserver::tls::TlsMaterial {
+        cert_chain: vec![cert.cert.der().clone()],
+        key: rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into()),
+        client_cas: Vec::new(),
+    })
+    .map_err(anyhow::Error::msg)?;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} (--bind-address/--secure-port)"))?;
+    let app = axum::Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            axum::routing::get(|| async {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    rkube_controllers::metrics::render(),
+                )
+            }),
+        );
+    tracing::info!(%address, "controller manager serving /healthz and /metrics");
+    Ok(async move {
+        if let Err(e) =
+            rkube_apiserver::tls::serve(listener, Some(tls), app, std::future::pending()).await
+        {
+            tracing::error!(error = %e, "the controller manager's status server stopped");
+        }
+    })
 }
 
 /// The controller manager's flags that `rkube server` shares.
@@ -173,13 +222,17 @@ pub(crate) fn parse_label(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
 }
 
-/// A client for the API server a kubeconfig names.
-pub(crate) async fn client_from_kubeconfig(path: &Path) -> Result<Client> {
+/// A client for the API server a kubeconfig names, sending `component`'s User-Agent.
+pub(crate) async fn client_from_kubeconfig(path: &Path, component: &str) -> Result<Client> {
     let kubeconfig = Kubeconfig::read_from(path)
         .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+    let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .with_context(|| format!("invalid kubeconfig {}", path.display()))?;
+    config.headers.push((
+        axum::http::header::USER_AGENT,
+        crate::user_agent::header_value(component, None),
+    ));
     Client::try_from(config).context("cannot build an API client")
 }
 
@@ -196,7 +249,7 @@ pub(crate) async fn run_scheduler(args: SchedulerArgs) -> Result<()> {
     if let Some(elect) = args.leader_elect {
         config.leader_election.leader_elect = elect;
     }
-    let client = client_from_kubeconfig(&args.kubeconfig).await?;
+    let client = client_from_kubeconfig(&args.kubeconfig, "kube-scheduler").await?;
     rkube_scheduler::run(
         client,
         rkube_scheduler::SchedulerOptions {
@@ -213,7 +266,15 @@ pub(crate) async fn run_scheduler(args: SchedulerArgs) -> Result<()> {
 }
 
 pub(crate) async fn run_controller_manager(args: ControllerManagerArgs) -> Result<()> {
-    let client = client_from_kubeconfig(&args.kubeconfig).await?;
+    let client = client_from_kubeconfig(&args.kubeconfig, "kube-controller-manager").await?;
+    if args.secure_port != 0 {
+        let status = serve_controller_manager_status(std::net::SocketAddr::new(
+            args.bind_address,
+            args.secure_port,
+        ))
+        .await?;
+        tokio::spawn(status);
+    }
     let shared = client.clone();
     rkube_controllers::run(
         client,
@@ -232,7 +293,7 @@ pub(crate) async fn run_controller_manager(args: ControllerManagerArgs) -> Resul
 }
 
 pub(crate) async fn run_hollow_nodes(args: HollowArgs) -> Result<()> {
-    let client = client_from_kubeconfig(&args.kubeconfig).await?;
+    let client = client_from_kubeconfig(&args.kubeconfig, "hollow-node").await?;
     let opts = rkube_hollow::HollowOptions {
         count: args.count,
         name_prefix: args.name_prefix,

@@ -125,7 +125,7 @@ pub(crate) struct KubeletArgs {
 }
 
 pub(crate) async fn run(args: KubeletArgs) -> Result<()> {
-    let client = crate::components::client_from_kubeconfig(&args.kubeconfig).await?;
+    let client = crate::components::client_from_kubeconfig(&args.kubeconfig, "kubelet").await?;
     let data_dir = args.data_dir.unwrap_or_else(crate::default_data_dir);
     std::fs::create_dir_all(&data_dir)?;
     let mut options = args.flags.options(data_dir);

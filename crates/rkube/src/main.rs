@@ -10,6 +10,7 @@ mod components;
 mod datastore;
 mod kubelet;
 mod server;
+mod user_agent;
 
 /// rkube: Kubernetes, written in Rust.
 #[derive(Parser, Debug)]

@@ -31,6 +31,13 @@ pub(crate) struct ServerArgs {
     /// Address the API server listens on (HTTPS).
     #[arg(long, default_value = "127.0.0.1:6443")]
     listen: SocketAddr,
+    /// The Service IP range; the `kubernetes` Service takes its first address.
+    #[arg(long, default_value = "10.43.0.0/16")]
+    service_cluster_ip_range: String,
+    /// The address the `kubernetes` Service's endpoints advertise (default: the --listen
+    /// address, or 127.0.0.1 when that is unspecified).
+    #[arg(long)]
+    advertise_address: Option<std::net::IpAddr>,
     /// Static bearer tokens, upstream's CSV format: token,user,uid,"group1,group2".
     #[arg(long)]
     token_auth_file: Option<PathBuf>,
@@ -111,7 +118,12 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
         None => store,
     };
 
-    let mut names = ServingNames::new(crate::certs::hostname());
+    let service_ip = rkube_apiserver::kubernetes_service::first_ip(&args.service_cluster_ip_range)
+        .map_err(|e| anyhow::anyhow!("bad --service-cluster-ip-range: {e}"))?;
+    let mut names = ServingNames::new(crate::certs::hostname()).with_ip(service_ip);
+    if let Some(ip) = args.advertise_address {
+        names = names.with_ip(ip);
+    }
     if !args.listen.ip().is_unspecified() {
         names = names.with_ip(args.listen.ip());
     }
@@ -176,6 +188,23 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
     rkube_apiserver::admission::ensure_system_priority_classes(&state)
         .await
         .map_err(|e| anyhow::anyhow!("cannot create the system priority classes: {e}"))?;
+    let advertise_address =
+        args.advertise_address
+            .unwrap_or(if args.listen.ip().is_unspecified() {
+                std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+            } else {
+                args.listen.ip()
+            });
+    rkube_apiserver::kubernetes_service::start(
+        &state,
+        rkube_apiserver::kubernetes_service::Config {
+            service_cidr: args.service_cluster_ip_range.clone(),
+            advertise_address,
+            secure_port: args.listen.port(),
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot set up the kubernetes service: {e}"))?;
     rkube_apiserver::authz::aggregation::pass(&state).await;
     rkube_apiserver::authz::aggregation::start(&state);
     state.authz.sync(&*state.store).await;
@@ -281,8 +310,11 @@ fn start_scheduler(
         "system:kube-scheduler",
         vec!["system:authenticated".into()],
     );
-    let router = rkube_apiserver::router(state.clone()).layer(axum::Extension(tls::CertUser(user)));
-    let client = kube::Client::new(router, "default");
+    let client = in_process_client(
+        state,
+        user,
+        crate::user_agent::header_value("kube-scheduler", None),
+    );
     tokio::spawn(async move {
         let stop = stop.notified();
         let options = rkube_scheduler::SchedulerOptions {
@@ -315,6 +347,7 @@ fn start_kubelet(
                 "system:authenticated".into(),
             ],
         ),
+        crate::user_agent::header_value("kubelet", None),
     );
     tokio::spawn(async move {
         if let Err(e) = rkube_kubelet::run(client, options, stop.notified()).await {
@@ -323,13 +356,15 @@ fn start_kubelet(
     })
 }
 
-/// A client over the API server's router with no socket, authenticated as `user`.
+/// A client over the API server's router with no socket, authenticated as `user`, sending
+/// `agent` as its User-Agent (the default field manager of its writes).
 fn in_process_client(
     state: &std::sync::Arc<ApiState>,
     user: rkube_apiserver::auth::UserInfo,
+    agent: axum::http::HeaderValue,
 ) -> kube::Client {
     let router = rkube_apiserver::router(state.clone()).layer(axum::Extension(tls::CertUser(user)));
-    kube::Client::new(router, "default")
+    kube::Client::new(crate::user_agent::layer(router, agent), "default")
 }
 
 /// Runs the controller manager in-process: its watchers and Lease as
@@ -347,6 +382,7 @@ fn start_controller_manager(
             "system:kube-controller-manager",
             vec!["system:authenticated".into()],
         ),
+        crate::user_agent::header_value("kube-controller-manager", None),
     );
     let st = state.clone();
     let clients: rkube_controllers::ClientFactory = std::sync::Arc::new(move |sa: &str| {
@@ -360,6 +396,7 @@ fn start_controller_manager(
                     "system:authenticated".into(),
                 ],
             ),
+            crate::user_agent::header_value("kube-controller-manager", Some(sa)),
         )
     });
     let options = rkube_controllers::Options {
@@ -369,6 +406,10 @@ fn start_controller_manager(
             crate::components::leader_identity(),
         )),
     };
+    // Its workqueue series are served on the API server's /metrics.
+    state
+        .metrics
+        .add_source(Box::new(rkube_controllers::metrics::render));
     tokio::spawn(async move {
         if let Err(e) = rkube_controllers::run(manager, clients, options, stop.notified()).await {
             tracing::error!(error = %e, "the controller manager stopped");

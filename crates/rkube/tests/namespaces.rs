@@ -232,3 +232,89 @@ fn a_finalizer_keeps_the_namespace_terminating_and_the_conditions_name_it() {
         removed.elapsed()
     );
 }
+
+#[test]
+fn an_unavailable_apiservice_blocks_namespace_deletion_until_it_is_removed() {
+    let c = Cluster::start(&[]);
+    // An APIService whose backend is a loopback port nothing listens on.
+    let dead_port = rkube_testkit::free_port();
+    c.ok(&["create", "namespace", "ext"]);
+    c.create(&format!(
+        r#"apiVersion: v1
+kind: Service
+metadata: {{name: dead-api, namespace: ext}}
+spec:
+  ports: [{{name: https, port: 443, targetPort: 8443}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: dead-api-1
+  namespace: ext
+  labels: {{kubernetes.io/service-name: dead-api}}
+addressType: IPv4
+endpoints: [{{addresses: [127.0.0.1], conditions: {{ready: true}}}}]
+ports: [{{name: https, port: {dead_port}, protocol: TCP}}]
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata: {{name: v1alpha1.dead.example.com}}
+spec:
+  group: dead.example.com
+  version: v1alpha1
+  groupPriorityMinimum: 1000
+  versionPriority: 15
+  service: {{namespace: ext, name: dead-api, port: 443}}
+  insecureSkipTLSVerify: true
+"#
+    ));
+    wait_for(
+        &c,
+        &[
+            "get",
+            "apiservice",
+            "v1alpha1.dead.example.com",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Available\")].status}",
+        ],
+        "Available=False",
+        |s| s == "False",
+    );
+    c.ok(&["create", "namespace", "doomed"]);
+    c.ok(&[
+        "create",
+        "configmap",
+        "cm",
+        "-n",
+        "doomed",
+        "--from-literal=a=b",
+    ]);
+    c.ok(&["delete", "namespace", "doomed", "--wait=false"]);
+    let t = "NamespaceDeletionDiscoveryFailure";
+    let cond = format!("jsonpath={{.status.conditions[?(@.type==\"{t}\")].status}}|{{.status.conditions[?(@.type==\"{t}\")].reason}}|{{.status.conditions[?(@.type==\"{t}\")].message}}");
+    let got = wait_for(
+        &c,
+        &["get", "namespace", "doomed", "-o", &cond],
+        "NamespaceDeletionDiscoveryFailure=True",
+        |s| s.starts_with("True|"),
+    );
+    assert!(
+        got.starts_with("True|DiscoveryFailed|Discovery failed for some groups, 1 failing: "),
+        "{got}"
+    );
+    assert!(got.contains("dead.example.com/v1alpha1"), "{got}");
+    // Blocked: still Terminating.
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "namespace",
+            "doomed",
+            "-o",
+            "jsonpath={.status.phase}"
+        ]),
+        "Terminating"
+    );
+    // Removing the broken APIService lets the deletion finish.
+    c.ok(&["delete", "apiservice", "v1alpha1.dead.example.com"]);
+    wait_gone(&c, "doomed");
+}

@@ -293,6 +293,13 @@ pub const CLUSTER_ROLES: &[RoleDef] = &[
         Res(&["create", "delete", "get", "list", "update", "watch"], &["discovery.k8s.io"], &["endpointslices"]),
         Res(EVENT_WRITE, EVENTS, &["events"]),
     ]},
+    RoleDef { name: "system:controller:endpointslicemirroring-controller", labels: &[], aggregates: &[], rules: &[
+        Res(READ, CORE, &["endpoints", "services"]),
+        Res(&["update"], CORE, &["services/finalizers"]),
+        Res(&["update"], CORE, &["endpoints/finalizers"]),
+        Res(&["create", "delete", "get", "list", "update", "watch"], &["discovery.k8s.io"], &["endpointslices"]),
+        Res(EVENT_WRITE, EVENTS, &["events"]),
+    ]},
     RoleDef { name: "system:controller:node-controller", labels: &[], aggregates: &[], rules: &[
         Res(&["delete", "get", "list", "patch", "update", "watch"], CORE, &["nodes"]),
         Res(&["patch", "update"], CORE, &["nodes/status"]),
@@ -450,6 +457,7 @@ pub const CLUSTER_ROLE_BINDINGS: &[BindingDef] = &[
     BindingDef { role: "system:controller:deployment-controller", subjects: &[Subject::ServiceAccount("kube-system", "deployment-controller")] },
     BindingDef { role: "system:controller:endpoint-controller", subjects: &[Subject::ServiceAccount("kube-system", "endpoint-controller")] },
     BindingDef { role: "system:controller:endpointslice-controller", subjects: &[Subject::ServiceAccount("kube-system", "endpointslice-controller")] },
+    BindingDef { role: "system:controller:endpointslicemirroring-controller", subjects: &[Subject::ServiceAccount("kube-system", "endpointslicemirroring-controller")] },
     BindingDef { role: "system:controller:node-controller", subjects: &[Subject::ServiceAccount("kube-system", "node-controller")] },
     BindingDef { role: "system:controller:root-ca-cert-publisher", subjects: &[Subject::ServiceAccount("kube-system", "root-ca-cert-publisher")] },
     BindingDef { role: "system:controller:certificate-controller", subjects: &[Subject::ServiceAccount("kube-system", "certificate-controller")] },

@@ -46,13 +46,20 @@ pub async fn run(cx: Context) {
     let ctx = Arc::new(Ctx { cx, secrets });
     create_cluster_info(&ctx).await;
     let target = || ObjectRef::<ConfigMap>::new(CLUSTER_INFO).within(PUBLIC_NAMESPACE);
-    Controller::for_stream(map_events.touched_objects(), maps)
-        .watches_stream(secret_events.touched_objects(), move |s: Secret| {
-            (s.type_.as_deref() == Some(super::TOKEN_TYPE)).then(target)
-        })
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
-        .await;
+    Controller::for_stream(
+        crate::metrics::queue().trigger(map_events.touched_objects()),
+        maps,
+    )
+    .watches_stream(secret_events.touched_objects(), move |s: Secret| {
+        (s.type_.as_deref() == Some(super::TOKEN_TYPE)).then(target)
+    })
+    .run(
+        crate::metrics::queue().reconciler(reconcile),
+        crate::metrics::queue().error_policy(error_policy),
+        ctx,
+    )
+    .for_each(|_| async {})
+    .await;
 }
 
 /// cluster-info's kubeconfig: the cluster's CA and server, no credentials.

@@ -28,7 +28,11 @@ use crate::Context;
 pub async fn run(cx: Context) {
     let api: Api<CertificateSigningRequest> = Api::all(cx.watch_client.clone());
     Controller::new(api, watcher::Config::default())
-        .run(reconcile, error_policy, Arc::new(cx))
+        .run(
+            crate::metrics::queue().reconciler(reconcile),
+            crate::metrics::queue().error_policy(error_policy),
+            Arc::new(cx),
+        )
         .for_each(|_| async {})
         .await;
 }

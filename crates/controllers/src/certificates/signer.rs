@@ -53,7 +53,11 @@ pub async fn run(cx: Context) {
         ca_key,
     });
     Controller::new(api, watcher::Config::default())
-        .run(reconcile, error_policy, ctx)
+        .run(
+            crate::metrics::queue().reconciler(reconcile),
+            crate::metrics::queue().error_policy(error_policy),
+            ctx,
+        )
         .for_each(|_| async {})
         .await;
 }

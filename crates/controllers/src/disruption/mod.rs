@@ -47,7 +47,11 @@ pub async fn run(cx: Context) {
                     .collect::<Vec<_>>()
             },
         )
-        .run(reconcile, error_policy, Arc::new(cx))
+        .run(
+            crate::metrics::queue().reconciler(reconcile),
+            crate::metrics::queue().error_policy(error_policy),
+            Arc::new(cx),
+        )
         .for_each(|_| async {})
         .await;
 }

@@ -41,7 +41,11 @@ pub async fn run(cx: Context) {
         attempts: Mutex::default(),
     });
     Controller::new(namespaces, watcher::Config::default())
-        .run(reconcile, error_policy, state)
+        .run(
+            crate::metrics::queue().reconciler(reconcile),
+            crate::metrics::queue().error_policy(error_policy),
+            state,
+        )
         .for_each(|_| async {})
         .await;
 }

@@ -168,10 +168,17 @@ pub async fn run(cx: Context) {
             releaser.alloc.lock().unwrap().release(&node.name_any());
         }
     });
-    Controller::for_stream(events.touched_objects(), nodes)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
-        .await;
+    Controller::for_stream(
+        crate::metrics::queue().trigger(events.touched_objects()),
+        nodes,
+    )
+    .run(
+        crate::metrics::queue().reconciler(reconcile),
+        crate::metrics::queue().error_policy(error_policy),
+        ctx,
+    )
+    .for_each(|_| async {})
+    .await;
 }
 
 #[derive(Debug, thiserror::Error)]

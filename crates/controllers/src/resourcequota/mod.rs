@@ -53,7 +53,11 @@ pub async fn run(cx: Context) {
             quotas_in(store.clone()),
         )
         .watches(Api::<Secret>::all(client.clone()), cfg(), quotas_in(store))
-        .run(reconcile, error_policy, Arc::new(cx))
+        .run(
+            crate::metrics::queue().reconciler(reconcile),
+            crate::metrics::queue().error_policy(error_policy),
+            Arc::new(cx),
+        )
         .for_each(|_| async {})
         .await;
 }
