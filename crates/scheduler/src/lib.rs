@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cache;
+pub mod explain;
 pub mod framework;
 pub mod leader_election;
 pub mod listers;

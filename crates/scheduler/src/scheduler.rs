@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -76,7 +77,14 @@ struct Scheduler {
     nominated: Mutex<HashMap<String, (String, PodInfo)>>,
     /// PodDisruptionBudgets by `namespace/name`, and the list cycles read.
     pdbs: Mutex<(HashMap<String, PodDisruptionBudget>, Pdbs)>,
+    /// Each pod's latest failure report still running (pod UID → sequence, task), so
+    /// the next one starts after it.
+    reports: Mutex<HashMap<String, (u64, tokio::task::JoinHandle<()>)>>,
+    report_seq: AtomicU64,
 }
+
+/// How long one preemption API call may take.
+const API_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn now_rfc3339() -> String {
     let now = SystemTime::now()
@@ -120,7 +128,8 @@ impl Scheduler {
     }
 
     fn on_node(&self, event: watcher::Event<Node>, listed: &mut Option<HashSet<String>>) {
-        match event {
+        // managedFields are for writers; the cache holding them cost a few KiB per object.
+        match event.modify(|n| n.metadata.managed_fields = None) {
             watcher::Event::Init => *listed = Some(HashSet::new()),
             watcher::Event::InitApply(node) => {
                 if let Some(l) = listed.as_mut() {
@@ -243,7 +252,8 @@ impl Scheduler {
     }
 
     fn on_pod(&self, event: watcher::Event<Pod>, listed: &mut Option<Vec<Pod>>) {
-        match event {
+        // managedFields are for writers; the cache holding them cost a few KiB per pod.
+        match event.modify(|p| p.metadata.managed_fields = None) {
             watcher::Event::Init => *listed = Some(Vec::new()),
             watcher::Event::InitApply(pod) => match listed.as_mut() {
                 Some(l) => l.push(pod),
@@ -309,7 +319,7 @@ impl Scheduler {
             Ok(r) => r,
             Err(err) => {
                 drop(_enter);
-                self.handle_failure(qp, err).await;
+                self.handle_failure(qp, err);
                 return;
             }
         };
@@ -327,8 +337,7 @@ impl Scheduler {
         if !reserve.is_success() {
             self.cache().forget_pod(pod.uid());
             drop(_enter);
-            self.handle_failure(qp, ScheduleError::Internal(reserve))
-                .await;
+            self.handle_failure(qp, ScheduleError::Internal(reserve));
             return;
         }
         let (permit, _) = self.framework.run_permit(&state, &pod, &node);
@@ -336,8 +345,7 @@ impl Scheduler {
             self.framework.run_unreserve(&state, &pod, &node);
             self.cache().forget_pod(pod.uid());
             drop(_enter);
-            self.handle_failure(qp, ScheduleError::Internal(permit))
-                .await;
+            self.handle_failure(qp, ScheduleError::Internal(permit));
             return;
         }
         drop(_enter);
@@ -357,8 +365,7 @@ impl Scheduler {
             tracing::info!(object.ref = %pod.key(), node.name = %node, error = %status.message(), "binding failed");
             self.framework.run_unreserve(&state, pod, &node);
             self.cache().forget_pod(pod.uid());
-            self.handle_failure(qp, ScheduleError::Internal(status))
-                .await;
+            self.handle_failure(qp, ScheduleError::Internal(status));
             return;
         }
         self.queue.done(pod.uid());
@@ -375,7 +382,13 @@ impl Scheduler {
         .await;
     }
 
-    async fn handle_failure(&self, qp: QueuedPod, err: ScheduleError) {
+    /// Reports a failed cycle. Only the bookkeeping happens here: the pod goes back to
+    /// the queue and, when preemption chose victims, is nominated for their node at once
+    /// (so later cycles keep the room for it). The API calls — evicting the victims,
+    /// `nominatedNodeName`, the FailedScheduling event, PodScheduled=False — run on a
+    /// task of their own, as upstream's asynchronous preemption does, so the scheduling
+    /// loop never waits on them; one pod's reports still reach the API in order.
+    fn handle_failure(self: &Arc<Self>, qp: QueuedPod, err: ScheduleError) {
         let message = err.to_string();
         let rejectors = match &err {
             ScheduleError::Fit(fit) => fit.rejectors.clone(),
@@ -384,33 +397,72 @@ impl Scheduler {
         };
         let pod = qp.info.pod.clone();
         tracing::info!(object.ref = %qp.info.key(), reason = %message, "unable to schedule pod");
-        if let ScheduleError::Fit(fit) = &err {
-            if let Some(nomination) = &fit.nomination {
-                self.preempt(&pod, nomination).await;
-            }
-        }
-        self.queue.add_unschedulable(qp, rejectors);
-        let reason = match err {
+        let reason = match &err {
             ScheduleError::Internal(_) => "SchedulerError",
             _ => "Unschedulable",
         };
-        self.record_event(&pod, "Warning", "FailedScheduling", &message)
-            .await;
-        self.set_unschedulable(&pod, reason, &message).await;
+        let nomination = match err {
+            ScheduleError::Fit(fit) => fit.nomination,
+            _ => None,
+        };
+        if let Some(nomination) = &nomination {
+            self.nominated()
+                .insert(uid(&pod), (nomination.node.clone(), qp.info.clone()));
+        }
+        self.queue.add_unschedulable(qp, rejectors);
+        let this = self.clone();
+        let key = uid(&pod);
+        self.report(key, async move {
+            if let Some(nomination) = &nomination {
+                this.preempt(&pod, nomination).await;
+            }
+            this.record_event(&pod, "Warning", "FailedScheduling", &message)
+                .await;
+            // A report that lost the race with a later cycle placing the pod must not
+            // mark it unschedulable.
+            if !this.cache().has_pod(&uid(&pod)) {
+                this.set_unschedulable(&pod, reason, &message).await;
+            }
+        });
     }
 
-    /// Evicts the victims preemption chose and nominates the pod for their node; the
-    /// pod is retried when their deletion frees the room.
+    /// Runs a pod's API reports on a task, after the pod's earlier reports finished.
+    fn report(self: &Arc<Self>, key: String, work: impl Future<Output = ()> + Send + 'static) {
+        let mut reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+        let previous = reports.remove(&key);
+        let seq = self.report_seq.fetch_add(1, Ordering::Relaxed);
+        let this = self.clone();
+        let done_key = key.clone();
+        let handle = tokio::spawn(async move {
+            if let Some((_, previous)) = previous {
+                let _ = previous.await;
+            }
+            work.await;
+            let mut reports = this.reports.lock().unwrap_or_else(|e| e.into_inner());
+            if reports.get(&done_key).is_some_and(|(s, _)| *s == seq) {
+                reports.remove(&done_key);
+            }
+        });
+        reports.insert(key, (seq, handle));
+    }
+
+    /// Evicts the victims preemption chose (all at once) and sets the pod's
+    /// `nominatedNodeName`; the pod is retried when their deletion frees the room.
     async fn preempt(&self, pod: &Pod, nomination: &crate::framework::Nomination) {
         let node = &nomination.node;
         tracing::info!(object.ref = %crate::framework::node_info::pod_key(pod), node.name = %node,
             victims = nomination.victims.len(), "preempting");
-        for victim in &nomination.victims {
+        let evictions = nomination.victims.iter().map(|victim| async move {
             let ns = victim.metadata.namespace.as_deref().unwrap_or("default");
             let name = victim.metadata.name.as_deref().unwrap_or_default();
             let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
-            match api.delete(name, &kube::api::DeleteParams::default()).await {
-                Ok(_) => {
+            let deleted = tokio::time::timeout(
+                API_CALL_TIMEOUT,
+                api.delete(name, &kube::api::DeleteParams::default()),
+            )
+            .await;
+            match deleted {
+                Ok(Ok(_)) => {
                     let message = format!(
                         "Preempted by pod {} on node {node}",
                         pod.metadata.uid.as_deref().unwrap_or_default()
@@ -418,15 +470,15 @@ impl Scheduler {
                     self.record_event(victim, "Normal", "Preempted", &message)
                         .await;
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     tracing::info!(object.ref = %format!("{ns}/{name}"), error = %e, "cannot preempt victim")
                 }
+                Err(_) => {
+                    tracing::info!(object.ref = %format!("{ns}/{name}"), "cannot preempt victim: the API server did not answer in time")
+                }
             }
-        }
-        self.nominated().insert(
-            uid(pod),
-            (node.clone(), PodInfo::new(Arc::new(pod.clone()))),
-        );
+        });
+        futures::future::join_all(evictions).await;
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
         let name = pod.metadata.name.as_deref().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
@@ -521,6 +573,8 @@ impl Scheduler {
             return;
         };
         match api.create(&PostParams::default(), &event).await {
+            // A pod is scheduled once: only events that can repeat are remembered.
+            Ok(_) if reason == "Scheduled" => {}
             Ok(_) => {
                 let mut recorded = self.recorded.lock().unwrap_or_else(|e| e.into_inner());
                 if recorded.len() > 10_000 {
@@ -627,6 +681,8 @@ pub async fn run(
         recorded: Mutex::new(HashMap::new()),
         nominated: Mutex::new(HashMap::new()),
         pdbs: Mutex::default(),
+        reports: Mutex::default(),
+        report_seq: AtomicU64::new(0),
     });
 
     let nodes = {

@@ -22,8 +22,12 @@ impl BalancedAllocation {
 pub fn score(pod: &PodInfo, node: &NodeInfo) -> i64 {
     let mut buf = [0.0; DEFAULT_SCORED_RESOURCES.len()];
     let mut len = 0;
-    for (resource, _) in DEFAULT_SCORED_RESOURCES {
+    let mut allocatable_all = [0; DEFAULT_SCORED_RESOURCES.len()];
+    let mut requested_all = [0; DEFAULT_SCORED_RESOURCES.len()];
+    for (i, (resource, _)) in DEFAULT_SCORED_RESOURCES.iter().enumerate() {
         let (requested, allocatable) = requested_and_allocatable(resource, pod, node, true);
+        allocatable_all[i] = allocatable;
+        requested_all[i] = requested;
         if allocatable == 0 {
             continue;
         }
@@ -43,10 +47,12 @@ pub fn score(pod: &PodInfo, node: &NodeInfo) -> i64 {
     tracing::trace!(
         pod = %pod.key(),
         node = %node.name(),
-        resourceAllocationScorer = "BalancedAllocation",
+        resourceAllocationScorer = NAME,
+        allocatableResource = ?allocatable_all,
+        requestedResource = ?requested_all,
         fractions = ?fractions,
         resourceScore = score,
-        "Scoring resources"
+        "Listed internal info for allocatable resources, requested resources and score"
     );
     score
 }
