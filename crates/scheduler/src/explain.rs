@@ -552,7 +552,7 @@ mod tests {
         let fw = default_profile(&Handle::default());
         // The pod fills node a; were it counted, b (empty) would win.
         let me = bound("me", "u1", "a", "3");
-        let other = bound("other", "u2", "b", "2");
+        let other = bound("other", "u2", "b", "1");
         let (snap, nominated) = snapshot_without(
             vec![node("a", "4", false), node("b", "4", false)],
             vec![me.clone(), other],
