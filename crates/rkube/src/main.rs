@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod certs;
 mod components;
 mod datastore;
+mod explain;
 mod kubelet;
 mod server;
 mod user_agent;
@@ -38,6 +39,12 @@ enum Command {
     Kubelet(kubelet::KubeletArgs),
     /// Checks and rotates the cluster's certificates.
     Certs(certs::CertsArgs),
+    /// Explains the scheduler's decision for a pod: each node's filter verdict and the
+    /// feasible nodes' scores per plugin.
+    Explain(explain::ExplainArgs),
+    /// Runs a benchmark (the same ones as `cargo run -p bench --`).
+    #[command(subcommand)]
+    Bench(bench::Command),
     /// Prints the version.
     Version,
 }
@@ -84,6 +91,8 @@ fn main() -> Result<()> {
         Command::HollowNodes(args) => runtime()?.block_on(components::run_hollow_nodes(args)),
         Command::Kubelet(args) => runtime()?.block_on(kubelet::run(args)),
         Command::Certs(args) => certs::run(args),
+        Command::Explain(args) => runtime()?.block_on(explain::run(args)),
+        Command::Bench(command) => bench::run(command),
         Command::Version => {
             println!("rkube {}", env!("CARGO_PKG_VERSION"));
             Ok(())

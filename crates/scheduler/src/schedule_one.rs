@@ -136,7 +136,7 @@ pub fn num_feasible_nodes_to_find_with(percentage: Option<u32>, num_all_nodes: u
 /// Filter, counting pods nominated to the node (by preemption) with at least this pod's
 /// priority as if they ran there, so no one takes the room they were promised; a node
 /// fits only if it also fits without them (upstream runs both passes).
-fn filter_with_nominated(
+pub(crate) fn filter_with_nominated(
     filters: &Filters<'_>,
     nominated: Option<&NominatedPods>,
     state: &CycleState,

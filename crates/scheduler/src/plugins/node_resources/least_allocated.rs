@@ -57,7 +57,7 @@ pub fn score(pod: &PodInfo, node: &NodeInfo) -> i64 {
         allocatableResource = ?allocatable_all,
         requestedResource = ?requested_all,
         resourceScore = score,
-        "Scoring resources"
+        "Listed internal info for allocatable resources, requested resources and score"
     );
     score
 }

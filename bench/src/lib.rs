@@ -1,0 +1,62 @@
+//! rkube's benchmark harness. Each subcommand measures one hot path and prints a table
+//! plus a JSON file; numbers are for comparing builds on one machine, never asserted.
+//! The `bench` binary and `rkube bench` both parse [`Command`] and call [`run`].
+
+use anyhow::Result;
+use clap::Subcommand;
+
+mod admission;
+mod authn;
+mod authz;
+mod deployment;
+mod merge;
+mod pods;
+mod schedule;
+mod schedule_e2e;
+mod stats;
+mod store;
+
+/// The benchmarks.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Concurrent creates against the store backends, with watch delivery latency.
+    Store(store::StoreArgs),
+    /// Authorization decisions against an RBAC index of many bindings.
+    Authz(authz::AuthzArgs),
+    /// Field ownership and patch costs per write (managedFields, SMP, server-side apply).
+    Merge(merge::MergeArgs),
+    /// Bearer-token authentication: service-account JWTs cold and warm, bootstrap and
+    /// static tokens.
+    Authn(authn::AuthnArgs),
+    /// The scheduling cycle alone, in memory, over many nodes.
+    ScheduleAlgorithm(schedule::ScheduleArgs),
+    /// The scheduler end to end: rkube server and scheduler, hollow nodes, pods created
+    /// through the API until every binding is persisted.
+    Schedule(schedule_e2e::ScheduleE2eArgs),
+    /// A Deployment on hollow nodes through a real server: time to all Ready and to roll
+    /// out a new image, with the server's (controller manager's) CPU and RSS.
+    Deployment(deployment::DeploymentArgs),
+    /// Pod startup latency and RSS on a real node (containerd; needs root).
+    Pods(pods::PodsArgs),
+    /// The admission chain per pod create: bare, with LimitRange and ResourceQuota, with
+    /// many webhook configurations.
+    Admission(admission::AdmissionArgs),
+}
+
+/// Runs one benchmark on a runtime of its own (call it outside any runtime).
+pub fn run(command: Command) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match command {
+        Command::Store(args) => rt.block_on(store::run(args)),
+        Command::Authz(args) => authz::run(args),
+        Command::Merge(args) => merge::run(args),
+        Command::Authn(args) => rt.block_on(authn::run(args)),
+        Command::ScheduleAlgorithm(args) => schedule::run(args),
+        Command::Schedule(args) => rt.block_on(schedule_e2e::run(args)),
+        Command::Deployment(args) => deployment::run(args),
+        Command::Pods(args) => rt.block_on(pods::run(args)),
+        Command::Admission(args) => rt.block_on(admission::run(args)),
+    }
+}
