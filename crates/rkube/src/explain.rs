@@ -46,7 +46,7 @@ pub(crate) async fn run(args: ExplainArgs) -> Result<()> {
             .unwrap_or_else(crate::default_data_dir)
             .join("admin.kubeconfig"),
     };
-    let client = crate::components::client_from_kubeconfig(&kubeconfig).await?;
+    let client = crate::components::client_from_kubeconfig(&kubeconfig, "kubectl").await?;
     let explanation = rkube_scheduler::explain::explain(&client, &args.namespace, &args.name)
         .await
         .with_context(|| format!("cannot explain pod {}/{}", args.namespace, args.name))?;
