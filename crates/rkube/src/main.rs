@@ -36,7 +36,7 @@ enum Command {
     /// Simulates nodes: registers them, renews their leases, and runs their pods on paper.
     HollowNodes(components::HollowArgs),
     /// Runs a kubelet: registers this machine as a Node and runs its pods on containerd.
-    Kubelet(kubelet::KubeletArgs),
+    Kubelet(Box<kubelet::KubeletArgs>),
     /// Checks and rotates the cluster's certificates.
     Certs(certs::CertsArgs),
     /// Explains the scheduler's decision for a pod: each node's filter verdict and the
@@ -89,7 +89,7 @@ fn main() -> Result<()> {
             runtime()?.block_on(components::run_controller_manager(args))
         }
         Command::HollowNodes(args) => runtime()?.block_on(components::run_hollow_nodes(args)),
-        Command::Kubelet(args) => runtime()?.block_on(kubelet::run(args)),
+        Command::Kubelet(args) => runtime()?.block_on(kubelet::run(*args)),
         Command::Certs(args) => certs::run(args),
         Command::Explain(args) => runtime()?.block_on(explain::run(args)),
         Command::Bench(command) => bench::run(command),
