@@ -234,6 +234,9 @@ fn cronjob_validates_fires_records_and_prunes_history() {
 
     // Jobs created from it (kubectl's --from) are its own; finished ones beyond the
     // history limit (1) are deleted, oldest first.
+    // Start times have one-second resolution and ties go by name ("manual" < "tick-…"),
+    // so let a second pass for "manual" to be the newer job, as the test means it.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     c.ok(&["create", "job", "manual", "--from=cronjob/tick"]);
     let owner = jsonpath(
         &c,
