@@ -909,7 +909,8 @@ assert err == "py-err\n", repr(err)
 assert resp.returncode == 2, resp.returncode
 resp.close()
 resp = stream(v1.connect_get_namespaced_pod_exec, "shell", "default", container="main",
-              command=["sh", "-c", "read l; stty size; echo got:$l"],
+              # The runtime applies a resize asynchronously: poll until it has landed.
+              command=["sh", "-c", "read l; for i in $(seq 50); do s=$(stty size 2>/dev/null) && [ \"$s\" != \"0 0\" ] && break; sleep 0.1; done; echo $s; echo got:$l"],
               stderr=True, stdin=True, stdout=True, tty=True, _preload_content=False)
 resp.write_channel(4, json.dumps({"Width": 77, "Height": 13}))
 resp.write_stdin("hi\n")
