@@ -15,21 +15,7 @@ fn least_requested_score(requested: i64, capacity: i64) -> i64 {
 /// The weighted mean of each configured resource's free share (requests with scoring
 /// defaults); resources the node has none of are left out, as upstream.
 pub fn score_resources(resources: &[ResourceSpec], pod: &PodInfo, node: &NodeInfo) -> i64 {
-    let mut total = 0;
-    let mut weights = 0;
-    for r in resources {
-        let (requested, allocatable) = requested_and_allocatable(&r.name, pod, node, false);
-        if allocatable == 0 {
-            continue;
-        }
-        total += least_requested_score(requested, allocatable) * r.weight;
-        weights += r.weight;
-    }
-    if weights == 0 {
-        0
-    } else {
-        total / weights
-    }
+    super::weighted_mean(resources, pod, node, least_requested_score)
 }
 
 /// The node's LeastAllocated score for the pod: the weighted mean over cpu and memory

@@ -59,3 +59,29 @@ pub fn default_resources() -> Vec<ResourceSpec> {
 
 /// The resources scored by default, with their weights (upstream's cpu:1, memory:1).
 pub const DEFAULT_SCORED_RESOURCES: &[(&str, i64)] = &[("cpu", 1), ("memory", 1)];
+
+/// The weighted mean over `resources` of `share(requested, allocatable)` (requests with
+/// scoring defaults); resources the node has none of are left out, as upstream's
+/// resource allocation scorers do.
+pub(crate) fn weighted_mean(
+    resources: &[ResourceSpec],
+    pod: &PodInfo,
+    node: &NodeInfo,
+    share: fn(i64, i64) -> i64,
+) -> i64 {
+    let mut total = 0;
+    let mut weights = 0;
+    for r in resources {
+        let (requested, allocatable) = requested_and_allocatable(&r.name, pod, node, false);
+        if allocatable == 0 {
+            continue;
+        }
+        total += share(requested, allocatable) * r.weight;
+        weights += r.weight;
+    }
+    if weights == 0 {
+        0
+    } else {
+        total / weights
+    }
+}

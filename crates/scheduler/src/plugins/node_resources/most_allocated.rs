@@ -1,7 +1,7 @@
 //! MostAllocated: a NodeResourcesFit scoring strategy — the more of a node's allocatable
 //! is requested once the pod is placed, the higher its score (bin packing).
 
-use super::{requested_and_allocatable, ResourceSpec};
+use super::ResourceSpec;
 use crate::framework::{NodeInfo, PodInfo, MAX_NODE_SCORE};
 
 /// `requested * 100 / allocatable`, capped at 100; 0 for a resource the node lacks.
@@ -15,21 +15,7 @@ fn most_requested_score(requested: i64, capacity: i64) -> i64 {
 /// The weighted mean of each scored resource's requested share (non-zero defaults for
 /// requests); resources the node has none of are left out.
 pub fn score(resources: &[ResourceSpec], pod: &PodInfo, node: &NodeInfo) -> i64 {
-    let mut total = 0;
-    let mut weights = 0;
-    for r in resources {
-        let (requested, allocatable) = requested_and_allocatable(&r.name, pod, node, false);
-        if allocatable == 0 {
-            continue;
-        }
-        total += most_requested_score(requested, allocatable) * r.weight;
-        weights += r.weight;
-    }
-    if weights == 0 {
-        0
-    } else {
-        total / weights
-    }
+    super::weighted_mean(resources, pod, node, most_requested_score)
 }
 
 #[cfg(test)]
