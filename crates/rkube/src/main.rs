@@ -50,16 +50,21 @@ enum Command {
 }
 
 fn init_logging(verbosity: u8) {
+    // -v raises our own crates' level; libraries (hyper, h2, rustls, kube) stay at info
+    // unless RKUBE_LOG says otherwise, so `-v 10` shows the scheduler's per-node scoring
+    // rather than every frame on the wire.
     let level = match verbosity {
         0..=3 => "info",
-        4..=5 => "debug",
-        _ => "trace",
+        4..=5 => "info,rkube=debug",
+        _ => "info,rkube=trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("RKUBE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour only on a terminal: logs redirected to files stay plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 

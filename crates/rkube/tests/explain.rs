@@ -175,3 +175,42 @@ fn a_scheduled_pods_explained_choice_is_its_node() {
     assert!(out.contains(&format!("Would pick: {node}\n")), "{out}");
     assert_eq!(node, "hollow-node-2");
 }
+
+/// The seed's chapter-4 view: at `-v 10` the scheduler logs, per node, what the resource
+/// scorer saw (allocatable, requested) and the score, and each plugin's score.
+#[test]
+fn at_v10_the_scheduler_logs_each_nodes_resource_scores() {
+    let c = Cluster::start(&["-v", "10"]);
+    let _nodes = HollowNodes::start(&c, &["--count", "2", "--cpu", "4"]);
+    wait_nodes_ready(&c, 2);
+    c.create(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: logged\nspec:\n  containers:\n  - name: c\n    image: busybox\n    resources:\n      requests: {cpu: \"1\", memory: 256Mi}\n",
+    );
+    wait_for(
+        &c,
+        &["get", "pod", "logged", "-o", "jsonpath={.spec.nodeName}"],
+        "logged to be bound",
+        |out| !out.is_empty(),
+    );
+    let log = c.log();
+    for node in ["hollow-node-0", "hollow-node-1"] {
+        let line = log
+            .lines()
+            .find(|l| {
+                l.contains("Listed internal info for allocatable resources")
+                    && l.contains("LeastAllocated")
+                    && l.contains("default/logged")
+                    && l.contains(node)
+            })
+            .unwrap_or_else(|| panic!("no LeastAllocated line for {node} in the log"));
+        // cpu: 4 cores allocatable, the pod's 1 core requested (in millicores).
+        assert!(line.contains("allocatableResource=[4000, "), "{line}");
+        assert!(line.contains("requestedResource=[1000, "), "{line}");
+        assert!(
+            log.lines().any(|l| l.contains("default/logged")
+                && l.contains(node)
+                && l.contains("NodeResourcesBalancedAllocation")),
+            "no per-plugin score for {node}"
+        );
+    }
+}

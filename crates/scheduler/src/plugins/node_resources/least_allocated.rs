@@ -1,7 +1,7 @@
 //! LeastAllocated: NodeResourcesFit's default scoring strategy — the more of a node's
 //! allocatable remains free after placing the pod, the higher its score.
 
-use super::{requested_and_allocatable, ResourceSpec, DEFAULT_SCORED_RESOURCES};
+use super::ResourceSpec;
 use crate::framework::{NodeInfo, PodInfo, MAX_NODE_SCORE};
 
 /// `(allocatable - requested) * 100 / allocatable`, 0 when over-committed or empty.
@@ -15,37 +15,13 @@ fn least_requested_score(requested: i64, capacity: i64) -> i64 {
 /// The weighted mean of each configured resource's free share (requests with scoring
 /// defaults); resources the node has none of are left out, as upstream.
 pub fn score_resources(resources: &[ResourceSpec], pod: &PodInfo, node: &NodeInfo) -> i64 {
-    super::weighted_mean(resources, pod, node, least_requested_score)
-}
-
-/// The node's LeastAllocated score for the pod: the weighted mean over cpu and memory
-/// of each one's free share, using requests with scoring defaults.
-pub fn score(pod: &PodInfo, node: &NodeInfo) -> i64 {
-    let mut total = 0;
-    let mut weights = 0;
-    let mut allocatable_all = [0; 2];
-    let mut requested_all = [0; 2];
-    for (i, (resource, weight)) in DEFAULT_SCORED_RESOURCES.iter().enumerate() {
-        let (requested, allocatable) = requested_and_allocatable(resource, pod, node, false);
-        if let Some(slot) = allocatable_all.get_mut(i) {
-            *slot = allocatable;
-            requested_all[i] = requested;
-        }
-        total += least_requested_score(requested, allocatable) * weight;
-        weights += weight;
-    }
-    let score = if weights == 0 { 0 } else { total / weights };
-    // The seed's `-v 10` view: what each node has and what would be requested.
-    tracing::trace!(
-        pod = %pod.key(),
-        node = %node.name(),
-        resourceAllocationScorer = "LeastAllocated",
-        allocatableResource = ?allocatable_all,
-        requestedResource = ?requested_all,
-        resourceScore = score,
-        "Listed internal info for allocatable resources, requested resources and score"
-    );
-    score
+    super::weighted_mean(
+        "LeastAllocated",
+        resources,
+        pod,
+        node,
+        least_requested_score,
+    )
 }
 
 #[cfg(test)]
@@ -54,6 +30,7 @@ mod tests {
 
     use super::*;
     use crate::plugins::helper::test_util::{node, pod, pod_named};
+    use crate::plugins::node_resources::default_resources;
 
     fn requests(cpu: &str, mem: &str) -> serde_json::Value {
         json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu, "memory": mem}}}]})
@@ -68,7 +45,10 @@ mod tests {
             json!({}),
             json!({"cpu": "4", "memory": "10000"}),
         );
-        assert_eq!(score(&pod(requests("3", "5000")), &n), 37);
+        assert_eq!(
+            score_resources(&default_resources(), &pod(requests("3", "5000")), &n),
+            37
+        );
         // Node 6000m/10000 with an existing 3000m/0 pod (memory defaults to 200Mi,
         // over capacity → 0), incoming 3000m/5000: cpu 0, memory 0.
         let mut n2 = node(
@@ -81,7 +61,10 @@ mod tests {
             "e",
             json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "3"}}}]}),
         ));
-        assert_eq!(score(&pod(requests("3", "5000")), &n2), 0);
+        assert_eq!(
+            score_resources(&default_resources(), &pod(requests("3", "5000")), &n2),
+            0
+        );
     }
 
     #[test]
@@ -96,6 +79,9 @@ mod tests {
             json!({"cpu": "4", "memory": "7153864704"}),
         );
         n.add_pod(pod_named("e", requests("6250m", "2Gi")));
-        assert_eq!(score(&pod(requests("100m", "256Mi")), &n), 33);
+        assert_eq!(
+            score_resources(&default_resources(), &pod(requests("100m", "256Mi")), &n),
+            33
+        );
     }
 }

@@ -62,8 +62,10 @@ pub const DEFAULT_SCORED_RESOURCES: &[(&str, i64)] = &[("cpu", 1), ("memory", 1)
 
 /// The weighted mean over `resources` of `share(requested, allocatable)` (requests with
 /// scoring defaults); resources the node has none of are left out, as upstream's
-/// resource allocation scorers do.
+/// resource allocation scorers do. At trace level (`-v 10`) it logs what upstream's
+/// scorer logs: each resource's allocatable and requested amounts and the score.
 pub(crate) fn weighted_mean(
+    scorer: &'static str,
     resources: &[ResourceSpec],
     pod: &PodInfo,
     node: &NodeInfo,
@@ -79,9 +81,23 @@ pub(crate) fn weighted_mean(
         total += share(requested, allocatable) * r.weight;
         weights += r.weight;
     }
-    if weights == 0 {
-        0
-    } else {
-        total / weights
+    let score = if weights == 0 { 0 } else { total / weights };
+    if tracing::enabled!(tracing::Level::TRACE) {
+        let amounts: Vec<(i64, i64)> = resources
+            .iter()
+            .map(|r| requested_and_allocatable(&r.name, pod, node, false))
+            .collect();
+        let allocatable: Vec<i64> = amounts.iter().map(|a| a.1).collect();
+        let requested: Vec<i64> = amounts.iter().map(|a| a.0).collect();
+        tracing::trace!(
+            pod = %pod.key(),
+            node = %node.name(),
+            resourceAllocationScorer = scorer,
+            allocatableResource = ?allocatable,
+            requestedResource = ?requested,
+            resourceScore = score,
+            "Listed internal info for allocatable resources, requested resources and score"
+        );
     }
+    score
 }

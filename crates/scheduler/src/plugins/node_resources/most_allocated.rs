@@ -15,7 +15,7 @@ fn most_requested_score(requested: i64, capacity: i64) -> i64 {
 /// The weighted mean of each scored resource's requested share (non-zero defaults for
 /// requests); resources the node has none of are left out.
 pub fn score(resources: &[ResourceSpec], pod: &PodInfo, node: &NodeInfo) -> i64 {
-    super::weighted_mean(resources, pod, node, most_requested_score)
+    super::weighted_mean("MostAllocated", resources, pod, node, most_requested_score)
 }
 
 #[cfg(test)]
