@@ -34,6 +34,11 @@ struct PodArgs {
     /// The data dir whose admin.kubeconfig is used when no kubeconfig is named.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// The KubeSchedulerConfiguration the scheduler runs with (`rkube scheduler
+    /// --config`): the pod's schedulerName picks the profile evaluated. Without it, the
+    /// built-in default profile.
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 pub(crate) async fn run(args: ExplainArgs) -> Result<()> {
@@ -46,10 +51,18 @@ pub(crate) async fn run(args: ExplainArgs) -> Result<()> {
             .unwrap_or_else(crate::default_data_dir)
             .join("admin.kubeconfig"),
     };
+    let config = match &args.config {
+        Some(path) => Some(
+            rkube_scheduler::config::load_file(path)
+                .with_context(|| format!("bad --config {}", path.display()))?,
+        ),
+        None => None,
+    };
     let client = crate::components::client_from_kubeconfig(&kubeconfig, "kubectl").await?;
-    let explanation = rkube_scheduler::explain::explain(&client, &args.namespace, &args.name)
-        .await
-        .with_context(|| format!("cannot explain pod {}/{}", args.namespace, args.name))?;
+    let explanation =
+        rkube_scheduler::explain::explain(&client, &args.namespace, &args.name, config.as_ref())
+            .await
+            .with_context(|| format!("cannot explain pod {}/{}", args.namespace, args.name))?;
     print!("{explanation}");
     Ok(())
 }

@@ -54,6 +54,23 @@ fn pod(name: &str, scheduler: &str, cpu: &str) -> String {
 
 const HEAD: &str = "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n";
 
+/// `rkube explain pod NAME --config FILE`'s output (it must succeed).
+fn explain_with_config(c: &Cluster, pod: &str, config: &std::path::Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_rkube"))
+        .args(["explain", "pod", pod, "--kubeconfig"])
+        .arg(&c.kubeconfig)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("run rkube explain");
+    assert!(
+        out.status.success(),
+        "rkube explain failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 #[test]
 fn each_profile_schedules_the_pods_that_name_it() {
     let c = Cluster::start(&["--disable-scheduler"]);
@@ -98,6 +115,37 @@ fn each_profile_schedules_the_pods_that_name_it() {
     assert_eq!(node_of(&c, "packed"), busy, "MostAllocated packs");
     c.create(&pod("spread", "default-scheduler", "1"));
     assert_eq!(node_of(&c, "spread"), idle, "LeastAllocated spreads");
+
+    // `rkube explain --config` evaluates the profile the pod names: "packer" scores with
+    // NodeResourcesFit alone and would pick the busy node again; a pod naming no profile
+    // gets an error saying so.
+    let explained = explain_with_config(&c, "packed", &config);
+    assert!(
+        explained.contains("Profile:            packer (from the given configuration)"),
+        "{explained}"
+    );
+    assert!(explained.contains("NodeResourcesFit(×1)"), "{explained}");
+    assert!(
+        !explained.contains("NodeResourcesBalancedAllocation"),
+        "{explained}"
+    );
+    assert!(
+        explained.contains(&format!("Would pick: {busy}\n")),
+        "{explained}"
+    );
+    let orphan = Command::new(env!("CARGO_BIN_EXE_rkube"))
+        .args(["explain", "pod", "orphan", "--kubeconfig"])
+        .arg(&c.kubeconfig)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!orphan.status.success());
+    let err = String::from_utf8_lossy(&orphan.stderr);
+    assert!(
+        err.contains("the configuration has no profile for scheduler \"no-such-scheduler\" (profiles: default-scheduler, packer)"),
+        "{err}"
+    );
 
     // Each Scheduled event comes from its profile's name.
     for (p, component) in [

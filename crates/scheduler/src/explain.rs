@@ -48,6 +48,10 @@ pub enum Error {
     },
     #[error("the API server did not answer within {secs} s while reading {what}")]
     TimedOut { what: &'static str, secs: u64 },
+    #[error("the configuration has no profile for scheduler {0:?} (profiles: {1}); a scheduler running it leaves this pod alone")]
+    NoProfile(String, String),
+    #[error("building the {0:?} profile: {1}")]
+    Profile(String, crate::config::ConfigError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -165,6 +169,9 @@ pub struct Explanation {
     pub pod_scheduled: Option<(String, String, String)>,
     /// The latest FailedScheduling event's message.
     pub failed_scheduling: Option<String>,
+    /// Whether the evaluated profile came from a given configuration (else the built-in
+    /// default profile).
+    pub from_config: bool,
     pub evaluation: Evaluation,
 }
 
@@ -206,8 +213,15 @@ fn node_name(pod: &Pod) -> Option<&str> {
 }
 
 /// Reads the cluster through `client` and explains pod `namespace/name`: a bound pod is
-/// evaluated as if it were still pending, without itself on its node.
-pub async fn explain(client: &Client, namespace: &str, name: &str) -> Result<Explanation> {
+/// evaluated as if it were still pending, without itself on its node. With a scheduler
+/// `config`, the profile the pod's schedulerName names is evaluated; without one, the
+/// built-in default profile.
+pub async fn explain(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    config: Option<&crate::config::Configuration>,
+) -> Result<Explanation> {
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let target = match tokio::time::timeout(CALL_TIMEOUT, pods_api.get(name)).await {
         Ok(r) => r.map_err(|source| Error::GetPodFailed {
@@ -253,10 +267,32 @@ pub async fn explain(client: &Client, namespace: &str, name: &str) -> Result<Exp
 
     let uid = target.metadata.uid.clone().unwrap_or_default();
     let mut explanation = describe(&target, &events);
-    let fw = default_profile(&Handle {
+    let handle = Handle {
         client: Some(client.clone()),
         listers,
-    });
+    };
+    let fw = match config {
+        None => default_profile(&handle),
+        Some(config) => {
+            let wanted = &explanation.scheduler_name;
+            let profile = config
+                .profiles
+                .iter()
+                .find(|p| &p.scheduler_name == wanted)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = config
+                        .profiles
+                        .iter()
+                        .map(|p| p.scheduler_name.as_str())
+                        .collect();
+                    Error::NoProfile(wanted.clone(), names.join(", "))
+                })?;
+            explanation.from_config = true;
+            profile
+                .build(&crate::plugins::in_tree_registry(), &handle)
+                .map_err(|e| Error::Profile(wanted.clone(), e))?
+        }
+    };
     let (snapshot, nominated) = snapshot_without(nodes, pods, &uid);
     let mut pending = target;
     if let Some(spec) = pending.spec.as_mut() {
@@ -340,6 +376,7 @@ fn describe(pod: &Pod, events: &[Event]) -> Explanation {
             .filter(|n| !n.is_empty()),
         pod_scheduled,
         failed_scheduling,
+        from_config: false,
         evaluation: Evaluation::default(),
     }
 }
@@ -417,7 +454,13 @@ impl fmt::Display for Explanation {
             "FailedScheduling:   {}",
             self.failed_scheduling.as_deref().unwrap_or("<none>")
         )?;
-        if self.scheduler_name != DEFAULT_SCHEDULER_NAME {
+        if self.from_config {
+            writeln!(
+                f,
+                "Profile:            {} (from the given configuration)",
+                self.scheduler_name
+            )?;
+        } else if self.scheduler_name != DEFAULT_SCHEDULER_NAME {
             writeln!(
                 f,
                 "Note: the pod asks for scheduler {:?}; this is the {DEFAULT_SCHEDULER_NAME} profile's view.",
@@ -575,6 +618,7 @@ mod tests {
             nominated_node: None,
             pod_scheduled: None,
             failed_scheduling: None,
+            from_config: false,
             evaluation: e,
         }
         .to_string();
