@@ -65,13 +65,13 @@ pub async fn run(cx: Context) {
     });
     controller
         .run(
-            |cj, s| async move {
+            crate::metrics::queue().reconciler(|cj: Arc<CronJob>, s: Arc<Shared>| async move {
                 if s.jobs.wait_until_ready().await.is_err() {
                     return Ok(Action::requeue(Duration::from_secs(1)));
                 }
                 reconcile(cj, s).await
-            },
-            error_policy,
+            }),
+            crate::metrics::queue().error_policy(error_policy),
             shared,
         )
         .for_each(|_| async {})

@@ -360,6 +360,22 @@ fn controller_workqueue_metrics_move_on_the_apiserver_metrics_endpoint() {
     );
     // The API server's own series are still there.
     assert!(after.contains("apiserver_request_total{"), "{after}");
+    // Every controller goes through the wrappers, the CronJob controller too.
+    let cj = "cronjob-controller";
+    let cj_work = series(&after, "workqueue_work_duration_seconds_count", cj);
+    c.ok(&[
+        "create",
+        "cronjob",
+        "counted",
+        "--image=busybox",
+        "--schedule=0 0 1 1 *",
+    ]);
+    wait_for_series(scrape, "cronjob reconciles", |t| {
+        series(t, "workqueue_work_duration_seconds_count", cj) > cj_work
+            && t.contains(&format!(
+                "controller_reconcile_total{{name=\"{cj}\",result=\"success\"}}"
+            ))
+    });
 }
 
 #[test]
