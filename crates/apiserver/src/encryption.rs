@@ -77,15 +77,7 @@ impl Provider {
             }
             Provider::AesGcm(_) => {
                 let nonce: [u8; 12] = rand::random();
-                let cipher = gcm_key(secret)?;
-                let mut sealed = plain.to_vec();
-                cipher
-                    .seal_in_place_append_tag(
-                        ring::aead::Nonce::assume_unique_for_key(nonce),
-                        ring::aead::Aad::from(key.as_bytes()),
-                        &mut sealed,
-                    )
-                    .map_err(|_| "aesgcm: encryption failed".to_owned())?;
+                let sealed = gcm_seal(secret, &nonce, key.as_bytes(), plain)?;
                 out.extend_from_slice(&nonce);
                 out.extend_from_slice(&sealed);
             }
@@ -137,24 +129,7 @@ impl Provider {
                     return Some(failed("the stored data was shorter than the required size"));
                 }
                 let (nonce, sealed) = data.split_at(12);
-                let Ok(cipher) = gcm_key(secret) else {
-                    return Some(failed("bad key"));
-                };
-                let mut buf = sealed.to_vec();
-                let nonce = ring::aead::Nonce::try_assume_unique_for_key(nonce)
-                    .map_err(|_| "aesgcm: bad nonce".to_owned());
-                match nonce.and_then(|n| {
-                    cipher
-                        .open_in_place(n, ring::aead::Aad::from(key.as_bytes()), &mut buf)
-                        .map(|p| p.len())
-                        .map_err(|_| "aesgcm: message authentication failed".to_owned())
-                }) {
-                    Ok(len) => {
-                        buf.truncate(len);
-                        Ok(buf)
-                    }
-                    Err(e) => Err(e),
-                }
+                gcm_open(secret, nonce, key.as_bytes(), sealed)
             }
             Provider::Secretbox(_) => {
                 if data.len() < 24 {
@@ -173,19 +148,44 @@ impl Provider {
     }
 }
 
-fn gcm_key(secret: &[u8]) -> std::result::Result<ring::aead::LessSafeKey, String> {
-    let alg = match secret.len() {
-        16 => &ring::aead::AES_128_GCM,
-        32 => &ring::aead::AES_256_GCM,
-        n => {
-            return Err(format!(
-                "aesgcm: {n}-byte keys are not supported (use 16 or 32)"
-            ))
-        }
-    };
-    ring::aead::UnboundKey::new(alg, secret)
-        .map(ring::aead::LessSafeKey::new)
-        .map_err(|_| "aesgcm: bad key".to_owned())
+/// AES-GCM with a 128-, 192- or 256-bit key, as upstream's aesgcm (a 12-byte nonce,
+/// the store key as additional data, the 16-byte tag appended).
+type Aes192Gcm = aes_gcm::AesGcm<aes::Aes192, aes_gcm::aead::consts::U12>;
+
+fn gcm_seal(
+    secret: &[u8],
+    nonce: &[u8; 12],
+    aad: &[u8],
+    plain: &[u8],
+) -> std::result::Result<Vec<u8>, String> {
+    let payload = aes_gcm::aead::Payload { msg: plain, aad };
+    let nonce = aes_gcm::Nonce::from_slice(nonce);
+    match secret.len() {
+        16 => aes_gcm::Aes128Gcm::new_from_slice(secret).map(|c| c.encrypt(nonce, payload)),
+        24 => Aes192Gcm::new_from_slice(secret).map(|c| c.encrypt(nonce, payload)),
+        32 => aes_gcm::Aes256Gcm::new_from_slice(secret).map(|c| c.encrypt(nonce, payload)),
+        n => return Err(format!("aesgcm: {n}-byte keys are not supported")),
+    }
+    .map_err(|_| "aesgcm: bad key".to_owned())?
+    .map_err(|_| "aesgcm: encryption failed".to_owned())
+}
+
+fn gcm_open(
+    secret: &[u8],
+    nonce: &[u8],
+    aad: &[u8],
+    sealed: &[u8],
+) -> std::result::Result<Vec<u8>, String> {
+    let payload = aes_gcm::aead::Payload { msg: sealed, aad };
+    let nonce = aes_gcm::Nonce::from_slice(nonce);
+    match secret.len() {
+        16 => aes_gcm::Aes128Gcm::new_from_slice(secret).map(|c| c.decrypt(nonce, payload)),
+        24 => Aes192Gcm::new_from_slice(secret).map(|c| c.decrypt(nonce, payload)),
+        32 => aes_gcm::Aes256Gcm::new_from_slice(secret).map(|c| c.decrypt(nonce, payload)),
+        n => return Err(format!("aesgcm: {n}-byte keys are not supported")),
+    }
+    .map_err(|_| "aesgcm: bad key".to_owned())?
+    .map_err(|_| "aesgcm: message authentication failed".to_owned())
 }
 
 /// A parsed `EncryptionConfiguration`: for each store prefix it covers, the providers.
@@ -360,7 +360,7 @@ fn provider(p: &Value, field: &str) -> std::result::Result<Provider, String> {
                 .map_err(|e| format!("{field}.{kind}.keys[{i}].secret: Invalid value: REDACTED: secrets must be base64 encoded: {e}"))?;
             let sizes: &[usize] = match kind.as_str() {
                 "aescbc" => &[16, 24, 32],
-                "aesgcm" => &[16, 32],
+                "aesgcm" => &[16, 24, 32],
                 _ => &[32],
             };
             if !sizes.contains(&secret.len()) {
@@ -536,6 +536,27 @@ mod tests {
 
     const KEY: &str = "/registry/secrets/ns/s";
 
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// The GCM specification's test case 9 (AES-192, no additional data) and test
+    /// case 16 (AES-256 with additional data): the 192-bit path is real AES-GCM.
+    #[test]
+    fn aesgcm_matches_the_gcm_specification_vectors() {
+        let plain = unhex("d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b391aafd255");
+        let nonce: [u8; 12] = unhex("cafebabefacedbaddecaf888").try_into().unwrap();
+        let key192 = unhex("feffe9928665731c6d6a8f9467308308feffe9928665731c");
+        let sealed = gcm_seal(&key192, &nonce, b"", &plain).unwrap();
+        let want = unhex("3980ca0b3c00e841eb06fac4872a2757859e1ceaa6efd984628593b40ca1e19c7d773d00c144c525ac619d18c84a3f4718e2448b2fe324d9ccda2710acade2569924a7c8587336bfb118024db8674a14");
+        assert_eq!(sealed, want);
+        assert_eq!(gcm_open(&key192, &nonce, b"", &sealed).unwrap(), plain);
+        assert!(gcm_open(&key192, &nonce, b"other", &sealed).is_err());
+    }
+
     #[test]
     fn every_provider_round_trips_with_upstreams_prefix() {
         let k16 = b64(&[1; 16]);
@@ -545,6 +566,7 @@ mod tests {
             ("aescbc", &k16, "k8s:enc:aescbc:v1:key1:"),
             ("aesgcm", &k16, "k8s:enc:aesgcm:v1:key1:"),
             ("aesgcm", &k32, "k8s:enc:aesgcm:v1:key1:"),
+            ("aesgcm", &b64(&[3; 24]), "k8s:enc:aesgcm:v1:key1:"),
             ("secretbox", &k32, "k8s:enc:secretbox:v1:key1:"),
         ] {
             let c = config(&format!(
