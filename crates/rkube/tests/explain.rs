@@ -8,21 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::hollow::HollowNodes;
-use support::{wait_for, wait_with_timeout, Cluster};
-
-fn wait_nodes_ready(c: &Cluster, n: usize) {
-    wait_for(
-        c,
-        &[
-            "get",
-            "nodes",
-            "-o",
-            "jsonpath={range .items[*]}{.status.conditions[?(@.type=='Ready')].status}{\"\\n\"}{end}",
-        ],
-        &format!("{n} ready nodes"),
-        |out| out.lines().filter(|l| *l == "True").count() >= n,
-    );
-}
+use support::{wait_for, wait_nodes_ready, wait_with_timeout, Cluster};
 
 /// Runs `rkube explain pod NAME` with the admin kubeconfig; returns its output.
 fn explain(c: &Cluster, pod: &str) -> String {

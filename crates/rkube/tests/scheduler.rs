@@ -8,30 +8,7 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{wait_for, Cluster, HollowNodes};
-
-fn wait_nodes_ready(c: &Cluster, n: usize) {
-    wait_for(
-        c,
-        &[
-            "get",
-            "nodes",
-            "-o",
-            "jsonpath={range .items[*]}{.status.conditions[?(@.type=='Ready')].status}{\"\\n\"}{end}",
-        ],
-        &format!("{n} ready nodes"),
-        |out| out.lines().filter(|l| *l == "True").count() >= n,
-    );
-}
-
-fn node_of(c: &Cluster, pod: &str) -> String {
-    wait_for(
-        c,
-        &["get", "pod", pod, "-o", "jsonpath={.spec.nodeName}"],
-        &format!("pod {pod} to be bound"),
-        |out| !out.is_empty(),
-    )
-}
+use support::{node_of, wait_for, wait_nodes_ready, Cluster, HollowNodes};
 
 fn pod_yaml(name: &str, spec: &str) -> String {
     format!(

@@ -10,7 +10,7 @@ mod support;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support::{wait_for, wait_with_timeout, Cluster, HollowNodes};
+use support::{node_of, wait_for, wait_nodes_ready, wait_with_timeout, Cluster, HollowNodes};
 
 /// A `rkube scheduler` process, killed (by PID) when dropped.
 struct Scheduler(Child);
@@ -20,29 +20,6 @@ impl Drop for Scheduler {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn wait_nodes_ready(c: &Cluster, n: usize) {
-    wait_for(
-        c,
-        &[
-            "get",
-            "nodes",
-            "-o",
-            "jsonpath={range .items[*]}{.status.conditions[?(@.type=='Ready')].status}{\"\\n\"}{end}",
-        ],
-        &format!("{n} ready nodes"),
-        |out| out.lines().filter(|l| *l == "True").count() >= n,
-    );
-}
-
-fn node_of(c: &Cluster, pod: &str) -> String {
-    wait_for(
-        c,
-        &["get", "pod", pod, "-o", "jsonpath={.spec.nodeName}"],
-        &format!("pod {pod} to be bound"),
-        |out| !out.is_empty(),
-    )
 }
 
 fn pod(name: &str, scheduler: &str, cpu: &str) -> String {

@@ -4,6 +4,9 @@
 
 pub mod hollow;
 
+#[allow(unused_imports)]
+pub use hollow::HollowNodes;
+
 /// Server flags for tests that count a namespace's ConfigMaps: every namespace otherwise
 /// has the `kube-root-ca.crt` ConfigMap the root CA publisher makes, as upstream.
 pub const WITHOUT_ROOT_CA_CONFIGMAPS: &[&str] = &["--controllers=*,-root-ca-cert-publisher"];
@@ -442,34 +445,29 @@ impl Cluster {
     }
 }
 
-/// A `rkube hollow-nodes` process, killed (by PID) when dropped.
-pub struct HollowNodes(Child);
-
-impl HollowNodes {
-    pub fn start(c: &Cluster, extra: &[&str]) -> HollowNodes {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(c.data_dir().join("hollow.log"))
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
-            .arg("hollow-nodes")
-            .arg("--kubeconfig")
-            .arg(&c.kubeconfig)
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn rkube hollow-nodes");
-        HollowNodes(child)
-    }
+/// Waits (up to 30 s) until at least `n` nodes report Ready=True.
+pub fn wait_nodes_ready(c: &Cluster, n: usize) {
+    wait_for(
+        c,
+        &[
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={range .items[*]}{.status.conditions[?(@.type=='Ready')].status}{\"\\n\"}{end}",
+        ],
+        &format!("{n} ready nodes"),
+        |out| out.lines().filter(|l| *l == "True").count() >= n,
+    );
 }
 
-impl Drop for HollowNodes {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// Waits (up to 30 s) until pod `pod` (default namespace) is bound; returns its node.
+pub fn node_of(c: &Cluster, pod: &str) -> String {
+    wait_for(
+        c,
+        &["get", "pod", pod, "-o", "jsonpath={.spec.nodeName}"],
+        &format!("pod {pod} to be bound"),
+        |out| !out.is_empty(),
+    )
 }
 
 /// Polls `kubectl args` until its output satisfies `check` (up to 30 s); returns the
