@@ -561,7 +561,9 @@ where
         + Send
         + 'static,
 {
-    let mut stream = watcher(api, watcher::Config::default()).boxed();
+    let mut stream = watcher(api, watcher::Config::default())
+        .map_ok(|e| e.modify(strip_managed_fields))
+        .boxed();
     while let Some(event) = stream.try_next().await.transpose() {
         match event {
             Ok(e) => on_event(e),
@@ -572,6 +574,12 @@ where
         }
     }
     Err(Error::WatchEnded { what })
+}
+
+/// Drops an object's managedFields as it arrives, as upstream's scheduler informers do:
+/// nothing here reads them, and they are often the larger part of a pod or node.
+fn strip_managed_fields<K: kube::Resource>(obj: &mut K) {
+    obj.meta_mut().managed_fields = None;
 }
 
 /// Applies a watch event to a lister (a relist replaces it whole at its end); whether
@@ -653,7 +661,9 @@ pub async fn run(
         let api: Api<Node> = Api::all(client.clone());
         async move {
             let mut listed = None;
-            let mut stream = watcher(api, watcher::Config::default()).boxed();
+            let mut stream = watcher(api, watcher::Config::default())
+                .map_ok(|e| e.modify(strip_managed_fields))
+                .boxed();
             while let Some(event) = stream.try_next().await.transpose() {
                 match event {
                     Ok(e) => sched.on_node(e, &mut listed),
@@ -671,7 +681,9 @@ pub async fn run(
         let api: Api<Pod> = Api::all(client.clone());
         async move {
             let mut listed = None;
-            let mut stream = watcher(api, watcher::Config::default()).boxed();
+            let mut stream = watcher(api, watcher::Config::default())
+                .map_ok(|e| e.modify(strip_managed_fields))
+                .boxed();
             while let Some(event) = stream.try_next().await.transpose() {
                 match event {
                     Ok(e) => sched.on_pod(e, &mut listed),
