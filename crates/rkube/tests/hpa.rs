@@ -205,7 +205,12 @@ fn serve_one(
             .ok()
             .and_then(|o| serde_json::from_slice(&o.stdout).ok())
             .unwrap_or_default();
-        let now = rfc3339(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs());
+        let now = rfc3339(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+        );
         let cpu = format!("{}m", usage.load(Ordering::SeqCst));
         let items: Vec<serde_json::Value> = pods["items"]
             .as_array()
@@ -276,7 +281,13 @@ fn events(c: &Cluster, reason: &str) -> Vec<String> {
 }
 
 fn replicas(c: &Cluster) -> i64 {
-    let out = c.ok(&["get", "deployment", "web", "-o", "jsonpath={.spec.replicas}"]);
+    let out = c.ok(&[
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ]);
     out.trim().parse().unwrap_or(-1)
 }
 
@@ -311,12 +322,23 @@ spec:
         resources: {requests: {cpu: 100m}}
 "#,
     );
-    wait_json(&c, &["get", "deployment", "web"], 30, "web available", |d| {
-        d["status"]["availableReplicas"] == 1
-    });
+    wait_json(
+        &c,
+        &["get", "deployment", "web"],
+        30,
+        "web available",
+        |d| d["status"]["availableReplicas"] == 1,
+    );
 
     // No metrics API yet: upstream's failure condition and events.
-    c.ok(&["autoscale", "deployment", "web", "--cpu-percent=50", "--min=1", "--max=5"]);
+    c.ok(&[
+        "autoscale",
+        "deployment",
+        "web",
+        "--cpu-percent=50",
+        "--min=1",
+        "--max=5",
+    ]);
     let hpa = wait_json(&c, &["get", "hpa", "web"], 30, "ScalingActive=False", |h| {
         condition(h, "ScalingActive").0 == "False"
     });
@@ -339,9 +361,14 @@ spec:
     assert_eq!(hpa["status"]["currentReplicas"], 1);
     let row = c.ok(&["get", "hpa", "web", "--no-headers"]);
     assert!(
-        row.split_whitespace()
-            .take(6)
-            .eq(["web", "Deployment/web", "cpu:", "<unknown>/50%", "1", "5"]),
+        row.split_whitespace().take(6).eq([
+            "web",
+            "Deployment/web",
+            "cpu:",
+            "<unknown>/50%",
+            "1",
+            "5"
+        ]),
         "{row}"
     );
     assert_eq!(
@@ -392,8 +419,10 @@ spec:
     });
     let rescales = events(&c, "SuccessfulRescale");
     assert!(
-        rescales.iter().any(|m| m
-            == "New size: 2; reason: cpu resource utilization (percentage of request) above target"),
+        rescales.iter().any(|m| {
+            m
+            == "New size: 2; reason: cpu resource utilization (percentage of request) above target"
+        }),
         "{rescales:?}"
     );
     assert_eq!(
@@ -408,7 +437,10 @@ spec:
         hpa["status"]["currentMetrics"],
         serde_json::json!([{"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 80, "averageValue": "80m"}}}])
     );
-    assert_eq!(hpa["status"]["observedGeneration"], hpa["metadata"]["generation"]);
+    assert_eq!(
+        hpa["status"]["observedGeneration"],
+        hpa["metadata"]["generation"]
+    );
 
     // Up to the maximum, then limited there.
     let hpa = wait_json(&c, &["get", "hpa", "web"], 60, "5 replicas, limited", |h| {
@@ -426,28 +458,45 @@ spec:
     assert_eq!(replicas(&c), 5);
     let sizes = events(&c, "SuccessfulRescale");
     assert!(
-        sizes.iter().any(|m| m.starts_with("New size: 5; reason: cpu resource utilization")),
+        sizes
+            .iter()
+            .any(|m| m.starts_with("New size: 5; reason: cpu resource utilization")),
         "{sizes:?}"
     );
     let table = c.ok(&["get", "hpa", "web"]);
     let mut lines = table.lines();
     assert!(
         lines.next().unwrap().split_whitespace().eq([
-            "NAME", "REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"
+            "NAME",
+            "REFERENCE",
+            "TARGETS",
+            "MINPODS",
+            "MAXPODS",
+            "REPLICAS",
+            "AGE"
         ]),
         "{table}"
     );
     assert!(
-        lines
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .take(7)
-            .eq(["web", "Deployment/web", "cpu:", "80%/50%", "1", "5", "5"]),
+        lines.next().unwrap().split_whitespace().take(7).eq([
+            "web",
+            "Deployment/web",
+            "cpu:",
+            "80%/50%",
+            "1",
+            "5",
+            "5"
+        ]),
         "{table}"
     );
     // The v1 view, through the API server's conversion.
-    let v1 = c.ok(&["get", "horizontalpodautoscalers.v1.autoscaling", "web", "-o", "json"]);
+    let v1 = c.ok(&[
+        "get",
+        "horizontalpodautoscalers.v1.autoscaling",
+        "web",
+        "-o",
+        "json",
+    ]);
     let v1: serde_json::Value = serde_json::from_str(&v1).unwrap();
     assert_eq!(v1["spec"]["targetCPUUtilizationPercentage"], 50);
     assert_eq!(v1["status"]["currentCPUUtilizationPercentage"], 80);
@@ -477,14 +526,202 @@ spec:
     assert!(events(&c, "SuccessfulRescale")
         .iter()
         .any(|m| m == "New size: 1; reason: All metrics below target"));
-    wait_json(&c, &["get", "deployment", "web"], 30, "web back to 1", |d| {
-        d["spec"]["replicas"] == 1
-    });
+    wait_json(
+        &c,
+        &["get", "deployment", "web"],
+        30,
+        "web back to 1",
+        |d| d["spec"]["replicas"] == 1,
+    );
     let row = c.ok(&["get", "hpa", "web", "--no-headers"]);
     assert!(
         row.split_whitespace()
             .take(4)
             .eq(["web", "Deployment/web", "cpu:", "10%/50%"]),
         "{row}"
+    );
+}
+
+/// Scale targets of any kind (a custom resource with a `scale` subresource, resolved
+/// through discovery), an HPA created as autoscaling/v1, the min-replicas floor, and
+/// upstream's failures: a missing target, and custom and external metrics APIs that are
+/// not registered.
+#[test]
+fn custom_targets_v1_objects_and_failures() {
+    let c = Cluster::start(&["--horizontal-pod-autoscaler-sync-period", "1s"]);
+    c.create(
+        r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+    subresources:
+      status: {}
+      scale: {specReplicasPath: .spec.replicas, statusReplicasPath: .status.replicas, labelSelectorPath: .status.selector}
+"#,
+    );
+    wait_json(
+        &c,
+        &["get", "crd", "widgets.example.com"],
+        30,
+        "the CRD established",
+        |v| {
+            v["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "Established" && c["status"] == "True")
+            })
+        },
+    );
+    for name in ["floor", "custom"] {
+        c.create(&format!(
+            "apiVersion: example.com/v1\nkind: Widget\nmetadata: {{name: {name}}}\nspec: {{replicas: 2}}\n"
+        ));
+        c.ok(&[
+            "patch",
+            "widget",
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &format!(r#"{{"status": {{"replicas": 2, "selector": "app={name}"}}}}"#),
+        ]);
+    }
+
+    // autoscaling/v1, below its minimum: scaled straight to minReplicas.
+    c.create(
+        r#"apiVersion: autoscaling/v1
+kind: HorizontalPodAutoscaler
+metadata: {name: floor}
+spec:
+  scaleTargetRef: {apiVersion: example.com/v1, kind: Widget, name: floor}
+  minReplicas: 4
+  maxReplicas: 6
+  targetCPUUtilizationPercentage: 50
+"#,
+    );
+    wait_json(
+        &c,
+        &["get", "widget", "floor"],
+        30,
+        "the widget scaled to 4",
+        |w| w["spec"]["replicas"] == 4,
+    );
+    let out = c.ok(&["get", "events", "-o", "json"]);
+    let events: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["reason"] == "SuccessfulRescale"
+                && e["involvedObject"]["name"] == "floor"
+                && e["message"]
+                    == "New size: 4; reason: Current number of replicas below Spec.MinReplicas"),
+        "{events}"
+    );
+    let v1 = wait_json(
+        &c,
+        &["get", "horizontalpodautoscalers.v1.autoscaling", "floor"],
+        30,
+        "v1 status",
+        |h| h["status"]["desiredReplicas"] == 4,
+    );
+    assert!(v1["status"]["lastScaleTime"].is_string(), "{v1}");
+
+    // Custom and external metrics with neither API registered.
+    c.create(
+        r#"apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: custom}
+spec:
+  scaleTargetRef: {apiVersion: example.com/v1, kind: Widget, name: custom}
+  minReplicas: 1
+  maxReplicas: 10
+  metrics:
+  - type: Pods
+    pods: {metric: {name: qps}, target: {type: AverageValue, averageValue: "10"}}
+  - type: External
+    external: {metric: {name: queue}, target: {type: Value, value: "30"}}
+"#,
+    );
+    let hpa = wait_json(
+        &c,
+        &["get", "hpa", "custom"],
+        30,
+        "ScalingActive=False",
+        |h| condition(h, "ScalingActive").0 == "False",
+    );
+    let pods_error = "unable to get metric qps: unable to fetch metrics from custom metrics API: no custom metrics API (custom.metrics.k8s.io) registered";
+    assert_eq!(
+        condition(&hpa, "ScalingActive"),
+        (
+            "False".into(),
+            "FailedGetPodsMetric".into(),
+            format!("the HPA was unable to compute the replica count: {pods_error}")
+        )
+    );
+    assert_eq!(condition(&hpa, "AbleToScale").1, "SucceededGetScale");
+    assert_eq!(hpa["status"]["currentReplicas"], 2);
+    let messages = |reason: &str| -> Vec<String> {
+        let out = c.ok(&["get", "events", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["reason"] == reason && e["involvedObject"]["name"] == "custom")
+            .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert_eq!(messages("FailedGetPodsMetric"), vec![pods_error.to_owned()]);
+    assert_eq!(
+        messages("FailedGetExternalMetric"),
+        vec!["unable to get external metric default/queue/<nil>: unable to fetch metrics from external metrics API: the server could not find the requested resource (get queue.external.metrics.k8s.io)".to_owned()]
+    );
+    assert_eq!(
+        messages("FailedComputeMetricsReplicas"),
+        vec![format!("invalid metrics (2 invalid out of 2), first error is: failed to get pods metric value: {pods_error}")]
+    );
+    let row = c.ok(&["get", "hpa", "custom", "--no-headers"]);
+    assert!(
+        row.split_whitespace().take(4).eq([
+            "custom",
+            "Widget/custom",
+            "<unknown>/10,",
+            "<unknown>/30"
+        ]),
+        "{row}"
+    );
+
+    // A target that does not exist.
+    c.create(
+        r#"apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: nope}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: nope}
+  maxReplicas: 3
+"#,
+    );
+    let hpa = wait_json(&c, &["get", "hpa", "nope"], 30, "AbleToScale=False", |h| {
+        condition(h, "AbleToScale").0 == "False"
+    });
+    assert_eq!(
+        condition(&hpa, "AbleToScale"),
+        (
+            "False".into(),
+            "FailedGetScale".into(),
+            "the HPA controller was unable to get the target's current scale: deployments.apps \"nope\" not found".into()
+        )
     );
 }

@@ -445,7 +445,8 @@ mod tests {
     /// samples, current, target %, want replicas, want utilization).
     #[test]
     fn resource_replicas_as_upstream() {
-        let cases: Vec<(Vec<i64>, Vec<(&str, i64)>, i32, i32, i32, i32)> = vec![
+        type Case = (Vec<i64>, Vec<(&'static str, i64)>, i32, i32, i32, i32);
+        let cases: Vec<Case> = vec![
             // TestReplicaCalcScaleUp
             (
                 vec![1000; 3],

@@ -1,6 +1,6 @@
 //! The HPA's metrics client (upstream's `restMetricsClient`): resource metrics from
 //! `metrics.k8s.io/v1beta1` PodMetrics, pod and object metrics from
-//! `custom.metrics.k8s.io/v1beta2`, external metrics from `external.metrics.k8s.io/v1beta1`
+//! `custom.metrics.k8s.io` (its preferred version), external metrics from `external.metrics.k8s.io/v1beta1`
 //! — all through the API server (aggregated APIServices), each request under a deadline,
 //! with upstream's error wording.
 
@@ -203,6 +203,22 @@ impl MetricsClient {
         }
     }
 
+    /// The custom metrics API's preferred version, as client-go's custom metrics client
+    /// finds it through discovery before every use.
+    async fn custom_metrics_version(&self) -> Result<String, String> {
+        let groups = tokio::time::timeout(self.timeout, self.client.list_api_groups())
+            .await
+            .map_err(|_| "the server was unable to return a response in the time allotted, but may still be processing the request".to_owned())?
+            .map_err(|e| crate::discovery::error_message(&e))?;
+        groups
+            .groups
+            .iter()
+            .find(|g| g.name == "custom.metrics.k8s.io")
+            .and_then(|g| g.preferred_version.as_ref().or(g.versions.first()))
+            .map(|v| v.version.clone())
+            .ok_or_else(|| "no custom metrics API (custom.metrics.k8s.io) registered".to_owned())
+    }
+
     /// `resource` of the pods `selector` picks in `namespace`, and the first sample's time
     /// (upstream's `GetResourceMetric`).
     pub async fn resource_metric(
@@ -239,8 +255,12 @@ impl MetricsClient {
         selector: &str,
         metric_selector: &str,
     ) -> Result<(PodMetrics, i64), String> {
+        let version = self
+            .custom_metrics_version()
+            .await
+            .map_err(|e| format!("unable to fetch metrics from custom metrics API: {e}"))?;
         let path = format!(
-            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/{namespace}/pods/*/{metric}{}",
+            "/apis/custom.metrics.k8s.io/{version}/namespaces/{namespace}/pods/*/{metric}{}",
             query(&[
                 ("labelSelector", selector),
                 ("metricLabelSelector", metric_selector)
@@ -286,14 +306,18 @@ impl MetricsClient {
         name: &str,
         metric_selector: &str,
     ) -> Result<(i64, i64), String> {
+        let version = self
+            .custom_metrics_version()
+            .await
+            .map_err(|e| format!("unable to fetch metrics from custom metrics API: {e}"))?;
         let q = query(&[("metricLabelSelector", metric_selector)]);
         let path = if resource == "namespaces" {
             format!(
-                "/apis/custom.metrics.k8s.io/v1beta2/namespaces/{namespace}/metrics/{metric}{q}"
+                "/apis/custom.metrics.k8s.io/{version}/namespaces/{namespace}/metrics/{metric}{q}"
             )
         } else {
             format!(
-                "/apis/custom.metrics.k8s.io/v1beta2/namespaces/{namespace}/{resource}/{name}/{metric}{q}"
+                "/apis/custom.metrics.k8s.io/{version}/namespaces/{namespace}/{resource}/{name}/{metric}{q}"
             )
         };
         let v = self.get(path).await.map_err(|e| {

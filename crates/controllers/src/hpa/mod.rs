@@ -667,7 +667,7 @@ impl Ctx {
                     let target = milli(&src.target.value).unwrap_or(0);
                     let (usage, _) = fetch
                         .await
-                        .map_err(|e| unable(e))
+                        .map_err(unable)
                         .map_err(|e| fail("FailedGetObjectMetric", e.clone(), wrap(e)))?;
                     let pods: Vec<&Pod> = inp.pods.iter().map(|p| p.as_ref()).collect();
                     let replicas = calculator::usage_ratio_replicas(
@@ -696,7 +696,7 @@ impl Ctx {
                 }
                 if src.target.type_ == "AverageValue" && src.target.average_value.is_some() {
                     let target = milli(&src.target.average_value).unwrap_or(0);
-                    let (usage, _) = fetch.await.map_err(|e| unable(e)).map_err(|e| {
+                    let (usage, _) = fetch.await.map_err(unable).map_err(|e| {
                         fail(
                             "FailedGetObjectMetric",
                             e.clone(),

@@ -413,7 +413,8 @@ mod tests {
     fn scale_up_limits_count_both_directions() {
         let up = Rules::default_up();
         // (current, up events, down events, now, want): max(start + 4, 2 × start).
-        let cases: Vec<(i32, Vec<ScaleEvent>, Vec<ScaleEvent>, i64, i32)> = vec![
+        type Case = (i32, Vec<ScaleEvent>, Vec<ScaleEvent>, i64, i32);
+        let cases: Vec<Case> = vec![
             (1, vec![], vec![], 100 * S, 5),
             (10, vec![], vec![], 100 * S, 20),
             (10, vec![ev(95 * S, 5)], vec![], 100 * S, 10),
