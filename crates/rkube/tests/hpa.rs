@@ -291,21 +291,44 @@ fn replicas(c: &Cluster) -> i64 {
     out.trim().parse().unwrap_or(-1)
 }
 
-const NOT_FOUND: &str = "unable to get metrics for resource cpu: unable to fetch metrics from resource metrics API: the server could not find the requested resource (get pods.metrics.k8s.io)";
+/// Registers `metrics` as the `v1beta1.metrics.k8s.io` APIService behind a Service and
+/// an EndpointSlice in kube-system.
+fn register(c: &Cluster, metrics: &MetricsServer) {
+    c.create(&format!(
+        r#"apiVersion: v1
+kind: Service
+metadata: {{name: metrics-server, namespace: kube-system}}
+spec:
+  ports: [{{name: https, port: 443, targetPort: 4443}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: metrics-server-1
+  namespace: kube-system
+  labels: {{kubernetes.io/service-name: metrics-server}}
+addressType: IPv4
+endpoints: [{{addresses: [127.0.0.1], conditions: {{ready: true}}}}]
+ports: [{{name: https, port: {port}, protocol: TCP}}]
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata: {{name: v1beta1.metrics.k8s.io}}
+spec:
+  group: metrics.k8s.io
+  version: v1beta1
+  groupPriorityMinimum: 100
+  versionPriority: 100
+  service: {{namespace: kube-system, name: metrics-server, port: 443}}
+  caBundle: {ca}
+"#,
+        port = metrics.port,
+        ca = base64::engine::general_purpose::STANDARD.encode(&metrics.ca_pem),
+    ));
+}
 
-#[test]
-fn cpu_autoscaling_through_the_metrics_api() {
-    let c = Cluster::start(&[
-        "--horizontal-pod-autoscaler-sync-period",
-        "1s",
-        "--horizontal-pod-autoscaler-downscale-stabilization",
-        "6s",
-        "--horizontal-pod-autoscaler-cpu-initialization-period",
-        "1s",
-        "--apiservice-recheck-seconds",
-        "1",
-    ]);
-    let _nodes = HollowNodes::start(&c, &["--count", "1", "--cpu", "8"]);
+/// A one-replica Deployment `web` requesting 100m CPU, available.
+fn web(c: &Cluster) {
     c.create(
         r#"apiVersion: apps/v1
 kind: Deployment
@@ -322,13 +345,27 @@ spec:
         resources: {requests: {cpu: 100m}}
 "#,
     );
-    wait_json(
-        &c,
-        &["get", "deployment", "web"],
-        30,
-        "web available",
-        |d| d["status"]["availableReplicas"] == 1,
-    );
+    wait_json(c, &["get", "deployment", "web"], 30, "web available", |d| {
+        d["status"]["availableReplicas"] == 1
+    });
+}
+
+const NOT_FOUND: &str = "unable to get metrics for resource cpu: unable to fetch metrics from resource metrics API: the server could not find the requested resource (get pods.metrics.k8s.io)";
+
+#[test]
+fn cpu_autoscaling_through_the_metrics_api() {
+    let c = Cluster::start(&[
+        "--horizontal-pod-autoscaler-sync-period",
+        "1s",
+        "--horizontal-pod-autoscaler-downscale-stabilization",
+        "6s",
+        "--horizontal-pod-autoscaler-cpu-initialization-period",
+        "1s",
+        "--apiservice-recheck-seconds",
+        "1",
+    ]);
+    let _nodes = HollowNodes::start(&c, &["--count", "1", "--cpu", "8"]);
+    web(&c);
 
     // No metrics API yet: upstream's failure condition and events.
     c.ok(&[
@@ -383,37 +420,7 @@ spec:
 
     // The metrics API appears: 80m of a 100m request is 80% against a 50% target.
     let metrics = MetricsServer::start(c.kubeconfig.clone(), 80);
-    c.create(&format!(
-        r#"apiVersion: v1
-kind: Service
-metadata: {{name: metrics-server, namespace: kube-system}}
-spec:
-  ports: [{{name: https, port: 443, targetPort: 4443}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: metrics-server-1
-  namespace: kube-system
-  labels: {{kubernetes.io/service-name: metrics-server}}
-addressType: IPv4
-endpoints: [{{addresses: [127.0.0.1], conditions: {{ready: true}}}}]
-ports: [{{name: https, port: {port}, protocol: TCP}}]
----
-apiVersion: apiregistration.k8s.io/v1
-kind: APIService
-metadata: {{name: v1beta1.metrics.k8s.io}}
-spec:
-  group: metrics.k8s.io
-  version: v1beta1
-  groupPriorityMinimum: 100
-  versionPriority: 100
-  service: {{namespace: kube-system, name: metrics-server, port: 443}}
-  caBundle: {ca}
-"#,
-        port = metrics.port,
-        ca = base64::engine::general_purpose::STANDARD.encode(&metrics.ca_pem),
-    ));
+    register(&c, &metrics);
     let hpa = wait_json(&c, &["get", "hpa", "web"], 40, "a first rescale", |h| {
         h["status"]["lastScaleTime"].is_string()
     });
@@ -723,5 +730,83 @@ spec:
             "FailedGetScale".into(),
             "the HPA controller was unable to get the target's current scale: deployments.apps \"nope\" not found".into()
         )
+    );
+}
+
+/// `behavior` end to end: a scale-up policy of one pod a minute limits the rise
+/// (`ScaleUpLimit`), counting the controller's own earlier scale-up.
+#[test]
+fn behavior_policies_limit_the_scale_up_rate() {
+    let c = Cluster::start(&[
+        "--horizontal-pod-autoscaler-sync-period",
+        "1s",
+        "--horizontal-pod-autoscaler-cpu-initialization-period",
+        "1s",
+        "--apiservice-recheck-seconds",
+        "1",
+    ]);
+    let _nodes = HollowNodes::start(&c, &["--count", "1", "--cpu", "8"]);
+    web(&c);
+    let metrics = MetricsServer::start(c.kubeconfig.clone(), 200);
+    register(&c, &metrics);
+    c.create(
+        r#"apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: web}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 1
+  maxReplicas: 10
+  metrics:
+  - type: Resource
+    resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}
+  behavior:
+    scaleUp:
+      policies: [{type: Pods, value: 1, periodSeconds: 60}]
+"#,
+    );
+    // 200% of a 50% target asks for 4; one pod a minute allows 2.
+    let hpa = wait_json(&c, &["get", "hpa", "web"], 40, "the first scale-up", |h| {
+        h["status"]["desiredReplicas"] == 2
+    });
+    assert_eq!(
+        condition(&hpa, "ScalingLimited"),
+        (
+            "True".into(),
+            "ScaleUpLimit".into(),
+            "the desired replica count is increasing faster than the maximum scale rate".into()
+        )
+    );
+    // Defaults filled in by the API server, as upstream.
+    assert_eq!(hpa["spec"]["behavior"]["scaleUp"]["selectPolicy"], "Max");
+    assert_eq!(
+        hpa["spec"]["behavior"]["scaleUp"]["stabilizationWindowSeconds"],
+        0
+    );
+    assert_eq!(
+        hpa["spec"]["behavior"]["scaleDown"]["policies"],
+        serde_json::json!([{"type": "Percent", "value": 100, "periodSeconds": 15}])
+    );
+    // Later syncs see both pods at 200% and ask for more, but the minute is not over.
+    let hpa = wait_json(
+        &c,
+        &["get", "hpa", "web"],
+        40,
+        "2 replicas, still limited",
+        |h| {
+            h["status"]["currentReplicas"] == 2
+                && h["status"]["currentMetrics"][0]["resource"]["current"]["averageUtilization"]
+                    == 200
+                && condition(h, "ScalingLimited").1 == "ScaleUpLimit"
+        },
+    );
+    assert_eq!(hpa["status"]["desiredReplicas"], 2);
+    assert_eq!(replicas(&c), 2);
+    assert_eq!(
+        events(&c, "SuccessfulRescale"),
+        vec![
+            "New size: 2; reason: cpu resource utilization (percentage of request) above target"
+                .to_owned()
+        ]
     );
 }
