@@ -496,6 +496,13 @@ fn cpu_autoscaling_through_the_metrics_api() {
         ]),
         "{table}"
     );
+    // The controller's own series, with upstream's names.
+    let metrics_text = c.ok(&["get", "--raw", "/metrics"]);
+    assert!(
+        metrics_text.contains("horizontal_pod_autoscaler_controller_reconciliations_total{action=\"scale_up\",error=\"none\"}")
+            && metrics_text.contains("horizontal_pod_autoscaler_controller_metric_computation_total{action=\"scale_up\",error=\"none\",metric_type=\"Resource\"}"),
+        "{metrics_text}"
+    );
     // The v1 view, through the API server's conversion.
     let v1 = c.ok(&[
         "get",

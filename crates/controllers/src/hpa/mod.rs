@@ -13,6 +13,7 @@
 
 pub mod calculator;
 pub mod metrics;
+pub mod monitor;
 pub mod replicas;
 
 use std::collections::HashMap;
@@ -968,8 +969,29 @@ async fn compute(
     let (mut replicas, mut metric) = (0i32, String::new());
     let mut invalid = 0usize;
     let mut first_failure: Option<MetricFailure> = None;
+    let status_current = hpa
+        .status
+        .as_ref()
+        .and_then(|s| s.current_replicas)
+        .unwrap_or(0);
     for (i, m) in metric_specs.iter().enumerate() {
-        match ctx.metric_proposal(&inputs, m).await {
+        let started = Instant::now();
+        let proposal = ctx.metric_proposal(&inputs, m).await;
+        let (action, kind) = match &proposal {
+            Ok(p) if p.replicas > status_current => {
+                (monitor::Action::ScaleUp, monitor::ErrorKind::None)
+            }
+            Ok(p) if p.replicas < status_current => {
+                (monitor::Action::ScaleDown, monitor::ErrorKind::None)
+            }
+            Ok(_) => (monitor::Action::None, monitor::ErrorKind::None),
+            Err(f) if f.reason == "InvalidMetricSourceType" => {
+                (monitor::Action::None, monitor::ErrorKind::Spec)
+            }
+            Err(_) => (monitor::Action::None, monitor::ErrorKind::Internal),
+        };
+        monitor::computation(action, kind, &m.type_, started.elapsed());
+        match proposal {
             Ok(p) => {
                 if replicas == 0 || p.replicas > replicas {
                     replicas = p.replicas;
@@ -1109,14 +1131,29 @@ async fn reconcile(obj: Arc<HorizontalPodAutoscaler>, ctx: Arc<Ctx>) -> Result<A
         m.last_sync = Some(Instant::now());
     }
     ctx.pods.wait_until_ready().await.ok();
-    let result = sync(&ctx, &obj, &key).await;
+    let started = Instant::now();
+    let mut action = monitor::Action::None;
+    let mut kind = monitor::ErrorKind::Internal;
+    let result = sync(&ctx, &obj, &key, &mut action, &mut kind).await;
+    let kind = if result.is_ok() {
+        monitor::ErrorKind::None
+    } else {
+        kind
+    };
+    monitor::reconciliation(action, kind, started.elapsed());
     result.map_err(|message| Error { key, message })?;
     Ok(Action::requeue(period))
 }
 
 /// One sync of one HPA (upstream's `reconcileAutoscaler`); errors are reported after the
 /// status is written.
-async fn sync(ctx: &Ctx, obj: &HorizontalPodAutoscaler, key: &str) -> Result<(), String> {
+async fn sync(
+    ctx: &Ctx,
+    obj: &HorizontalPodAutoscaler,
+    key: &str,
+    action: &mut monitor::Action,
+    error_kind: &mut monitor::ErrorKind,
+) -> Result<(), String> {
     let mut hpa = obj.clone();
     let original = hpa.status.clone();
     let namespace = hpa.namespace().unwrap_or_default();
@@ -1131,6 +1168,7 @@ async fn sync(ctx: &Ctx, obj: &HorizontalPodAutoscaler, key: &str) -> Result<(),
         [g, _] => Ok((*g).to_owned()),
         _ => Err(format!("unexpected GroupVersion string: {api_version}")),
     };
+    let bad_api_version = group.is_err();
     let scale_target = match group {
         Ok(group) => ctx.resource_for(&group, &target.kind).await,
         Err(e) => Err(e),
@@ -1170,6 +1208,12 @@ async fn sync(ctx: &Ctx, obj: &HorizontalPodAutoscaler, key: &str) -> Result<(),
             );
             if let Err(e) = update_status(ctx, &original, &hpa).await {
                 tracing::warn!(hpa = key, error = %e, "cannot update status");
+            }
+            if bad_api_version {
+                *error_kind = monitor::ErrorKind::Spec;
+                return Err(format!(
+                    "invalid API version in scale target reference: {e}"
+                ));
             }
             return Err(format!(
                 "failed to query scale subresource for {reference}: {e}"
@@ -1330,6 +1374,11 @@ async fn sync(ctx: &Ctx, obj: &HorizontalPodAutoscaler, key: &str) -> Result<(),
                 );
             }
         }
+        *action = if desired > current {
+            monitor::Action::ScaleUp
+        } else {
+            monitor::Action::ScaleDown
+        };
         tracing::info!(hpa = key, current, desired, reason = %reason, "successfully rescaled");
     } else {
         desired = current;
