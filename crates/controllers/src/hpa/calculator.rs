@@ -84,8 +84,9 @@ pub fn group_pods(pods: &[&Pod], metrics: &PodMetrics, resource: &str, timing: T
     g
 }
 
-/// Each pod's request of `resource` in milli-units: one container's, or the sum over its
-/// containers and restartable init containers (upstream's `calculateRequests`).
+/// Each pod's request of `resource` in milli-units: one container's; else the pod-level
+/// request when the pod sets pod-level requests; else the sum over its containers and
+/// restartable init containers (upstream's `calculateRequests`).
 pub fn requests(
     pods: &[&Pod],
     container: &str,
@@ -95,6 +96,18 @@ pub fn requests(
     for pod in pods {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let spec = pod.spec.as_ref();
+        let pod_level = spec
+            .and_then(|s| s.resources.as_ref())
+            .and_then(|r| r.requests.as_ref())
+            .filter(|r| r.keys().any(|k| k == "cpu" || k == "memory"));
+        if let (Some(pod_level), true) = (pod_level, container.is_empty()) {
+            let q = pod_level
+                .get(resource)
+                .ok_or_else(|| format!("missing pod-level request for {resource} in Pod {name}"))?;
+            let request = rkube_api::quantity::milli_value(&q.0).map_err(|e| e.to_string())?;
+            out.insert(name, request);
+            continue;
+        }
         let mut containers: Vec<&k8s_openapi::api::core::v1::Container> = spec
             .map(|s| s.containers.iter().collect())
             .unwrap_or_default();
@@ -598,6 +611,20 @@ mod tests {
         assert_eq!(
             requests(&refs, "nope", "cpu").unwrap_err(),
             "container nope not found in Pod p0"
+        );
+        // Pod-level requests win unless a container is named.
+        let mut pod_level = pod("p0", 1000);
+        let mut reqs = BTreeMap::new();
+        reqs.insert("cpu".to_owned(), Quantity("2".into()));
+        pod_level.spec.as_mut().unwrap().resources = Some(ResourceRequirements {
+            requests: Some(reqs),
+            ..Default::default()
+        });
+        assert_eq!(requests(&[&pod_level], "", "cpu").unwrap()["p0"], 2000);
+        assert_eq!(requests(&[&pod_level], "c", "cpu").unwrap()["p0"], 1000);
+        assert_eq!(
+            requests(&[&pod_level], "", "memory").unwrap_err(),
+            "missing pod-level request for memory in Pod p0"
         );
     }
 
