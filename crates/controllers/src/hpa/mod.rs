@@ -1173,7 +1173,7 @@ async fn sync(
         Ok(group) => ctx.resource_for(&group, &target.kind).await,
         Err(e) => Err(e),
     };
-    let (api, scale) = match scale_target {
+    let target_scale = match scale_target {
         Ok(r) => {
             let api: Api<DynamicObject> =
                 Api::namespaced_with(ctx.cx.client.clone(), &namespace, &r.api);
@@ -1191,13 +1191,13 @@ async fn sync(
                         .and_then(serde_json::from_value::<Scale>)
                         .map_err(|e| e.to_string())
                 });
-            (Some(api), got)
+            got.map(|scale| (api, scale))
         }
-        Err(e) => (None, Err(e)),
+        Err(e) => Err(e),
     };
-    let (api, mut scale) = match (api, scale) {
-        (Some(api), Ok(scale)) => (api, scale),
-        (_, Err(e)) => {
+    let (api, mut scale) = match target_scale {
+        Ok(found) => found,
+        Err(e) => {
             ctx.event(&hpa, true, "FailedGetScale", e.clone()).await;
             set_condition(
                 &mut hpa,
@@ -1219,7 +1219,6 @@ async fn sync(
                 "failed to query scale subresource for {reference}: {e}"
             ));
         }
-        (None, Ok(_)) => unreachable!("a scale is only read through an api"),
     };
     set_condition(
         &mut hpa,
