@@ -80,6 +80,8 @@ pub struct Config {
     pub signing_ca_pem: Option<String>,
     /// That CA's private key (PEM, `--cluster-signing-key-file`).
     pub ca_key_pem: Option<String>,
+    /// The `--horizontal-pod-autoscaler-*` settings.
+    pub hpa: hpa::Settings,
 }
 
 impl Default for Config {
@@ -95,6 +97,7 @@ impl Default for Config {
             server_url: None,
             signing_ca_pem: None,
             ca_key_pem: None,
+            hpa: hpa::Settings::default(),
         }
     }
 }

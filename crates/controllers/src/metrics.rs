@@ -348,6 +348,7 @@ pub fn render() -> String {
             }
         },
     );
+    out.push_str(&crate::hpa::monitor::render());
     out
 }
 

@@ -155,6 +155,13 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         start: |cx| crate::certificates::signer::run(cx).boxed(),
     },
     ControllerDef {
+        name: "horizontal-pod-autoscaler-controller",
+        alias: "horizontalpodautoscaling",
+        service_account: "horizontal-pod-autoscaler",
+        enabled_by_default: true,
+        start: |cx| crate::hpa::run(cx).boxed(),
+    },
+    ControllerDef {
         name: "disruption-controller",
         alias: "disruption",
         service_account: "disruption-controller",

@@ -139,6 +139,21 @@ pub(crate) struct ControllerFlags {
     /// Nodes per second tainted for eviction in a healthy zone.
     #[arg(long, default_value_t = 0.1)]
     pub node_eviction_rate: f64,
+    /// How often each HorizontalPodAutoscaler is synced.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub horizontal_pod_autoscaler_sync_period: std::time::Duration,
+    /// How far back an autoscaler looks for a higher recommendation before scaling down.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub horizontal_pod_autoscaler_downscale_stabilization: std::time::Duration,
+    /// The usage-to-target ratio's distance from 1 under which an autoscaler does not scale.
+    #[arg(long, default_value_t = 0.1)]
+    pub horizontal_pod_autoscaler_tolerance: f64,
+    /// How long after a pod starts its CPU samples may predate its readiness.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub horizontal_pod_autoscaler_cpu_initialization_period: std::time::Duration,
+    /// How long after a pod starts an unready pod counts as not yet ready rather than unready.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub horizontal_pod_autoscaler_initial_readiness_delay: std::time::Duration,
 }
 
 impl ControllerFlags {
@@ -154,6 +169,13 @@ impl ControllerFlags {
             server_url: None,
             signing_ca_pem: None,
             ca_key_pem: None,
+            hpa: rkube_controllers::hpa::Settings {
+                sync_period: self.horizontal_pod_autoscaler_sync_period,
+                downscale_stabilization: self.horizontal_pod_autoscaler_downscale_stabilization,
+                tolerance: self.horizontal_pod_autoscaler_tolerance,
+                cpu_initialization_period: self.horizontal_pod_autoscaler_cpu_initialization_period,
+                initial_readiness_delay: self.horizontal_pod_autoscaler_initial_readiness_delay,
+            },
         }
     }
 }

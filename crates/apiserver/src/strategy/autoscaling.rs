@@ -12,6 +12,31 @@ pub struct HorizontalPodAutoscalers;
 /// Upstream's default CPU utilization target.
 const DEFAULT_CPU_UTILIZATION: i64 = 80;
 
+/// Upstream's `SetDefaults_HorizontalPodAutoscalerBehavior`: a `behavior` that is set gets
+/// both directions' rules, each unset field from the defaults (scale up: no window, 4 pods
+/// or 100% per 15 s, `Max`; scale down: 100% per 15 s, `Max`, and no window — the
+/// controller's `--horizontal-pod-autoscaler-downscale-stabilization` applies).
+fn default_behavior(spec: &mut Value) {
+    let Some(behavior) = spec.get_mut("behavior").filter(|b| b.is_object()) else {
+        return;
+    };
+    let up = json!({"stabilizationWindowSeconds": 0, "selectPolicy": "Max", "policies": [
+        {"type": "Pods", "value": 4, "periodSeconds": 15},
+        {"type": "Percent", "value": 100, "periodSeconds": 15}]});
+    let down = json!({"selectPolicy": "Max", "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}]});
+    for (direction, defaults) in [("scaleUp", up), ("scaleDown", down)] {
+        let mut rules = defaults;
+        if let Some(given) = behavior[direction].as_object() {
+            for (k, v) in given {
+                if !v.is_null() {
+                    rules[k] = v.clone();
+                }
+            }
+        }
+        behavior[direction] = rules;
+    }
+}
+
 impl KindStrategy for HorizontalPodAutoscalers {
     fn prepare_for_create(&self, obj: &mut Value) {
         let v1 = obj["apiVersion"] == "autoscaling/v1";
@@ -25,8 +50,11 @@ impl KindStrategy for HorizontalPodAutoscalers {
                 "targetCPUUtilizationPercentage",
                 json!(DEFAULT_CPU_UTILIZATION),
             );
-        } else if spec["metrics"].as_array().is_none_or(Vec::is_empty) {
-            spec["metrics"] = json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": DEFAULT_CPU_UTILIZATION}}}]);
+        } else {
+            if spec["metrics"].as_array().is_none_or(Vec::is_empty) {
+                spec["metrics"] = json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": DEFAULT_CPU_UTILIZATION}}}]);
+            }
+            default_behavior(spec);
         }
     }
 
@@ -65,5 +93,31 @@ impl KindStrategy for HorizontalPodAutoscalers {
             ));
         }
         errors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn behavior_defaults_as_upstream() {
+        let mut hpa = json!({"apiVersion": "autoscaling/v2", "spec": {"maxReplicas": 3,
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 60, "policies": [{"type": "Pods", "value": 1, "periodSeconds": 30}]}}}});
+        HorizontalPodAutoscalers.prepare_for_create(&mut hpa);
+        assert_eq!(
+            hpa["spec"]["behavior"],
+            json!({
+                "scaleUp": {"stabilizationWindowSeconds": 0, "selectPolicy": "Max", "policies": [
+                    {"type": "Pods", "value": 4, "periodSeconds": 15},
+                    {"type": "Percent", "value": 100, "periodSeconds": 15}]},
+                "scaleDown": {"stabilizationWindowSeconds": 60, "selectPolicy": "Max", "policies": [
+                    {"type": "Pods", "value": 1, "periodSeconds": 30}]}
+            })
+        );
+        // Without a behavior none is made up.
+        let mut hpa = json!({"apiVersion": "autoscaling/v2", "spec": {"maxReplicas": 3}});
+        HorizontalPodAutoscalers.prepare_for_create(&mut hpa);
+        assert!(hpa["spec"].get("behavior").is_none());
     }
 }
