@@ -505,7 +505,80 @@ mod tests {
             Services.validate(&none, None)[0].to_string(),
             "spec.ports: Required value"
         );
-        let headless = json!({"spec": {"clusterIP": "None"}});
+        let headless = json!({"spec": {"clusterIP": "None", "clusterIPs": ["None"]}});
         assert!(Services.validate(&headless, None).is_empty());
+    }
+
+    fn errors(svc: &Value, old: Option<&Value>) -> Vec<String> {
+        Services
+            .validate(svc, old)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn cluster_ip_rules() {
+        let mut svc = json!({"spec": {"clusterIP": "10.43.0.9", "ports": [{"port": 80}]}});
+        Services.prepare_for_create(&mut svc);
+        assert_eq!(svc["spec"]["clusterIPs"], json!(["10.43.0.9"]));
+        assert!(errors(&svc, None).is_empty());
+        let bad = json!({"spec": {"clusterIP": "10.43.0.09", "clusterIPs": ["10.43.0.09"], "ports": [{"port": 80}]}});
+        assert_eq!(
+            errors(&bad, None),
+            ["spec.clusterIPs[0]: Invalid value: \"10.43.0.09\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"]
+        );
+        let mismatch = json!({"spec": {"clusterIP": "10.43.0.9", "clusterIPs": ["10.43.0.8"], "ports": [{"port": 80}]}});
+        assert_eq!(
+            errors(&mismatch, None),
+            ["spec.clusterIPs: Invalid value: []string{\"10.43.0.8\"}: first value must match `clusterIP`"]
+        );
+        let ext = json!({"spec": {"type": "ExternalName", "clusterIP": "10.43.0.9", "externalName": "a.b"}});
+        assert_eq!(
+            errors(&ext, None),
+            ["spec.clusterIPs: Forbidden: may not be set for ExternalName services"]
+        );
+        let np_on_cluster_ip = json!({"spec": {"ports": [{"port": 80, "nodePort": 30001}]}});
+        assert_eq!(
+            errors(&np_on_cluster_ip, None),
+            ["spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'"]
+        );
+        // Immutable once set.
+        let old = json!({"spec": {"clusterIP": "10.43.0.9", "clusterIPs": ["10.43.0.9"], "ports": [{"port": 80}]}});
+        let changed = json!({"spec": {"clusterIP": "10.43.0.7", "clusterIPs": ["10.43.0.7"], "ports": [{"port": 80}]}});
+        assert_eq!(
+            errors(&changed, Some(&old)),
+            ["spec.clusterIPs[0]: Invalid value: []string{\"10.43.0.7\"}: may not change once set"]
+        );
+    }
+
+    #[test]
+    fn updates_keep_allocated_values_and_type_changes_wipe_them() {
+        let old = json!({"spec": {"type": "NodePort", "clusterIP": "10.43.0.9", "clusterIPs": ["10.43.0.9"],
+            "externalTrafficPolicy": "Cluster", "ports": [{"name": "a", "port": 80, "nodePort": 30001}]}});
+        // A PUT without the allocated values keeps them.
+        let mut put = json!({"spec": {"type": "NodePort", "ports": [{"name": "a", "port": 80}]}});
+        Services.prepare_for_update(&mut put, &old);
+        assert_eq!(put["spec"]["clusterIPs"], json!(["10.43.0.9"]));
+        assert_eq!(put["spec"]["ports"][0]["nodePort"], 30001);
+        // NodePort → ClusterIP drops the node ports and the traffic policy.
+        let mut to_cluster_ip = old.clone();
+        to_cluster_ip["spec"]["type"] = json!("ClusterIP");
+        Services.prepare_for_update(&mut to_cluster_ip, &old);
+        assert!(to_cluster_ip["spec"]["ports"][0].get("nodePort").is_none());
+        assert!(to_cluster_ip["spec"].get("externalTrafficPolicy").is_none());
+        assert_eq!(to_cluster_ip["spec"]["clusterIP"], "10.43.0.9");
+        // → ExternalName drops the addresses too.
+        let mut to_ext = old.clone();
+        to_ext["spec"]["type"] = json!("ExternalName");
+        to_ext["spec"]["externalName"] = json!("a.b");
+        Services.prepare_for_update(&mut to_ext, &old);
+        assert!(to_ext["spec"].get("clusterIP").is_none() && to_ext["spec"].get("clusterIPs").is_none());
+        assert!(errors(&to_ext, Some(&old)).is_empty());
+        // Clearing clusterIP alone (old clients) clears clusterIPs with it.
+        let mut cleared = old.clone();
+        cleared["spec"]["clusterIP"] = json!("");
+        normalize_cluster_ips(&mut cleared, Some(&old));
+        assert!(cleared["spec"].get("clusterIPs").is_none());
     }
 }
