@@ -73,6 +73,11 @@ fn kubectl_gets_cluster_ips_and_node_ports_with_upstream_errors() {
         record["spec"]["parentRef"],
         serde_json::json!({"group": "", "resource": "services", "namespace": "default", "name": "web"})
     );
+    // A create that fails after allocating (the name is taken) gives the address back.
+    let before = ip_addresses(&c);
+    let err = c.fails(&["create", "service", "clusterip", "web", "--tcp=81"]);
+    assert!(err.contains("services \"web\" already exists"), "{err}");
+    assert_eq!(ip_addresses(&c), before);
     let table = c.ok(&["get", "svc", "web", "--no-headers"]);
     let row: Vec<&str> = table.split_whitespace().collect();
     assert_eq!(row[..5], ["web", "ClusterIP", ip.as_str(), "<none>", "80/TCP"], "{table}");

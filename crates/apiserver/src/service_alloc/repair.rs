@@ -385,9 +385,6 @@ pub async fn pass(state: &Arc<ApiState>, grace: Duration) -> Result<(), String> 
     let Some(al) = state.service_alloc.get() else {
         return Ok(());
     };
-    if let Err(e) = super::service_cidr::ensure(state, al.ips.prefix()).await {
-        tracing::warn!(error = %e, "cannot sync the default ServiceCIDR");
-    }
     let now = crate::meta::now_secs();
     // Records first, then Services: see `plan`.
     let ip_prefix = super::ip_address_key("");
@@ -541,11 +538,29 @@ async fn event(
     }
 }
 
-/// Runs a pass now (the caller awaits it before serving), then every `interval`.
+/// Syncs the default ServiceCIDR and runs a pass now (the caller awaits both before
+/// serving), then keeps the ServiceCIDR every 10 s (upstream's interval) and repairs
+/// every `interval`.
 pub async fn start(state: &Arc<ApiState>, interval: Duration, grace: Duration) {
+    let Some(cidr) = state.service_alloc.get().map(|al| al.ips.prefix().to_owned()) else {
+        return;
+    };
+    let sync_cidr = |state: Arc<ApiState>, cidr: String| async move {
+        if let Err(e) = super::service_cidr::ensure(&state, &cidr).await {
+            tracing::warn!(error = %e, "cannot sync the default ServiceCIDR");
+        }
+    };
+    sync_cidr(state.clone(), cidr.clone()).await;
     if let Err(e) = pass(state, grace).await {
         tracing::warn!(error = %e, "service allocation repair failed");
     }
+    let st = state.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            sync_cidr(st.clone(), cidr.clone()).await;
+        }
+    });
     let st = state.clone();
     tokio::spawn(async move {
         loop {
