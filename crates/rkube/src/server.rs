@@ -124,16 +124,12 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
 
     let service_ip = rkube_apiserver::kubernetes_service::first_ip(&args.service_cluster_ip_range)
         .map_err(|e| anyhow::anyhow!("bad --service-cluster-ip-range: {e}"))?;
-    let allocators = rkube_apiserver::service_alloc::Allocators::new(
-        &args.service_cluster_ip_range,
-        "30000-32767",
-    )
-    .map_err(|e| anyhow::anyhow!("bad --service-cluster-ip-range: {e}"))?;
-    let allocators = rkube_apiserver::service_alloc::Allocators {
-        ports: rkube_apiserver::service_alloc::PortRange::parse(&args.service_node_port_range)
+    let allocators = rkube_apiserver::service_alloc::Allocators::from_ranges(
+        rkube_apiserver::service_alloc::IpRange::parse(&args.service_cluster_ip_range)
+            .map_err(|e| anyhow::anyhow!("bad --service-cluster-ip-range: {e}"))?,
+        rkube_apiserver::service_alloc::PortRange::parse(&args.service_node_port_range)
             .map_err(|e| anyhow::anyhow!("bad --service-node-port-range: {e}"))?,
-        ..allocators
-    };
+    );
     // Upstream's repair interval and leak grace; the environment shortens them for tests.
     let repair_interval = crate::certs::env_duration("RKUBE_SERVICE_REPAIR_INTERVAL")?
         .unwrap_or(rkube_apiserver::service_alloc::repair::DEFAULT_INTERVAL);

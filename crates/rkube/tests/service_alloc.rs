@@ -259,6 +259,16 @@ fn concurrent_creates_get_distinct_addresses_and_ports() {
     let records: BTreeSet<String> = ip_addresses(&c).into_iter().map(|(ip, _)| ip).collect();
     assert!(ips.is_subset(&records), "{ips:?} not all in {records:?}");
     assert_eq!(records.len(), 21, "20 Services and kubernetes: {records:?}");
+
+    // The default ServiceCIDR comes back when deleted (upstream re-checks every 10 s).
+    c.ok(&["delete", "servicecidr", "kubernetes"]);
+    support::wait_for_within(
+        &c,
+        Duration::from_secs(40),
+        &["get", "servicecidr", "kubernetes", "-o", "jsonpath={.spec.cidrs[0]} {.status.conditions[0].status}"],
+        "the default ServiceCIDR to be re-created",
+        |out| out == "10.43.0.0/16 True",
+    );
 }
 
 #[test]

@@ -24,7 +24,7 @@ pub mod port_range;
 pub mod repair;
 pub mod service_cidr;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -51,19 +51,76 @@ pub const LABEL_FAMILY: &str = "ipaddress.kubernetes.io/ip-family";
 pub const NODE_PORT_PREFIX: &str = "/registry/ranges/servicenodeports/";
 const IP_ADDRESSES: &str = "/apis/networking.k8s.io/v1/ipaddresses";
 
-/// The ranges Services are allocated from.
-#[derive(Debug, Clone)]
+/// The ranges Services are allocated from, and what this server has seen in use.
+#[derive(Debug)]
 pub struct Allocators {
     pub ips: IpRange,
     pub ports: PortRange,
+    /// Addresses and ports known to be recorded (this server's claims and releases, the
+    /// repair loop's listings, records met while allocating): dynamic allocation skips
+    /// them instead of trying each. Only a hint — the store's create-if-absent decides —
+    /// so another API server's records cost one failed create, and a stale entry one
+    /// fresh listing when the range looks full.
+    used: std::sync::Mutex<Used>,
+}
+
+#[derive(Debug, Default)]
+struct Used {
+    ips: HashSet<IpAddr>,
+    ports: HashSet<i64>,
 }
 
 impl Allocators {
     pub fn new(service_cidr: &str, node_ports: &str) -> Result<Self, String> {
-        Ok(Allocators {
-            ips: IpRange::parse(service_cidr)?,
-            ports: PortRange::parse(node_ports)?,
-        })
+        Ok(Self::from_ranges(
+            IpRange::parse(service_cidr)?,
+            PortRange::parse(node_ports)?,
+        ))
+    }
+
+    pub fn from_ranges(ips: IpRange, ports: PortRange) -> Self {
+        Allocators {
+            ips,
+            ports,
+            used: Default::default(),
+        }
+    }
+
+    fn used(&self) -> std::sync::MutexGuard<'_, Used> {
+        self.used.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn ip_used(&self, ip: IpAddr) -> bool {
+        self.used().ips.contains(&ip)
+    }
+
+    fn port_used(&self, port: i64) -> bool {
+        self.used().ports.contains(&port)
+    }
+
+    fn mark_ip(&self, ip: IpAddr, used: bool) {
+        let mut u = self.used();
+        if used {
+            u.ips.insert(ip);
+        } else {
+            u.ips.remove(&ip);
+        }
+    }
+
+    fn mark_port(&self, port: i64, used: bool) {
+        let mut u = self.used();
+        if used {
+            u.ports.insert(port);
+        } else {
+            u.ports.remove(&port);
+        }
+    }
+
+    /// Replaces the hints with what the store holds (the repair loop's listing).
+    pub(crate) fn reset_used(&self, ips: impl Iterator<Item = IpAddr>, ports: impl Iterator<Item = i64>) {
+        let mut u = self.used();
+        u.ips = ips.collect();
+        u.ports = ports.collect();
     }
 }
 
@@ -307,6 +364,9 @@ pub async fn release(state: &Arc<ApiState>, ips: &[String], ports: &[i64]) {
 }
 
 async fn release_ip(state: &Arc<ApiState>, ip: &str) {
+    if let (Some(al), Ok(addr)) = (state.service_alloc.get(), ip.parse()) {
+        al.mark_ip(addr, false);
+    }
     let (code, answer) =
         crate::nested_request(state, Method::DELETE, &format!("{IP_ADDRESSES}/{ip}"), None)
             .await;
@@ -316,6 +376,9 @@ async fn release_ip(state: &Arc<ApiState>, ip: &str) {
 }
 
 async fn release_port(state: &Arc<ApiState>, port: i64) {
+    if let Some(al) = state.service_alloc.get() {
+        al.mark_port(port, false);
+    }
     match state.store.delete(&node_port_key(port), None).await {
         Ok(_) | Err(rkube_store::Error::NotFound { .. }) => {}
         Err(e) => {
@@ -371,9 +434,20 @@ async fn claim_ip(
     let body = ip_address_object(&ip.to_string(), ip_range::family_of(ip), namespace, name);
     let (code, answer) =
         crate::nested_request(state, Method::POST, IP_ADDRESSES, Some(&body)).await;
+    let mark = |used| {
+        if let Some(al) = state.service_alloc.get() {
+            al.mark_ip(ip, used);
+        }
+    };
     match code {
-        c if c.is_success() => Ok(Claim::Won),
-        StatusCode::CONFLICT if answer["reason"] == "AlreadyExists" => Ok(Claim::Taken),
+        c if c.is_success() => {
+            mark(true);
+            Ok(Claim::Won)
+        }
+        StatusCode::CONFLICT if answer["reason"] == "AlreadyExists" => {
+            mark(true);
+            Ok(Claim::Taken)
+        }
         c => Err(ApiError::internal(format!(
             "failed to allocate a serviceIP: cannot record IPAddress {ip}: {c} {}",
             answer["message"].as_str().unwrap_or_default()
@@ -381,19 +455,31 @@ async fn claim_ip(
     }
 }
 
-/// The addresses recorded now, read from the store (for skipping past taken ones).
-async fn recorded_ips(state: &Arc<ApiState>) -> Result<BTreeSet<String>, ApiError> {
-    let prefix = ipaddresses().key(None, "");
-    let listed = state
+/// Re-reads which addresses and ports are recorded (when the hints say the range is
+/// full: they may be stale).
+async fn refresh_used(state: &Arc<ApiState>, al: &Allocators) -> Result<(), ApiError> {
+    let failed = |e: rkube_store::Error| ApiError::internal(format!("cannot list allocations: {e}"));
+    let ip_prefix = ipaddresses().key(None, "");
+    let ips = state
         .store
-        .list(&prefix, Default::default())
+        .list(&ip_prefix, Default::default())
         .await
-        .map_err(|e| ApiError::internal(format!("failed to allocate a serviceIP: {e}")))?;
-    Ok(listed
-        .kvs
-        .iter()
-        .filter_map(|kv| kv.key.strip_prefix(&prefix).map(str::to_owned))
-        .collect())
+        .map_err(failed)?;
+    let ports = state
+        .store
+        .list(NODE_PORT_PREFIX, Default::default())
+        .await
+        .map_err(failed)?;
+    al.reset_used(
+        ips.kvs
+            .iter()
+            .filter_map(|kv| kv.key.strip_prefix(&ip_prefix)?.parse().ok()),
+        ports
+            .kvs
+            .iter()
+            .filter_map(|kv| kv.key.strip_prefix(NODE_PORT_PREFIX)?.parse().ok()),
+    );
+    Ok(())
 }
 
 /// Allocates the cluster IP a Service asks for, or the next free one.
@@ -456,18 +542,19 @@ async fn allocate_next_ip(
     namespace: &str,
     name: &str,
 ) -> Result<IpAddr, ApiError> {
-    let mut taken: Option<BTreeSet<String>> = None;
-    for ip in al.ips.candidates(rand::random::<u128>()) {
-        if let Some(taken) = &taken {
-            if taken.contains(&ip.to_string()) {
+    for fresh in [false, true] {
+        if fresh {
+            refresh_used(state, al).await?;
+        }
+        for ip in al.ips.candidates(rand::random::<u128>()) {
+            if al.ip_used(ip) {
                 continue;
             }
-        }
-        match claim_ip(state, ip, namespace, name).await? {
-            Claim::Won => return Ok(ip),
-            // Lost a race or hit a used address: look at what is used before trying on.
-            Claim::Taken if taken.is_none() => taken = Some(recorded_ips(state).await?),
-            Claim::Taken => {}
+            match claim_ip(state, ip, namespace, name).await? {
+                Claim::Won => return Ok(ip),
+                // Lost a race, or recorded by someone this server has not heard of.
+                Claim::Taken => {}
+            }
         }
     }
     Err(ApiError::internal(
@@ -499,10 +586,14 @@ async fn claim_port(
         .await
     {
         Ok(_) => {
+            al.mark_port(port, true);
             pending.allocated_ports.push(port);
             Ok(())
         }
-        Err(rkube_store::Error::AlreadyExists { .. }) => Err(PortError::Allocated),
+        Err(rkube_store::Error::AlreadyExists { .. }) => {
+            al.mark_port(port, true);
+            Err(PortError::Allocated)
+        }
         Err(e) => {
             tracing::warn!(port, error = %e, "cannot record a node port");
             Err(PortError::Full)
@@ -516,47 +607,37 @@ async fn next_port(
     svc: &Value,
     pending: &mut Pending,
 ) -> Result<i64, ApiError> {
-    let mut taken: Option<BTreeSet<i64>> = None;
-    for port in al.ports.candidates(rand::random::<u64>()) {
-        if taken.as_ref().is_some_and(|t| t.contains(&port)) {
-            continue;
+    for fresh in [false, true] {
+        if fresh {
+            refresh_used(state, al).await?;
         }
-        if pending.dry_run {
-            let exists = state
-                .store
-                .get(&node_port_key(port), None)
-                .await
-                .map_err(|e| ApiError::internal(format!("failed to allocate a nodePort: {e}")))?
-                .kv
-                .is_some();
-            if !exists {
-                return Ok(port);
+        for port in al.ports.candidates(rand::random::<u64>()) {
+            if al.port_used(port) {
+                continue;
             }
-            continue;
-        }
-        match claim_port(state, al, port, svc, pending).await {
-            Ok(()) => return Ok(port),
-            Err(PortError::Allocated) if taken.is_none() => {
-                let listed = state
+            if pending.dry_run {
+                let exists = state
                     .store
-                    .list(NODE_PORT_PREFIX, Default::default())
+                    .get(&node_port_key(port), None)
                     .await
                     .map_err(|e| {
                         ApiError::internal(format!("failed to allocate a nodePort: {e}"))
-                    })?;
-                taken = Some(
-                    listed
-                        .kvs
-                        .iter()
-                        .filter_map(|kv| kv.key.strip_prefix(NODE_PORT_PREFIX)?.parse().ok())
-                        .collect(),
-                );
+                    })?
+                    .kv
+                    .is_some();
+                if !exists {
+                    return Ok(port);
+                }
+                continue;
             }
-            Err(PortError::Allocated) => {}
-            Err(e) => {
-                return Err(ApiError::internal(format!(
-                    "failed to allocate a nodePort: {e}"
-                )))
+            match claim_port(state, al, port, svc, pending).await {
+                Ok(()) => return Ok(port),
+                Err(PortError::Allocated) => {}
+                Err(e) => {
+                    return Err(ApiError::internal(format!(
+                        "failed to allocate a nodePort: {e}"
+                    )))
+                }
             }
         }
     }
@@ -750,7 +831,13 @@ pub async fn allocate_update(
     init_ip_families(al, svc, Some(old))?;
     let result = async {
         let (old_type, new_type) = (svc_type(old).to_owned(), svc_type(svc).to_owned());
-        if old_type == "ExternalName" && new_type != "ExternalName" {
+        let unallocated = needs_cluster_ip(old)
+            && needs_cluster_ip(svc)
+            && cluster_ips(old).is_empty()
+            && cluster_ips(svc).is_empty();
+        if (old_type == "ExternalName" && new_type != "ExternalName") || unallocated {
+            // The second case is a Service stored before allocation existed: it gets its
+            // address with its next update.
             allocate_cluster_ips(state, al, svc, &mut pending).await?;
         } else if !is_headless(old) && old_type != "ExternalName" && new_type == "ExternalName"
         {

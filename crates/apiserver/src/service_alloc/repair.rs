@@ -404,6 +404,10 @@ pub async fn pass(state: &Arc<ApiState>, grace: Duration) -> Result<(), String> 
             Some((port, Record::from_node_port(&v, now)))
         })
         .collect();
+    al.reset_used(
+        ips.keys().filter_map(|ip| ip.parse().ok()),
+        ports.keys().copied(),
+    );
     let svc_prefix = super::services().key(Some(""), "");
     let svc_prefix = svc_prefix.trim_end_matches('/').to_owned() + "/";
     let services: Vec<ServiceView> = list_values(state, &svc_prefix)
@@ -459,6 +463,9 @@ async fn act(state: &Arc<ApiState>, action: Action) -> Result<(), String> {
                 "service": {"namespace": service.0, "name": service.1},
                 "creationTimestamp": crate::meta::now_rfc3339(),
             });
+            if let Some(al) = state.service_alloc.get() {
+                al.mark_port(port, true);
+            }
             match state
                 .store
                 .create(
