@@ -88,9 +88,9 @@ async fn state(dir: &std::path::Path, allocate: bool) -> Result<Arc<ApiState>> {
         )
         .await?;
     if allocate {
-        let _ = state.service_alloc.set(
-            Allocators::new("10.43.0.0/16", "30000-32767").map_err(anyhow::Error::msg)?,
-        );
+        let _ = state
+            .service_alloc
+            .set(Allocators::new("10.43.0.0/16", "30000-32767").map_err(anyhow::Error::msg)?);
     }
     Ok(state)
 }

@@ -178,9 +178,8 @@ pub(crate) fn nested_request<'a>(
     method: Method,
     path: &'a str,
     body: Option<&'a serde_json::Value>,
-) -> std::pin::Pin<
-    Box<dyn std::future::Future<Output = (StatusCode, serde_json::Value)> + Send + 'a>,
-> {
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = (StatusCode, serde_json::Value)> + Send + 'a>>
+{
     Box::pin(internal_request(state, method, path, body))
 }
 

@@ -1177,7 +1177,11 @@ impl Ctx {
                 .respond_value(StatusCode::CREATED, &obj)
                 .map(|r| with_warnings(r, &warnings));
         }
-        let created = self.state.store.create(&self.key(&name), stored.into()).await;
+        let created = self
+            .state
+            .store
+            .create(&self.key(&name), stored.into())
+            .await;
         if let Some(allocation) = allocation {
             match &created {
                 Ok(_) => allocation.commit(&self.state).await,

@@ -35,7 +35,11 @@ fn ip_addresses(c: &Cluster) -> Vec<(String, String)> {
             let r = &i["spec"]["parentRef"];
             (
                 i["metadata"]["name"].as_str().unwrap().to_owned(),
-                format!("{}/{}", r["namespace"].as_str().unwrap(), r["name"].as_str().unwrap()),
+                format!(
+                    "{}/{}",
+                    r["namespace"].as_str().unwrap(),
+                    r["name"].as_str().unwrap()
+                ),
             )
         })
         .collect()
@@ -68,7 +72,10 @@ fn kubectl_gets_cluster_ips_and_node_ports_with_upstream_errors() {
         record["metadata"]["labels"]["ipaddress.kubernetes.io/managed-by"],
         "ipallocator.k8s.io"
     );
-    assert_eq!(record["metadata"]["labels"]["ipaddress.kubernetes.io/ip-family"], "IPv4");
+    assert_eq!(
+        record["metadata"]["labels"]["ipaddress.kubernetes.io/ip-family"],
+        "IPv4"
+    );
     assert_eq!(
         record["spec"]["parentRef"],
         serde_json::json!({"group": "", "resource": "services", "namespace": "default", "name": "web"})
@@ -80,7 +87,11 @@ fn kubectl_gets_cluster_ips_and_node_ports_with_upstream_errors() {
     assert_eq!(ip_addresses(&c), before);
     let table = c.ok(&["get", "svc", "web", "--no-headers"]);
     let row: Vec<&str> = table.split_whitespace().collect();
-    assert_eq!(row[..5], ["web", "ClusterIP", ip.as_str(), "<none>", "80/TCP"], "{table}");
+    assert_eq!(
+        row[..5],
+        ["web", "ClusterIP", ip.as_str(), "<none>", "80/TCP"],
+        "{table}"
+    );
 
     // NodePort: every port gets a node port from the range; the table shows it.
     c.ok(&["create", "service", "nodeport", "np", "--tcp=80:8080"]);
@@ -92,15 +103,42 @@ fn kubectl_gets_cluster_ips_and_node_ports_with_upstream_errors() {
     assert!(table.contains(&format!("80:{node_port}/TCP")), "{table}");
 
     // kubectl expose of a Deployment.
-    c.ok(&["create", "deployment", "app", "--image=busybox", "--port=8080"]);
-    c.ok(&["expose", "deployment", "app", "--port=80", "--target-port=8080", "--type=NodePort"]);
+    c.ok(&[
+        "create",
+        "deployment",
+        "app",
+        "--image=busybox",
+        "--port=8080",
+    ]);
+    c.ok(&[
+        "expose",
+        "deployment",
+        "app",
+        "--port=80",
+        "--target-port=8080",
+        "--type=NodePort",
+    ]);
     let app = spec(&c, "app");
     assert!(in_range(app["clusterIP"].as_str().unwrap()), "{app}");
     assert!(app["ports"][0]["nodePort"].as_i64().unwrap() >= 30000);
 
     // Requested values: taken, out of range, invalid — upstream's words, nothing written.
-    c.ok(&["create", "service", "clusterip", "fixed", "--clusterip=10.43.0.50", "--tcp=80"]);
-    c.ok(&["create", "service", "nodeport", "fixed-np", "--tcp=80", "--node-port=30080"]);
+    c.ok(&[
+        "create",
+        "service",
+        "clusterip",
+        "fixed",
+        "--clusterip=10.43.0.50",
+        "--tcp=80",
+    ]);
+    c.ok(&[
+        "create",
+        "service",
+        "nodeport",
+        "fixed-np",
+        "--tcp=80",
+        "--node-port=30080",
+    ]);
     let before = ip_addresses(&c);
     for (args, message) in [
         (
@@ -132,51 +170,138 @@ fn kubectl_gets_cluster_ips_and_node_ports_with_upstream_errors() {
         assert!(err.contains(message), "{args:?}: {err}");
         assert!(c.fails(&["get", "svc", "dup"]).contains("NotFound"));
     }
-    assert_eq!(ip_addresses(&c), before, "a refused create leaves no record");
+    assert_eq!(
+        ip_addresses(&c),
+        before,
+        "a refused create leaves no record"
+    );
 
     // Headless and ExternalName Services get no address.
     c.create("apiVersion: v1\nkind: Service\nmetadata:\n  name: hl\nspec:\n  clusterIP: None\n  selector:\n    app: web\n  ports:\n  - port: 80\n");
     let hl = spec(&c, "hl");
     assert_eq!(hl["clusterIPs"], serde_json::json!(["None"]));
     assert_eq!(hl["ipFamilies"], serde_json::json!(["IPv4"]));
-    c.ok(&["create", "service", "externalname", "ext", "--external-name=example.com"]);
+    c.ok(&[
+        "create",
+        "service",
+        "externalname",
+        "ext",
+        "--external-name=example.com",
+    ]);
     let ext = spec(&c, "ext");
-    assert!(ext.get("clusterIP").is_none() && ext.get("ipFamilies").is_none(), "{ext}");
+    assert!(
+        ext.get("clusterIP").is_none() && ext.get("ipFamilies").is_none(),
+        "{ext}"
+    );
     assert_eq!(ip_addresses(&c), before);
 
     // The cluster IP is immutable.
-    let err = c.fails(&["patch", "svc", "web", "-p", r#"{"spec":{"clusterIP":"10.43.0.77","clusterIPs":["10.43.0.77"]}}"#]);
-    assert!(err.contains("spec.clusterIPs[0]: Invalid value: []string{\"10.43.0.77\"}: may not change once set"), "{err}");
+    let err = c.fails(&[
+        "patch",
+        "svc",
+        "web",
+        "-p",
+        r#"{"spec":{"clusterIP":"10.43.0.77","clusterIPs":["10.43.0.77"]}}"#,
+    ]);
+    assert!(
+        err.contains(
+            "spec.clusterIPs[0]: Invalid value: []string{\"10.43.0.77\"}: may not change once set"
+        ),
+        "{err}"
+    );
 
     // Type changes: NodePort → ClusterIP frees the port, ClusterIP → ExternalName the
     // address, ExternalName → ClusterIP allocates one.
-    c.ok(&["patch", "svc", "fixed-np", "-p", r#"{"spec":{"type":"ClusterIP"}}"#]);
+    c.ok(&[
+        "patch",
+        "svc",
+        "fixed-np",
+        "-p",
+        r#"{"spec":{"type":"ClusterIP"}}"#,
+    ]);
     assert!(spec(&c, "fixed-np")["ports"][0].get("nodePort").is_none());
-    c.ok(&["create", "service", "nodeport", "np-again", "--tcp=80", "--node-port=30080"]);
-    c.ok(&["patch", "svc", "fixed", "-p", r#"{"spec":{"type":"ExternalName","externalName":"example.org"}}"#]);
+    c.ok(&[
+        "create",
+        "service",
+        "nodeport",
+        "np-again",
+        "--tcp=80",
+        "--node-port=30080",
+    ]);
+    c.ok(&[
+        "patch",
+        "svc",
+        "fixed",
+        "-p",
+        r#"{"spec":{"type":"ExternalName","externalName":"example.org"}}"#,
+    ]);
     let fixed = spec(&c, "fixed");
     assert!(fixed.get("clusterIP").is_none(), "{fixed}");
     assert!(!ip_addresses(&c).iter().any(|(ip, _)| ip == "10.43.0.50"));
-    c.ok(&["patch", "svc", "ext", "-p", r#"{"spec":{"type":"ClusterIP","ports":[{"port":80}]}}"#]);
+    c.ok(&[
+        "patch",
+        "svc",
+        "ext",
+        "-p",
+        r#"{"spec":{"type":"ClusterIP","ports":[{"port":80}]}}"#,
+    ]);
     let ext_ip = spec(&c, "ext")["clusterIP"].as_str().unwrap().to_owned();
     assert!(ip_addresses(&c).contains(&(ext_ip, "default/ext".into())));
     // An update that changes the node port frees the old one.
     let np_port = node_port.to_string();
-    c.ok(&["patch", "svc", "np", "--type=json", "-p", r#"[{"op":"replace","path":"/spec/ports/0/nodePort","value":30070}]"#]);
-    c.ok(&["create", "service", "nodeport", "np-old", "--tcp=80", &format!("--node-port={np_port}")]);
+    c.ok(&[
+        "patch",
+        "svc",
+        "np",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/ports/0/nodePort","value":30070}]"#,
+    ]);
+    c.ok(&[
+        "create",
+        "service",
+        "nodeport",
+        "np-old",
+        "--tcp=80",
+        &format!("--node-port={np_port}"),
+    ]);
 
     // Delete frees: the same address can be asked for again.
-    c.ok(&["create", "service", "clusterip", "again", "--clusterip=10.43.0.50", "--tcp=80"]);
+    c.ok(&[
+        "create",
+        "service",
+        "clusterip",
+        "again",
+        "--clusterip=10.43.0.50",
+        "--tcp=80",
+    ]);
     c.ok(&["delete", "svc", "again"]);
-    c.ok(&["create", "service", "clusterip", "again2", "--clusterip=10.43.0.50", "--tcp=80"]);
+    c.ok(&[
+        "create",
+        "service",
+        "clusterip",
+        "again2",
+        "--clusterip=10.43.0.50",
+        "--tcp=80",
+    ]);
     c.ok(&["delete", "svc", "np-again"]);
-    c.ok(&["create", "service", "nodeport", "np-third", "--tcp=80", "--node-port=30080"]);
+    c.ok(&[
+        "create",
+        "service",
+        "nodeport",
+        "np-third",
+        "--tcp=80",
+        "--node-port=30080",
+    ]);
 
     // LoadBalancer with externalTrafficPolicy Local gets a health check node port.
     c.create("apiVersion: v1\nkind: Service\nmetadata:\n  name: lb\nspec:\n  type: LoadBalancer\n  externalTrafficPolicy: Local\n  selector:\n    app: web\n  ports:\n  - port: 80\n");
     let lb = spec(&c, "lb");
     let hc = lb["healthCheckNodePort"].as_i64().unwrap();
-    assert!((30000..=32767).contains(&hc) && hc != lb["ports"][0]["nodePort"].as_i64().unwrap(), "{lb}");
+    assert!(
+        (30000..=32767).contains(&hc) && hc != lb["ports"][0]["nodePort"].as_i64().unwrap(),
+        "{lb}"
+    );
     assert_eq!(lb["allocateLoadBalancerNodePorts"], true);
 
     // Every Service holding an address has its record, and nothing else does.
@@ -190,7 +315,11 @@ fn kubectl_gets_cluster_ips_and_node_ports_with_upstream_errors() {
             (ip != "None").then(|| {
                 (
                     ip.to_owned(),
-                    format!("{}/{}", s["metadata"]["namespace"].as_str().unwrap(), s["metadata"]["name"].as_str().unwrap()),
+                    format!(
+                        "{}/{}",
+                        s["metadata"]["namespace"].as_str().unwrap(),
+                        s["metadata"]["name"].as_str().unwrap()
+                    ),
                 )
             })
         })
@@ -265,7 +394,13 @@ fn concurrent_creates_get_distinct_addresses_and_ports() {
     support::wait_for_within(
         &c,
         Duration::from_secs(40),
-        &["get", "servicecidr", "kubernetes", "-o", "jsonpath={.spec.cidrs[0]} {.status.conditions[0].status}"],
+        &[
+            "get",
+            "servicecidr",
+            "kubernetes",
+            "-o",
+            "jsonpath={.spec.cidrs[0]} {.status.conditions[0].status}",
+        ],
         "the default ServiceCIDR to be re-created",
         |out| out == "10.43.0.0/16 True",
     );
@@ -276,8 +411,22 @@ fn restart_keeps_allocations_and_repairs_records() {
     let (_etcd, flags) = support::persistent_datastore();
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let c = Cluster::start(&flags);
-    c.ok(&["create", "service", "clusterip", "keep", "--clusterip=10.43.0.60", "--tcp=80"]);
-    c.ok(&["create", "service", "nodeport", "keep-np", "--tcp=80", "--node-port=30060"]);
+    c.ok(&[
+        "create",
+        "service",
+        "clusterip",
+        "keep",
+        "--clusterip=10.43.0.60",
+        "--tcp=80",
+    ]);
+    c.ok(&[
+        "create",
+        "service",
+        "nodeport",
+        "keep-np",
+        "--tcp=80",
+        "--node-port=30060",
+    ]);
     c.ok(&["create", "service", "clusterip", "lost", "--tcp=80"]);
     let lost_ip = spec(&c, "lost")["clusterIP"].as_str().unwrap().to_owned();
     // A record whose Service never got written, and a Service whose record was lost.
@@ -288,19 +437,67 @@ fn restart_keeps_allocations_and_repairs_records() {
 
     let c = Cluster::start_with_env(dir, &flags, &[("RKUBE_SERVICE_ALLOCATION_GRACE", "0s")]);
     let records = ip_addresses(&c);
-    assert!(!records.iter().any(|(ip, _)| ip == "10.43.0.99"), "the leak is freed: {records:?}");
-    assert!(records.contains(&(lost_ip.clone(), "default/lost".into())), "{records:?}");
+    assert!(
+        !records.iter().any(|(ip, _)| ip == "10.43.0.99"),
+        "the leak is freed: {records:?}"
+    );
+    assert!(
+        records.contains(&(lost_ip.clone(), "default/lost".into())),
+        "{records:?}"
+    );
     assert!(records.contains(&("10.43.0.60".into(), "default/keep".into())));
     let events = c.ok(&["get", "events", "-o", "jsonpath={.items[*].message}"]);
-    assert!(events.contains(&format!("Cluster IP [IPv4]: {lost_ip} is not allocated; repairing")), "{events}");
+    assert!(
+        events.contains(&format!(
+            "Cluster IP [IPv4]: {lost_ip} is not allocated; repairing"
+        )),
+        "{events}"
+    );
     // What was allocated before the restart is still taken, and the freed address is not.
     for (args, message) in [
-        (vec!["create", "service", "clusterip", "dup", "--clusterip=10.43.0.60", "--tcp=80"], "provided IP is already allocated"),
-        (vec!["create", "service", "clusterip", "dup", &format!("--clusterip={lost_ip}"), "--tcp=80"], "provided IP is already allocated"),
-        (vec!["create", "service", "nodeport", "dup", "--tcp=80", "--node-port=30060"], "provided port is already allocated"),
+        (
+            vec![
+                "create",
+                "service",
+                "clusterip",
+                "dup",
+                "--clusterip=10.43.0.60",
+                "--tcp=80",
+            ],
+            "provided IP is already allocated",
+        ),
+        (
+            vec![
+                "create",
+                "service",
+                "clusterip",
+                "dup",
+                &format!("--clusterip={lost_ip}"),
+                "--tcp=80",
+            ],
+            "provided IP is already allocated",
+        ),
+        (
+            vec![
+                "create",
+                "service",
+                "nodeport",
+                "dup",
+                "--tcp=80",
+                "--node-port=30060",
+            ],
+            "provided port is already allocated",
+        ),
     ] {
         let err = c.fails(&args);
         assert!(err.contains(message), "{args:?}: {err}");
     }
-    c.ok(&["create", "service", "clusterip", "reuse", "--clusterip=10.43.0.99", "--tcp=80"]);
+    c.ok(&[
+        "create",
+        "service",
+        "clusterip",
+        "reuse",
+        "--clusterip=10.43.0.99",
+        "--tcp=80",
+    ]);
 }

@@ -80,7 +80,11 @@ impl IpRange {
         let broadcast = network + span;
         let first = network + 1;
         // IPv6 has no broadcast address: its last address is usable.
-        let last = if v6 { broadcast } else { broadcast.saturating_sub(1) };
+        let last = if v6 {
+            broadcast
+        } else {
+            broadcast.saturating_sub(1)
+        };
         if last < first {
             return Err(format!(
                 "service CIDR {cidr:?} is too small (at most /{})",
@@ -246,12 +250,12 @@ mod tests {
             r.check(ip("1.1.1.1")).unwrap_err().to_string(),
             "the provided network does not match the current range"
         );
-        assert_eq!(
-            r.check(ip("fd00::1")),
-            Err(RangeError::MismatchedNetwork)
-        );
+        assert_eq!(r.check(ip("fd00::1")), Err(RangeError::MismatchedNetwork));
         // Host bits are masked off.
-        assert_eq!(IpRange::parse("10.96.5.7/12").unwrap().prefix(), "10.96.0.0/12");
+        assert_eq!(
+            IpRange::parse("10.96.5.7/12").unwrap().prefix(),
+            "10.96.0.0/12"
+        );
         assert!(IpRange::parse("10.0.0.0/31").is_err());
         assert!(IpRange::parse("fd00::/48").is_err());
         let v6 = IpRange::parse("fd00::/112").unwrap();
@@ -268,8 +272,12 @@ mod tests {
             assert_eq!(all.len(), 254);
             assert_eq!(all.iter().collect::<HashSet<_>>().len(), 254);
             let (upper, lower) = all.split_at(254 - 16);
-            assert!(upper.iter().all(|a| to_u128(*a) >= to_u128(ip("10.0.0.17"))));
-            assert!(lower.iter().all(|a| to_u128(*a) <= to_u128(ip("10.0.0.16"))));
+            assert!(upper
+                .iter()
+                .all(|a| to_u128(*a) >= to_u128(ip("10.0.0.17"))));
+            assert!(lower
+                .iter()
+                .all(|a| to_u128(*a) <= to_u128(ip("10.0.0.16"))));
         }
         // Different seeds start at different places.
         assert_ne!(r.candidates(1).next(), r.candidates(2).next());

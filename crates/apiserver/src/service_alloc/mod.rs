@@ -35,8 +35,8 @@ use rkube_api::FieldError;
 use serde_json::{json, Value};
 
 pub use ip_range::IpRange;
-pub use port_range::PortRange;
 use port_range::PortError;
+pub use port_range::PortRange;
 
 use crate::error::ApiError;
 use crate::ApiState;
@@ -117,7 +117,11 @@ impl Allocators {
     }
 
     /// Replaces the hints with what the store holds (the repair loop's listing).
-    pub(crate) fn reset_used(&self, ips: impl Iterator<Item = IpAddr>, ports: impl Iterator<Item = i64>) {
+    pub(crate) fn reset_used(
+        &self,
+        ips: impl Iterator<Item = IpAddr>,
+        ports: impl Iterator<Item = i64>,
+    ) {
         let mut u = self.used();
         u.ips = ips.collect();
         u.ports = ports.collect();
@@ -203,7 +207,10 @@ fn health_check_port(svc: &Value) -> i64 {
 
 fn name_of(svc: &Value) -> (String, String) {
     (
-        svc["metadata"]["namespace"].as_str().unwrap_or("").to_owned(),
+        svc["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned(),
         svc["metadata"]["name"].as_str().unwrap_or("").to_owned(),
     )
 }
@@ -287,7 +294,11 @@ fn init_ip_families(al: &Allocators, svc: &mut Value, old: Option<&Value>) -> Re
             families.push(family.to_owned());
         }
         if families.len() < 2 && policy != "SingleStack" {
-            let alt = if families[0] == "IPv4" { "IPv6" } else { "IPv4" };
+            let alt = if families[0] == "IPv4" {
+                "IPv6"
+            } else {
+                "IPv4"
+            };
             families.push(alt.to_owned());
         }
         svc["spec"]["ipFamilies"] = json!(families);
@@ -368,8 +379,7 @@ async fn release_ip(state: &Arc<ApiState>, ip: &str) {
         al.mark_ip(addr, false);
     }
     let (code, answer) =
-        crate::nested_request(state, Method::DELETE, &format!("{IP_ADDRESSES}/{ip}"), None)
-            .await;
+        crate::nested_request(state, Method::DELETE, &format!("{IP_ADDRESSES}/{ip}"), None).await;
     if !code.is_success() && code != StatusCode::NOT_FOUND {
         tracing::warn!(ip, code = %code, error = %answer["message"], "cannot release a cluster IP; the repair loop will");
     }
@@ -458,7 +468,8 @@ async fn claim_ip(
 /// Re-reads which addresses and ports are recorded (when the hints say the range is
 /// full: they may be stale).
 async fn refresh_used(state: &Arc<ApiState>, al: &Allocators) -> Result<(), ApiError> {
-    let failed = |e: rkube_store::Error| ApiError::internal(format!("cannot list allocations: {e}"));
+    let failed =
+        |e: rkube_store::Error| ApiError::internal(format!("cannot list allocations: {e}"));
     let ip_prefix = ipaddresses().key(None, "");
     let ips = state
         .store
@@ -582,7 +593,10 @@ async fn claim_port(
     });
     match state
         .store
-        .create(&node_port_key(port), serde_json::to_vec(&record).unwrap_or_default().into())
+        .create(
+            &node_port_key(port),
+            serde_json::to_vec(&record).unwrap_or_default().into(),
+        )
         .await
     {
         Ok(_) => {
@@ -620,9 +634,7 @@ async fn next_port(
                     .store
                     .get(&node_port_key(port), None)
                     .await
-                    .map_err(|e| {
-                        ApiError::internal(format!("failed to allocate a nodePort: {e}"))
-                    })?
+                    .map_err(|e| ApiError::internal(format!("failed to allocate a nodePort: {e}")))?
                     .kv
                     .is_some();
                 if !exists {
@@ -679,7 +691,10 @@ async fn init_node_ports(
             None => {
                 let requested = ports
                     .iter()
-                    .find(|q| q["port"].as_i64() == Some(number) && q["nodePort"].as_i64().unwrap_or(0) != 0)
+                    .find(|q| {
+                        q["port"].as_i64() == Some(number)
+                            && q["nodePort"].as_i64().unwrap_or(0) != 0
+                    })
                     .and_then(|q| q["nodePort"].as_i64())
                     .unwrap_or(0);
                 let chosen = if requested != 0 {
@@ -839,8 +854,7 @@ pub async fn allocate_update(
             // The second case is a Service stored before allocation existed: it gets its
             // address with its next update.
             allocate_cluster_ips(state, al, svc, &mut pending).await?;
-        } else if !is_headless(old) && old_type != "ExternalName" && new_type == "ExternalName"
-        {
+        } else if !is_headless(old) && old_type != "ExternalName" && new_type == "ExternalName" {
             pending.release_ips.extend(
                 cluster_ips(old)
                     .into_iter()
@@ -887,7 +901,11 @@ mod tests {
 
     #[test]
     fn ip_family_defaults() {
-        let svc = families(json!({"metadata": {"name": "a"}, "spec": {"selector": {"a": "b"}}}), None).unwrap();
+        let svc = families(
+            json!({"metadata": {"name": "a"}, "spec": {"selector": {"a": "b"}}}),
+            None,
+        )
+        .unwrap();
         assert_eq!(svc["spec"]["ipFamilyPolicy"], "SingleStack");
         assert_eq!(svc["spec"]["ipFamilies"], json!(["IPv4"]));
         // Headless without a selector asks for both families, as upstream.
@@ -896,11 +914,19 @@ mod tests {
         assert_eq!(svc["spec"]["ipFamilies"], json!(["IPv4", "IPv6"]));
         // An update keeps the old policy.
         let old = json!({"spec": {"ipFamilyPolicy": "PreferDualStack"}});
-        let svc = families(json!({"metadata": {"name": "a"}, "spec": {"selector": {"a": "b"}}}), Some(&old)).unwrap();
+        let svc = families(
+            json!({"metadata": {"name": "a"}, "spec": {"selector": {"a": "b"}}}),
+            Some(&old),
+        )
+        .unwrap();
         assert_eq!(svc["spec"]["ipFamilyPolicy"], "PreferDualStack");
         assert_eq!(svc["spec"]["ipFamilies"], json!(["IPv4"]));
         // ExternalName gets nothing.
-        let svc = families(json!({"metadata": {"name": "a"}, "spec": {"type": "ExternalName"}}), None).unwrap();
+        let svc = families(
+            json!({"metadata": {"name": "a"}, "spec": {"type": "ExternalName"}}),
+            None,
+        )
+        .unwrap();
         assert!(svc["spec"].get("ipFamilies").is_none());
     }
 
@@ -910,7 +936,11 @@ mod tests {
         assert_eq!(e, "Service \"a\" is invalid: spec.clusterIPs[0]: Invalid value: []string{\"fd00::5\"}: IPv6 is not configured on this cluster");
         let e = families(json!({"metadata": {"name": "a"}, "spec": {"ipFamilyPolicy": "RequireDualStack", "selector": {"a": "b"}}}), None).unwrap_err();
         assert_eq!(e, "Service \"a\" is invalid: spec.ipFamilyPolicy: Invalid value: \"RequireDualStack\": this cluster is not configured for dual-stack services");
-        let e = families(json!({"metadata": {"name": "a"}, "spec": {"ipFamilies": ["IPv6"]}}), None).unwrap_err();
+        let e = families(
+            json!({"metadata": {"name": "a"}, "spec": {"ipFamilies": ["IPv6"]}}),
+            None,
+        )
+        .unwrap_err();
         assert_eq!(e, "Service \"a\" is invalid: spec.ipFamilies[0]: Invalid value: \"IPv6\": not configured on this cluster");
     }
 
@@ -918,9 +948,13 @@ mod tests {
     fn predicates() {
         let lb = json!({"spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local", "allocateLoadBalancerNodePorts": false, "healthCheckNodePort": 30100,
             "ports": [{"port": 80, "nodePort": 30001}, {"port": 81}]}});
-        assert!(needs_node_port(&lb) && needs_health_check(&lb) && !should_allocate_node_ports(&lb));
+        assert!(
+            needs_node_port(&lb) && needs_health_check(&lb) && !should_allocate_node_ports(&lb)
+        );
         assert_eq!(node_ports(&lb), vec![30001]);
         assert_eq!(health_check_port(&lb), 30100);
-        assert!(!needs_cluster_ip(&json!({"spec": {"type": "ExternalName"}})));
+        assert!(!needs_cluster_ip(
+            &json!({"spec": {"type": "ExternalName"}})
+        ));
     }
 }

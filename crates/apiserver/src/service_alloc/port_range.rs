@@ -88,8 +88,8 @@ impl PortRange {
             (seed / upper_len) % offset
         };
         let base = i64::from(self.base);
-        let upper = (0..upper_len)
-            .map(move |i| base + (offset + (upper_start + i) % upper_len) as i64);
+        let upper =
+            (0..upper_len).map(move |i| base + (offset + (upper_start + i) % upper_len) as i64);
         let lower = (0..offset).map(move |i| base + ((lower_start + i) % offset) as i64);
         upper.chain(lower)
     }

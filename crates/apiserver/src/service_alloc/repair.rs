@@ -88,7 +88,7 @@ impl Record {
     /// An IPAddress object.
     pub fn from_ip_address(obj: &Value, now: i64) -> Self {
         let r = &obj["spec"]["parentRef"];
-        let owner = (r["group"].as_str().unwrap_or("") == "" && r["resource"] == "services")
+        let owner = (r["group"].as_str().unwrap_or("").is_empty() && r["resource"] == "services")
             .then(|| {
                 (
                     r["namespace"].as_str().unwrap_or("").to_owned(),
@@ -142,7 +142,10 @@ pub enum Action {
     /// Delete the IPAddress.
     ReleaseIp { ip: String },
     /// Record `port` for the Service.
-    RecordPort { port: i64, service: (String, String) },
+    RecordPort {
+        port: i64,
+        service: (String, String),
+    },
     /// Delete the node port record.
     ReleasePort { port: i64 },
     /// An Event on a Service (`None`: on the IPAddress named in `ip`).
@@ -435,7 +438,10 @@ async fn act(state: &Arc<ApiState>, action: Action) -> Result<(), String> {
                 let (code, answer) =
                     crate::nested_request(state, Method::DELETE, &path, None).await;
                 if !code.is_success() && code != StatusCode::NOT_FOUND {
-                    return Err(format!("delete IPAddress {ip}: {code} {}", answer["message"]));
+                    return Err(format!(
+                        "delete IPAddress {ip}: {code} {}",
+                        answer["message"]
+                    ));
                 }
             }
             let family = ip.parse::<IpAddr>().map(family_of).unwrap_or("IPv4");
@@ -450,7 +456,10 @@ async fn act(state: &Arc<ApiState>, action: Action) -> Result<(), String> {
             if code.is_success() {
                 Ok(())
             } else {
-                Err(format!("create IPAddress {ip}: {code} {}", answer["message"]))
+                Err(format!(
+                    "create IPAddress {ip}: {code} {}",
+                    answer["message"]
+                ))
             }
         }
         Action::ReleaseIp { ip } => {
@@ -549,7 +558,11 @@ async fn event(
 /// serving), then keeps the ServiceCIDR every 10 s (upstream's interval) and repairs
 /// every `interval`.
 pub async fn start(state: &Arc<ApiState>, interval: Duration, grace: Duration) {
-    let Some(cidr) = state.service_alloc.get().map(|al| al.ips.prefix().to_owned()) else {
+    let Some(cidr) = state
+        .service_alloc
+        .get()
+        .map(|al| al.ips.prefix().to_owned())
+    else {
         return;
     };
     let sync_cidr = |state: Arc<ApiState>, cidr: String| async move {
@@ -629,7 +642,13 @@ mod tests {
     #[test]
     fn missing_records_are_made() {
         let services = [svc("a", &["10.43.1.1"], &[30001])];
-        let a = plan(&al(), &services, &BTreeMap::new(), &BTreeMap::new(), DEFAULT_GRACE);
+        let a = plan(
+            &al(),
+            &services,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            DEFAULT_GRACE,
+        );
         assert_eq!(
             reasons(&a),
             [
@@ -642,7 +661,10 @@ mod tests {
         let Action::Event { note, .. } = &a[0] else {
             unreachable!()
         };
-        assert_eq!(note, "Cluster IP [IPv4]: 10.43.1.1 is not allocated; repairing");
+        assert_eq!(
+            note,
+            "Cluster IP [IPv4]: 10.43.1.1 is not allocated; repairing"
+        );
     }
 
     #[test]
@@ -654,7 +676,11 @@ mod tests {
         let ports = BTreeMap::from([(30001, rec("gone", 61))]);
         assert_eq!(
             reasons(&plan(&al(), &[], &ips, &ports, DEFAULT_GRACE)),
-            ["IPAddressNotAllocated", "release 10.43.1.1", "release 30001"]
+            [
+                "IPAddressNotAllocated",
+                "release 10.43.1.1",
+                "release 30001"
+            ]
         );
         // Records of other managers are not ours to free.
         let mut foreign = rec("gone", 600);
@@ -689,7 +715,13 @@ mod tests {
         let services = [svc("a", &["10.43.1.1"], &[]), svc("b", &[], &[])];
         let ips = BTreeMap::from([("10.43.1.1".to_string(), rec("b", 500))]);
         assert_eq!(
-            reasons(&plan(&al(), &services, &ips, &BTreeMap::new(), DEFAULT_GRACE)),
+            reasons(&plan(
+                &al(),
+                &services,
+                &ips,
+                &BTreeMap::new(),
+                DEFAULT_GRACE
+            )),
             ["ClusterIPNotAllocated", "record 10.43.1.1 true"]
         );
         // Bad labels are rewritten.
@@ -697,7 +729,13 @@ mod tests {
         bad.labels_ok = false;
         let ips = BTreeMap::from([("10.43.1.1".to_string(), bad)]);
         assert_eq!(
-            reasons(&plan(&al(), &services[..1], &ips, &BTreeMap::new(), DEFAULT_GRACE)),
+            reasons(&plan(
+                &al(),
+                &services[..1],
+                &ips,
+                &BTreeMap::new(),
+                DEFAULT_GRACE
+            )),
             ["record 10.43.1.1 true"]
         );
     }

@@ -251,7 +251,12 @@ impl KindStrategy for Services {
 fn validate_node_ports(svc: &Value, errors: &mut Vec<FieldError>) {
     let kind = svc["spec"]["type"].as_str().unwrap_or("ClusterIP");
     let mut seen: Vec<(String, i64)> = Vec::new();
-    for (i, port) in svc["spec"]["ports"].as_array().into_iter().flatten().enumerate() {
+    for (i, port) in svc["spec"]["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         let Some(node_port) = port["nodePort"].as_i64().filter(|p| *p != 0) else {
             continue;
         };
@@ -328,7 +333,11 @@ fn validate_cluster_ips(svc: &Value, errors: &mut Vec<FieldError>) {
     for (i, family) in families.iter().enumerate() {
         let path = format!("spec.ipFamilies[{i}]");
         if family != "IPv4" && family != "IPv6" {
-            errors.push(FieldError::not_supported(&path, family.as_str(), &["IPv4", "IPv6"]));
+            errors.push(FieldError::not_supported(
+                &path,
+                family.as_str(),
+                &["IPv4", "IPv6"],
+            ));
         }
         if !seen.insert(family.clone()) {
             errors.push(FieldError::duplicate(&path, family.as_str()));
@@ -573,7 +582,9 @@ mod tests {
         to_ext["spec"]["type"] = json!("ExternalName");
         to_ext["spec"]["externalName"] = json!("a.b");
         Services.prepare_for_update(&mut to_ext, &old);
-        assert!(to_ext["spec"].get("clusterIP").is_none() && to_ext["spec"].get("clusterIPs").is_none());
+        assert!(
+            to_ext["spec"].get("clusterIP").is_none() && to_ext["spec"].get("clusterIPs").is_none()
+        );
         assert!(errors(&to_ext, Some(&old)).is_empty());
         // Clearing clusterIP alone (old clients) clears clusterIPs with it.
         let mut cleared = old.clone();
