@@ -13,6 +13,7 @@ mod merge;
 mod pods;
 mod schedule;
 mod schedule_e2e;
+mod services;
 mod stats;
 mod store;
 
@@ -41,6 +42,9 @@ pub enum Command {
     /// The admission chain per pod create: bare, with LimitRange and ResourceQuota, with
     /// many webhook configurations.
     Admission(admission::AdmissionArgs),
+    /// Service creates through the API path: what cluster IP and node port allocation
+    /// add over a ConfigMap create.
+    Services(services::ServicesArgs),
 }
 
 /// Runs one benchmark on a runtime of its own (call it outside any runtime).
@@ -58,5 +62,6 @@ pub fn run(command: Command) -> Result<()> {
         Command::Deployment(args) => deployment::run(args),
         Command::Pods(args) => rt.block_on(pods::run(args)),
         Command::Admission(args) => rt.block_on(admission::run(args)),
+        Command::Services(args) => rt.block_on(services::run(args)),
     }
 }

@@ -37,6 +37,7 @@ pub mod proto;
 mod query;
 pub mod request;
 mod rest;
+pub mod service_alloc;
 mod strategy;
 mod table;
 pub mod tls;
@@ -68,6 +69,9 @@ pub struct ApiState {
     pub aggregator: aggregator::Aggregator,
     /// How this server authenticates to kubelets (pods/log), once configured.
     pub kubelet_client: std::sync::OnceLock<kubelet_proxy::KubeletClient>,
+    /// The ranges Services get cluster IPs and node ports from, once configured
+    /// (unset: Services are stored as given).
+    pub service_alloc: std::sync::OnceLock<service_alloc::Allocators>,
 }
 
 impl ApiState {
@@ -91,6 +95,7 @@ impl ApiState {
             admission: Default::default(),
             aggregator: Default::default(),
             kubelet_client: Default::default(),
+            service_alloc: Default::default(),
         })
     }
 }
@@ -163,6 +168,19 @@ pub async fn internal_request(
     body: Option<&serde_json::Value>,
 ) -> (StatusCode, serde_json::Value) {
     send_internal(state, method, path, "application/json", body).await
+}
+
+/// [`internal_request`] behind a box, for callers inside the request path (Service
+/// allocation writes IPAddresses while handling a Service write): the handler's future
+/// would otherwise contain itself.
+pub(crate) fn nested_request<'a>(
+    state: &'a Arc<ApiState>,
+    method: Method,
+    path: &'a str,
+    body: Option<&'a serde_json::Value>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = (StatusCode, serde_json::Value)> + Send + 'a>>
+{
+    Box::pin(internal_request(state, method, path, body))
 }
 
 /// A server-side apply as the server itself (`path` carries the field manager).

@@ -1153,6 +1153,12 @@ impl Ctx {
         if record {
             self.record_update(None, &mut obj)?;
         }
+        // Cluster IPs and node ports, after everything that may refuse the object.
+        let allocation = if self.allocates() {
+            Some(crate::service_alloc::allocate_create(&self.state, &mut obj, dry_run).await?)
+        } else {
+            None
+        };
         let name = meta_str(&obj, "name").unwrap_or("").to_owned();
         let stored = self.encode(&obj);
         if dry_run {
@@ -1171,12 +1177,18 @@ impl Ctx {
                 .respond_value(StatusCode::CREATED, &obj)
                 .map(|r| with_warnings(r, &warnings));
         }
-        let kv = self
+        let created = self
             .state
             .store
             .create(&self.key(&name), stored.into())
-            .await
-            .map_err(|e| from_store(e, self.info, &name))?;
+            .await;
+        if let Some(allocation) = allocation {
+            match &created {
+                Ok(_) => allocation.commit(&self.state).await,
+                Err(_) => allocation.revert(&self.state).await,
+            }
+        }
+        let kv = created.map_err(|e| from_store(e, self.info, &name))?;
         self.respond_object(StatusCode::CREATED, &kv.value, kv.mod_revision)
             .map(|r| with_warnings(r, &warnings))
     }
@@ -1300,20 +1312,46 @@ impl Ctx {
                 .delete(&self.key(&name), Some(revision))
                 .await
                 .map_err(|e| from_store(e, self.info, &name))?;
+            self.after_delete(&old).await;
             return self.respond_object(StatusCode::OK, &self.encode(&obj), deleted.revision);
         }
+        let allocation = if self.allocates() && !self.is_status() {
+            Some(crate::service_alloc::allocate_update(&self.state, &mut obj, &old, dry_run).await?)
+        } else {
+            None
+        };
         if dry_run {
             // Nothing was written: the object keeps its resourceVersion.
             metadata_mut(&mut obj).insert("resourceVersion".into(), json!(revision.to_string()));
             return self.respond_value(StatusCode::OK, &obj);
         }
-        let kv = self
+        let updated = self
             .state
             .store
             .update(&self.key(&name), self.encode(&obj).into(), revision)
-            .await
-            .map_err(|e| from_store(e, self.info, &name))?;
+            .await;
+        if let Some(allocation) = allocation {
+            match &updated {
+                Ok(_) => allocation.commit(&self.state).await,
+                Err(_) => allocation.revert(&self.state).await,
+            }
+        }
+        let kv = updated.map_err(|e| from_store(e, self.info, &name))?;
         self.respond_object(StatusCode::OK, &kv.value, kv.mod_revision)
+    }
+
+    /// Whether writes of this resource allocate (Services, once the ranges are set).
+    fn allocates(&self) -> bool {
+        self.info.group.is_empty()
+            && self.info.plural == "services"
+            && self.state.service_alloc.get().is_some()
+    }
+
+    /// Releases what a deleted object held (a Service's cluster IPs and node ports).
+    async fn after_delete(&self, obj: &Value) {
+        if self.allocates() {
+            crate::service_alloc::release_all(&self.state, obj).await;
+        }
     }
 
     /// The field manager of this request: `fieldManager`, else the first word of the
@@ -1592,6 +1630,7 @@ impl Ctx {
                         .delete(&self.key(&name), Some(current.mod_revision))
                         .await
                         .map_err(|e| from_store(e, self.info, &name))?;
+                    self.after_delete(&obj).await;
                 }
                 let mut details = json!({"name": name, "kind": self.info.plural, "uid": meta_str(&obj, "uid").unwrap_or("")});
                 if !self.info.group.is_empty() {
@@ -1626,12 +1665,18 @@ impl Ctx {
                     .update(&kv.key, self.encode(&obj).into(), kv.mod_revision)
                     .await
                     .map(|_| ()),
-                strategy::Deletion::Now => self
-                    .state
-                    .store
-                    .delete(&kv.key, Some(kv.mod_revision))
-                    .await
-                    .map(|_| ()),
+                strategy::Deletion::Now => {
+                    let deleted = self
+                        .state
+                        .store
+                        .delete(&kv.key, Some(kv.mod_revision))
+                        .await
+                        .map(|_| ());
+                    if deleted.is_ok() {
+                        self.after_delete(&obj).await;
+                    }
+                    deleted
+                }
             };
             match result {
                 Ok(()) => deleted.push(obj),

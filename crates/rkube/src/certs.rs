@@ -76,7 +76,7 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("duration {text:?} is too long"))
 }
 
-fn env_duration(name: &str) -> Result<Option<Duration>> {
+pub(crate) fn env_duration(name: &str) -> Result<Option<Duration>> {
     match std::env::var(name) {
         Ok(v) if !v.is_empty() => parse_duration(&v)
             .map(Some)

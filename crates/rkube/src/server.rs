@@ -34,6 +34,10 @@ pub(crate) struct ServerArgs {
     /// The Service IP range; the `kubernetes` Service takes its first address.
     #[arg(long, default_value = "10.43.0.0/16")]
     service_cluster_ip_range: String,
+    /// The port range NodePort and LoadBalancer Services get node ports from
+    /// (`30000-32767`, `30000+2768` or one port).
+    #[arg(long, default_value = "30000-32767")]
+    service_node_port_range: String,
     /// The address the `kubernetes` Service's endpoints advertise (default: the --listen
     /// address, or 127.0.0.1 when that is unspecified).
     #[arg(long)]
@@ -120,6 +124,17 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
 
     let service_ip = rkube_apiserver::kubernetes_service::first_ip(&args.service_cluster_ip_range)
         .map_err(|e| anyhow::anyhow!("bad --service-cluster-ip-range: {e}"))?;
+    let allocators = rkube_apiserver::service_alloc::Allocators::from_ranges(
+        rkube_apiserver::service_alloc::IpRange::parse(&args.service_cluster_ip_range)
+            .map_err(|e| anyhow::anyhow!("bad --service-cluster-ip-range: {e}"))?,
+        rkube_apiserver::service_alloc::PortRange::parse(&args.service_node_port_range)
+            .map_err(|e| anyhow::anyhow!("bad --service-node-port-range: {e}"))?,
+    );
+    // Upstream's repair interval and leak grace; the environment shortens them for tests.
+    let repair_interval = crate::certs::env_duration("RKUBE_SERVICE_REPAIR_INTERVAL")?
+        .unwrap_or(rkube_apiserver::service_alloc::repair::DEFAULT_INTERVAL);
+    let allocation_grace = crate::certs::env_duration("RKUBE_SERVICE_ALLOCATION_GRACE")?
+        .unwrap_or(rkube_apiserver::service_alloc::repair::DEFAULT_GRACE);
     let mut names = ServingNames::new(crate::certs::hostname()).with_ip(service_ip);
     if let Some(ip) = args.advertise_address {
         names = names.with_ip(ip);
@@ -195,6 +210,9 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
             } else {
                 args.listen.ip()
             });
+    // Services get cluster IPs and node ports from here on; the default ServiceCIDR is
+    // made by the repair loop's first pass, below.
+    let _ = state.service_alloc.set(allocators);
     rkube_apiserver::kubernetes_service::start(
         &state,
         rkube_apiserver::kubernetes_service::Config {
@@ -205,6 +223,9 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
     )
     .await
     .map_err(|e| anyhow::anyhow!("cannot set up the kubernetes service: {e}"))?;
+    // Records match Services before the first client request (upstream runs its repair
+    // loops before the API server is ready).
+    rkube_apiserver::service_alloc::repair::start(&state, repair_interval, allocation_grace).await;
     rkube_apiserver::authz::aggregation::pass(&state).await;
     rkube_apiserver::authz::aggregation::start(&state);
     state.authz.sync(&*state.store).await;
