@@ -144,7 +144,12 @@ pub fn run(args: DeploymentArgs) -> Result<()> {
         Command::new(&args.rkube)
             .args(["hollow-nodes", "--kubeconfig"])
             .arg(&kc)
-            .args(["--count", &args.nodes.to_string(), "--mode", &args.hollow_mode])
+            .args([
+                "--count",
+                &args.nodes.to_string(),
+                "--mode",
+                &args.hollow_mode,
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?,

@@ -368,6 +368,28 @@ mod tests {
     }
 
     #[test]
+    fn node_status_lists_the_largest_images_with_digests_first() {
+        let img = |id: &str, size: u64| crate::cri::api::Image {
+            id: id.into(),
+            repo_tags: vec![format!("docker.io/library/{id}:1")],
+            repo_digests: vec![format!("docker.io/library/{id}@sha256:{id}")],
+            size,
+            ..Default::default()
+        };
+        let mut list: Vec<_> = (0..60).map(|i| img(&format!("i{i:02}"), i)).collect();
+        list.push(img("big", 1 << 30));
+        let v = images(&list);
+        let v = v.as_array().unwrap();
+        assert_eq!(v.len(), NODE_STATUS_MAX_IMAGES);
+        assert_eq!(
+            v[0],
+            json!({"names": ["docker.io/library/big@sha256:big", "docker.io/library/big:1"],
+                   "sizeBytes": 1u64 << 30})
+        );
+        assert_eq!(v[49]["sizeBytes"], 11);
+    }
+
+    #[test]
     fn allocatable_keeps_back_the_eviction_threshold() {
         let m = machine();
         assert_eq!(m.capacity()["memory"], "4000000Ki");
