@@ -23,6 +23,10 @@ pub struct DeploymentArgs {
     /// Hollow nodes.
     #[arg(long, default_value_t = 100)]
     nodes: usize,
+    /// How the hollow nodes run pods: `kubelet` (the real kubelet on a simulated
+    /// runtime) or `paper`.
+    #[arg(long, default_value = "kubelet")]
+    hollow_mode: String,
     /// Deployment replicas.
     #[arg(long, default_value_t = 1000)]
     replicas: usize,
@@ -35,7 +39,7 @@ pub struct DeploymentArgs {
 }
 
 /// A child process killed when dropped.
-struct Proc(Child);
+pub(crate) struct Proc(pub(crate) Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -45,7 +49,7 @@ impl Drop for Proc {
 }
 
 /// CPU seconds (user + system) and RSS / peak RSS (MiB) of a process.
-fn usage(pid: u32) -> Result<(f64, f64, f64)> {
+pub(crate) fn usage(pid: u32) -> Result<(f64, f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let after = stat.rsplit_once(')').context("bad /proc stat")?.1;
     let fields: Vec<&str> = after.split_whitespace().collect();
@@ -140,7 +144,12 @@ pub fn run(args: DeploymentArgs) -> Result<()> {
         Command::new(&args.rkube)
             .args(["hollow-nodes", "--kubeconfig"])
             .arg(&kc)
-            .args(["--count", &args.nodes.to_string()])
+            .args([
+                "--count",
+                &args.nodes.to_string(),
+                "--mode",
+                &args.hollow_mode,
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?,
@@ -186,7 +195,7 @@ pub fn run(args: DeploymentArgs) -> Result<()> {
     let (cpu2, rss2, hwm) = usage(pid)?;
     println!("new image rolled out in {:.1} s (server CPU {:.1} s, RSS {rss2:.0} MiB, peak {hwm:.0} MiB)", rollout.as_secs_f64(), cpu2 - cpu1);
     let doc = json!({
-        "nodes": n, "replicas": r, "binary": args.rkube.display().to_string(),
+        "nodes": n, "hollowMode": args.hollow_mode, "replicas": r, "binary": args.rkube.display().to_string(),
         "allReadySeconds": create.as_secs_f64(), "rolloutSeconds": rollout.as_secs_f64(),
         "serverCpuSecondsCreate": cpu1 - cpu0, "serverCpuSecondsRollout": cpu2 - cpu1,
         "serverRssMiB": rss2, "serverPeakRssMiB": hwm,

@@ -9,6 +9,7 @@ mod admission;
 mod authn;
 mod authz;
 mod deployment;
+mod hollow;
 mod merge;
 mod pods;
 mod schedule;
@@ -37,6 +38,9 @@ pub enum Command {
     /// A Deployment on hollow nodes through a real server: time to all Ready and to roll
     /// out a new image, with the server's (controller manager's) CPU and RSS.
     Deployment(deployment::DeploymentArgs),
+    /// What hollow nodes cost: time to N nodes Ready, then idle CPU and RSS of the
+    /// hollow-nodes process and the server (`--mode kubelet|paper`).
+    Hollow(hollow::HollowArgs),
     /// Pod startup latency and RSS on a real node (containerd; needs root).
     Pods(pods::PodsArgs),
     /// The admission chain per pod create: bare, with LimitRange and ResourceQuota, with
@@ -60,6 +64,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::ScheduleAlgorithm(args) => schedule::run(args),
         Command::Schedule(args) => rt.block_on(schedule_e2e::run(args)),
         Command::Deployment(args) => deployment::run(args),
+        Command::Hollow(args) => hollow::run(args),
         Command::Pods(args) => rt.block_on(pods::run(args)),
         Command::Admission(args) => rt.block_on(admission::run(args)),
         Command::Services(args) => rt.block_on(services::run(args)),

@@ -1,11 +1,16 @@
-//! Hollow nodes (upstream's name; KWOK is the peer): simulated kubelets that register
-//! Nodes with capacity, labels and a Ready condition, renew their Leases in
-//! `kube-node-lease`, and report pods bound to them Running and Ready with a pod IP,
-//! without running anything. Everything goes through the API.
+//! Hollow nodes (upstream's name; KWOK is the peer): many simulated nodes in one
+//! process. Two modes:
+//! - [`kubelets`] (the default): the real kubelet per node on an in-memory container
+//!   runtime (`rkube_kubelet::sim`), as upstream's kubemark;
+//! - paper ([`run`] with [`PaperRuntime`]): no kubelet at all; one loop registers the
+//!   Nodes with capacity, labels and a Ready condition, renews their Leases and reports
+//!   pods Running and Ready with a pod IP. It costs a fraction of the kubelet mode, for
+//!   scheduler benchmarks at thousands of nodes.
 //!
-//! What a node does with its pods is [`PodRuntime`]: the seam where the kubelet issue
-//! replaces [`PaperRuntime`] with the real kubelet on a simulated container runtime.
+//! Everything goes through the API.
 #![forbid(unsafe_code)]
+
+pub mod kubelets;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -27,10 +32,12 @@ pub const LEASE_RENEW_INTERVAL: Duration = Duration::from_secs(10);
 pub const LEASE_DURATION_SECONDS: i32 = 40;
 /// The field manager hollow nodes write as.
 pub const FIELD_MANAGER: &str = "rkube-hollow-node";
-/// A pod annotation the paper runtime reads as "the containers exit with this code once
+/// A pod annotation both modes read as "the containers exit with this code once
 /// running" (the pod turns Succeeded for 0; Failed otherwise under `restartPolicy:
-/// Never`), so Jobs can complete on hollow nodes. Without it pods run forever.
-pub const EXIT_CODE_ANNOTATION: &str = "hollow.rkube.io/exit-code";
+/// Never`), so Jobs can complete on hollow nodes. Without it pods run forever. (The
+/// paper runtime keeps a failed container of another restart policy running; the
+/// kubelet restarts it with back-off.)
+pub use rkube_kubelet::sim::EXIT_CODE_ANNOTATION;
 
 /// What the hollow nodes look like.
 #[derive(Debug, Clone)]
@@ -69,6 +76,12 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("invalid {resource} capacity {value:?}: want {want}")]
+    InvalidCapacity {
+        resource: &'static str,
+        value: String,
+        want: &'static str,
+    },
 }
 
 fn now_rfc3339() -> String {
@@ -97,7 +110,7 @@ pub fn node_name(opts: &HollowOptions, index: usize) -> String {
 
 /// Node `index`'s internal IP (from 172.16.0.1 up) and pod CIDR prefix (`10.<hi>.<lo>`),
 /// unique per index.
-fn node_addresses(index: usize) -> (String, String) {
+pub(crate) fn node_addresses(index: usize) -> (String, String) {
     let (hi, lo) = ((index / 256) % 256, index % 256);
     let ip = std::net::Ipv4Addr::from(
         u32::from(std::net::Ipv4Addr::new(172, 16, 0, 0)) + 1 + (index as u32 % 0xF_FFFE),

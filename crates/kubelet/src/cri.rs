@@ -100,6 +100,17 @@ pub trait Runtime: Send + Sync {
     async fn port_forward(&self, req: api::PortForwardRequest) -> Result<String>;
     /// CPU and memory of every container (CRI `ListContainerStats`).
     async fn list_container_stats(&self) -> Result<Vec<api::ContainerStats>>;
+    /// Tells the runtime the node's pod CIDR (CRI `UpdateRuntimeConfig`).
+    async fn update_pod_cidr(&self, pod_cidr: &str) -> Result<()>;
+    /// The outcome of a network probe (tcpSocket, httpGet, grpc) of a container, when
+    /// the runtime simulates the pod network and so answers it itself (`Err`: the
+    /// failure's message); `None`: the kubelet probes the pod's address for real.
+    async fn simulated_network_probe(
+        &self,
+        _container_id: &str,
+    ) -> Option<std::result::Result<(), String>> {
+        None
+    }
 }
 
 /// The CRI v1 client of a runtime listening on a unix socket (containerd).
@@ -466,6 +477,23 @@ impl Runtime for CriRuntime {
             api::ListContainerStatsRequest { filter: None }
         )?;
         Ok(r.stats)
+    }
+
+    async fn update_pod_cidr(&self, pod_cidr: &str) -> Result<()> {
+        cri!(
+            self,
+            runtime,
+            update_runtime_config,
+            self.timeout,
+            api::UpdateRuntimeConfigRequest {
+                runtime_config: Some(api::RuntimeConfig {
+                    network_config: Some(api::NetworkConfig {
+                        pod_cidr: pod_cidr.into()
+                    })
+                })
+            }
+        )
+        .map(drop)
     }
 }
 

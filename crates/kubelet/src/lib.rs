@@ -5,7 +5,8 @@
 //! Modules: `cri` (the [`cri::Runtime`] trait and the gRPC client), `containerd` (the
 //! managed runtime), `pause` (the locally built pause image), `cni` (the pod network
 //! config), `node` (registration, Lease, status), `pleg` (relisting), `pod_config` and
-//! `pod_status` (pure spec → CRI and observation → status), `worker` (pod workers).
+//! `pod_status` (pure spec → CRI and observation → status), `worker` (pod workers),
+//! `sim` (the simulated runtime hollow nodes run this same kubelet on, [`Backend`]).
 #![forbid(unsafe_code)]
 
 pub mod cni;
@@ -23,6 +24,7 @@ pub mod pod_config;
 pub mod pod_status;
 pub mod probe;
 pub mod server;
+pub mod sim;
 pub mod static_pods;
 pub mod stats;
 pub mod streaming;
@@ -128,6 +130,23 @@ impl Options {
     }
 }
 
+/// What the kubelet runs pods on.
+pub enum Backend {
+    /// This machine: containerd (started by rkube, or at `container_runtime_endpoint`),
+    /// the CNI config, volumes and logs under the data dir, the HTTPS server, probes
+    /// over the pod network.
+    Host,
+    /// A simulated machine (a hollow node): the given runtime (a [`sim::SimRuntime`])
+    /// with the given capacity and identity; nothing outside memory is touched — no
+    /// containerd, CNI, files, server or host reads. `opts.node_ip` is the node's
+    /// address and `opts.pod_cidr` its pod range until the Node has one.
+    Simulated {
+        runtime: Arc<dyn Runtime>,
+        machine: node::Machine,
+        host: node::HostFacts,
+    },
+}
+
 /// A failure that stops the kubelet.
 #[derive(Debug, Error)]
 pub enum Error {
@@ -163,6 +182,9 @@ pub struct Shared {
     pub static_pods: Mutex<std::collections::HashSet<String>>,
     /// Wakes the static pod manager: a mirror pod changed.
     pub static_pods_changed: tokio::sync::Notify,
+    /// Whether pods run on this machine (false: a simulated node, which writes no pod
+    /// logs directories and sets up no volumes on disk).
+    pub on_host: bool,
     workers: Mutex<HashMap<String, Worker>>,
 }
 
@@ -199,6 +221,8 @@ pub struct RuntimeState {
     last_sync: Option<std::time::Instant>,
     /// Its unready conditions then, in upstream's words.
     condition_errors: Vec<String>,
+    /// Node status' `images`, from the runtime's image list.
+    images: serde_json::Value,
 }
 
 /// Asks the runtime for its status (with the runtime's deadline) and records it.
@@ -228,6 +252,17 @@ async fn update_runtime_state(shared: &Shared, runtime: &dyn Runtime) {
             state.condition_errors = errors;
         }
     }
+    match runtime.list_images().await {
+        Ok(list) => {
+            let images = node::images(&list);
+            shared
+                .runtime_state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .images = images;
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot list images"),
+    }
 }
 
 /// The node's health from the runtime's and the relister's point of view, from what
@@ -254,12 +289,24 @@ fn health(shared: &Shared) -> node::Health {
     node::Health { errors }
 }
 
-/// Runs the kubelet until `shutdown` resolves; a containerd it started is stopped then.
+/// Runs the kubelet on this machine until `shutdown` resolves; a containerd it started
+/// is stopped then.
 pub async fn run(
     client: Client,
     opts: Options,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
+    run_on(client, opts, Backend::Host, shutdown).await
+}
+
+/// Runs the kubelet on `backend` until `shutdown` resolves.
+pub async fn run_on(
+    client: Client,
+    opts: Options,
+    backend: Backend,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let on_host = matches!(backend, Backend::Host);
     let registered = node::register(&client, &opts.node_name, &opts.node_labels)
         .await
         .map_err(|source| Error::Register {
@@ -274,7 +321,7 @@ pub async fn run(
     if !cni::valid_cidr(&pod_cidr) {
         return Err(Error::PodCidr(pod_cidr));
     }
-    if opts.writes_cni_config() {
+    if on_host && opts.writes_cni_config() {
         let layout = opts.layout();
         cni::write(
             &layout.cni_conf_dir,
@@ -284,7 +331,18 @@ pub async fn run(
         )
         .map_err(Error::Cni)?;
     }
-    let (containerd, runtime) = setup_runtime(&opts).await;
+    let (containerd, runtime, machine, host_facts) = match backend {
+        Backend::Host => {
+            let (containerd, runtime) = setup_runtime(&opts).await;
+            let machine = node::Machine::detect(opts.max_pods);
+            (containerd, runtime, machine, node::HostFacts::read())
+        }
+        Backend::Simulated {
+            runtime,
+            machine,
+            host,
+        } => (None, Ok(runtime), machine, host),
+    };
     let (runtime, runtime_error) = match runtime {
         Ok(r) => (Some(r), None),
         Err(e) => {
@@ -292,6 +350,11 @@ pub async fn run(
             (None, Some(e))
         }
     };
+    if let Some(rt) = &runtime {
+        if let Err(e) = rt.update_pod_cidr(&pod_cidr).await {
+            tracing::warn!(error = %e, "cannot tell the runtime the pod CIDR");
+        }
+    }
     let runtime_version = match &runtime {
         Some(rt) => rt
             .version()
@@ -315,18 +378,23 @@ pub async fn run(
         dns: opts.dns.clone(),
         static_pods: Mutex::default(),
         static_pods_changed: tokio::sync::Notify::new(),
+        on_host,
         workers: Mutex::new(HashMap::new()),
     });
     if let Some(rt) = &shared.runtime {
         update_runtime_state(&shared, &**rt).await;
     }
-    let machine = node::Machine::detect(opts.max_pods);
-    let (server, kubelet_port) = start_server(&shared, &opts).await;
+    let (server, kubelet_port) = if on_host {
+        start_server(&shared, &opts).await
+    } else {
+        (None, 0)
+    };
     let info = node::NodeInfo {
         node_name: opts.node_name.clone(),
         internal_ip: host_ip,
         runtime_version,
         kubelet_port,
+        host: host_facts,
     };
     tracing::info!(node = %opts.node_name, pod_cidr = %pod_cidr, "kubelet started");
 
@@ -336,6 +404,7 @@ pub async fn run(
         .as_ref()
         .and_then(|s| s.pod_cidr.as_ref())
         .is_none()
+        && on_host
         && opts.writes_cni_config())
     .then(|| (opts.clone(), pod_cidr.clone()));
     let status_loop = {
@@ -364,11 +433,22 @@ pub async fn run(
                         ) {
                             tracing::warn!(error = %e, "cannot rewrite the CNI config");
                         }
+                        if let Some(rt) = &shared.runtime {
+                            if let Err(e) = rt.update_pod_cidr(&cidr).await {
+                                tracing::warn!(error = %e, "cannot tell the runtime the pod CIDR");
+                            }
+                        }
                         follow_cidr = None;
                     }
                 }
                 let health = health(&shared);
-                if let Err(e) = reporter.report(&machine, &info, &health).await {
+                let images = shared
+                    .runtime_state
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .images
+                    .clone();
+                if let Err(e) = reporter.report(&machine, &info, &health, &images).await {
                     tracing::warn!(error = %e, "cannot update node status");
                 }
             }

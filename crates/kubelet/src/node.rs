@@ -25,11 +25,14 @@ pub const NODE_STATUS_REPORT_FREQUENCY: Duration = Duration::from_secs(300);
 pub const KUBELET_VERSION: &str = "v1.37.0";
 /// Memory kept back from allocatable: upstream's default hard eviction threshold.
 const EVICTION_HARD_MEMORY_KI: u64 = 100 * 1024;
+/// How many images node status lists at most (upstream's `--node-status-max-images`).
+pub const NODE_STATUS_MAX_IMAGES: usize = 50;
 
-/// What the machine offers, read from /proc.
+/// What the machine offers, read from /proc (or given, for a simulated node).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Machine {
-    pub cpus: usize,
+    /// CPU capacity as a quantity (`"2"`, `"500m"`).
+    pub cpu: String,
     pub memory_ki: u64,
     pub max_pods: u32,
 }
@@ -45,20 +48,20 @@ impl Machine {
             .and_then(|m| mem_total_ki(&m))
             .unwrap_or(0);
         Machine {
-            cpus,
+            cpu: cpus.to_string(),
             memory_ki,
             max_pods,
         }
     }
 
     pub fn capacity(&self) -> Value {
-        json!({"cpu": self.cpus.to_string(), "memory": format!("{}Ki", self.memory_ki),
+        json!({"cpu": self.cpu, "memory": format!("{}Ki", self.memory_ki),
                "pods": self.max_pods.to_string(), "hugepages-1Gi": "0", "hugepages-2Mi": "0"})
     }
 
     pub fn allocatable(&self) -> Value {
         let memory = self.memory_ki.saturating_sub(EVICTION_HARD_MEMORY_KI);
-        json!({"cpu": self.cpus.to_string(), "memory": format!("{memory}Ki"),
+        json!({"cpu": self.cpu, "memory": format!("{memory}Ki"),
                "pods": self.max_pods.to_string(), "hugepages-1Gi": "0", "hugepages-2Mi": "0"})
     }
 }
@@ -125,6 +128,30 @@ impl Health {
     }
 }
 
+/// The host's identity in node info, read once at start.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostFacts {
+    pub os_image: String,
+    pub kernel_version: String,
+    pub machine_id: String,
+    pub system_uuid: String,
+    pub boot_id: String,
+}
+
+impl HostFacts {
+    /// Reads them from /etc and /proc.
+    pub fn read() -> Self {
+        HostFacts {
+            os_image: os_image(&std::fs::read_to_string("/etc/os-release").unwrap_or_default())
+                .unwrap_or_else(|| "Linux".into()),
+            kernel_version: read_trimmed("/proc/sys/kernel/osrelease"),
+            machine_id: read_trimmed("/etc/machine-id"),
+            system_uuid: read_trimmed("/sys/class/dmi/id/product_uuid"),
+            boot_id: read_trimmed("/proc/sys/kernel/random/boot_id"),
+        }
+    }
+}
+
 /// Static facts of the node status: addresses and node info.
 #[derive(Debug, Clone)]
 pub struct NodeInfo {
@@ -133,11 +160,35 @@ pub struct NodeInfo {
     pub runtime_version: String,
     /// The port of the kubelet's HTTPS server (0: none).
     pub kubelet_port: u16,
+    pub host: HostFacts,
+}
+
+/// Node status' `images`: the largest [`NODE_STATUS_MAX_IMAGES`] images, each with its
+/// digests and tags as names (upstream's order).
+pub fn images(list: &[crate::cri::api::Image]) -> Value {
+    let mut sorted: Vec<&crate::cri::api::Image> = list.iter().collect();
+    sorted.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.id.cmp(&b.id)));
+    Value::Array(
+        sorted
+            .into_iter()
+            .take(NODE_STATUS_MAX_IMAGES)
+            .map(|i| {
+                let names: Vec<&String> = i.repo_digests.iter().chain(&i.repo_tags).collect();
+                json!({"names": names, "sizeBytes": i.size})
+            })
+            .collect(),
+    )
 }
 
 /// The status the node reports (a merge patch of `status`), without times when
 /// `now` is empty (for comparing two statuses).
-pub fn status(machine: &Machine, info: &NodeInfo, health: &Health, now: &str) -> Value {
+pub fn status(
+    machine: &Machine,
+    info: &NodeInfo,
+    health: &Health,
+    images: &Value,
+    now: &str,
+) -> Value {
     let condition = |type_: &str, status: &str, reason: &str, message: &str| {
         json!({"type": type_, "status": status, "reason": reason, "message": message,
                "lastHeartbeatTime": now, "lastTransitionTime": now})
@@ -158,13 +209,14 @@ pub fn status(machine: &Machine, info: &NodeInfo, health: &Health, now: &str) ->
             "kubeletVersion": KUBELET_VERSION, "kubeProxyVersion": "",
             "containerRuntimeVersion": info.runtime_version,
             "operatingSystem": "linux", "architecture": arch,
-            "osImage": os_image(&std::fs::read_to_string("/etc/os-release").unwrap_or_default()).unwrap_or_else(|| "Linux".into()),
-            "kernelVersion": read_trimmed("/proc/sys/kernel/osrelease"),
-            "machineID": read_trimmed("/etc/machine-id"),
-            "systemUUID": read_trimmed("/sys/class/dmi/id/product_uuid"),
-            "bootID": read_trimmed("/proc/sys/kernel/random/boot_id"),
+            "osImage": info.host.os_image,
+            "kernelVersion": info.host.kernel_version,
+            "machineID": info.host.machine_id,
+            "systemUUID": info.host.system_uuid,
+            "bootID": info.host.boot_id,
         },
         "daemonEndpoints": {"kubeletEndpoint": {"Port": info.kubelet_port}},
+        "images": images,
     }})
 }
 
@@ -234,15 +286,16 @@ impl StatusReporter {
         machine: &Machine,
         info: &NodeInfo,
         health: &Health,
+        images: &Value,
     ) -> Result<(), kube::Error> {
-        let timeless = status(machine, info, health, "");
+        let timeless = status(machine, info, health, images, "");
         if let Some((last, at)) = &self.last_sent {
             if *last == timeless && at.elapsed() < NODE_STATUS_REPORT_FREQUENCY {
                 return Ok(());
             }
         }
         let nodes: Api<Node> = Api::all(self.client.clone());
-        let mut patch = status(machine, info, health, &now_rfc3339());
+        let mut patch = status(machine, info, health, images, &now_rfc3339());
         if let Ok(old) = nodes.get(&info.node_name).await {
             keep_transition_times(&mut patch, &old);
         }
@@ -296,7 +349,7 @@ mod tests {
 
     fn machine() -> Machine {
         Machine {
-            cpus: 2,
+            cpu: "2".into(),
             memory_ki: 4_000_000,
             max_pods: 110,
         }
@@ -315,6 +368,28 @@ mod tests {
     }
 
     #[test]
+    fn node_status_lists_the_largest_images_with_digests_first() {
+        let img = |id: &str, size: u64| crate::cri::api::Image {
+            id: id.into(),
+            repo_tags: vec![format!("docker.io/library/{id}:1")],
+            repo_digests: vec![format!("docker.io/library/{id}@sha256:{id}")],
+            size,
+            ..Default::default()
+        };
+        let mut list: Vec<_> = (0..60).map(|i| img(&format!("i{i:02}"), i)).collect();
+        list.push(img("big", 1 << 30));
+        let v = images(&list);
+        let v = v.as_array().unwrap();
+        assert_eq!(v.len(), NODE_STATUS_MAX_IMAGES);
+        assert_eq!(
+            v[0],
+            json!({"names": ["docker.io/library/big@sha256:big", "docker.io/library/big:1"],
+                   "sizeBytes": 1u64 << 30})
+        );
+        assert_eq!(v[49]["sizeBytes"], 11);
+    }
+
+    #[test]
     fn allocatable_keeps_back_the_eviction_threshold() {
         let m = machine();
         assert_eq!(m.capacity()["memory"], "4000000Ki");
@@ -329,8 +404,9 @@ mod tests {
             internal_ip: "10.0.0.1".into(),
             runtime_version: "containerd://1.6.20".into(),
             kubelet_port: 10250,
+            host: HostFacts::default(),
         };
-        let s = status(&machine(), &info, &Health::default(), "t");
+        let s = status(&machine(), &info, &Health::default(), &json!([]), "t");
         assert_eq!(s["status"]["conditions"][3]["reason"], "KubeletReady");
         assert_eq!(
             s["status"]["conditions"][3]["message"],
@@ -339,7 +415,7 @@ mod tests {
         let sick = Health {
             errors: vec!["container runtime is down".into()],
         };
-        let s = status(&machine(), &info, &sick, "t");
+        let s = status(&machine(), &info, &sick, &json!([]), "t");
         assert_eq!(s["status"]["conditions"][3]["status"], "False");
         assert_eq!(s["status"]["conditions"][3]["reason"], "KubeletNotReady");
         assert_eq!(

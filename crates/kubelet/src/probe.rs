@@ -230,6 +230,15 @@ pub async fn run(
             Err(e) => Outcome::Failure(e.message()),
         };
     }
+    if probe.tcp_socket.is_some() || probe.http_get.is_some() || probe.grpc.is_some() {
+        // A simulated pod network: the runtime answers for the pod's address.
+        if let Some(r) = runtime.simulated_network_probe(container_id).await {
+            return match r {
+                Ok(()) => Outcome::Success,
+                Err(msg) => Outcome::Failure(msg),
+            };
+        }
+    }
     if let Some(tcp) = &probe.tcp_socket {
         let port = match resolve_port(&tcp.port, c) {
             Ok(p) => p,

@@ -268,7 +268,9 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut WorkerState) -> Observed {
                         return observed;
                     }
                 }
-                let _ = std::fs::create_dir_all(&config.log_directory);
+                if shared.on_host {
+                    let _ = std::fs::create_dir_all(&config.log_directory);
+                }
                 match runtime.run_pod_sandbox(config).await {
                     Ok(id) => Some((id, next_attempt)),
                     Err(e) => {
@@ -768,12 +770,17 @@ async fn start_container(
             .events
             .pod(pod, Some(&c.name), type_, reason, message)
     };
-    let paths = crate::volumes::prepare(&shared.client, pod, c, &shared.pods_dir)
-        .await
-        .map_err(|e| {
-            event(WARNING, "FailedMount", e.clone());
-            ("ContainerCreating".to_owned(), String::new())
-        })?;
+    // A simulated node mounts nothing (its runtime runs no processes to see files).
+    let paths = if shared.on_host {
+        crate::volumes::prepare(&shared.client, pod, c, &shared.pods_dir)
+            .await
+            .map_err(|e| {
+                event(WARNING, "FailedMount", e.clone());
+                ("ContainerCreating".to_owned(), String::new())
+            })?
+    } else {
+        HashMap::new()
+    };
     let config_error = |e: String| {
         event(WARNING, "Failed", format!("Error: {e}"));
         ("CreateContainerConfigError".to_owned(), e)
@@ -887,8 +894,10 @@ async fn terminate(shared: &Shared, pod: &Pod) -> Result<(), String> {
         }
         kill_sandbox_and_containers(runtime, uid, None, grace).await;
     }
-    let _ = std::fs::remove_dir_all(pod_config::log_directory(&shared.pod_logs_dir, pod));
-    let _ = std::fs::remove_dir_all(crate::volumes::pod_dir(&shared.pods_dir, pod));
+    if shared.on_host {
+        let _ = std::fs::remove_dir_all(pod_config::log_directory(&shared.pod_logs_dir, pod));
+        let _ = std::fs::remove_dir_all(crate::volumes::pod_dir(&shared.pods_dir, pod));
+    }
     if crate::static_pods::is_static(pod) {
         // Not in the API: the static pod manager deletes its mirror.
         return Ok(());

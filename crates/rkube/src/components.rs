@@ -212,6 +212,16 @@ pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs_f64(total))
 }
 
+/// How hollow nodes run their pods.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HollowMode {
+    /// The real kubelet per node on a simulated container runtime.
+    Kubelet,
+    /// No kubelet: one loop reports every pod Running (for scheduler benchmarks at
+    /// thousands of nodes).
+    Paper,
+}
+
 /// Flags of `rkube hollow-nodes`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct HollowArgs {
@@ -221,6 +231,10 @@ pub(crate) struct HollowArgs {
     /// How many nodes to simulate.
     #[arg(long, default_value_t = 1)]
     count: usize,
+    /// kubelet: each node runs the real kubelet on a simulated runtime; paper: pods are
+    /// reported Running without a kubelet.
+    #[arg(long, value_enum, default_value_t = HollowMode::Kubelet)]
+    mode: HollowMode,
     /// Node names are PREFIX-0, PREFIX-1, ...
     #[arg(long, default_value = "hollow-node")]
     name_prefix: String,
@@ -315,7 +329,12 @@ pub(crate) async fn run_controller_manager(args: ControllerManagerArgs) -> Resul
 }
 
 pub(crate) async fn run_hollow_nodes(args: HollowArgs) -> Result<()> {
-    let client = client_from_kubeconfig(&args.kubeconfig, "hollow-node").await?;
+    // Kubelets write as `kubelet`, as upstream's hollow kubelets do.
+    let component = match args.mode {
+        HollowMode::Kubelet => "kubelet",
+        HollowMode::Paper => "hollow-node",
+    };
+    let client = client_from_kubeconfig(&args.kubeconfig, component).await?;
     let opts = rkube_hollow::HollowOptions {
         count: args.count,
         name_prefix: args.name_prefix,
@@ -324,12 +343,19 @@ pub(crate) async fn run_hollow_nodes(args: HollowArgs) -> Result<()> {
         pods: args.pods,
         labels: args.labels.into_iter().collect::<BTreeMap<_, _>>(),
     };
-    rkube_hollow::run(
-        client,
-        opts,
-        Arc::new(rkube_hollow::PaperRuntime::default()),
-        crate::server::shutdown_signal(),
-    )
-    .await?;
+    match args.mode {
+        HollowMode::Kubelet => {
+            rkube_hollow::kubelets::run(client, opts, crate::server::shutdown_signal()).await?
+        }
+        HollowMode::Paper => {
+            rkube_hollow::run(
+                client,
+                opts,
+                Arc::new(rkube_hollow::PaperRuntime::default()),
+                crate::server::shutdown_signal(),
+            )
+            .await?
+        }
+    }
     Ok(())
 }

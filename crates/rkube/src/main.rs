@@ -33,7 +33,8 @@ enum Command {
     Scheduler(components::SchedulerArgs),
     /// Runs the controller manager against an API server.
     ControllerManager(components::ControllerManagerArgs),
-    /// Simulates nodes: registers them, renews their leases, and runs their pods on paper.
+    /// Simulates nodes: the real kubelet per node on a simulated container runtime (or,
+    /// with --mode paper, pods reported Running without a kubelet).
     HollowNodes(components::HollowArgs),
     /// Runs a kubelet: registers this machine as a Node and runs its pods on containerd.
     Kubelet(Box<kubelet::KubeletArgs>),
