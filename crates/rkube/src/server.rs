@@ -205,6 +205,18 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
     )
     .await
     .map_err(|e| anyhow::anyhow!("cannot set up the kubernetes service: {e}"))?;
+    // What `kubeadm init` sets up for token joins (`rkube agent`).
+    let loopback = in_process_client(
+        &state,
+        rkube_apiserver::auth::UserInfo::new(
+            "system:apiserver",
+            vec!["system:masters".into(), "system:authenticated".into()],
+        ),
+        crate::user_agent::header_value("kube-apiserver", None),
+    );
+    crate::token::ensure_join_rbac(&loopback)
+        .await
+        .context("cannot create the RBAC for joining nodes")?;
     rkube_apiserver::authz::aggregation::pass(&state).await;
     rkube_apiserver::authz::aggregation::start(&state);
     state.authz.sync(&*state.store).await;
