@@ -176,7 +176,12 @@ fn start_agent(netns: &Netns, dir: &Path, args: &[&str]) -> Agent {
 /// Runs an agent that must fail; its stderr.
 fn agent_fails(netns: &Netns, args: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let child = agent_command(netns, dir.path(), args)
+    agent_fails_in(netns, dir.path(), args)
+}
+
+/// [`agent_fails`] with the data dir `dir`.
+fn agent_fails_in(netns: &Netns, dir: &Path, args: &[&str]) -> String {
+    let child = agent_command(netns, dir, args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -456,6 +461,27 @@ fn agent_joins_from_its_own_network_namespace_and_runs_pods() {
         .count(),
         1
     );
+
+    // A kubeconfig whose CA does not verify the server (another cluster's, here the
+    // client CA) is refused with the fix.
+    let other = tempfile::tempdir().unwrap();
+    let b64 = |p: &Path| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(p).unwrap())
+    };
+    let pki = c.data_dir().join("pki");
+    let text = std::fs::read_to_string(&kubeconfig).unwrap();
+    let swapped = text.replace(&b64(&pki.join("ca.crt")), &b64(&pki.join("client-ca.crt")));
+    assert_ne!(swapped, text);
+    std::fs::write(other.path().join("kubelet.kubeconfig"), swapped).unwrap();
+    let err = agent_fails_in(&nodes.netns, other.path(), &agent_args);
+    assert!(
+        err.contains(&format!(
+            "the API server at {server} does not present a certificate from the cluster CA"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("join again with a new token"), "{err}");
 
     // A pod pinned to the node runs there from the node's own image store.
     run(Command::new("ctr")
