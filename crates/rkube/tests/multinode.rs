@@ -483,6 +483,16 @@ fn agent_joins_from_its_own_network_namespace_and_runs_pods() {
     );
     assert!(err.contains("join again with a new token"), "{err}");
 
+    // The token is no longer needed: deleted, it is gone from the list.
+    let out = run(Command::new(env!("CARGO_BIN_EXE_rkube"))
+        .args(["token", "delete", &token, "--kubeconfig"])
+        .arg(&c.kubeconfig));
+    assert_eq!(out, format!("bootstrap token {token_id:?} deleted\n"));
+    let listed = run(Command::new(env!("CARGO_BIN_EXE_rkube"))
+        .args(["token", "list", "--kubeconfig"])
+        .arg(&c.kubeconfig));
+    assert!(!listed.contains(token_id), "{listed}");
+
     // A pod pinned to the node runs there from the node's own image store.
     run(Command::new("ctr")
         .arg("--address")
