@@ -1584,59 +1584,86 @@ impl Ctx {
 
     async fn delete_with(&self, options: DeleteOptions) -> ApiResult {
         let name = self.name().to_owned();
-        let current = self
-            .state
-            .store
-            .get(&self.key(&name), None)
-            .await
-            .map_err(|e| from_store(e, self.info, &name))?;
-        let current = current
-            .kv
-            .ok_or_else(|| ApiError::not_found(self.info, &name))?;
-        let mut obj = self.decode(&current.value, current.mod_revision)?;
-        if let Some(uid) = &options.precondition_uid {
-            let actual = meta_str(&obj, "uid").unwrap_or("");
-            if uid != actual {
-                return Err(ApiError::conflict_message(self.info, &name, &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}")));
-            }
-        }
-        if let Some(rv) = &options.precondition_rv {
-            if *rv != current.mod_revision.to_string() {
-                return Err(ApiError::conflict_message(self.info, &name, &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", current.mod_revision)));
-            }
-        }
-        self.admit_delete(&obj, options.dry_run).await?;
-        match strategy::begin_delete(self.info, &mut obj, &options) {
-            strategy::Deletion::Pending => {
-                if options.dry_run {
-                    return self.respond_value(StatusCode::OK, &obj);
-                }
-                let kv = self
-                    .state
-                    .store
-                    .update(
-                        &self.key(&name),
-                        self.encode(&obj).into(),
-                        current.mod_revision,
-                    )
-                    .await
-                    .map_err(|e| from_store(e, self.info, &name))?;
+        match self
+            .delete_object(&self.key(&name), &name, &options)
+            .await?
+        {
+            Deleted::Pending(obj, _) if options.dry_run => self.respond_value(StatusCode::OK, &obj),
+            Deleted::Pending(_, kv) => {
                 self.respond_object(StatusCode::OK, &kv.value, kv.mod_revision)
             }
-            strategy::Deletion::Now => {
-                if !options.dry_run {
-                    self.state
-                        .store
-                        .delete(&self.key(&name), Some(current.mod_revision))
-                        .await
-                        .map_err(|e| from_store(e, self.info, &name))?;
-                    self.after_delete(&obj).await;
-                }
+            Deleted::Now(obj) => {
                 let mut details = json!({"name": name, "kind": self.info.plural, "uid": meta_str(&obj, "uid").unwrap_or("")});
                 if !self.info.group.is_empty() {
                     details["group"] = json!(self.info.group);
                 }
                 self.respond_value(StatusCode::OK, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}))
+            }
+        }
+    }
+
+    /// Deletes (or starts the graceful deletion of) the object at `key` as upstream's
+    /// `GuaranteedUpdate` does: read, check the preconditions, admit, then write by
+    /// compare-and-swap; a write that lost a race with another writer (a kubelet's status
+    /// update, say) is retried on the new object, so only the caller's own preconditions
+    /// make it a 409.
+    async fn delete_object(
+        &self,
+        key: &str,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> Result<Deleted, ApiError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let current = self
+                .state
+                .store
+                .get(key, None)
+                .await
+                .map_err(|e| from_store(e, self.info, name))?;
+            let current = current
+                .kv
+                .ok_or_else(|| ApiError::not_found(self.info, name))?;
+            let mut obj = self.decode(&current.value, current.mod_revision)?;
+            if let Some(uid) = &options.precondition_uid {
+                let actual = meta_str(&obj, "uid").unwrap_or("");
+                if uid != actual {
+                    return Err(ApiError::conflict_message(self.info, name, &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}")));
+                }
+            }
+            if let Some(rv) = &options.precondition_rv {
+                if *rv != current.mod_revision.to_string() {
+                    return Err(ApiError::conflict_message(self.info, name, &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", current.mod_revision)));
+                }
+            }
+            self.admit_delete(&obj, options.dry_run).await?;
+            let written = match strategy::begin_delete(self.info, &mut obj, options) {
+                strategy::Deletion::Pending if options.dry_run => {
+                    return Ok(Deleted::Pending(obj, current))
+                }
+                strategy::Deletion::Now if options.dry_run => return Ok(Deleted::Now(obj)),
+                strategy::Deletion::Pending => self
+                    .state
+                    .store
+                    .update(key, self.encode(&obj).into(), current.mod_revision)
+                    .await
+                    .map(|kv| Deleted::Pending(Value::Null, kv)),
+                strategy::Deletion::Now => self
+                    .state
+                    .store
+                    .delete(key, Some(current.mod_revision))
+                    .await
+                    .map(|_| Deleted::Now(Value::Null)),
+            };
+            match written {
+                Ok(Deleted::Pending(_, kv)) => return Ok(Deleted::Pending(obj, kv)),
+                Ok(Deleted::Now(_)) => {
+                    self.after_delete(&obj).await;
+                    return Ok(Deleted::Now(obj));
+                }
+                Err(rkube_store::Error::Conflict { .. }) if attempt < DELETE_ATTEMPTS => continue,
+                Err(e) => return Err(from_store(e, self.info, name)),
             }
         }
     }
@@ -1655,33 +1682,14 @@ impl Ctx {
             if !filter.matches_stored(&kv.value) {
                 continue;
             }
-            let mut obj = self.decode(&kv.value, kv.mod_revision)?;
-            self.admit_delete(&obj, options.dry_run).await?;
-            let result = match strategy::begin_delete(self.info, &mut obj, &options) {
-                _ if options.dry_run => Ok(()),
-                strategy::Deletion::Pending => self
-                    .state
-                    .store
-                    .update(&kv.key, self.encode(&obj).into(), kv.mod_revision)
-                    .await
-                    .map(|_| ()),
-                strategy::Deletion::Now => {
-                    let deleted = self
-                        .state
-                        .store
-                        .delete(&kv.key, Some(kv.mod_revision))
-                        .await
-                        .map(|_| ());
-                    if deleted.is_ok() {
-                        self.after_delete(&obj).await;
-                    }
-                    deleted
-                }
-            };
-            match result {
-                Ok(()) => deleted.push(obj),
-                Err(rkube_store::Error::NotFound { .. } | rkube_store::Error::Conflict { .. }) => {}
-                Err(e) => return Err(from_store(e, self.info, "")),
+            // Each listed object is deleted by name, as upstream's DeleteCollection does:
+            // a concurrent write to it is no reason to skip it, one deleted meanwhile is.
+            let obj = self.decode(&kv.value, kv.mod_revision)?;
+            let name = meta_str(&obj, "name").unwrap_or("").to_owned();
+            match self.delete_object(&kv.key, &name, &options).await {
+                Ok(Deleted::Pending(obj, _) | Deleted::Now(obj)) => deleted.push(obj),
+                Err(e) if e.0.code == 404 => {}
+                Err(e) => return Err(e),
             }
         }
         let list_kind = match &self.custom {
@@ -1691,6 +1699,16 @@ impl Ctx {
         let body = json!({"kind": list_kind, "apiVersion": self.info.api_version(), "metadata": {"resourceVersion": listed.revision.to_string()}, "items": deleted});
         self.respond_value(StatusCode::OK, &body)
     }
+}
+
+/// How often a delete is tried again after losing a compare-and-swap race.
+const DELETE_ATTEMPTS: usize = 16;
+
+/// What a delete did: set `deletionTimestamp` (the object as stored, and its store
+/// entry) or removed the object (as it was).
+enum Deleted {
+    Pending(Value, rkube_store::KeyValue),
+    Now(Value),
 }
 
 /// Adds upstream-style `Warning` headers (code 299) to a response.

@@ -2,13 +2,14 @@
 //! pods bound to the node on a CRI v1 runtime (containerd, started and configured by
 //! rkube unless an endpoint is given). Every runtime call has a deadline (`cri`).
 //!
-//! Modules: `cri` (the [`cri::Runtime`] trait and the gRPC client), `containerd` (the
+//! Modules: `bootstrap` (joining with a bootstrap token: TLS bootstrap), `cri` (the [`cri::Runtime`] trait and the gRPC client), `containerd` (the
 //! managed runtime), `pause` (the locally built pause image), `cni` (the pod network
 //! config), `node` (registration, Lease, status), `pleg` (relisting), `pod_config` and
 //! `pod_status` (pure spec → CRI and observation → status), `worker` (pod workers),
 //! `sim` (the simulated runtime hollow nodes run this same kubelet on, [`Backend`]).
 #![forbid(unsafe_code)]
 
+pub mod bootstrap;
 pub mod cni;
 pub mod containerd;
 pub mod credentials;

@@ -7,7 +7,8 @@
 //! an overlap on request; [`check`] reports on them.
 //! [`kubeconfig`] writes kubeconfig files from its material; [`identity`] maps a verified
 //! client certificate to a user and groups, as upstream's x509 authenticator does.
-//! [`service_account`] keeps the key that signs service-account tokens ([`jwt`]: ES256
+//! [`bootstrap`] is bootstrap tokens, the `cluster-info` JWS, CA pins and the kubelet's
+//! client certificate request. [`service_account`] keeps the key that signs service-account tokens ([`jwt`]: ES256
 //! compact JWS) and the token claims' stateless checks.
 //!
 //! Keys are ECDSA P-256 (rcgen's ring backend). This crate reads and writes files only in the
@@ -16,6 +17,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bootstrap;
 mod ca;
 pub mod check;
 mod cluster;

@@ -5,12 +5,14 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod agent;
 mod certs;
 mod components;
 mod datastore;
 mod explain;
 mod kubelet;
 mod server;
+mod token;
 mod user_agent;
 
 /// rkube: Kubernetes, written in Rust.
@@ -38,6 +40,11 @@ enum Command {
     HollowNodes(components::HollowArgs),
     /// Runs a kubelet: registers this machine as a Node and runs its pods on containerd.
     Kubelet(Box<kubelet::KubeletArgs>),
+    /// Joins this machine to a cluster as a node with a bootstrap token (TLS bootstrap),
+    /// then runs its kubelet.
+    Agent(Box<agent::AgentArgs>),
+    /// Creates, lists and deletes bootstrap tokens for joining nodes.
+    Token(token::TokenArgs),
     /// Checks and rotates the cluster's certificates.
     Certs(certs::CertsArgs),
     /// Explains the scheduler's decision for a pod: each node's filter verdict and the
@@ -96,6 +103,8 @@ fn main() -> Result<()> {
         }
         Command::HollowNodes(args) => runtime()?.block_on(components::run_hollow_nodes(args)),
         Command::Kubelet(args) => runtime()?.block_on(kubelet::run(*args)),
+        Command::Agent(args) => runtime()?.block_on(agent::run(*args)),
+        Command::Token(args) => runtime()?.block_on(token::run(args)),
         Command::Certs(args) => certs::run(args),
         Command::Explain(args) => runtime()?.block_on(explain::run(args)),
         Command::Bench(command) => bench::run(command),

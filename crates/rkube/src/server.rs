@@ -226,6 +226,18 @@ pub(crate) async fn run(args: ServerArgs) -> Result<()> {
     // Records match Services before the first client request (upstream runs its repair
     // loops before the API server is ready).
     rkube_apiserver::service_alloc::repair::start(&state, repair_interval, allocation_grace).await;
+    // What `kubeadm init` sets up for token joins (`rkube agent`).
+    let loopback = in_process_client(
+        &state,
+        rkube_apiserver::auth::UserInfo::new(
+            "system:apiserver",
+            vec!["system:masters".into(), "system:authenticated".into()],
+        ),
+        crate::user_agent::header_value("kube-apiserver", None),
+    );
+    crate::token::ensure_join_rbac(&loopback)
+        .await
+        .context("cannot create the RBAC for joining nodes")?;
     rkube_apiserver::authz::aggregation::pass(&state).await;
     rkube_apiserver::authz::aggregation::start(&state);
     state.authz.sync(&*state.store).await;

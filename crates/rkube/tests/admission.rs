@@ -2,7 +2,7 @@
 //! test HTTPS server in this process (mutating adds a label; validating denies with a
 //! message and warns; failurePolicy Fail and Ignore with the server down; timeouts;
 //! dryRun), and the built-in plugins (ServiceAccount, Priority, DefaultTolerationSeconds,
-//! NamespaceLifecycle).
+//! NamespaceLifecycle); deletes that lose a race with a concurrent write are retried.
 
 mod support;
 
@@ -71,6 +71,46 @@ async fn slow(Json(review): Json<Value>) -> Json<Value> {
     Json(allow(&review))
 }
 
+/// The kubeconfig `/touch` writes with, and the names it has touched.
+static TOUCH_KUBECONFIG: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+static TOUCHED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// On the first admission of each object, labels it through the API before allowing the
+/// request: the request's own write then loses a compare-and-swap race, every time.
+async fn touch(Json(review): Json<Value>) -> Json<Value> {
+    let request = &review["request"];
+    let name = request["name"].as_str().unwrap_or("").to_owned();
+    let ns = request["namespace"].as_str().unwrap_or("").to_owned();
+    let first = {
+        let mut touched = TOUCHED.lock().unwrap();
+        let first = !touched.contains(&name);
+        touched.push(name.clone());
+        first
+    };
+    if let (true, Some(kubeconfig)) = (first, TOUCH_KUBECONFIG.get()) {
+        let kubeconfig = kubeconfig.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(support::kubectl_path())
+                .arg("--kubeconfig")
+                .arg(kubeconfig)
+                .args([
+                    "label",
+                    "configmap",
+                    &name,
+                    "-n",
+                    &ns,
+                    "touched=yes",
+                    "--overwrite",
+                ])
+                .output()
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    }
+    Json(allow(&review))
+}
+
 impl WebhookServer {
     fn start() -> WebhookServer {
         let pki = tempfile::tempdir().unwrap();
@@ -92,7 +132,8 @@ impl WebhookServer {
         let app = Router::new()
             .route("/mutate", post(mutate))
             .route("/validate", post(validate))
-            .route("/slow", post(slow));
+            .route("/slow", post(slow))
+            .route("/touch", post(touch));
         runtime.spawn(rkube_apiserver::tls::serve(
             listener,
             Some(config),
@@ -765,4 +806,81 @@ fn quota_computed(c: &Cluster, ns: &str, name: &str) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn deletes_that_lose_a_race_with_another_write_are_retried() {
+    let c = Cluster::start(&[]);
+    let hooks = WebhookServer::start();
+    TOUCH_KUBECONFIG.set(c.kubeconfig.clone()).unwrap();
+    namespace(&c, "racy", "touch");
+    let config = webhook_config(
+        "ValidatingWebhookConfiguration",
+        "touch.rkube.test",
+        &format!("https://127.0.0.1:{}/touch", hooks.port),
+        &hooks.ca_bundle,
+        "touch",
+        "",
+    )
+    .replace("operations: [CREATE]", "operations: [DELETE]")
+    .replace("resources: [pods]", "resources: [configmaps]");
+    c.create(&config);
+    let configmap = |name: &str| {
+        c.create(&format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: racy\n  labels:\n    racy: \"yes\"\n"
+        ));
+    };
+    // In force once it has seen a delete.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for i in 0.. {
+        let probe = format!("probe-{i}");
+        configmap(&probe);
+        c.ok(&["delete", "configmap", &probe, "-n", "racy"]);
+        if TOUCHED.lock().unwrap().contains(&probe) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the touch webhook is not called");
+    }
+    // One delete: the webhook's write wins the first compare-and-swap; the delete is
+    // retried on the new object instead of failing with a 409.
+    configmap("single");
+    c.ok(&["delete", "configmap", "single", "-n", "racy"]);
+    assert!(TOUCHED.lock().unwrap().contains(&"single".to_owned()));
+    // deletecollection: every listed object is deleted, none skipped.
+    for name in ["many-1", "many-2", "many-3"] {
+        configmap(name);
+    }
+    let (code, body) = support::curl(
+        &c,
+        "DELETE",
+        "/api/v1/namespaces/racy/configmaps?labelSelector=racy%3Dyes",
+        "application/json",
+        None,
+        &[],
+    );
+    assert_eq!(code, 200, "{body}");
+    let deleted: Value = serde_json::from_str(&body).unwrap();
+    let mut names: Vec<&str> = deleted["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["metadata"]["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["many-1", "many-2", "many-3"], "{body}");
+    let touched = TOUCHED.lock().unwrap().clone();
+    for name in ["many-1", "many-2", "many-3"] {
+        assert!(touched.contains(&name.to_owned()), "{touched:?}");
+    }
+    let left = c.ok(&[
+        "get",
+        "configmaps",
+        "-n",
+        "racy",
+        "-l",
+        "racy=yes",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(left, "");
 }

@@ -10,6 +10,16 @@ use std::time::Duration;
 /// shm, network namespaces), the CNI bridge `bridge`, masquerade rules for `cidr` and
 /// CNI result caches of its sandboxes. Best effort; never panics.
 pub fn clean_up(dir: &Path, bridge: &str, cidr: &str) {
+    stop(dir);
+    remove_host_network(bridge, cidr);
+}
+
+/// Stops what a node whose data dir is `dir` runs and unmounts what it mounted: runc
+/// containers (and the CNI result caches of their sandboxes), every process naming the
+/// dir on its command line (server or agent, containerd, shims), mounts under the dir
+/// (rootfs, shm, network namespaces). Network state is left alone: a node in its own
+/// network namespace loses it with the namespace. Best effort; never panics.
+pub fn stop(dir: &Path) {
     let dir = dir.to_string_lossy().into_owned();
     let runc_root = format!("{dir}/containerd/state/runc/k8s.io");
     if let Ok(out) = Command::new("runc")
@@ -55,6 +65,11 @@ pub fn clean_up(dir: &Path, bridge: &str, cidr: &str) {
             let _ = Command::new("umount").args(["-l", m]).status();
         }
     }
+}
+
+/// Removes the host's CNI bridge `bridge` and the masquerade rules the bridge plugin
+/// left for `cidr`.
+fn remove_host_network(bridge: &str, cidr: &str) {
     let _ = Command::new("ip").args(["link", "del", bridge]).output();
     // Masquerade rules the bridge plugin left for this range (none after clean pod
     // deletion).

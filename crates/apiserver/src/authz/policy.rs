@@ -516,6 +516,21 @@ pub const NAMESPACED_ROLES: &[(&str, RoleDef)] = &[
     (
         "kube-system",
         RoleDef {
+            // Extension API servers and joining nodes read the client CA from here.
+            name: "extension-apiserver-authentication-reader",
+            labels: &[],
+            aggregates: &[],
+            rules: &[Named(
+                READ,
+                CORE,
+                &["configmaps"],
+                &["extension-apiserver-authentication"],
+            )],
+        },
+    ),
+    (
+        "kube-system",
+        RoleDef {
             name: "system:controller:token-cleaner",
             labels: &[],
             aggregates: &[],

@@ -55,6 +55,17 @@ impl Cluster {
 
     /// [`Cluster::start_in`] with extra environment variables for the server.
     pub fn start_with_env(dir: tempfile::TempDir, extra: &[&str], env: &[(&str, &str)]) -> Cluster {
+        Self::start_listening(dir, "127.0.0.1", extra, env)
+    }
+
+    /// A server listening on `ip` (an address of an interface the test made, such as a
+    /// veth towards a node's network namespace) instead of loopback.
+    pub fn start_listening(
+        dir: tempfile::TempDir,
+        ip: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Cluster {
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
         let etcd = match std::env::var("RKUBE_TEST_DATASTORE").as_deref() {
             Ok("etcd")
@@ -66,7 +77,7 @@ impl Cluster {
         };
         // The server's port is picked once etcd holds its own, so the two cannot draw the
         // same free port (this collided once in CI).
-        let addr = format!("127.0.0.1:{}", rkube_testkit::free_port());
+        let addr = format!("{ip}:{}", rkube_testkit::free_port());
         let endpoints = etcd.as_ref().map(|e| e.client_endpoints().join(","));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rkube"));
         cmd.args(["server", "--data-dir"])
