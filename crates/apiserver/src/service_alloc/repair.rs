@@ -315,7 +315,7 @@ pub fn plan(
                 actions.push(Action::ReleaseIp { ip: ip.clone() });
             }
             Some(owner) if !by_key.contains_key(owner) => {
-                if record.age > grace {
+                if record.age >= grace {
                     actions.push(Action::Event {
                         service: None,
                         ip: Some(ip.clone()),
@@ -329,7 +329,7 @@ pub fn plan(
                     actions.push(Action::ReleaseIp { ip: ip.clone() });
                 }
             }
-            Some(owner) if !holds_ip(owner, ip) && record.age > grace => {
+            Some(owner) if !holds_ip(owner, ip) && record.age >= grace => {
                 actions.push(Action::Event {
                     service: None,
                     ip: Some(ip.clone()),
@@ -346,7 +346,7 @@ pub fn plan(
         }
     }
     for (&port, record) in ports {
-        if recorded_ports.contains(&port) || record.age <= grace {
+        if recorded_ports.contains(&port) || record.age < grace {
             continue;
         }
         tracing::warn!(port, "the node port appears to have leaked: cleaning up");
@@ -681,6 +681,12 @@ mod tests {
                 "release 10.43.1.1",
                 "release 30001"
             ]
+        );
+        // A zero grace frees even a record created this second.
+        let ips = BTreeMap::from([("10.43.1.1".to_string(), rec("gone", 0))]);
+        assert_eq!(
+            reasons(&plan(&al(), &[], &ips, &BTreeMap::new(), Duration::ZERO)),
+            ["IPAddressNotAllocated", "release 10.43.1.1"]
         );
         // Records of other managers are not ours to free.
         let mut foreign = rec("gone", 600);
