@@ -894,7 +894,7 @@ spec:
 /// The Python client's `stream()` exec (WebSocket `v4.channel.k8s.io`): output, exit
 /// code from the status channel, and a terminal with a resize message.
 const PY_EXEC: &str = r#"
-import json, sys
+import json, sys, time
 from kubernetes import client, config
 from kubernetes.stream import stream
 config.load_kube_config(config_file=sys.argv[1])
@@ -909,14 +909,20 @@ assert err == "py-err\n", repr(err)
 assert resp.returncode == 2, resp.returncode
 resp.close()
 resp = stream(v1.connect_get_namespaced_pod_exec, "shell", "default", container="main",
-              # The runtime applies a resize asynchronously: poll until it has landed.
-              command=["sh", "-c", "read l; for i in $(seq 50); do s=$(stty size 2>/dev/null) && [ \"$s\" != \"0 0\" ] && break; sleep 0.1; done; echo $s; echo got:$l"],
+              # The runtime applies a resize asynchronously, and one sent before the
+              # process exists may be lost: the client re-sends it until the shell sees it.
+              command=["sh", "-c", "read l; for i in $(seq 300); do s=$(stty size 2>/dev/null) && [ \"$s\" = \"13 77\" ] && break; sleep 0.1; done; echo size:$s; echo got:$l"],
               stderr=True, stdin=True, stdout=True, tty=True, _preload_content=False)
-resp.write_channel(4, json.dumps({"Width": 77, "Height": 13}))
 resp.write_stdin("hi\n")
-resp.run_forever(timeout=30)
-out = resp.read_stdout()
-assert "13 77" in out and "got:hi" in out, repr(out)
+out = ""
+deadline = time.time() + 30
+while resp.is_open() and time.time() < deadline:
+    if "size:" not in out:
+        resp.write_channel(4, json.dumps({"Width": 77, "Height": 13}))
+    resp.update(timeout=0.3)
+    out += resp.read_stdout() if resp.peek_stdout() else ""
+out += resp.read_stdout() if resp.peek_stdout() else ""
+assert "size:13 77" in out and "got:hi" in out, repr(out)
 assert resp.returncode == 0, resp.returncode
 resp.close()
 print("python exec ok")
