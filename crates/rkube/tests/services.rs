@@ -71,7 +71,9 @@ fn slice_endpoints(list: &Value) -> Vec<(String, bool, bool, bool, i64)> {
 #[test]
 fn endpoints_and_slices_follow_pods() {
     let c = Cluster::start(&[]);
-    let _nodes = HollowNodes::start(&c, &["--count", "2"]);
+    // Paper-mode nodes: the test turns a pod not ready by writing its status, which a
+    // (hollow) kubelet would overwrite with what its probes say at its next sync.
+    let _nodes = HollowNodes::start(&c, &["--count", "2", "--mode", "paper"]);
     c.wait_for_default_sa("default");
     c.create(&pod("web-1", 8080, "  hostname: h1\n  subdomain: web\n"));
     c.create(&pod("web-2", 9090, ""));
