@@ -252,7 +252,7 @@ async fn handle(State(state): State<Arc<ApiState>>, req: Request) -> Response {
     if let Some(peer) = req.extensions().get::<tls::PeerCertificate>() {
         // A front-proxy certificate names no user of its own: the request-header
         // headers do (upstream's requestheader authenticator, tried before x509).
-        match state.aggregator.request_header_user(&peer.0, req.headers()) {
+        match state.aggregator.request_header_user(peer, req.headers()) {
             aggregator::request_header::Outcome::NotFrontProxy => {}
             aggregator::request_header::Outcome::NoUser => {
                 (cert_user, cert_rejected) = (None, None);

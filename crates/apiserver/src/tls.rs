@@ -274,7 +274,10 @@ pub async fn serve(
                     };
                     let leaf = peer
                         .and_then(|certs| certs.first())
-                        .map(|leaf| leaf.clone().into_owned());
+                        .map(|leaf| PeerCertificate {
+                            der: leaf.clone().into_owned(),
+                            front_proxy: Default::default(),
+                        });
                     serve_connection(TokioIo::new(stream), app, cert, leaf).await;
                 }
                 None => serve_connection(TokioIo::new(tcp), app, None, None).await,
@@ -287,7 +290,7 @@ async fn serve_connection<I>(
     io: I,
     app: axum::Router,
     cert: Option<ClientCert>,
-    leaf: Option<CertificateDer<'static>>,
+    leaf: Option<PeerCertificate>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -319,7 +322,7 @@ async fn serve_connection<I>(
                 None => {}
             }
             if let Some(leaf) = &leaf {
-                req.extensions_mut().insert(PeerCertificate(leaf.clone()));
+                req.extensions_mut().insert(leaf.clone());
             }
             app.clone().oneshot(req.map(axum::body::Body::new))
         });
@@ -332,7 +335,12 @@ async fn serve_connection<I>(
 /// A connection's client certificate, verified or not (request extension): request-header
 /// authentication checks it against the front-proxy CA.
 #[derive(Clone, Debug)]
-pub struct PeerCertificate(pub CertificateDer<'static>);
+pub struct PeerCertificate {
+    pub der: CertificateDer<'static>,
+    /// What the front-proxy check found, once per connection.
+    pub front_proxy:
+        Arc<std::sync::OnceLock<Option<crate::aggregator::request_header::FrontProxyCert>>>,
+}
 
 /// Why a connection's client certificate was not accepted (request extension): the
 /// request is a 401 unless a bearer token authenticates it, as with upstream's union of

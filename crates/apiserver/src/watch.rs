@@ -315,10 +315,15 @@ impl Stream {
             (_, true, false) => "DELETED",
             (_, false, false) => return None,
         };
-        if self.custom.is_some()
-            || crate::conversion::for_resource(self.info).is_some()
-            || matches!(self.format, Format::Table | Format::PartialMetadata)
-        {
+        let per_version =
+            self.custom.is_some() || crate::conversion::for_resource(self.info).is_some();
+        if self.format == Format::PartialMetadata && !per_version {
+            // The same for every metadata watch (the garbage collector's, on every kind).
+            return Some(event.meta_line(kind, || {
+                self.object_line(kind, &event.object, event.revision).into()
+            }));
+        }
+        if per_version || matches!(self.format, Format::Table | Format::PartialMetadata) {
             // Per-watch rendering: formats and versions differ between watches.
             return Some(self.object_line(kind, &event.object, event.revision));
         }

@@ -59,6 +59,8 @@ pub struct CacheEvent {
     lines: [std::sync::OnceLock<Bytes>; 3],
     /// The protobuf watch frame per event type, likewise.
     frames: [std::sync::OnceLock<Bytes>; 3],
+    /// The PartialObjectMetadata event line per event type, likewise.
+    meta_lines: [std::sync::OnceLock<Bytes>; 3],
 }
 
 impl CacheEvent {
@@ -71,6 +73,11 @@ impl CacheEvent {
     /// The protobuf watch frame for this change, shared likewise.
     pub fn frame(&self, event_type: &str, render: impl FnOnce() -> Vec<u8>) -> Bytes {
         Self::shared(&self.frames, event_type, render)
+    }
+
+    /// The PartialObjectMetadata (JSON) event line for this change, shared likewise.
+    pub fn meta_line(&self, event_type: &str, render: impl FnOnce() -> Vec<u8>) -> Bytes {
+        Self::shared(&self.meta_lines, event_type, render)
     }
 
     fn shared(
@@ -298,6 +305,7 @@ impl ResourceCache {
                 prev,
                 lines: Default::default(),
                 frames: Default::default(),
+                meta_lines: Default::default(),
             });
             if state.events.len() >= self.window {
                 if let Some(old) = state.events.pop_front() {
@@ -391,6 +399,7 @@ async fn history(
                         prev,
                         lines: Default::default(),
                         frames: Default::default(),
+                        meta_lines: Default::default(),
                     }));
                     if events.len() > window {
                         if let Some(old) = events.pop_front() {

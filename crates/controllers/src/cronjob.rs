@@ -25,7 +25,7 @@ use kube::{Api, ResourceExt};
 use rkube_api::cron::{self, Missed, Schedule};
 use tracing::Instrument;
 
-use crate::{podutil, streams, Context};
+use crate::{podutil, Context};
 
 const CONTROLLER: &str = "cronjob-controller";
 /// The annotation carrying a Job's scheduled time (RFC 3339, in the CronJob's zone).
@@ -42,10 +42,13 @@ struct Shared {
 
 /// Runs the controller until dropped.
 pub async fn run(cx: Context) {
-    let (jobs, job_events) = streams::reflected(
-        Api::<Job>::all(cx.watch_client.clone()),
-        watcher::Config::default(),
-    );
+    let (jobs, job_events) = cx
+        .informers
+        .reflected(
+            Api::<Job>::all(cx.watch_client.clone()),
+            watcher::Config::default(),
+        )
+        .await;
     let controller = Controller::new(
         Api::<CronJob>::all(cx.watch_client.clone()),
         watcher::Config::default(),

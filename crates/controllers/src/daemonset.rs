@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, reflector, ObjectRef, Store};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, ResourceExt};
 use rkube_scheduler::plugins::helper;
@@ -41,26 +41,22 @@ struct Shared {
 
 /// Runs the controller until dropped.
 pub async fn run(cx: Context) {
-    let (pods, pod_writer) = reflector::store();
-    let pod_events = reflector(
-        pod_writer,
-        watcher(
+    let (pods, pod_events) = cx
+        .informers
+        .reflected(
             Api::<Pod>::all(cx.watch_client.clone()),
             watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .touched_objects();
-    let (nodes, node_writer) = reflector::store();
-    let node_events = reflector(
-        node_writer,
-        watcher(
+        )
+        .await;
+    let pod_events = pod_events.touched_objects();
+    let (nodes, node_events) = cx
+        .informers
+        .reflected(
             Api::<Node>::all(cx.watch_client.clone()),
             watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .touched_objects();
+        )
+        .await;
+    let node_events = node_events.touched_objects();
     let controller = Controller::new(
         Api::<DaemonSet>::all(cx.watch_client.clone()),
         watcher::Config::default(),

@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, reflector, ObjectRef, Store};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, ResourceExt};
 
@@ -48,16 +48,14 @@ struct Shared {
 
 /// Runs the controller until dropped.
 pub async fn run(cx: Context) {
-    let (sets, writer) = reflector::store();
-    let rs_events = reflector(
-        writer,
-        watcher(
+    let (sets, rs_events) = cx
+        .informers
+        .reflected(
             Api::<ReplicaSet>::all(cx.watch_client.clone()),
             watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .touched_objects();
+        )
+        .await;
+    let rs_events = rs_events.touched_objects();
     let controller = Controller::new(
         Api::<Deployment>::all(cx.watch_client.clone()),
         watcher::Config::default(),

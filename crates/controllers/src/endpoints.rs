@@ -19,7 +19,6 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, ResourceExt};
 
 use crate::endpoint_util::{self as util, PortKey, TriggerTimeTracker};
-use crate::streams::reflected;
 use crate::Context;
 
 /// The most addresses one Endpoints object holds; beyond it the list is truncated.
@@ -40,9 +39,18 @@ struct Ctx {
 /// Runs the controller until dropped.
 pub async fn run(cx: Context) {
     let wc = cx.watch_client.clone();
-    let (services, svc_events) = reflected(Api::<Service>::all(wc.clone()), Default::default());
-    let (pods, pod_events) = reflected(Api::<Pod>::all(wc.clone()), Default::default());
-    let (endpoints, ep_events) = reflected(Api::<Endpoints>::all(wc), Default::default());
+    let (services, svc_events) = cx
+        .informers
+        .reflected(Api::<Service>::all(wc.clone()), Default::default())
+        .await;
+    let (pods, pod_events) = cx
+        .informers
+        .reflected(Api::<Pod>::all(wc.clone()), Default::default())
+        .await;
+    let (endpoints, ep_events) = cx
+        .informers
+        .reflected(Api::<Endpoints>::all(wc), Default::default())
+        .await;
     let (deleted_tx, deleted_rx) = futures::channel::mpsc::unbounded();
     let svc_events = svc_events.inspect_ok(move |ev| {
         if let watcher::Event::Delete(svc) = ev {

@@ -21,7 +21,6 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, ResourceExt};
 
 use crate::endpoint_util::{self as util, PortKey, TriggerTimeTracker};
-use crate::streams::reflected;
 use crate::Context;
 
 /// `--max-endpoints-per-slice`'s default.
@@ -46,10 +45,22 @@ struct Ctx {
 pub async fn run(cx: Context) {
     let wc = cx.watch_client.clone();
     let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
-    let (services, svc_events) = reflected(Api::<Service>::all(wc.clone()), Default::default());
-    let (pods, pod_events) = reflected(Api::<Pod>::all(wc.clone()), Default::default());
-    let (nodes, node_events) = reflected(Api::<Node>::all(wc.clone()), Default::default());
-    let (slices, slice_events) = reflected(Api::<EndpointSlice>::all(wc), managed);
+    let (services, svc_events) = cx
+        .informers
+        .reflected(Api::<Service>::all(wc.clone()), Default::default())
+        .await;
+    let (pods, pod_events) = cx
+        .informers
+        .reflected(Api::<Pod>::all(wc.clone()), Default::default())
+        .await;
+    let (nodes, node_events) = cx
+        .informers
+        .reflected(Api::<Node>::all(wc.clone()), Default::default())
+        .await;
+    let (slices, slice_events) = cx
+        .informers
+        .reflected(Api::<EndpointSlice>::all(wc), managed)
+        .await;
     let (deleted_tx, deleted_rx) = futures::channel::mpsc::unbounded();
     let svc_events = svc_events.inspect_ok(move |ev| {
         if let watcher::Event::Delete(svc) = ev {

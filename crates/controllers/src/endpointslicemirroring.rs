@@ -22,7 +22,6 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, ResourceExt};
 
 use crate::endpointslice::{MANAGED_BY_LABEL, SERVICE_NAME_LABEL};
-use crate::streams::reflected;
 use crate::Context;
 
 /// This controller's value of [`MANAGED_BY_LABEL`].
@@ -56,9 +55,18 @@ struct Error {
 pub async fn run(cx: Context) {
     let wc = cx.watch_client.clone();
     let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
-    let (endpoints, ep_events) = reflected(Api::<Endpoints>::all(wc.clone()), Default::default());
-    let (services, svc_events) = reflected(Api::<Service>::all(wc.clone()), Default::default());
-    let (slices, slice_events) = reflected(Api::<EndpointSlice>::all(wc), managed);
+    let (endpoints, ep_events) = cx
+        .informers
+        .reflected(Api::<Endpoints>::all(wc.clone()), Default::default())
+        .await;
+    let (services, svc_events) = cx
+        .informers
+        .reflected(Api::<Service>::all(wc.clone()), Default::default())
+        .await;
+    let (slices, slice_events) = cx
+        .informers
+        .reflected(Api::<EndpointSlice>::all(wc), managed)
+        .await;
     let ctx = Arc::new(Ctx {
         cx,
         endpoints,

@@ -112,6 +112,9 @@ pub struct Context {
     /// (`system:kube-controller-manager` may list and watch everything), as upstream's
     /// shared informers do.
     pub watch_client: Client,
+    /// The manager's shared informers (one watch and store per kind, fed through
+    /// `watch_client`): what a controller reads other kinds from.
+    pub informers: Arc<streams::Informers>,
     pub config: Arc<Config>,
 }
 
@@ -202,11 +205,13 @@ pub async fn run(
         }
     }
     let config = Arc::new(options.config);
+    let informers = Arc::new(streams::Informers::default());
     let mut tasks = tokio::task::JoinSet::new();
     for def in chosen {
         let cx = Context {
             client: clients(def.service_account),
             watch_client: manager_client.clone(),
+            informers: informers.clone(),
             config: config.clone(),
         };
         tracing::info!(controller = def.name, "starting controller");

@@ -25,7 +25,6 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use crate::streams::reflected;
 use crate::Context;
 
 /// The taint of nodes whose Ready condition is Unknown.
@@ -82,12 +81,21 @@ struct Ctx {
 /// Runs the controller until dropped.
 pub async fn run(cx: Context) {
     let wc = cx.watch_client.clone();
-    let (nodes, node_events) = reflected(Api::<Node>::all(wc.clone()), Default::default());
-    let (leases, lease_events) = reflected(
-        Api::<Lease>::namespaced(wc.clone(), "kube-node-lease"),
-        Default::default(),
-    );
-    let (pods, pod_events) = reflected(Api::<Pod>::all(wc), Default::default());
+    let (nodes, node_events) = cx
+        .informers
+        .reflected(Api::<Node>::all(wc.clone()), Default::default())
+        .await;
+    let (leases, lease_events) = cx
+        .informers
+        .reflected(
+            Api::<Lease>::namespaced(wc.clone(), "kube-node-lease"),
+            Default::default(),
+        )
+        .await;
+    let (pods, pod_events) = cx
+        .informers
+        .reflected(Api::<Pod>::all(wc), Default::default())
+        .await;
     let recorder = crate::events::recorder(&cx, "node-controller");
     let ctx = Arc::new(Ctx {
         cx,

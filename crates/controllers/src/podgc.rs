@@ -7,10 +7,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams};
-use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
@@ -26,43 +24,37 @@ pub const DEFAULT_THRESHOLD: usize = 12500;
 
 /// Runs the collector until dropped.
 pub async fn run(cx: Context) {
-    let (pods, pods_writer) = reflector::store::<Pod>();
-    let (nodes, nodes_writer) = reflector::store::<Node>();
-    let pod_stream = reflector::reflector(
-        pods_writer,
-        watcher(
-            Api::<Pod>::all(cx.watch_client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .for_each(|_| async {});
-    let node_stream = reflector::reflector(
-        nodes_writer,
-        watcher(
+    let pods = cx
+        .informers
+        .store(Api::<Pod>::all(cx.watch_client.clone()), Default::default())
+        .await;
+    let nodes = cx
+        .informers
+        .store(
             Api::<Node>::all(cx.watch_client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .for_each(|_| async {});
+            Default::default(),
+        )
+        .await;
+    tracing::debug!("pod-garbage-collector: waiting for caches");
     let collector = async {
         if pods.wait_until_ready().await.is_err() || nodes.wait_until_ready().await.is_err() {
             return;
         }
+        tracing::debug!("pod-garbage-collector: caches synced");
         let mut missing_since: HashMap<String, Instant> = HashMap::new();
         loop {
             tokio::time::sleep(PERIOD).await;
             let all_pods: Vec<Pod> = pods.state().iter().map(|p| (**p).clone()).collect();
             let node_names: HashSet<String> = nodes.state().iter().map(|n| n.name_any()).collect();
+            tracing::debug!(
+                pods = all_pods.len(),
+                nodes = node_names.len(),
+                "pod-garbage-collector: checking"
+            );
             gc(&cx, &all_pods, &node_names, &mut missing_since).await;
         }
     };
-    tokio::select! {
-        _ = pod_stream => {}
-        _ = node_stream => {}
-        _ = collector => {}
-    }
+    collector.await
 }
 
 async fn gc(

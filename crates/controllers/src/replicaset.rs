@@ -19,7 +19,7 @@ use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{DeleteParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, reflector, ObjectRef, Store};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -160,16 +160,14 @@ pub async fn run_replication_controllers(cx: Context) {
 }
 
 async fn run<K: Replicated>(cx: Context) {
-    let (pods, writer) = reflector::store();
-    let pod_events = reflector(
-        writer,
-        watcher(
+    let (pods, pod_events) = cx
+        .informers
+        .reflected(
             Api::<Pod>::all(cx.watch_client.clone()),
             watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .touched_objects();
+        )
+        .await;
+    let pod_events = pod_events.touched_objects();
     let controller = Controller::new(
         Api::<K>::all(cx.watch_client.clone()),
         watcher::Config::default(),

@@ -14,7 +14,6 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, ResourceExt};
 
-use crate::streams::reflected;
 use crate::Context;
 
 /// The ConfigMap's name.
@@ -36,7 +35,10 @@ pub async fn run(cx: Context) {
         return;
     };
     let wc = cx.watch_client.clone();
-    let (namespaces, ns_events) = reflected(Api::<Namespace>::all(wc.clone()), Default::default());
+    let (namespaces, ns_events) = cx
+        .informers
+        .reflected(Api::<Namespace>::all(wc.clone()), Default::default())
+        .await;
     // ConfigMap changes only trigger a namespace's reconcile, which reads the ConfigMap
     // live: its decision never waits on (or trusts) a second cache.
     let map_events = watcher(

@@ -19,7 +19,6 @@ use kube::runtime::WatchStreamExt;
 use kube::{Api, ResourceExt};
 use rkube_pki::service_account::{LegacyClaims, ServiceAccountKey, LEGACY_ISSUER};
 
-use crate::streams::reflected;
 use crate::Context;
 
 /// The Secret type this controller fills.
@@ -42,8 +41,14 @@ pub async fn run(cx: Context) {
         return;
     };
     let wc = cx.watch_client.clone();
-    let (secrets, secret_events) = reflected(Api::<Secret>::all(wc.clone()), Default::default());
-    let (accounts, sa_events) = reflected(Api::<ServiceAccount>::all(wc), Default::default());
+    let (secrets, secret_events) = cx
+        .informers
+        .reflected(Api::<Secret>::all(wc.clone()), Default::default())
+        .await;
+    let (accounts, sa_events) = cx
+        .informers
+        .reflected(Api::<ServiceAccount>::all(wc), Default::default())
+        .await;
     let ctx = Arc::new(Ctx { cx, key, accounts });
     let secret_store = secrets.clone();
     Controller::for_stream(

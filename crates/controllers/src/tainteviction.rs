@@ -21,7 +21,6 @@ use kube::{Api, ResourceExt};
 use rkube_scheduler::plugins::helper::tolerates;
 use serde_json::json;
 
-use crate::streams::reflected;
 use crate::Context;
 
 struct Ctx {
@@ -35,8 +34,14 @@ struct Ctx {
 /// Runs the controller until dropped.
 pub async fn run(cx: Context) {
     let wc = cx.watch_client.clone();
-    let (pods, pod_events) = reflected(Api::<Pod>::all(wc.clone()), Default::default());
-    let (nodes, node_events) = reflected(Api::<Node>::all(wc), Default::default());
+    let (pods, pod_events) = cx
+        .informers
+        .reflected(Api::<Pod>::all(wc.clone()), Default::default())
+        .await;
+    let (nodes, node_events) = cx
+        .informers
+        .reflected(Api::<Node>::all(wc), Default::default())
+        .await;
     let recorder = crate::events::recorder(&cx, "taint-eviction-controller");
     let ctx = Arc::new(Ctx {
         cx,

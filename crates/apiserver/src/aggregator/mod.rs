@@ -133,16 +133,20 @@ pub struct Remote {
 }
 
 impl Aggregator {
-    /// Request-header authentication of a verified client certificate (DER).
+    /// Request-header authentication of a connection's verified client certificate (its
+    /// chain is checked against the front-proxy CA on the connection's first request).
     pub fn request_header_user(
         &self,
-        leaf: &[u8],
+        peer: &crate::tls::PeerCertificate,
         headers: &axum::http::HeaderMap,
     ) -> request_header::Outcome {
-        match self.front_proxy_ca.get() {
-            Some(ca) => request_header::authenticate(ca, leaf, headers),
-            None => request_header::Outcome::NotFrontProxy,
-        }
+        let Some(ca) = self.front_proxy_ca.get() else {
+            return request_header::Outcome::NotFrontProxy;
+        };
+        let cert = peer
+            .front_proxy
+            .get_or_init(|| request_header::front_proxy_cert(ca, &peer.der));
+        request_header::authenticate(cert.as_ref(), headers)
     }
 
     pub(crate) fn identity(&self) -> Option<&proxy::ProxyIdentity> {

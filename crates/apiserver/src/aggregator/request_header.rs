@@ -4,6 +4,7 @@
 //! `X-Remote-Extra-<key>`. Such a certificate never names a user of its own.
 
 use std::collections::BTreeMap;
+use std::time::SystemTime;
 
 use axum::http::HeaderMap;
 
@@ -28,11 +29,41 @@ pub enum Outcome {
     User(UserInfo),
 }
 
-/// Decides request-header authentication for a verified client certificate `leaf`.
-pub fn authenticate(front_proxy_ca: &[u8], leaf: &[u8], headers: &HeaderMap) -> Outcome {
-    let Some(common_name) = rkube_pki::front_proxy::issued_by(front_proxy_ca, leaf) else {
+/// A client certificate the front-proxy CA issued: its common name and validity. The
+/// chain is checked once per connection ([`front_proxy_cert`]); the validity on every
+/// request, as for any client certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrontProxyCert {
+    pub common_name: String,
+    pub not_before: SystemTime,
+    pub not_after: SystemTime,
+}
+
+/// Whether the front-proxy CA (`front_proxy_ca`, DER) issued `leaf` (and it is valid now).
+pub fn front_proxy_cert(front_proxy_ca: &[u8], leaf: &[u8]) -> Option<FrontProxyCert> {
+    let common_name = rkube_pki::front_proxy::issued_by(front_proxy_ca, leaf)?;
+    let (not_before, not_after) = rkube_pki::identity::validity_of(leaf)?;
+    Some(FrontProxyCert {
+        common_name,
+        not_before,
+        not_after,
+    })
+}
+
+/// Decides request-header authentication for a verified client certificate, given
+/// what [`front_proxy_cert`] found for it.
+pub fn authenticate(cert: Option<&FrontProxyCert>, headers: &HeaderMap) -> Outcome {
+    let Some(cert) = cert else {
         return Outcome::NotFrontProxy;
     };
+    // Expired since the connection was checked: no longer the front proxy's (and its
+    // own identity fails the same validity check).
+    if rkube_pki::identity::validity_error(cert.not_before, cert.not_after, SystemTime::now())
+        .is_some()
+    {
+        return Outcome::NotFrontProxy;
+    }
+    let common_name = &cert.common_name;
     if !ALLOWED_NAMES.contains(&common_name.as_str()) {
         tracing::info!(
             common_name,

@@ -19,7 +19,6 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, ResourceExt};
 
 use super::{jws, parse, NAMESPACE};
-use crate::streams::reflected;
 use crate::Context;
 
 /// The namespace of `cluster-info`.
@@ -37,12 +36,17 @@ struct Ctx {
 /// Runs the controller until dropped.
 pub async fn run(cx: Context) {
     let wc = cx.watch_client.clone();
-    let (maps, map_events) = reflected(
-        Api::<ConfigMap>::namespaced(wc.clone(), PUBLIC_NAMESPACE),
-        watcher::Config::default().fields(&format!("metadata.name={CLUSTER_INFO}")),
-    );
-    let (secrets, secret_events) =
-        reflected(Api::<Secret>::namespaced(wc, NAMESPACE), Default::default());
+    let (maps, map_events) = cx
+        .informers
+        .reflected(
+            Api::<ConfigMap>::namespaced(wc.clone(), PUBLIC_NAMESPACE),
+            watcher::Config::default().fields(&format!("metadata.name={CLUSTER_INFO}")),
+        )
+        .await;
+    let (secrets, secret_events) = cx
+        .informers
+        .reflected(Api::<Secret>::namespaced(wc, NAMESPACE), Default::default())
+        .await;
     let ctx = Arc::new(Ctx { cx, secrets });
     create_cluster_info(&ctx).await;
     let target = || ObjectRef::<ConfigMap>::new(CLUSTER_INFO).within(PUBLIC_NAMESPACE);

@@ -19,7 +19,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 use kube::api::{ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, ResourceExt};
 
 use crate::discovery;
@@ -34,9 +34,15 @@ pub async fn run(cx: Context) {
     let controller = Controller::new(pdbs, watcher::Config::default());
     let store: Store<PodDisruptionBudget> = controller.store();
     controller
-        .watches(
-            Api::<Pod>::all(cx.watch_client.clone()),
-            watcher::Config::default(),
+        .watches_stream(
+            cx.informers
+                .reflected(
+                    Api::<Pod>::all(cx.watch_client.clone()),
+                    watcher::Config::default(),
+                )
+                .await
+                .1
+                .touched_objects(),
             move |pod| {
                 let ns = pod.namespace();
                 store

@@ -108,10 +108,13 @@ pub async fn run(cx: Context) {
     let api: Api<HorizontalPodAutoscaler> = Api::all(cx.watch_client.clone());
     let controller = Controller::new(api, watcher::Config::default());
     let hpas = controller.store();
-    let (pods, pod_events) = crate::streams::reflected(
-        Api::<Pod>::all(cx.watch_client.clone()),
-        watcher::Config::default(),
-    );
+    let (pods, pod_events) = cx
+        .informers
+        .reflected(
+            Api::<Pod>::all(cx.watch_client.clone()),
+            watcher::Config::default(),
+        )
+        .await;
     let ctx = Arc::new(Ctx {
         metrics: MetricsClient::new(cx.client.clone(), METRICS_TIMEOUT),
         cx,

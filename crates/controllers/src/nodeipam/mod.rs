@@ -20,7 +20,6 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use crate::streams::reflected;
 use crate::Context;
 use cidrset::{Cidr, CidrError, CidrSet};
 
@@ -161,7 +160,11 @@ pub async fn run(cx: Context) {
         alloc: Mutex::new(alloc),
         recorder,
     });
-    let (nodes, events) = reflected(api, watcher::Config::default());
+    let (nodes, events) = ctx
+        .cx
+        .informers
+        .reflected(api, watcher::Config::default())
+        .await;
     let releaser = ctx.clone();
     let events = events.inspect_ok(move |ev| {
         if let watcher::Event::Delete(node) = ev {

@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{
 use kube::api::{DynamicObject, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, ResourceExt};
 
 use crate::discovery;
@@ -32,27 +32,46 @@ pub async fn run(cx: Context) {
     let cfg = watcher::Config::default;
     let client = &cx.watch_client;
     controller
-        .watches(
-            Api::<Pod>::all(client.clone()),
-            cfg(),
+        .watches_stream(
+            cx.informers
+                .reflected(Api::<Pod>::all(client.clone()), cfg())
+                .await
+                .1
+                .touched_objects(),
             quotas_in(store.clone()),
         )
-        .watches(
-            Api::<Service>::all(client.clone()),
-            cfg(),
+        .watches_stream(
+            cx.informers
+                .reflected(Api::<Service>::all(client.clone()), cfg())
+                .await
+                .1
+                .touched_objects(),
             quotas_in(store.clone()),
         )
-        .watches(
-            Api::<PersistentVolumeClaim>::all(client.clone()),
-            cfg(),
+        .watches_stream(
+            cx.informers
+                .reflected(Api::<PersistentVolumeClaim>::all(client.clone()), cfg())
+                .await
+                .1
+                .touched_objects(),
             quotas_in(store.clone()),
         )
-        .watches(
-            Api::<ConfigMap>::all(client.clone()),
-            cfg(),
+        .watches_stream(
+            cx.informers
+                .reflected(Api::<ConfigMap>::all(client.clone()), cfg())
+                .await
+                .1
+                .touched_objects(),
             quotas_in(store.clone()),
         )
-        .watches(Api::<Secret>::all(client.clone()), cfg(), quotas_in(store))
+        .watches_stream(
+            cx.informers
+                .reflected(Api::<Secret>::all(client.clone()), cfg())
+                .await
+                .1
+                .touched_objects(),
+            quotas_in(store),
+        )
         .run(
             crate::metrics::queue().reconciler(reconcile),
             crate::metrics::queue().error_policy(error_policy),
