@@ -269,7 +269,7 @@ mod tests {
 
     fn drain(rx: &mut mpsc::UnboundedReceiver<watcher::Event<ConfigMap>>) -> Vec<String> {
         let mut out = Vec::new();
-        while let Ok(Some(ev)) = rx.try_next() {
+        while let Ok(ev) = rx.try_recv() {
             out.push(match ev {
                 watcher::Event::Init => "init".to_owned(),
                 watcher::Event::InitApply(o) => format!("list {}", o.metadata.name.unwrap()),
