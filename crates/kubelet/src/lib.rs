@@ -18,6 +18,7 @@ pub mod dns;
 pub mod events;
 pub mod grpc_probe;
 pub mod logs;
+pub mod masquerade;
 pub mod node;
 pub mod pause;
 pub mod pleg;
@@ -331,6 +332,10 @@ pub async fn run_on(
             &opts.data_dir.join("cni/ipam"),
         )
         .map_err(Error::Cni)?;
+        // Retried by the status loop, which reports a failure on the Ready condition.
+        if let Err(e) = masquerade::ensure(&pod_cidr, &opts.cni_bridge).await {
+            tracing::error!(error = %e, "cannot install the pod masquerade rule");
+        }
     }
     let (containerd, runtime, machine, host_facts) = match backend {
         Backend::Host => {
@@ -408,6 +413,9 @@ pub async fn run_on(
         && on_host
         && opts.writes_cni_config())
     .then(|| (opts.clone(), pod_cidr.clone()));
+    // The pod range whose masquerade rule the status loop keeps in place.
+    let mut masquerade_cidr = (on_host && opts.writes_cni_config()).then(|| pod_cidr.clone());
+    let cni_bridge = opts.cni_bridge.clone();
     let status_loop = {
         let shared = shared.clone();
         let client = client.clone();
@@ -439,10 +447,19 @@ pub async fn run_on(
                                 tracing::warn!(error = %e, "cannot tell the runtime the pod CIDR");
                             }
                         }
+                        masquerade_cidr = Some(cidr);
                         follow_cidr = None;
                     }
                 }
-                let health = health(&shared);
+                let mut health = health(&shared);
+                if let Some(cidr) = &masquerade_cidr {
+                    if let Err(e) = masquerade::ensure(cidr, &cni_bridge).await {
+                        tracing::warn!(error = %e, "cannot install the pod masquerade rule");
+                        health.errors.push(format!(
+                            "pod network not ready: cannot masquerade traffic from {cidr}: {e}"
+                        ));
+                    }
+                }
                 let images = shared
                     .runtime_state
                     .lock()
