@@ -207,8 +207,7 @@ async fn measure(args: &PodsArgs, dir: &Path, server_pid: u32) -> Result<()> {
     let start_at = tokio::time::Instant::now();
     for i in 0..args.pods {
         if args.qps > 0.0 {
-            tokio::time::sleep_until(start_at + Duration::from_secs_f64(i as f64 / args.qps))
-                .await;
+            tokio::time::sleep_until(start_at + Duration::from_secs_f64(i as f64 / args.qps)).await;
         }
         let name = format!("bench-{i}");
         let pod: Pod = serde_json::from_value(json!({
@@ -243,7 +242,10 @@ async fn measure(args: &PodsArgs, dir: &Path, server_pid: u32) -> Result<()> {
     } else {
         "at once".to_owned()
     };
-    println!("pod startup, {} pods created {rate}, image present", args.pods);
+    println!(
+        "pod startup, {} pods created {rate}, image present",
+        args.pods
+    );
     println!(
         "  create → Ready: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; all Ready after {:.1} s",
         ms(s.p50),

@@ -609,7 +609,7 @@ async fn start_server(
 /// Removes sandboxes of pods this node no longer has (deleted while the kubelet was
 /// away, or force-deleted).
 async fn housekeeping(shared: &Shared, runtime: &dyn Runtime) {
-    let Ok(sandboxes) = runtime.list_pod_sandboxes().await else {
+    let Ok(sandboxes) = runtime.list_pod_sandboxes(None).await else {
         return;
     };
     let orphans: Vec<String> = {
