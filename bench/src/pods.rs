@@ -40,6 +40,10 @@ pub struct PodsArgs {
     /// one-node throughput test creates 100 pods at 1 qps; density's latency pods use 5.
     #[arg(long, default_value_t = 0.0)]
     qps: f64,
+    /// Copy the server's log (API server, scheduler, kubelet; its level from
+    /// `RKUBE_LOG`, e.g. `rkube_kubelet=debug`) here when done.
+    #[arg(long)]
+    server_log: Option<PathBuf>,
     /// Where the JSON results go.
     #[arg(long, default_value = "bench-pods.json")]
     out: String,
@@ -118,6 +122,11 @@ pub async fn run(args: PodsArgs) -> Result<()> {
         .args(["-TERM", &server.id().to_string()])
         .status();
     let _ = server.wait();
+    if let Some(to) = &args.server_log {
+        if let Err(e) = std::fs::copy(dir.path().join("server.log"), to) {
+            eprintln!("cannot copy the server log to {}: {e}", to.display());
+        }
+    }
     // Whatever the run left (a failure, pods still stopping): runc containers, shims,
     // mounts, the bridge and its masquerade rules.
     rkube_testkit::node::clean_up(dir.path(), "rkbench0", "10.198.0.0/24");
