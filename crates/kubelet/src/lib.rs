@@ -332,10 +332,6 @@ pub async fn run_on(
             &opts.data_dir.join("cni/ipam"),
         )
         .map_err(Error::Cni)?;
-        // Retried by the status loop, which reports a failure on the Ready condition.
-        if let Err(e) = masquerade::ensure(&pod_cidr, &opts.cni_bridge).await {
-            tracing::error!(error = %e, "cannot install the pod masquerade rule");
-        }
     }
     let (containerd, runtime, machine, host_facts) = match backend {
         Backend::Host => {
@@ -356,6 +352,16 @@ pub async fn run_on(
             (None, Some(e))
         }
     };
+    // The node's masquerade rule, with the conflist rkube wrote; no pods run without a
+    // runtime, whose absence is then the node's one complaint. Retried by the status
+    // loop, which reports a failure on the Ready condition.
+    let masquerade_cidr =
+        (on_host && opts.writes_cni_config() && runtime.is_some()).then(|| pod_cidr.clone());
+    if masquerade_cidr.is_some() {
+        if let Err(e) = masquerade::ensure(&pod_cidr, &opts.cni_bridge).await {
+            tracing::error!(error = %e, "cannot install the pod masquerade rule");
+        }
+    }
     if let Some(rt) = &runtime {
         if let Err(e) = rt.update_pod_cidr(&pod_cidr).await {
             tracing::warn!(error = %e, "cannot tell the runtime the pod CIDR");
@@ -414,7 +420,7 @@ pub async fn run_on(
         && opts.writes_cni_config())
     .then(|| (opts.clone(), pod_cidr.clone()));
     // The pod range whose masquerade rule the status loop keeps in place.
-    let mut masquerade_cidr = (on_host && opts.writes_cni_config()).then(|| pod_cidr.clone());
+    let mut masquerade_cidr = masquerade_cidr;
     let cni_bridge = opts.cni_bridge.clone();
     let status_loop = {
         let shared = shared.clone();
@@ -447,7 +453,9 @@ pub async fn run_on(
                                 tracing::warn!(error = %e, "cannot tell the runtime the pod CIDR");
                             }
                         }
-                        masquerade_cidr = Some(cidr);
+                        if masquerade_cidr.is_some() {
+                            masquerade_cidr = Some(cidr);
+                        }
                         follow_cidr = None;
                     }
                 }
