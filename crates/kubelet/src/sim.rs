@@ -881,7 +881,7 @@ mod tests {
         };
         assert_eq!(
             ids(rt.list_pod_sandboxes(Some(by_uid)).await.unwrap()),
-            [sb2.clone()]
+            std::slice::from_ref(&sb2)
         );
         let by_id = api::PodSandboxFilter {
             id: sb1.clone(),
@@ -889,7 +889,7 @@ mod tests {
         };
         assert_eq!(
             ids(rt.list_pod_sandboxes(Some(by_id)).await.unwrap()),
-            [sb1.clone()]
+            std::slice::from_ref(&sb1)
         );
         let none = api::PodSandboxFilter {
             id: sb1.clone(),
@@ -905,7 +905,7 @@ mod tests {
         };
         assert_eq!(
             cids(rt.list_containers(Some(in_sb1)).await.unwrap()),
-            [c1.clone()]
+            std::slice::from_ref(&c1)
         );
         let of_u2 = api::ContainerFilter {
             label_selector: uid("u2"),
@@ -913,7 +913,7 @@ mod tests {
         };
         assert_eq!(
             cids(rt.list_containers(Some(of_u2)).await.unwrap()),
-            [c2.clone()]
+            std::slice::from_ref(&c2)
         );
         let running = api::ContainerFilter {
             state: Some(api::ContainerStateValue {
