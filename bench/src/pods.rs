@@ -1,5 +1,6 @@
 //! Pod startup on a real node: `rkube server --enable-node` with its own containerd
-//! (in a temp dir), an image already present, N pods created at once; the latency from
+//! (in a temp dir), an image already present, N pods created at once or at a uniform
+//! rate (`--qps`, as ClusterLoader2 paces its pod-startup SLO tests); the latency from
 //! each create to the watch event that shows it Ready (p50/p99), and the RSS of the
 //! server (API server + kubelet in one process) and of containerd, idle and with the
 //! pods. Needs root, containerd, runc and the CNI plugins (scripts/install-deps.sh) and
@@ -35,6 +36,14 @@ pub struct PodsArgs {
     /// The image's name in the archive.
     #[arg(long, default_value = "local.test/busybox:1")]
     image: String,
+    /// Pods created per second, evenly spaced (0: all at once). ClusterLoader2's
+    /// one-node throughput test creates 100 pods at 1 qps; density's latency pods use 5.
+    #[arg(long, default_value_t = 0.0)]
+    qps: f64,
+    /// Copy the server's log (API server, scheduler, kubelet; its level from
+    /// `RKUBE_LOG`, e.g. `rkube_kubelet=debug`) here when done.
+    #[arg(long)]
+    server_log: Option<PathBuf>,
     /// Where the JSON results go.
     #[arg(long, default_value = "bench-pods.json")]
     out: String,
@@ -113,6 +122,11 @@ pub async fn run(args: PodsArgs) -> Result<()> {
         .args(["-TERM", &server.id().to_string()])
         .status();
     let _ = server.wait();
+    if let Some(to) = &args.server_log {
+        if let Err(e) = std::fs::copy(dir.path().join("server.log"), to) {
+            eprintln!("cannot copy the server log to {}: {e}", to.display());
+        }
+    }
     // Whatever the run left (a failure, pods still stopping): runc containers, shims,
     // mounts, the bridge and its masquerade rules.
     rkube_testkit::node::clean_up(dir.path(), "rkbench0", "10.198.0.0/24");
@@ -199,7 +213,11 @@ async fn measure(args: &PodsArgs, dir: &Path, server_pid: u32) -> Result<()> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut created = HashMap::new();
     let started = Instant::now();
+    let start_at = tokio::time::Instant::now();
     for i in 0..args.pods {
+        if args.qps > 0.0 {
+            tokio::time::sleep_until(start_at + Duration::from_secs_f64(i as f64 / args.qps)).await;
+        }
         let name = format!("bench-{i}");
         let pod: Pod = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
@@ -228,8 +246,13 @@ async fn measure(args: &PodsArgs, dir: &Path, server_pid: u32) -> Result<()> {
         .filter_map(|(n, at)| ready.get(n).map(|r| r.duration_since(*at)))
         .collect();
     let s = Summary::of(latencies);
+    let rate = if args.qps > 0.0 {
+        format!("at {} pods/s", args.qps)
+    } else {
+        "at once".to_owned()
+    };
     println!(
-        "pod startup, {} pods created at once, image present",
+        "pod startup, {} pods created {rate}, image present",
         args.pods
     );
     println!(
@@ -249,7 +272,7 @@ async fn measure(args: &PodsArgs, dir: &Path, server_pid: u32) -> Result<()> {
     std::fs::write(
         &args.out,
         serde_json::to_string_pretty(&json!({
-            "pods": args.pods, "p50_ms": ms(s.p50), "p99_ms": ms(s.p99), "max_ms": ms(s.max),
+            "pods": args.pods, "qps": args.qps, "p50_ms": ms(s.p50), "p99_ms": ms(s.p99), "max_ms": ms(s.max),
             "all_ready_s": all.as_secs_f64(),
             "rss_kib": {"idle": {"server": idle.0, "containerd": idle.1},
                         "loaded": {"server": loaded.0, "containerd": loaded.1}},

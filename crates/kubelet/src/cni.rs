@@ -1,6 +1,7 @@
 //! The single-node pod network: a bridge CNI conflist over the node's pod CIDR
-//! (host-local IPAM, masquerade, portmap for hostPort), which containerd's CRI plugin
-//! reads from its `conf_dir` (it adds loopback itself).
+//! (host-local IPAM, portmap for hostPort), which containerd's CRI plugin reads from its
+//! `conf_dir` (it adds loopback itself). Masquerade is one node-level rule
+//! ([`crate::masquerade`]), not the bridge plugin's per-pod `ipMasq`.
 
 use std::path::Path;
 
@@ -18,7 +19,7 @@ pub fn conflist(pod_cidr: &str, bridge: &str, ipam_dir: &Path) -> String {
         "cniVersion": "1.0.0",
         "name": "rkube",
         "plugins": [
-            {"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": true,
+            {"type": "bridge", "bridge": bridge, "isGateway": true,
              "hairpinMode": true,
              "ipam": {"type": "host-local", "ranges": [[{"subnet": pod_cidr}]],
                       "routes": [{"dst": "0.0.0.0/0"}], "dataDir": ipam_dir}},
@@ -60,6 +61,8 @@ mod tests {
             serde_json::from_str(&conflist("10.42.0.0/24", "cni0", Path::new("/d/ipam"))).unwrap();
         assert_eq!(c["plugins"][0]["type"], "bridge");
         assert_eq!(c["plugins"][0]["bridge"], "cni0");
+        // Masquerade is the node's one rule, not a chain per pod.
+        assert!(c["plugins"][0].get("ipMasq").is_none());
         assert_eq!(
             c["plugins"][0]["ipam"]["ranges"][0][0]["subnet"],
             "10.42.0.0/24"

@@ -64,7 +64,11 @@ pub trait Runtime: Send + Sync {
     async fn stop_pod_sandbox(&self, id: &str) -> Result<()>;
     async fn remove_pod_sandbox(&self, id: &str) -> Result<()>;
     async fn pod_sandbox_status(&self, id: &str) -> Result<api::PodSandboxStatus>;
-    async fn list_pod_sandboxes(&self) -> Result<Vec<api::PodSandbox>>;
+    /// The sandboxes `filter` selects (all without one), as CRI's ListPodSandbox.
+    async fn list_pod_sandboxes(
+        &self,
+        filter: Option<api::PodSandboxFilter>,
+    ) -> Result<Vec<api::PodSandbox>>;
 
     async fn create_container(
         &self,
@@ -76,7 +80,11 @@ pub trait Runtime: Send + Sync {
     /// Stops a container: SIGTERM (or its stop signal), SIGKILL after `grace`.
     async fn stop_container(&self, id: &str, grace: Duration) -> Result<()>;
     async fn remove_container(&self, id: &str) -> Result<()>;
-    async fn list_containers(&self) -> Result<Vec<api::Container>>;
+    /// The containers `filter` selects (all without one), as CRI's ListContainers.
+    async fn list_containers(
+        &self,
+        filter: Option<api::ContainerFilter>,
+    ) -> Result<Vec<api::Container>>;
     async fn container_status(&self, id: &str) -> Result<api::ContainerStatus>;
     /// Runs `cmd` in a container, killing it after `timeout`; its exit code and output.
     async fn exec_sync(
@@ -299,13 +307,16 @@ impl Runtime for CriRuntime {
         Ok(r.status.unwrap_or_default())
     }
 
-    async fn list_pod_sandboxes(&self) -> Result<Vec<api::PodSandbox>> {
+    async fn list_pod_sandboxes(
+        &self,
+        filter: Option<api::PodSandboxFilter>,
+    ) -> Result<Vec<api::PodSandbox>> {
         let r = cri!(
             self,
             runtime,
             list_pod_sandbox,
             self.timeout,
-            api::ListPodSandboxRequest { filter: None }
+            api::ListPodSandboxRequest { filter }
         )?;
         Ok(r.items)
     }
@@ -371,13 +382,16 @@ impl Runtime for CriRuntime {
         .map(drop)
     }
 
-    async fn list_containers(&self) -> Result<Vec<api::Container>> {
+    async fn list_containers(
+        &self,
+        filter: Option<api::ContainerFilter>,
+    ) -> Result<Vec<api::Container>> {
         let r = cri!(
             self,
             runtime,
             list_containers,
             self.timeout,
-            api::ListContainersRequest { filter: None }
+            api::ListContainersRequest { filter }
         )?;
         Ok(r.containers)
     }

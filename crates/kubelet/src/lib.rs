@@ -18,6 +18,7 @@ pub mod dns;
 pub mod events;
 pub mod grpc_probe;
 pub mod logs;
+pub mod masquerade;
 pub mod node;
 pub mod pause;
 pub mod pleg;
@@ -351,6 +352,16 @@ pub async fn run_on(
             (None, Some(e))
         }
     };
+    // The node's masquerade rule, with the conflist rkube wrote; no pods run without a
+    // runtime, whose absence is then the node's one complaint. Retried by the status
+    // loop, which reports a failure on the Ready condition.
+    let masquerade_cidr =
+        (on_host && opts.writes_cni_config() && runtime.is_some()).then(|| pod_cidr.clone());
+    if masquerade_cidr.is_some() {
+        if let Err(e) = masquerade::ensure(&pod_cidr, &opts.cni_bridge).await {
+            tracing::error!(error = %e, "cannot install the pod masquerade rule");
+        }
+    }
     if let Some(rt) = &runtime {
         if let Err(e) = rt.update_pod_cidr(&pod_cidr).await {
             tracing::warn!(error = %e, "cannot tell the runtime the pod CIDR");
@@ -408,6 +419,9 @@ pub async fn run_on(
         && on_host
         && opts.writes_cni_config())
     .then(|| (opts.clone(), pod_cidr.clone()));
+    // The pod range whose masquerade rule the status loop keeps in place.
+    let mut masquerade_cidr = masquerade_cidr;
+    let cni_bridge = opts.cni_bridge.clone();
     let status_loop = {
         let shared = shared.clone();
         let client = client.clone();
@@ -439,10 +453,21 @@ pub async fn run_on(
                                 tracing::warn!(error = %e, "cannot tell the runtime the pod CIDR");
                             }
                         }
+                        if masquerade_cidr.is_some() {
+                            masquerade_cidr = Some(cidr);
+                        }
                         follow_cidr = None;
                     }
                 }
-                let health = health(&shared);
+                let mut health = health(&shared);
+                if let Some(cidr) = &masquerade_cidr {
+                    if let Err(e) = masquerade::ensure(cidr, &cni_bridge).await {
+                        tracing::warn!(error = %e, "cannot install the pod masquerade rule");
+                        health.errors.push(format!(
+                            "pod network not ready: cannot masquerade traffic from {cidr}: {e}"
+                        ));
+                    }
+                }
                 let images = shared
                     .runtime_state
                     .lock()
@@ -592,7 +617,7 @@ async fn start_server(
 /// Removes sandboxes of pods this node no longer has (deleted while the kubelet was
 /// away, or force-deleted).
 async fn housekeeping(shared: &Shared, runtime: &dyn Runtime) {
-    let Ok(sandboxes) = runtime.list_pod_sandboxes().await else {
+    let Ok(sandboxes) = runtime.list_pod_sandboxes(None).await else {
         return;
     };
     let orphans: Vec<String> = {

@@ -106,8 +106,8 @@ impl Pleg {
     /// Relists once; returns the uids of pods whose containers or sandboxes changed.
     pub async fn relist(&self, runtime: &dyn Runtime) -> crate::cri::Result<Vec<String>> {
         let started = Instant::now();
-        let containers = runtime.list_containers().await?;
-        let sandboxes = runtime.list_pod_sandboxes().await?;
+        let containers = runtime.list_containers(None).await?;
+        let sandboxes = runtime.list_pod_sandboxes(None).await?;
         self.relist_durations.observe(started.elapsed());
         let now: HashMap<String, (String, i32)> = containers
             .into_iter()

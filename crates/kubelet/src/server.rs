@@ -265,7 +265,7 @@ async fn container_logs(
             "container runtime is down".into(),
         );
     };
-    let containers = runtime.list_containers().await.unwrap_or_default();
+    let containers = runtime.list_containers(None).await.unwrap_or_default();
     // The pod's newest runs of this container, newest first.
     let mut runs: Vec<_> = containers
         .iter()

@@ -467,12 +467,16 @@ impl Runtime for SimRuntime {
         })
     }
 
-    async fn list_pod_sandboxes(&self) -> Result<Vec<api::PodSandbox>> {
+    async fn list_pod_sandboxes(
+        &self,
+        filter: Option<api::PodSandboxFilter>,
+    ) -> Result<Vec<api::PodSandbox>> {
         self.call("list_pod_sandbox", self.opts.timeout).await?;
         let state = self.state();
         Ok(state
             .sandboxes
             .values()
+            .filter(|s| filter.as_ref().is_none_or(|f| sandbox_selected(f, s)))
             .map(|s| api::PodSandbox {
                 id: s.id.clone(),
                 metadata: s.config.metadata.clone(),
@@ -611,11 +615,19 @@ impl Runtime for SimRuntime {
         Ok(())
     }
 
-    async fn list_containers(&self) -> Result<Vec<api::Container>> {
+    async fn list_containers(
+        &self,
+        filter: Option<api::ContainerFilter>,
+    ) -> Result<Vec<api::Container>> {
         self.call("list_containers", self.opts.timeout).await?;
         let mut state = self.state();
         Self::settle(&mut state);
-        Ok(state.containers.values().map(Container::summary).collect())
+        Ok(state
+            .containers
+            .values()
+            .map(Container::summary)
+            .filter(|c| filter.as_ref().is_none_or(|f| container_selected(f, c)))
+            .collect())
     }
 
     async fn container_status(&self, id: &str) -> Result<api::ContainerStatus> {
@@ -774,6 +786,26 @@ impl Runtime for SimRuntime {
     }
 }
 
+/// Whether `labels` has every pair of a CRI `label_selector`.
+fn labels_match(labels: &HashMap<String, String>, selector: &HashMap<String, String>) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// Whether CRI's ListPodSandbox `filter` selects `s` (every field set must match).
+fn sandbox_selected(f: &api::PodSandboxFilter, s: &Sandbox) -> bool {
+    (f.id.is_empty() || f.id == s.id)
+        && f.state.as_ref().is_none_or(|st| st.state == s.state)
+        && labels_match(&s.config.labels, &f.label_selector)
+}
+
+/// Whether CRI's ListContainers `filter` selects `c` (every field set must match).
+fn container_selected(f: &api::ContainerFilter, c: &api::Container) -> bool {
+    (f.id.is_empty() || f.id == c.id)
+        && (f.pod_sandbox_id.is_empty() || f.pod_sandbox_id == c.pod_sandbox_id)
+        && f.state.as_ref().is_none_or(|st| st.state == c.state)
+        && labels_match(&c.labels, &f.label_selector)
+}
+
 fn no_streaming(op: &'static str) -> RuntimeError {
     RuntimeError::Rpc {
         op,
@@ -822,6 +854,80 @@ mod tests {
             pod_cidr: cidr.into(),
             ..Default::default()
         })
+    }
+
+    #[tokio::test]
+    async fn lists_honour_cri_filters() {
+        let rt = sim("10.9.0.0/24");
+        rt.pull_image("busybox", None).await.unwrap();
+        let (cfg1, cfg2) = (sandbox_config("u1", &[]), sandbox_config("u2", &[]));
+        let sb1 = rt.run_pod_sandbox(cfg1.clone()).await.unwrap();
+        let sb2 = rt.run_pod_sandbox(cfg2.clone()).await.unwrap();
+        let mut cc = container_config("busybox");
+        cc.labels = cfg1.labels.clone();
+        let c1 = rt.create_container(&sb1, cc, cfg1).await.unwrap();
+        let mut cc = container_config("busybox");
+        cc.labels = cfg2.labels.clone();
+        let c2 = rt.create_container(&sb2, cc, cfg2).await.unwrap();
+        rt.start_container(&c2).await.unwrap();
+
+        let uid = |u: &str| HashMap::from([(crate::pod_config::POD_UID_LABEL.into(), u.into())]);
+        let ids = |v: Vec<api::PodSandbox>| v.into_iter().map(|s| s.id).collect::<Vec<_>>();
+        let cids = |v: Vec<api::Container>| v.into_iter().map(|c| c.id).collect::<Vec<_>>();
+        assert_eq!(rt.list_pod_sandboxes(None).await.unwrap().len(), 2);
+        let by_uid = api::PodSandboxFilter {
+            label_selector: uid("u2"),
+            ..Default::default()
+        };
+        assert_eq!(
+            ids(rt.list_pod_sandboxes(Some(by_uid)).await.unwrap()),
+            std::slice::from_ref(&sb2)
+        );
+        let by_id = api::PodSandboxFilter {
+            id: sb1.clone(),
+            ..Default::default()
+        };
+        assert_eq!(
+            ids(rt.list_pod_sandboxes(Some(by_id)).await.unwrap()),
+            std::slice::from_ref(&sb1)
+        );
+        let none = api::PodSandboxFilter {
+            id: sb1.clone(),
+            label_selector: uid("u2"),
+            ..Default::default()
+        };
+        assert!(rt.list_pod_sandboxes(Some(none)).await.unwrap().is_empty());
+
+        assert_eq!(rt.list_containers(None).await.unwrap().len(), 2);
+        let in_sb1 = api::ContainerFilter {
+            pod_sandbox_id: sb1.clone(),
+            ..Default::default()
+        };
+        assert_eq!(
+            cids(rt.list_containers(Some(in_sb1)).await.unwrap()),
+            std::slice::from_ref(&c1)
+        );
+        let of_u2 = api::ContainerFilter {
+            label_selector: uid("u2"),
+            ..Default::default()
+        };
+        assert_eq!(
+            cids(rt.list_containers(Some(of_u2)).await.unwrap()),
+            std::slice::from_ref(&c2)
+        );
+        let running = api::ContainerFilter {
+            state: Some(api::ContainerStateValue {
+                state: CONTAINER_RUNNING,
+            }),
+            ..Default::default()
+        };
+        assert_eq!(cids(rt.list_containers(Some(running)).await.unwrap()), [c2]);
+        let mismatch = api::ContainerFilter {
+            pod_sandbox_id: sb2,
+            label_selector: uid("u1"),
+            ..Default::default()
+        };
+        assert!(rt.list_containers(Some(mismatch)).await.unwrap().is_empty());
     }
 
     #[test]
@@ -889,7 +995,7 @@ mod tests {
         );
         rt.stop_pod_sandbox(&sb).await.unwrap();
         rt.remove_pod_sandbox(&sb).await.unwrap();
-        assert!(rt.list_containers().await.unwrap().is_empty());
+        assert!(rt.list_containers(None).await.unwrap().is_empty());
         assert!(rt.container_status(&c).await.unwrap_err().is_not_found());
         // The IP went back to the pool.
         let sb2 = rt.run_pod_sandbox(sandbox_config("u2", &[])).await.unwrap();

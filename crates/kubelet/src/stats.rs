@@ -99,8 +99,10 @@ pub(crate) async fn metrics(State(shared): State<Arc<Shared>>, req: Request<Body
         shared.node_name
     );
     if let Some(runtime) = &shared.runtime {
-        let (sandboxes, containers) =
-            tokio::join!(runtime.list_pod_sandboxes(), runtime.list_containers());
+        let (sandboxes, containers) = tokio::join!(
+            runtime.list_pod_sandboxes(None),
+            runtime.list_containers(None)
+        );
         if let Ok(sandboxes) = sandboxes {
             let running = sandboxes
                 .iter()
@@ -377,8 +379,8 @@ pub(crate) async fn summary(State(shared): State<Arc<Shared>>, req: Request<Body
     if let Some(runtime) = &shared.runtime {
         let (stats, containers, sandboxes) = tokio::join!(
             runtime.list_container_stats(),
-            runtime.list_containers(),
-            runtime.list_pod_sandboxes()
+            runtime.list_containers(None),
+            runtime.list_pod_sandboxes(None)
         );
         match (stats, containers, sandboxes) {
             (Ok(s), Ok(c), Ok(p)) => pods = pod_stats(&s, &c, &p),

@@ -122,7 +122,7 @@ async fn find_container(
     uid: Option<&str>,
     name: &str,
 ) -> Result<String, Response> {
-    let containers = runtime.list_containers().await.map_err(runtime_error)?;
+    let containers = runtime.list_containers(None).await.map_err(runtime_error)?;
     let of_pod: Vec<_> = containers
         .iter()
         .filter(|c| {
@@ -274,7 +274,7 @@ async fn forward(
         Ok(p) => p,
         Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
     };
-    let sandboxes = match runtime.list_pod_sandboxes().await {
+    let sandboxes = match runtime.list_pod_sandboxes(None).await {
         Ok(s) => s,
         Err(e) => return runtime_error(e),
     };

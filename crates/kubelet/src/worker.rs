@@ -165,6 +165,24 @@ async fn report(shared: &Shared, pod: &Pod, observed: &Observed, state: &mut Wor
     }
 }
 
+/// CRI filter: the sandboxes of pod `uid` (as upstream's `GetPodStatus`: the runtime
+/// selects them, so a sync costs the same with 1 pod or 100 on the node).
+fn pod_sandboxes(uid: &str) -> Option<api::PodSandboxFilter> {
+    Some(api::PodSandboxFilter {
+        label_selector: [(POD_UID_LABEL.to_owned(), uid.to_owned())].into(),
+        ..Default::default()
+    })
+}
+
+/// CRI filter: the containers of pod `uid`, of sandbox `sandbox` when given.
+fn pod_containers(uid: &str, sandbox: Option<&str>) -> Option<api::ContainerFilter> {
+    Some(api::ContainerFilter {
+        label_selector: [(POD_UID_LABEL.to_owned(), uid.to_owned())].into(),
+        pod_sandbox_id: sandbox.unwrap_or_default().to_owned(),
+        ..Default::default()
+    })
+}
+
 fn sandboxes_of<'a>(all: &'a [api::PodSandbox], uid: &str) -> Vec<&'a api::PodSandbox> {
     let mut v: Vec<_> = all
         .iter()
@@ -214,7 +232,7 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut WorkerState) -> Observed {
     let Some(runtime) = shared.runtime.as_deref() else {
         return observed;
     };
-    let sandboxes = match runtime.list_pod_sandboxes().await {
+    let sandboxes = match runtime.list_pod_sandboxes(pod_sandboxes(uid)).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(pod = %key, error = %e, "cannot list sandboxes");
@@ -309,7 +327,10 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut WorkerState) -> Observed {
         }
     }
     // This sandbox's containers by name, newest attempt first.
-    let containers = match runtime.list_containers().await {
+    let containers = match runtime
+        .list_containers(pod_containers(uid, Some(&sandbox_id)))
+        .await
+    {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(pod = %key, error = %e, "cannot list containers");
@@ -823,7 +844,10 @@ pub async fn kill_sandbox_and_containers(
     only_sandbox: Option<&str>,
     grace: Duration,
 ) {
-    let containers = runtime.list_containers().await.unwrap_or_default();
+    let containers = runtime
+        .list_containers(pod_containers(uid, only_sandbox))
+        .await
+        .unwrap_or_default();
     let mine: Vec<_> = containers
         .iter()
         .filter(|c| c.labels.get(POD_UID_LABEL).map(String::as_str) == Some(uid))
@@ -842,7 +866,10 @@ pub async fn kill_sandbox_and_containers(
             }
         }
     }
-    let sandboxes = runtime.list_pod_sandboxes().await.unwrap_or_default();
+    let sandboxes = runtime
+        .list_pod_sandboxes(pod_sandboxes(uid))
+        .await
+        .unwrap_or_default();
     for s in sandboxes_of(&sandboxes, uid) {
         if only_sandbox.is_some_and(|id| id != s.id) {
             continue;
@@ -877,7 +904,11 @@ async fn terminate(shared: &Shared, pod: &Pod) -> Result<(), String> {
     if let Some(runtime) = shared.runtime.as_deref() {
         let grace = grace_period(pod);
         tracing::info!(pod = %format!("{ns}/{name}"), grace = ?grace, "killing the pod's containers");
-        for c in runtime.list_containers().await.unwrap_or_default() {
+        for c in runtime
+            .list_containers(pod_containers(uid, None))
+            .await
+            .unwrap_or_default()
+        {
             if c.state == CONTAINER_RUNNING
                 && c.labels.get(POD_UID_LABEL).map(String::as_str) == Some(uid)
             {

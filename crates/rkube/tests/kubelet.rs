@@ -1231,3 +1231,154 @@ subjects:
         "{err}"
     );
 }
+
+/// An "outside" host for a test: its own network namespace joined to this one by a
+/// veth pair (`HOST_IP` here, `OUTSIDE_IP` inside, a default route back). Deleting
+/// the namespace on drop removes both ends.
+struct OutsideHost {
+    netns: String,
+    host_ip: String,
+    outside_ip: String,
+}
+
+impl OutsideHost {
+    fn create() -> OutsideHost {
+        let r = random();
+        let netns = format!("rkout{:08x}", r);
+        let veth = format!("rko{:08x}", r);
+        // 198.18.0.0/15 is the benchmarking range: nothing real lives there.
+        let net = format!("198.18.{}", r % 256);
+        let (host_ip, outside_ip) = (format!("{net}.1"), format!("{net}.2"));
+        let h = OutsideHost {
+            netns: netns.clone(),
+            host_ip: host_ip.clone(),
+            outside_ip: outside_ip.clone(),
+        };
+        let ip = |args: &[&str]| {
+            run(Command::new("ip").args(args));
+        };
+        ip(&["netns", "add", &netns]);
+        ip(&[
+            "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &netns,
+        ]);
+        ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &veth]);
+        ip(&["link", "set", &veth, "up"]);
+        ip(&[
+            "-n",
+            &netns,
+            "addr",
+            "add",
+            &format!("{outside_ip}/30"),
+            "dev",
+            "eth0",
+        ]);
+        ip(&["-n", &netns, "link", "set", "eth0", "up"]);
+        ip(&["-n", &netns, "link", "set", "lo", "up"]);
+        // A route back to anything, so an unmasqueraded pod address would connect too
+        // (and the test would see it).
+        ip(&["-n", &netns, "route", "add", "default", "via", &host_ip]);
+        h
+    }
+}
+
+impl Drop for OutsideHost {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .output();
+    }
+}
+
+/// Pod traffic to an address outside the pod range leaves with the node's address:
+/// the kubelet's one masquerade rule for its pod CIDR (no per-pod CNI chains); a
+/// listener on an "outside" host sees the node's address, not the pod's. The rule is
+/// gone after the node's clean-up.
+#[test]
+fn pod_traffic_leaving_the_node_is_masqueraded() {
+    let image = busybox_archive();
+    let node = Node::start();
+    let c = &node.cluster;
+    node.wait_ready();
+
+    // One rule for the node's range, jumped from POSTROUTING.
+    let rules = run(Command::new("iptables").args(["-w", "5", "-t", "nat", "-S"]));
+    let rule = format!(
+        "-A RKUBE-POD-MASQ -s {0} ! -d {0} -m addrtype ! --dst-type MULTICAST -m comment --comment \"rkube: masquerade pods of bridge {1}\" -j MASQUERADE",
+        node.cidr, node.bridge
+    );
+    assert!(rules.lines().any(|l| l == rule), "{rule}\nnot in\n{rules}");
+    assert!(
+        rules
+            .lines()
+            .any(|l| l.starts_with("-A POSTROUTING") && l.ends_with("-j RKUBE-POD-MASQ")),
+        "{rules}"
+    );
+
+    let outside = OutsideHost::create();
+    let script = format!(
+        "import socket\n\
+         s = socket.socket()\n\
+         s.bind(('{}', 8080))\n\
+         s.listen(1)\n\
+         s.settimeout(50)\n\
+         print('listening', flush=True)\n\
+         conn, peer = s.accept()\n\
+         conn.settimeout(10)\n\
+         print(peer[0], conn.recv(100).decode().strip(), flush=True)\n",
+        outside.outside_ip
+    );
+    let mut listener = Command::new("ip")
+        .args(["netns", "exec", &outside.netns, "python3", "-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(listener.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(line.trim(), "listening");
+
+    node.ctr(&["images", "import", &image.to_string_lossy()]);
+    c.wait_for_default_sa("default");
+    c.create(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: leaves, namespace: default}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: {BUSYBOX}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo from-pod | nc -w 10 {} 8080"]
+"#,
+        outside.outside_ip
+    ));
+    let out = support::wait_with_timeout(listener, Duration::from_secs(60));
+    let mut seen = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut seen).unwrap();
+    assert!(
+        out.status.success(),
+        "listener: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        c.log()
+    );
+    let pod_ip = node.wait("the pod's IP", Duration::from_secs(30), || {
+        let ip = node.jsonpath(&["get", "pod", "leaves"], "{.status.podIP}");
+        (!ip.is_empty()).then_some(ip)
+    });
+    assert_eq!(
+        seen.trim(),
+        format!("{} from-pod", outside.host_ip),
+        "the outside host saw the pod as {seen:?} (pod IP {pod_ip})"
+    );
+
+    // The node's clean-up removes its rule.
+    let (cidr, bridge) = (node.cidr.clone(), node.bridge.clone());
+    drop(node);
+    let rules = run(Command::new("iptables").args(["-w", "5", "-t", "nat", "-S"]));
+    assert!(
+        !rules.contains(&format!("bridge {bridge}\"")) && !rules.contains(&cidr),
+        "{rules}"
+    );
+}

@@ -67,10 +67,12 @@ pub fn stop(dir: &Path) {
     }
 }
 
-/// Removes the host's CNI bridge `bridge` and the masquerade rules the bridge plugin
-/// left for `cidr`.
+/// Removes the host's CNI bridge `bridge`, the kubelet's masquerade rule for it (with
+/// the shared chain and its jump once no node's rule is left) and masquerade rules the
+/// bridge plugin left for `cidr`.
 fn remove_host_network(bridge: &str, cidr: &str) {
     let _ = Command::new("ip").args(["link", "del", bridge]).output();
+    remove_pod_masquerade(bridge);
     // Masquerade rules the bridge plugin left for this range (none after clean pod
     // deletion).
     let prefix = cidr.trim_end_matches("0/24");
@@ -116,5 +118,50 @@ fn remove_host_network(bridge: &str, cidr: &str) {
         let _ = Command::new("iptables")
             .args(["-t", "nat", "-X", chain])
             .output();
+    }
+}
+
+/// `iptables -w 5 -t nat ARGS`' stdout (empty when it fails).
+fn nat(args: &[&str]) -> String {
+    Command::new("iptables")
+        .args(["-w", "5", "-t", "nat"])
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// The kubelet's masquerade chain and jump comment (`rkube_kubelet::masquerade`, not a
+/// dependency of this crate; the kubelet e2e test checks they are removed).
+const MASQ_CHAIN: &str = "RKUBE-POD-MASQ";
+const MASQ_JUMP_COMMENT: &str = "rkube: masquerade pod traffic leaving the pod network";
+
+/// Removes the kubelet's masquerade rule(s) for `bridge` from its chain; when no rule
+/// is left there (no other node on this host), the chain and its POSTROUTING jump go
+/// too.
+pub fn remove_pod_masquerade(bridge: &str) {
+    let (chain, jump_comment) = (MASQ_CHAIN, MASQ_JUMP_COMMENT);
+    let marker = format!("/* rkube: masquerade pods of bridge {bridge} */");
+    let listing = nat(&["-L", chain, "-n", "--line-numbers"]);
+    let mut ours: Vec<u32> = listing
+        .lines()
+        .filter(|l| l.contains(&marker))
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    ours.sort_unstable_by(|a, b| b.cmp(a));
+    for num in ours {
+        nat(&["-D", chain, &num.to_string()]);
+    }
+    let left = nat(&["-S", chain]);
+    if !left.is_empty() && !left.lines().any(|l| l.starts_with("-A ")) {
+        while Command::new("iptables")
+            .args(["-w", "5", "-t", "nat", "-D", "POSTROUTING"])
+            .args(["-m", "comment", "--comment", jump_comment, "-j", chain])
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {}
+        nat(&["-X", chain]);
     }
 }
