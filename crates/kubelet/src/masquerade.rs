@@ -75,30 +75,33 @@ fn jump_args() -> Vec<String> {
 /// Runs `iptables -w 5 -t nat ARGS` with a deadline; `Ok(false)` when it exits 1 (a
 /// `-C` that found no rule), `Ok(true)` on success.
 async fn iptables(args: &[String]) -> Result<bool> {
-    let shown = args.join(" ");
+    let out = run(args).await?;
+    match out.status.code() {
+        Some(0) => Ok(true),
+        Some(1) if args.first().is_some_and(|a| a == "-C") => Ok(false),
+        _ => Err(Error::Failed {
+            args: args.join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        }),
+    }
+}
+
+/// Runs `iptables -w 5 -t nat ARGS` within the deadline (killed past it).
+async fn run(args: &[String]) -> Result<std::process::Output> {
+    let shown = || args.join(" ");
     let child = tokio::process::Command::new("iptables")
         .args(["-w", LOCK_WAIT_SECONDS, "-t", "nat"])
         .args(args)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .output();
-    let out = match tokio::time::timeout(IPTABLES_TIMEOUT, child).await {
-        Err(_) => return Err(Error::Timeout { args: shown }),
-        Ok(Err(source)) => {
-            return Err(Error::Spawn {
-                args: shown,
-                source,
-            })
-        }
-        Ok(Ok(out)) => out,
-    };
-    match out.status.code() {
-        Some(0) => Ok(true),
-        Some(1) if args.first().is_some_and(|a| a == "-C") => Ok(false),
-        _ => Err(Error::Failed {
-            args: shown,
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+    match tokio::time::timeout(IPTABLES_TIMEOUT, child).await {
+        Err(_) => Err(Error::Timeout { args: shown() }),
+        Ok(Err(source)) => Err(Error::Spawn {
+            args: shown(),
+            source,
         }),
+        Ok(Ok(out)) => Ok(out),
     }
 }
 
@@ -132,23 +135,7 @@ fn stale_rules(listing: &str, comment: &str, keep: Option<&str>) -> Vec<u32> {
 
 /// Deletes the rules of bridge `bridge` whose source is not `keep` (all, when `None`).
 async fn delete_rules(bridge: &str, keep: Option<&str>) -> Result<()> {
-    let list = ["-L", CHAIN, "-n", "--line-numbers"].map(String::from);
-    let shown = list.join(" ");
-    let child = tokio::process::Command::new("iptables")
-        .args(["-w", LOCK_WAIT_SECONDS, "-t", "nat"])
-        .args(&list)
-        .kill_on_drop(true)
-        .output();
-    let out = match tokio::time::timeout(IPTABLES_TIMEOUT, child).await {
-        Err(_) => return Err(Error::Timeout { args: shown }),
-        Ok(Err(source)) => {
-            return Err(Error::Spawn {
-                args: shown,
-                source,
-            })
-        }
-        Ok(Ok(out)) => out,
-    };
+    let out = run(&["-L", CHAIN, "-n", "--line-numbers"].map(String::from)).await?;
     let mut stale = stale_rules(
         &String::from_utf8_lossy(&out.stdout),
         &rule_comment(bridge),
