@@ -35,26 +35,14 @@ pub async fn run(cx: Context) {
             Default::default(),
         )
         .await;
-    tracing::debug!("pod-garbage-collector: waiting for caches");
-    let collector = async {
-        if pods.wait_until_ready().await.is_err() || nodes.wait_until_ready().await.is_err() {
-            return;
-        }
-        tracing::debug!("pod-garbage-collector: caches synced");
-        let mut missing_since: HashMap<String, Instant> = HashMap::new();
-        loop {
-            tokio::time::sleep(PERIOD).await;
-            let all_pods: Vec<Pod> = pods.state().iter().map(|p| (**p).clone()).collect();
-            let node_names: HashSet<String> = nodes.state().iter().map(|n| n.name_any()).collect();
-            tracing::debug!(
-                pods = all_pods.len(),
-                nodes = node_names.len(),
-                "pod-garbage-collector: checking"
-            );
-            gc(&cx, &all_pods, &node_names, &mut missing_since).await;
-        }
-    };
-    collector.await
+    // Both stores are synced: the informers hand them out only then.
+    let mut missing_since: HashMap<String, Instant> = HashMap::new();
+    loop {
+        tokio::time::sleep(PERIOD).await;
+        let all_pods: Vec<Pod> = pods.state().iter().map(|p| (**p).clone()).collect();
+        let node_names: HashSet<String> = nodes.state().iter().map(|n| n.name_any()).collect();
+        gc(&cx, &all_pods, &node_names, &mut missing_since).await;
+    }
 }
 
 async fn gc(

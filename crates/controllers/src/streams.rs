@@ -149,8 +149,6 @@ where
     subscribers: Vec<mpsc::UnboundedSender<watcher::Event<K>>>,
     /// The objects of a list in progress (between `Init` and `InitDone`).
     listing: Option<Vec<K>>,
-    /// Whether a list has completed (the store holds a full state).
-    listed: bool,
 }
 
 impl<K> Shared<K>
@@ -167,7 +165,6 @@ where
                 writer,
                 subscribers: Vec::new(),
                 listing: None,
-                listed: false,
             }),
         }
     }
@@ -182,9 +179,11 @@ where
     fn subscribe(&self) -> mpsc::UnboundedReceiver<watcher::Event<K>> {
         let (tx, rx) = mpsc::unbounded();
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if inner.listed || inner.listing.is_some() {
+        // Whether a list has completed (the store holds a full state); set under `inner`.
+        let listed = *self.synced.borrow();
+        if listed || inner.listing.is_some() {
             let _ = tx.unbounded_send(watcher::Event::Init);
-            if inner.listed {
+            if listed {
                 for obj in self.store.state() {
                     let _ = tx.unbounded_send(watcher::Event::InitApply((*obj).clone()));
                 }
@@ -212,7 +211,6 @@ where
             }
             watcher::Event::InitDone => {
                 inner.listing = None;
-                inner.listed = true;
                 self.synced.send_replace(true);
             }
             watcher::Event::Apply(_) | watcher::Event::Delete(_) => {}

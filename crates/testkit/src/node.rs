@@ -142,9 +142,8 @@ const MASQ_JUMP_COMMENT: &str = "rkube: masquerade pod traffic leaving the pod n
 /// is left there (no other node on this host), the chain and its POSTROUTING jump go
 /// too.
 pub fn remove_pod_masquerade(bridge: &str) {
-    let (chain, jump_comment) = (MASQ_CHAIN, MASQ_JUMP_COMMENT);
     let marker = format!("/* rkube: masquerade pods of bridge {bridge} */");
-    let listing = nat(&["-L", chain, "-n", "--line-numbers"]);
+    let listing = nat(&["-L", MASQ_CHAIN, "-n", "--line-numbers"]);
     let mut ours: Vec<u32> = listing
         .lines()
         .filter(|l| l.contains(&marker))
@@ -152,16 +151,23 @@ pub fn remove_pod_masquerade(bridge: &str) {
         .collect();
     ours.sort_unstable_by(|a, b| b.cmp(a));
     for num in ours {
-        nat(&["-D", chain, &num.to_string()]);
+        nat(&["-D", MASQ_CHAIN, &num.to_string()]);
     }
-    let left = nat(&["-S", chain]);
+    let left = nat(&["-S", MASQ_CHAIN]);
     if !left.is_empty() && !left.lines().any(|l| l.starts_with("-A ")) {
         while Command::new("iptables")
             .args(["-w", "5", "-t", "nat", "-D", "POSTROUTING"])
-            .args(["-m", "comment", "--comment", jump_comment, "-j", chain])
+            .args([
+                "-m",
+                "comment",
+                "--comment",
+                MASQ_JUMP_COMMENT,
+                "-j",
+                MASQ_CHAIN,
+            ])
             .output()
             .is_ok_and(|o| o.status.success())
         {}
-        nat(&["-X", chain]);
+        nat(&["-X", MASQ_CHAIN]);
     }
 }
