@@ -14,14 +14,25 @@ const HEAD: &[u8] = b"{\"metadata\":{";
 pub fn encode_for_store(obj: &Value) -> Vec<u8> {
     let map = obj.as_object().expect("objects are JSON objects");
     let mut out = Vec::with_capacity(512);
-    out.extend_from_slice(b"{\"metadata\":");
-    let mut meta = map
+    out.extend_from_slice(b"{\"metadata\":{");
+    let mut first = true;
+    for (k, v) in map
         .get("metadata")
         .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    meta.remove("resourceVersion");
-    serde_json::to_writer(&mut out, &Value::Object(meta)).expect("JSON values serialise");
+        .into_iter()
+        .flatten()
+    {
+        if k == "resourceVersion" {
+            continue;
+        }
+        if !std::mem::take(&mut first) {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, k).expect("strings serialise");
+        out.push(b':');
+        serde_json::to_writer(&mut out, v).expect("JSON values serialise");
+    }
+    out.push(b'}');
     for (k, v) in map {
         if k == "metadata" {
             continue;

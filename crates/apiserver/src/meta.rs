@@ -43,6 +43,43 @@ pub fn labels(obj: &Value) -> std::collections::BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
+/// The labels of a stored (JSON) object, read without building the whole object: only
+/// `metadata.labels` is materialised, the rest is skipped. Same answer as [`labels`] on
+/// the parsed object (unparsable input, malformed labels and non-string values: left out).
+pub fn labels_of_stored(stored: &[u8]) -> std::collections::BTreeMap<String, String> {
+    #[derive(serde::Deserialize)]
+    struct Object {
+        #[serde(default)]
+        metadata: Option<Metadata>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Metadata {
+        #[serde(default)]
+        labels: Option<Map<String, Value>>,
+    }
+    let labels = match serde_json::from_slice::<Object>(stored) {
+        Ok(Object {
+            metadata: Some(Metadata {
+                labels: Some(labels),
+            }),
+        }) => labels,
+        // A shape serde refuses (metadata or labels not objects): parse it all, as before.
+        Err(_) => {
+            return serde_json::from_slice::<Value>(stored)
+                .map(|v| labels(&v))
+                .unwrap_or_default()
+        }
+        Ok(_) => return Default::default(),
+    };
+    labels
+        .into_iter()
+        .filter_map(|(k, v)| match v {
+            Value::String(v) => Some((k, v)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Seconds since the Unix epoch, now.
 pub fn now_secs() -> i64 {
     SystemTime::now()
@@ -143,6 +180,35 @@ pub fn new_uid() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_of_stored_bytes_match_the_parsed_object() {
+        for stored in [
+            &br#"{"metadata":{"name":"a","labels":{"app":"web","tier":"db"}},"spec":{"x":[1]}}"#[..],
+            br#"{"spec":{},"metadata":{"labels":{"n":3,"s":"ok"}}}"#,
+            br#"{"metadata":{"labels":null}}"#,
+            br#"{"metadata":{"labels":"odd"}}"#,
+            br#"{"metadata":7}"#,
+            br#"{}"#,
+            b"not json",
+        ] {
+            let parsed = serde_json::from_slice::<Value>(stored)
+                .map(|v| labels(&v))
+                .unwrap_or_default();
+            assert_eq!(
+                labels_of_stored(stored),
+                parsed,
+                "{}",
+                String::from_utf8_lossy(stored)
+            );
+        }
+        assert_eq!(
+            labels_of_stored(br#"{"metadata":{"labels":{"app":"web"}}}"#)
+                .get("app")
+                .map(String::as_str),
+            Some("web")
+        );
+    }
 
     #[test]
     fn formats_and_parses_timestamps() {

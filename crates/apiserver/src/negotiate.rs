@@ -263,6 +263,28 @@ pub fn partial_metadata(obj: &Value) -> Value {
     serde_json::json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]})
 }
 
+/// [`partial_metadata`] of a served JSON object, as JSON, without parsing more than its
+/// `metadata` (the garbage collector's metadata watches see every object of every kind).
+/// `None` when the object is not JSON with an object `metadata`.
+pub fn partial_metadata_json(served: &[u8]) -> Option<Vec<u8>> {
+    #[derive(serde::Deserialize)]
+    struct Object<'a> {
+        #[serde(borrow)]
+        metadata: Option<&'a serde_json::value::RawValue>,
+    }
+    let metadata = serde_json::from_slice::<Object>(served).ok()?.metadata?;
+    if !metadata.get().starts_with('{') {
+        return None;
+    }
+    const HEAD: &[u8] =
+        b"{\"apiVersion\":\"meta.k8s.io/v1\",\"kind\":\"PartialObjectMetadata\",\"metadata\":";
+    let mut out = Vec::with_capacity(HEAD.len() + metadata.get().len() + 1);
+    out.extend_from_slice(HEAD);
+    out.extend_from_slice(metadata.get().as_bytes());
+    out.push(b'}');
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use axum::http::HeaderValue;
@@ -273,6 +295,23 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::ACCEPT, HeaderValue::from_str(accept).unwrap());
         negotiate(&headers, protobuf).map_err(|e| e.code())
+    }
+
+    #[test]
+    fn partial_metadata_from_bytes_matches_the_parsed_form() {
+        for obj in [
+            serde_json::json!({"metadata": {"name": "a", "labels": {"x": "y"}, "resourceVersion": "3"}, "spec": {"k": [1, 2]}}),
+            serde_json::json!({"kind": "X", "apiVersion": "v1", "metadata": {}}),
+            serde_json::json!({"spec": {}, "metadata": {"name": "late", "annotations": {"a\"b": "c\\d"}}}),
+        ] {
+            let bytes = serde_json::to_vec(&obj).unwrap();
+            let fast: Value =
+                serde_json::from_slice(&partial_metadata_json(&bytes).unwrap()).unwrap();
+            assert_eq!(fast, partial_metadata(&obj));
+        }
+        for odd in [&b"{\"metadata\": 3}"[..], b"{}", b"not json", b"[1]"] {
+            assert_eq!(partial_metadata_json(odd), None);
+        }
     }
 
     #[test]

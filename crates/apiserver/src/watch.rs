@@ -357,6 +357,11 @@ impl Stream {
             let value = serde_json::from_slice::<Value>(&body).unwrap_or_default();
             return protobuf_event(kind, &value).into();
         }
+        if self.format == Format::PartialMetadata {
+            if let Some(meta) = crate::negotiate::partial_metadata_json(&body) {
+                return event_line(kind, &meta).into();
+            }
+        }
         if matches!(self.format, Format::Table | Format::PartialMetadata) {
             if let Ok(value) = serde_json::from_slice::<Value>(&body) {
                 let converted = match (self.format, &self.custom) {

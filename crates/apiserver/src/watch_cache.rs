@@ -34,9 +34,7 @@ pub struct CachedObject {
 
 impl CachedObject {
     fn new(key: String, revision: Revision, stored: Bytes) -> Self {
-        let labels = serde_json::from_slice::<serde_json::Value>(&stored)
-            .map(|v| crate::meta::labels(&v))
-            .unwrap_or_default();
+        let labels = crate::meta::labels_of_stored(&stored);
         CachedObject {
             key,
             revision,
@@ -55,42 +53,82 @@ pub struct CacheEvent {
     pub object: Arc<CachedObject>,
     /// The object before the change, if any.
     pub prev: Option<Arc<CachedObject>>,
-    /// The JSON event line per event type, rendered once for all watchers.
-    lines: [std::sync::OnceLock<Bytes>; 3],
-    /// The protobuf watch frame per event type, likewise.
-    frames: [std::sync::OnceLock<Bytes>; 3],
-    /// The PartialObjectMetadata event line per event type, likewise.
-    meta_lines: [std::sync::OnceLock<Bytes>; 3],
+    /// The event lines and frames rendered for it, shared by every watcher (see
+    /// [`Rendered`]).
+    rendered: Rendered,
+}
+
+/// An event's rendered forms, one per format (JSON line, protobuf frame,
+/// PartialObjectMetadata line) and event type (ADDED, MODIFIED, DELETED): made once for
+/// all the watchers that send it, and forgotten once the event is [`HOT_EVENTS`] behind
+/// the newest — by then every watcher that keeps up has sent it, and holding them for the
+/// whole replay window would keep about two extra copies of every recent object.
+#[derive(Debug, Default)]
+struct Rendered(Mutex<[Option<Bytes>; 9]>);
+
+/// How many of the newest events keep their rendered forms.
+const HOT_EVENTS: usize = 1024;
+
+impl Rendered {
+    fn get_or_render(&self, slot: usize, render: impl FnOnce() -> Vec<u8>) -> Bytes {
+        let mut slots = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        slots[slot]
+            .get_or_insert_with(|| Bytes::from(render()))
+            .clone()
+    }
+
+    fn forget(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Default::default();
+    }
+}
+
+/// Which rendered form: JSON line, protobuf frame or PartialObjectMetadata line.
+#[derive(Debug, Clone, Copy)]
+enum Form {
+    Line = 0,
+    Frame = 3,
+    MetaLine = 6,
 }
 
 impl CacheEvent {
+    fn new(
+        kind: EventKind,
+        revision: Revision,
+        object: Arc<CachedObject>,
+        prev: Option<Arc<CachedObject>>,
+    ) -> Self {
+        CacheEvent {
+            kind,
+            revision,
+            object,
+            prev,
+            rendered: Rendered::default(),
+        }
+    }
+
     /// The watch event line `{"type":T,"object":…}` for this change, shared by every
     /// client watch that sends it with the same type.
     pub fn line(&self, event_type: &str, render: impl FnOnce() -> Vec<u8>) -> Bytes {
-        Self::shared(&self.lines, event_type, render)
+        self.shared(Form::Line, event_type, render)
     }
 
     /// The protobuf watch frame for this change, shared likewise.
     pub fn frame(&self, event_type: &str, render: impl FnOnce() -> Vec<u8>) -> Bytes {
-        Self::shared(&self.frames, event_type, render)
+        self.shared(Form::Frame, event_type, render)
     }
 
     /// The PartialObjectMetadata (JSON) event line for this change, shared likewise.
     pub fn meta_line(&self, event_type: &str, render: impl FnOnce() -> Vec<u8>) -> Bytes {
-        Self::shared(&self.meta_lines, event_type, render)
+        self.shared(Form::MetaLine, event_type, render)
     }
 
-    fn shared(
-        slots: &[std::sync::OnceLock<Bytes>; 3],
-        event_type: &str,
-        render: impl FnOnce() -> Vec<u8>,
-    ) -> Bytes {
-        let slot = match event_type {
-            "ADDED" => &slots[0],
-            "MODIFIED" => &slots[1],
-            _ => &slots[2],
+    fn shared(&self, form: Form, event_type: &str, render: impl FnOnce() -> Vec<u8>) -> Bytes {
+        let kind = match event_type {
+            "ADDED" => 0,
+            "MODIFIED" => 1,
+            _ => 2,
         };
-        slot.get_or_init(|| Bytes::from(render())).clone()
+        self.rendered.get_or_render(form as usize + kind, render)
     }
 }
 
@@ -298,21 +336,16 @@ impl ResourceCache {
                     obj
                 }
             };
-            let event = Arc::new(CacheEvent {
-                kind: e.kind,
-                revision,
-                object,
-                prev,
-                lines: Default::default(),
-                frames: Default::default(),
-                meta_lines: Default::default(),
-            });
+            let event = Arc::new(CacheEvent::new(e.kind, revision, object, prev));
             if state.events.len() >= self.window {
                 if let Some(old) = state.events.pop_front() {
                     state.window_start = old.revision;
                 }
             }
             state.events.push_back(event.clone());
+            if let Some(cooled) = state.events.len().checked_sub(HOT_EVENTS + 1) {
+                state.events[cooled].rendered.forget();
+            }
             state.revision = revision;
             let _ = state.live.send(event);
         }
@@ -392,15 +425,12 @@ async fn history(
                     let prev = e
                         .prev_kv
                         .map(|p| Arc::new(CachedObject::new(p.key, p.mod_revision, p.value)));
-                    events.push_back(Arc::new(CacheEvent {
-                        kind: e.kind,
-                        revision: e.kv.mod_revision,
-                        object: Arc::new(CachedObject::new(e.kv.key, e.kv.mod_revision, object)),
+                    events.push_back(Arc::new(CacheEvent::new(
+                        e.kind,
+                        e.kv.mod_revision,
+                        Arc::new(CachedObject::new(e.kv.key, e.kv.mod_revision, object)),
                         prev,
-                        lines: Default::default(),
-                        frames: Default::default(),
-                        meta_lines: Default::default(),
-                    }));
+                    )));
                     if events.len() > window {
                         if let Some(old) = events.pop_front() {
                             from = old.revision;
@@ -547,5 +577,80 @@ impl WatchCaches {
             .map_err(|e| CacheError::NotReady(e.to_string()))?;
         caches.insert(prefix.to_owned(), cache.clone());
         Ok(cache)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(revision: Revision) -> CacheEvent {
+        let object = Arc::new(CachedObject::new(
+            format!("/registry/configmaps/default/c{revision}"),
+            revision,
+            Bytes::from_static(br#"{"metadata":{"name":"c","labels":{"a":"b"}}}"#),
+        ));
+        CacheEvent::new(EventKind::Create, revision, object, None)
+    }
+
+    #[test]
+    fn rendered_forms_are_shared_per_format_and_type_until_forgotten() {
+        let e = event(1);
+        let renders = std::cell::Cell::new(0);
+        let render = |what: &str| {
+            renders.set(renders.get() + 1);
+            what.as_bytes().to_vec()
+        };
+        assert_eq!(e.line("ADDED", || render("a")), "a");
+        assert_eq!(e.line("ADDED", || render("again")), "a");
+        assert_eq!(e.line("MODIFIED", || render("m")), "m");
+        assert_eq!(e.frame("ADDED", || render("f")), "f");
+        assert_eq!(e.meta_line("ADDED", || render("meta")), "meta");
+        assert_eq!(renders.get(), 4);
+        assert_eq!(e.object.labels.get("a").map(String::as_str), Some("b"));
+        e.rendered.forget();
+        assert_eq!(e.line("ADDED", || render("fresh")), "fresh");
+        assert_eq!(renders.get(), 5);
+    }
+
+    #[tokio::test]
+    async fn the_cache_forgets_renders_of_events_past_the_hot_ones() {
+        let (live, _) = broadcast::channel(16);
+        let cache = ResourceCache {
+            state: Mutex::new(State {
+                objects: BTreeMap::new(),
+                events: VecDeque::new(),
+                revision: 0,
+                window_start: 0,
+                live,
+            }),
+            window: DEFAULT_WINDOW,
+            progress_request: Arc::new(tokio::sync::Notify::new()),
+            progress: watch::channel(0).0,
+        };
+        let put = |revision: Revision| rkube_store::Event {
+            kind: EventKind::Create,
+            kv: rkube_store::KeyValue {
+                key: format!("/registry/configmaps/default/c{revision}"),
+                value: Bytes::from_static(br#"{"metadata":{"name":"c"}}"#),
+                create_revision: revision,
+                mod_revision: revision,
+            },
+            prev_kv: None,
+        };
+        cache.apply(vec![put(1)]);
+        let first = cache.lock().events[0].clone();
+        first.line("ADDED", || b"first".to_vec());
+        cache.apply((2..=HOT_EVENTS as Revision).map(put).collect());
+        assert_eq!(first.line("ADDED", || b"re-rendered".to_vec()), "first");
+        cache.apply(vec![put(HOT_EVENTS as Revision + 1)]);
+        assert_eq!(
+            first.line("ADDED", || b"re-rendered".to_vec()),
+            "re-rendered",
+            "the oldest event's render should be forgotten once {HOT_EVENTS} newer events came"
+        );
+        let newest = cache.lock().events.back().cloned().unwrap();
+        newest.line("ADDED", || b"newest".to_vec());
+        assert_eq!(newest.line("ADDED", || b"other".to_vec()), "newest");
     }
 }

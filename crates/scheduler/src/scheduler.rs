@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{
-    Event, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController,
-    Service,
+    Container, Event, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
+    ReplicationController, Service,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
@@ -582,6 +582,50 @@ fn strip_managed_fields<K: kube::Resource>(obj: &mut K) {
     obj.meta_mut().managed_fields = None;
 }
 
+/// What the scheduler keeps of a watched pod: everything its plugins, queue and cache read,
+/// without what none of them does (managedFields; containers' env, commands, mounts,
+/// probes, lifecycle and security context; ephemeral containers; config/secret/projected/
+/// downward-API/emptyDir volumes; container statuses), in a copy with exact-size vectors
+/// (JSON decoding leaves vectors with spare capacity). A decoded pod is several KiB of
+/// k8s-openapi structs, most of it such fields; the scheduler holds every pod of the
+/// cluster. The scheduler only patches pods, so nothing trimmed is ever written back.
+pub(crate) fn trim_pod(pod: &mut Pod) {
+    pod.metadata.managed_fields = None;
+    if let Some(spec) = pod.spec.as_mut() {
+        let containers = spec
+            .containers
+            .iter_mut()
+            .chain(spec.init_containers.iter_mut().flatten());
+        for c in containers {
+            *c = Container {
+                name: std::mem::take(&mut c.name),
+                image: c.image.take(),
+                ports: c.ports.take(),
+                resources: c.resources.take(),
+                resize_policy: c.resize_policy.take(),
+                restart_policy: c.restart_policy.take(),
+                ..Default::default()
+            };
+        }
+        spec.ephemeral_containers = None;
+        if let Some(volumes) = spec.volumes.as_mut() {
+            volumes.retain(|v| {
+                v.config_map.is_none()
+                    && v.secret.is_none()
+                    && v.projected.is_none()
+                    && v.downward_api.is_none()
+                    && v.empty_dir.is_none()
+            });
+        }
+    }
+    if let Some(status) = pod.status.as_mut() {
+        status.container_statuses = None;
+        status.init_container_statuses = None;
+        status.ephemeral_container_statuses = None;
+    }
+    *pod = pod.clone();
+}
+
 /// Applies a watch event to a lister (a relist replaces it whole at its end); whether
 /// objects changed.
 fn feed<K>(lister: &Lister<K>, event: watcher::Event<K>, listed: &mut Vec<K>) -> bool
@@ -682,7 +726,7 @@ pub async fn run(
         async move {
             let mut listed = None;
             let mut stream = watcher(api, watcher::Config::default())
-                .map_ok(|e| e.modify(strip_managed_fields))
+                .map_ok(|e| e.modify(trim_pod))
                 .boxed();
             while let Some(event) = stream.try_next().await.transpose() {
                 match event {
@@ -817,4 +861,122 @@ pub async fn run(
         }
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::framework::node_info::pod_requests;
+
+    #[test]
+    fn a_trimmed_pod_keeps_what_scheduling_reads() {
+        let full: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u", "labels": {"app": "a"},
+                "annotations": {"k": "v"}, "ownerReferences": [{"apiVersion": "apps/v1",
+                "kind": "ReplicaSet", "name": "rs", "uid": "r", "controller": true}],
+                "managedFields": [{"manager": "m", "operation": "Update"}]},
+            "spec": {
+                "schedulerName": "default-scheduler", "priority": 5, "nodeSelector": {"d": "s"},
+                "tolerations": [{"key": "t", "operator": "Exists"}],
+                "overhead": {"cpu": "50m"},
+                "initContainers": [
+                    {"name": "init", "image": "busybox", "command": ["true"],
+                     "resources": {"requests": {"cpu": "2"}}},
+                    {"name": "sidecar", "image": "envoy", "restartPolicy": "Always",
+                     "env": [{"name": "E", "value": "1"}],
+                     "resources": {"requests": {"memory": "64Mi"}}}],
+                "containers": [{"name": "c", "image": "nginx:1.27", "args": ["-g"],
+                    "ports": [{"containerPort": 80, "hostPort": 8080}],
+                    "env": [{"name": "E", "value": "1"}],
+                    "volumeMounts": [{"name": "data", "mountPath": "/d"}],
+                    "readinessProbe": {"httpGet": {"port": 80}},
+                    "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}}],
+                "volumes": [
+                    {"name": "data", "persistentVolumeClaim": {"claimName": "claim"}},
+                    {"name": "eph", "ephemeral": {"volumeClaimTemplate": {"spec": {}}}},
+                    {"name": "tok", "projected": {"sources": []}},
+                    {"name": "cm", "configMap": {"name": "cm"}},
+                    {"name": "scratch", "emptyDir": {}}],
+                "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                    {"labelSelector": {"matchLabels": {"app": "a"}},
+                     "topologyKey": "kubernetes.io/hostname"}]}},
+                "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone",
+                    "whenUnsatisfiable": "DoNotSchedule"}],
+                "schedulingGates": [{"name": "g"}]},
+            "status": {"phase": "Pending", "nominatedNodeName": "n1",
+                "conditions": [{"type": "PodScheduled", "status": "False"}],
+                "containerStatuses": [{"name": "c", "image": "nginx", "imageID": "",
+                    "ready": false, "restartCount": 0}]}
+        }))
+        .unwrap();
+        let mut trimmed = full.clone();
+        trim_pod(&mut trimmed);
+
+        for non_zero in [false, true] {
+            assert_eq!(
+                format!("{:?}", pod_requests(&trimmed, non_zero)),
+                format!("{:?}", pod_requests(&full, non_zero))
+            );
+        }
+        assert_eq!(trimmed.metadata.managed_fields, None);
+        let mut meta = full.metadata.clone();
+        meta.managed_fields = None;
+        assert_eq!(trimmed.metadata, meta);
+        let (spec, full_spec) = (trimmed.spec.as_ref().unwrap(), full.spec.as_ref().unwrap());
+        let c = &spec.containers[0];
+        assert_eq!(c.image.as_deref(), Some("nginx:1.27"));
+        assert_eq!(c.ports, full_spec.containers[0].ports);
+        assert_eq!(c.resources, full_spec.containers[0].resources);
+        assert!(c.env.is_none() && c.args.is_none() && c.volume_mounts.is_none());
+        assert!(c.readiness_probe.is_none());
+        let init = spec.init_containers.as_ref().unwrap();
+        assert_eq!(init[1].restart_policy.as_deref(), Some("Always"));
+        assert!(init[0].command.is_none() && init[1].env.is_none());
+        let volumes: Vec<&str> = spec
+            .volumes
+            .iter()
+            .flatten()
+            .map(|v| v.name.as_str())
+            .collect();
+        assert_eq!(volumes, ["data", "eph"]);
+        for same in [
+            (
+                format!("{:?}", spec.affinity),
+                format!("{:?}", full_spec.affinity),
+            ),
+            (
+                format!("{:?}", spec.tolerations),
+                format!("{:?}", full_spec.tolerations),
+            ),
+            (
+                format!("{:?}", spec.node_selector),
+                format!("{:?}", full_spec.node_selector),
+            ),
+            (
+                format!("{:?}", spec.overhead),
+                format!("{:?}", full_spec.overhead),
+            ),
+            (
+                format!("{:?}", spec.topology_spread_constraints),
+                format!("{:?}", full_spec.topology_spread_constraints),
+            ),
+            (
+                format!("{:?}", spec.scheduling_gates),
+                format!("{:?}", full_spec.scheduling_gates),
+            ),
+            (
+                format!("{:?}", spec.priority),
+                format!("{:?}", full_spec.priority),
+            ),
+        ] {
+            assert_eq!(same.0, same.1);
+        }
+        let status = trimmed.status.as_ref().unwrap();
+        assert_eq!(status.phase.as_deref(), Some("Pending"));
+        assert_eq!(status.nominated_node_name.as_deref(), Some("n1"));
+        assert_eq!(status.conditions, full.status.as_ref().unwrap().conditions);
+        assert!(status.container_statuses.is_none());
+    }
 }
