@@ -1,5 +1,6 @@
 //! `bench schedule`: the scheduler end to end. Starts `rkube server` (without its
-//! in-process scheduler) and `rkube scheduler` as separate processes — or targets a
+//! in-process scheduler) and `rkube scheduler` as separate processes (with
+//! `--in-process`: the server alone, running its own scheduler) — or targets a
 //! running server with `--kubeconfig` — registers `--nodes` hollow nodes as real Node
 //! objects (no heartbeats: the run is shorter than the node grace period, which the
 //! started server gets as 1 h), creates `--pods` pods from `--clients` concurrent
@@ -67,6 +68,11 @@ pub struct ScheduleE2eArgs {
     kubeconfig: Option<PathBuf>,
     #[arg(long)]
     scheduler_pid: Option<u32>,
+    /// Run the scheduler inside `rkube server` (its default) instead of as its own
+    /// process; the memory figure is then the whole server's (API server, store,
+    /// scheduler and controllers).
+    #[arg(long)]
+    in_process: bool,
     /// Give up waiting for bindings after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
@@ -85,11 +91,12 @@ impl Drop for Proc {
     }
 }
 
-/// The processes this run started (server, scheduler) and their directory.
+/// The processes this run started (server, and scheduler unless it runs in the server)
+/// and their directory.
 struct Started {
     dir: tempfile::TempDir,
     server: Proc,
-    scheduler: Proc,
+    scheduler: Option<Proc>,
 }
 
 fn spawn(rkube: &Path, args: &[&str], log: &Path) -> Result<Proc> {
@@ -103,24 +110,23 @@ fn spawn(rkube: &Path, args: &[&str], log: &Path) -> Result<Proc> {
     Ok(Proc(child))
 }
 
-fn start(rkube: &Path) -> Result<Started> {
+fn start(rkube: &Path, in_process: bool) -> Result<Started> {
     let dir = tempfile::tempdir()?;
     let addr = format!("127.0.0.1:{}", rkube_testkit::free_port());
     let data = dir.path().to_str().context("a UTF-8 temp dir")?.to_owned();
-    let server = spawn(
-        rkube,
-        &[
-            "server",
-            "--data-dir",
-            &data,
-            "--listen",
-            &addr,
-            "--disable-scheduler",
-            "--node-monitor-grace-period",
-            "1h",
-        ],
-        &dir.path().join("server.log"),
-    )?;
+    let mut args = vec![
+        "server",
+        "--data-dir",
+        &data,
+        "--listen",
+        &addr,
+        "--node-monitor-grace-period",
+        "1h",
+    ];
+    if !in_process {
+        args.push("--disable-scheduler");
+    }
+    let server = spawn(rkube, &args, &dir.path().join("server.log"))?;
     let kubeconfig = dir.path().join("admin.kubeconfig");
     let deadline = Instant::now() + Duration::from_secs(60);
     while !kubeconfig.exists() {
@@ -129,16 +135,20 @@ fn start(rkube: &Path) -> Result<Started> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let scheduler = spawn(
-        rkube,
-        &[
-            "scheduler",
-            "--kubeconfig",
-            kubeconfig.to_str().context("a UTF-8 path")?,
-            "--leader-elect=false",
-        ],
-        &dir.path().join("scheduler.log"),
-    )?;
+    let scheduler = if in_process {
+        None
+    } else {
+        Some(spawn(
+            rkube,
+            &[
+                "scheduler",
+                "--kubeconfig",
+                kubeconfig.to_str().context("a UTF-8 path")?,
+                "--leader-elect=false",
+            ],
+            &dir.path().join("scheduler.log"),
+        )?)
+    };
     Ok(Started {
         dir,
         server,
@@ -349,7 +359,7 @@ pub async fn run(args: ScheduleE2eArgs) -> Result<()> {
                     .context("the bench binary's directory")?
                     .join("rkube"),
             };
-            Some(start(&rkube)?)
+            Some(start(&rkube, args.in_process)?)
         }
     };
     let kubeconfig = match (&args.kubeconfig, &started) {
@@ -359,7 +369,15 @@ pub async fn run(args: ScheduleE2eArgs) -> Result<()> {
     };
     let scheduler_pid = args
         .scheduler_pid
-        .or(started.as_ref().map(|s| s.scheduler.0.id()));
+        .or(started.as_ref().map(|s| match &s.scheduler {
+            Some(scheduler) => scheduler.0.id(),
+            None => s.server.0.id(),
+        }));
+    let memory_of = if args.in_process {
+        "server (with its scheduler)"
+    } else {
+        "scheduler"
+    };
     let client = client(&kubeconfig).await?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     eventually(Duration::from_secs(60), "the API server", || async {
@@ -499,12 +517,13 @@ pub async fn run(args: ScheduleE2eArgs) -> Result<()> {
         ms(s.p99),
         ms(s.max),
         memory
-            .map(|(now, peak)| format!(", scheduler RSS {:.0} MiB (peak {:.0} MiB)", mib(now), mib(peak)))
+            .map(|(now, peak)| format!(", {memory_of} RSS {:.0} MiB (peak {:.0} MiB)", mib(now), mib(peak)))
             .unwrap_or_default()
     );
     let doc = json!({"variant": format!("{variant:?}"), "nodes": args.nodes, "pods": pods,
         "clients": args.clients, "podsPerSecond": rate, "elapsedMs": ms(elapsed),
         "createdMs": ms(created_in), "p50Ms": ms(s.p50), "p99Ms": ms(s.p99), "maxMs": ms(s.max),
+        "inProcess": args.in_process,
         "schedulerRssBytes": memory.map(|m| m.0), "schedulerPeakRssBytes": memory.map(|m| m.1)});
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
