@@ -60,6 +60,9 @@ impl Plugin for TaintToleration {
 
 impl FilterPlugin for TaintToleration {
     fn filter(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
+        if !node.tainted() {
+            return Status::success();
+        }
         let taints = node
             .node
             .spec
@@ -97,6 +100,9 @@ impl PreScorePlugin for TaintToleration {
 
 impl ScorePlugin for TaintToleration {
     fn score(&self, state: &CycleState, _: &PodInfo, node: &NodeInfo) -> Result<i64, Status> {
+        if !node.tainted() {
+            return Ok(0);
+        }
         let tolerations = state
             .read::<PreferNoScheduleTolerations>()
             .map(|t| t.0.as_slice())
