@@ -20,11 +20,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{DeleteParams, PostParams, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use rkube_api::cron::{self, Missed, Schedule};
 use tracing::Instrument;
 
+use crate::streams::touched;
 use crate::{podutil, Context};
 
 const CONTROLLER: &str = "cronjob-controller";
@@ -42,19 +43,13 @@ struct Shared {
 
 /// Runs the controller until dropped.
 pub async fn run(cx: Context) {
-    let (jobs, job_events) = cx
-        .informers
-        .reflected(
-            Api::<Job>::all(cx.watch_client.clone()),
-            watcher::Config::default(),
-        )
-        .await;
+    let (jobs, job_events) = cx.informers.all::<Job>(watcher::Config::default()).await;
     let controller = Controller::new(
         Api::<CronJob>::all(cx.watch_client.clone()),
         watcher::Config::default(),
     );
     let cronjobs = controller.store();
-    let controller = controller.watches_stream(job_events.touched_objects(), |job: Job| {
+    let controller = controller.watches_shared_stream(touched(job_events), |job: Arc<Job>| {
         let ns = job.namespace().unwrap_or_default();
         podutil::controller_of(&job.metadata)
             .filter(|r| r.kind == "CronJob")

@@ -20,12 +20,13 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use rkube_scheduler::plugins::helper;
 
 use crate::history::{self, REVISION_HASH};
 use crate::podutil::{self, Expectations};
+use crate::streams::touched;
 use crate::Context;
 
 const CONTROLLER: &str = "daemonset-controller";
@@ -41,22 +42,8 @@ struct Shared {
 
 /// Runs the controller until dropped.
 pub async fn run(cx: Context) {
-    let (pods, pod_events) = cx
-        .informers
-        .reflected(
-            Api::<Pod>::all(cx.watch_client.clone()),
-            watcher::Config::default(),
-        )
-        .await;
-    let pod_events = pod_events.touched_objects();
-    let (nodes, node_events) = cx
-        .informers
-        .reflected(
-            Api::<Node>::all(cx.watch_client.clone()),
-            watcher::Config::default(),
-        )
-        .await;
-    let node_events = node_events.touched_objects();
+    let (pods, pod_events) = cx.informers.all::<Pod>(watcher::Config::default()).await;
+    let (nodes, node_events) = cx.informers.all::<Node>(watcher::Config::default()).await;
     let controller = Controller::new(
         Api::<DaemonSet>::all(cx.watch_client.clone()),
         watcher::Config::default(),
@@ -64,8 +51,10 @@ pub async fn run(cx: Context) {
     let sets = controller.store();
     let (for_pods, for_nodes) = (sets.clone(), sets.clone());
     let controller = controller
-        .watches_stream(pod_events, move |pod: Pod| owners_of(&for_pods, &pod))
-        .watches_stream(node_events, move |_node: Node| {
+        .watches_shared_stream(touched(pod_events), move |pod: Arc<Pod>| {
+            owners_of(&for_pods, &pod)
+        })
+        .watches_shared_stream(touched(node_events), move |_node: Arc<Node>| {
             // A node change can change where every DaemonSet should run.
             for_nodes
                 .state()

@@ -18,10 +18,11 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
 use crate::podutil::{self, POD_TEMPLATE_HASH};
+use crate::streams::touched;
 use crate::Context;
 
 const CONTROLLER: &str = "deployment-controller";
@@ -50,21 +51,18 @@ struct Shared {
 pub async fn run(cx: Context) {
     let (sets, rs_events) = cx
         .informers
-        .reflected(
-            Api::<ReplicaSet>::all(cx.watch_client.clone()),
-            watcher::Config::default(),
-        )
+        .all::<ReplicaSet>(watcher::Config::default())
         .await;
-    let rs_events = rs_events.touched_objects();
     let controller = Controller::new(
         Api::<Deployment>::all(cx.watch_client.clone()),
         watcher::Config::default(),
     );
     let deployments = controller.store();
     let mapper_store = deployments.clone();
-    let controller = controller.watches_stream(rs_events, move |rs: ReplicaSet| {
-        owners_of(&mapper_store, &rs)
-    });
+    let controller = controller
+        .watches_shared_stream(touched(rs_events), move |rs: Arc<ReplicaSet>| {
+            owners_of(&mapper_store, &rs)
+        });
     let shared = Arc::new(Shared {
         recorder: podutil::Events::new(cx.client.clone(), CONTROLLER),
         cx,

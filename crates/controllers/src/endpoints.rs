@@ -8,17 +8,18 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
     EndpointAddress, EndpointSubset, Endpoints, ObjectReference, Pod, Service,
 };
 use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
 use crate::endpoint_util::{self as util, PortKey, TriggerTimeTracker};
+use crate::streams::touched;
 use crate::Context;
 
 /// The most addresses one Endpoints object holds; beyond it the list is truncated.
@@ -38,21 +39,11 @@ struct Ctx {
 
 /// Runs the controller until dropped.
 pub async fn run(cx: Context) {
-    let wc = cx.watch_client.clone();
-    let (services, svc_events) = cx
-        .informers
-        .reflected(Api::<Service>::all(wc.clone()), Default::default())
-        .await;
-    let (pods, pod_events) = cx
-        .informers
-        .reflected(Api::<Pod>::all(wc.clone()), Default::default())
-        .await;
-    let (endpoints, ep_events) = cx
-        .informers
-        .reflected(Api::<Endpoints>::all(wc), Default::default())
-        .await;
+    let (services, svc_events) = cx.informers.all::<Service>(Default::default()).await;
+    let (pods, pod_events) = cx.informers.all::<Pod>(Default::default()).await;
+    let (endpoints, ep_events) = cx.informers.all::<Endpoints>(Default::default()).await;
     let (deleted_tx, deleted_rx) = futures::channel::mpsc::unbounded();
-    let svc_events = svc_events.inspect_ok(move |ev| {
+    let svc_events = svc_events.inspect(move |ev| {
         if let watcher::Event::Delete(svc) = ev {
             let _ = deleted_tx.unbounded_send(svc.clone());
         }
@@ -66,14 +57,14 @@ pub async fn run(cx: Context) {
     });
     let svc_store = services.clone();
     let ep_store = endpoints.clone();
-    let controller = Controller::for_stream(
-        crate::metrics::queue().trigger(svc_events.touched_objects()),
+    let controller = Controller::for_shared_stream(
+        crate::metrics::queue().trigger(touched(svc_events)),
         services.clone(),
     )
-    .watches_stream(pod_events.touched_objects(), move |pod: Pod| {
+    .watches_shared_stream(touched(pod_events), move |pod: Arc<Pod>| {
         services_for_pod(&svc_store, &ep_store, &pod)
     })
-    .watches_stream(ep_events.touched_objects(), |ep: Endpoints| {
+    .watches_shared_stream(touched(ep_events), |ep: Arc<Endpoints>| {
         Some(ObjectRef::new(&ep.name_any()).within(&ep.namespace().unwrap_or_default()))
     })
     .run(
@@ -118,7 +109,7 @@ fn services_for_pod(
 async fn cleanup(
     ctx: Arc<Ctx>,
     services: Store<Service>,
-    deleted: futures::channel::mpsc::UnboundedReceiver<Service>,
+    deleted: futures::channel::mpsc::UnboundedReceiver<Arc<Service>>,
 ) {
     if services.wait_until_ready().await.is_ok() && ctx.endpoints.wait_until_ready().await.is_ok() {
         for ep in ctx.endpoints.state() {

@@ -10,17 +10,18 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
 use crate::endpoint_util::{self as util, PortKey, TriggerTimeTracker};
+use crate::streams::touched;
 use crate::Context;
 
 /// `--max-endpoints-per-slice`'s default.
@@ -43,26 +44,13 @@ struct Ctx {
 
 /// Runs the controller until dropped.
 pub async fn run(cx: Context) {
-    let wc = cx.watch_client.clone();
     let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
-    let (services, svc_events) = cx
-        .informers
-        .reflected(Api::<Service>::all(wc.clone()), Default::default())
-        .await;
-    let (pods, pod_events) = cx
-        .informers
-        .reflected(Api::<Pod>::all(wc.clone()), Default::default())
-        .await;
-    let (nodes, node_events) = cx
-        .informers
-        .reflected(Api::<Node>::all(wc.clone()), Default::default())
-        .await;
-    let (slices, slice_events) = cx
-        .informers
-        .reflected(Api::<EndpointSlice>::all(wc), managed)
-        .await;
+    let (services, svc_events) = cx.informers.all::<Service>(Default::default()).await;
+    let (pods, pod_events) = cx.informers.all::<Pod>(Default::default()).await;
+    let (nodes, node_events) = cx.informers.all::<Node>(Default::default()).await;
+    let (slices, slice_events) = cx.informers.all::<EndpointSlice>(managed).await;
     let (deleted_tx, deleted_rx) = futures::channel::mpsc::unbounded();
-    let svc_events = svc_events.inspect_ok(move |ev| {
+    let svc_events = svc_events.inspect(move |ev| {
         if let watcher::Event::Delete(svc) = ev {
             let _ = deleted_tx.unbounded_send(svc.clone());
         }
@@ -77,11 +65,11 @@ pub async fn run(cx: Context) {
     let svc_store = services.clone();
     let slice_store = slices.clone();
     let node_svcs = services.clone();
-    let controller = Controller::for_stream(
-        crate::metrics::queue().trigger(svc_events.touched_objects()),
+    let controller = Controller::for_shared_stream(
+        crate::metrics::queue().trigger(touched(svc_events)),
         services,
     )
-    .watches_stream(pod_events.touched_objects(), move |pod: Pod| {
+    .watches_shared_stream(touched(pod_events), move |pod: Arc<Pod>| {
         let mut refs = util::services_selecting(&svc_store, &pod);
         let uid = pod.uid();
         for s in slice_store.state() {
@@ -94,11 +82,11 @@ pub async fn run(cx: Context) {
         }
         refs.into_iter().collect::<Vec<_>>()
     })
-    .watches_stream(slice_events.touched_objects(), |s: EndpointSlice| {
+    .watches_shared_stream(touched(slice_events), |s: Arc<EndpointSlice>| {
         service_of(&s)
     })
     // A node's zone label is on its endpoints: resync every service when nodes change.
-    .watches_stream(node_events.touched_objects(), move |_: Node| {
+    .watches_shared_stream(touched(node_events), move |_: Arc<Node>| {
         node_svcs
             .state()
             .iter()

@@ -18,10 +18,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
 use crate::endpointslice::{MANAGED_BY_LABEL, SERVICE_NAME_LABEL};
+use crate::streams::touched;
 use crate::Context;
 
 /// This controller's value of [`MANAGED_BY_LABEL`].
@@ -53,20 +54,10 @@ struct Error {
 
 /// Runs the controller until dropped.
 pub async fn run(cx: Context) {
-    let wc = cx.watch_client.clone();
     let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
-    let (endpoints, ep_events) = cx
-        .informers
-        .reflected(Api::<Endpoints>::all(wc.clone()), Default::default())
-        .await;
-    let (services, svc_events) = cx
-        .informers
-        .reflected(Api::<Service>::all(wc.clone()), Default::default())
-        .await;
-    let (slices, slice_events) = cx
-        .informers
-        .reflected(Api::<EndpointSlice>::all(wc), managed)
-        .await;
+    let (endpoints, ep_events) = cx.informers.all::<Endpoints>(Default::default()).await;
+    let (services, svc_events) = cx.informers.all::<Service>(Default::default()).await;
+    let (slices, slice_events) = cx.informers.all::<EndpointSlice>(managed).await;
     let ctx = Arc::new(Ctx {
         cx,
         endpoints,
@@ -74,14 +65,14 @@ pub async fn run(cx: Context) {
     });
     // Keyed by Service (an Endpoints object mirrors only with its Service); a deleted
     // Service's slices go with it through their owner reference.
-    Controller::for_stream(
-        crate::metrics::queue().trigger(svc_events.touched_objects()),
+    Controller::for_shared_stream(
+        crate::metrics::queue().trigger(touched(svc_events)),
         services,
     )
-    .watches_stream(ep_events.touched_objects(), |ep: Endpoints| {
+    .watches_shared_stream(touched(ep_events), |ep: Arc<Endpoints>| {
         Some(ObjectRef::new(&ep.name_any()).within(&ep.namespace()?))
     })
-    .watches_stream(slice_events.touched_objects(), |s: EndpointSlice| {
+    .watches_shared_stream(touched(slice_events), |s: Arc<EndpointSlice>| {
         let name = s.labels().get(SERVICE_NAME_LABEL)?;
         Some(ObjectRef::new(name).within(&s.namespace()?))
     })

@@ -20,11 +20,12 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use crate::podutil::{self, Expectations};
+use crate::streams::touched;
 use crate::Context;
 
 const CONTROLLER: &str = "job-controller";
@@ -45,20 +46,13 @@ struct Shared {
 
 /// Runs the controller until dropped.
 pub async fn run(cx: Context) {
-    let (pods, pod_events) = cx
-        .informers
-        .reflected(
-            Api::<Pod>::all(cx.watch_client.clone()),
-            watcher::Config::default(),
-        )
-        .await;
-    let pod_events = pod_events.touched_objects();
+    let (pods, pod_events) = cx.informers.all::<Pod>(watcher::Config::default()).await;
     let controller = Controller::new(
         Api::<Job>::all(cx.watch_client.clone()),
         watcher::Config::default(),
     );
     let jobs = controller.store();
-    let controller = controller.watches_stream(pod_events, |pod: Pod| {
+    let controller = controller.watches_shared_stream(touched(pod_events), |pod: Arc<Pod>| {
         let ns = pod.namespace().unwrap_or_default();
         podutil::controller_of(&pod.metadata)
             .filter(|r| r.kind == "Job")

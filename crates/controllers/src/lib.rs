@@ -205,7 +205,7 @@ pub async fn run(
         }
     }
     let config = Arc::new(options.config);
-    let informers = Arc::new(streams::Informers::default());
+    let informers = Arc::new(streams::Informers::new(manager_client.clone()));
     let mut tasks = tokio::task::JoinSet::new();
     for def in chosen {
         let cx = Context {

@@ -17,7 +17,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use futures::{Stream, TryStreamExt};
+use futures::{Stream, StreamExt};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::Resource;
@@ -122,15 +122,15 @@ impl Queue {
         s.pending.entry(key).or_insert_with(Instant::now);
     }
 
-    /// Counts every object of a trigger stream as an add of its key.
-    pub fn trigger<K, E, S>(self: &Arc<Self>, stream: S) -> impl Stream<Item = Result<K, E>>
+    /// Counts every object of a (shared) trigger stream as an add of its key.
+    pub fn trigger<K, S>(self: &Arc<Self>, stream: S) -> impl Stream<Item = Arc<K>>
     where
-        S: Stream<Item = Result<K, E>>,
+        S: Stream<Item = Arc<K>>,
         K: Resource,
         K::DynamicType: Default,
     {
         let q = self.clone();
-        stream.inspect_ok(move |obj| q.add(key_of(obj)))
+        stream.inspect(move |obj| q.add(key_of(&**obj)))
     }
 
     /// Counts every key a watch mapper yields as an add.

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -21,10 +21,11 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
+use crate::streams::touched;
 use crate::Context;
 
 /// The taint of nodes whose Ready condition is Unknown.
@@ -80,22 +81,13 @@ struct Ctx {
 
 /// Runs the controller until dropped.
 pub async fn run(cx: Context) {
-    let wc = cx.watch_client.clone();
-    let (nodes, node_events) = cx
-        .informers
-        .reflected(Api::<Node>::all(wc.clone()), Default::default())
-        .await;
+    let (nodes, node_events) = cx.informers.all::<Node>(Default::default()).await;
     let (leases, lease_events) = cx
         .informers
-        .reflected(
-            Api::<Lease>::namespaced(wc.clone(), "kube-node-lease"),
-            Default::default(),
-        )
+        .namespaced::<Lease>("kube-node-lease", Default::default())
         .await;
-    let (pods, pod_events) = cx
-        .informers
-        .reflected(Api::<Pod>::all(wc), Default::default())
-        .await;
+    // Pods are only read from their store.
+    let pods = cx.informers.store::<Pod>(Default::default()).await;
     let recorder = crate::events::recorder(&cx, "node-controller");
     let ctx = Arc::new(Ctx {
         cx,
@@ -107,27 +99,22 @@ pub async fn run(cx: Context) {
         recorder,
     });
     let forget = ctx.clone();
-    let node_events = node_events.inspect_ok(move |ev| {
+    let node_events = node_events.inspect(move |ev| {
         if let watcher::Event::Delete(n) = ev {
             forget.health.lock().unwrap().remove(&n.name_any());
         }
     });
-    Controller::for_stream(
-        crate::metrics::queue().trigger(node_events.touched_objects()),
-        nodes,
-    )
-    .watches_stream(lease_events.touched_objects(), |l: Lease| {
-        Some(ObjectRef::new(&l.name_any()))
-    })
-    // Pods are only read from their store, which this stream keeps filled.
-    .watches_stream(pod_events.touched_objects(), |_: Pod| None)
-    .run(
-        crate::metrics::queue().reconciler(reconcile),
-        crate::metrics::queue().error_policy(error_policy),
-        ctx,
-    )
-    .for_each(|_| async {})
-    .await;
+    Controller::for_shared_stream(crate::metrics::queue().trigger(touched(node_events)), nodes)
+        .watches_shared_stream(touched(lease_events), |l: Arc<Lease>| {
+            Some(ObjectRef::new(&l.name_any()))
+        })
+        .run(
+            crate::metrics::queue().reconciler(reconcile),
+            crate::metrics::queue().error_policy(error_policy),
+            ctx,
+        )
+        .for_each(|_| async {})
+        .await;
 }
 
 fn condition<'a>(node: &'a Node, type_: &str) -> Option<&'a NodeCondition> {

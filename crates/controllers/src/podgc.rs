@@ -4,7 +4,9 @@
 //! node; they are first marked Failed with a `DisruptionTarget` condition), and pods
 //! being deleted that were never scheduled.
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -24,22 +26,13 @@ pub const DEFAULT_THRESHOLD: usize = 12500;
 
 /// Runs the collector until dropped.
 pub async fn run(cx: Context) {
-    let pods = cx
-        .informers
-        .store(Api::<Pod>::all(cx.watch_client.clone()), Default::default())
-        .await;
-    let nodes = cx
-        .informers
-        .store(
-            Api::<Node>::all(cx.watch_client.clone()),
-            Default::default(),
-        )
-        .await;
+    let pods = cx.informers.store::<Pod>(Default::default()).await;
+    let nodes = cx.informers.store::<Node>(Default::default()).await;
     // Both stores are synced: the informers hand them out only then.
     let mut missing_since: HashMap<String, Instant> = HashMap::new();
     loop {
         tokio::time::sleep(PERIOD).await;
-        let all_pods: Vec<Pod> = pods.state().iter().map(|p| (**p).clone()).collect();
+        let all_pods = pods.state();
         let node_names: HashSet<String> = nodes.state().iter().map(|n| n.name_any()).collect();
         gc(&cx, &all_pods, &node_names, &mut missing_since).await;
     }
@@ -47,7 +40,7 @@ pub async fn run(cx: Context) {
 
 async fn gc(
     cx: &Context,
-    pods: &[Pod],
+    pods: &[Arc<Pod>],
     nodes: &HashSet<String>,
     missing_since: &mut HashMap<String, Instant>,
 ) {
@@ -149,8 +142,12 @@ fn terminated(pod: &Pod) -> bool {
 }
 
 /// Terminated pods beyond `threshold` (0 disables), oldest first.
-pub fn terminated_excess(pods: &[Pod], threshold: usize) -> Vec<&Pod> {
-    let mut done: Vec<&Pod> = pods.iter().filter(|p| terminated(p)).collect();
+pub fn terminated_excess<P: Borrow<Pod>>(pods: &[P], threshold: usize) -> Vec<&Pod> {
+    let mut done: Vec<&Pod> = pods
+        .iter()
+        .map(Borrow::borrow)
+        .filter(|p| terminated(p))
+        .collect();
     if threshold == 0 || done.len() <= threshold {
         return Vec::new();
     }
@@ -164,15 +161,17 @@ pub fn terminated_excess(pods: &[Pod], threshold: usize) -> Vec<&Pod> {
 }
 
 /// Pods bound to a node that is not among `nodes`.
-pub fn orphaned<'a>(pods: &'a [Pod], nodes: &HashSet<String>) -> Vec<&'a Pod> {
+pub fn orphaned<'a, P: Borrow<Pod>>(pods: &'a [P], nodes: &HashSet<String>) -> Vec<&'a Pod> {
     pods.iter()
+        .map(Borrow::borrow)
         .filter(|p| node_name(p).is_some_and(|n| !nodes.contains(n)))
         .collect()
 }
 
 /// Pods being deleted that were never scheduled.
-pub fn unscheduled_terminating(pods: &[Pod]) -> Vec<&Pod> {
+pub fn unscheduled_terminating<P: Borrow<Pod>>(pods: &[P]) -> Vec<&Pod> {
     pods.iter()
+        .map(Borrow::borrow)
         .filter(|p| p.metadata.deletion_timestamp.is_some() && node_name(p).is_none())
         .collect()
 }

@@ -20,12 +20,13 @@ use k8s_openapi::NamespaceResourceScope;
 use kube::api::{DeleteParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::podutil::{self, Expectations};
+use crate::streams::touched;
 use crate::Context;
 
 /// What the controller needs from a replicated kind.
@@ -160,21 +161,14 @@ pub async fn run_replication_controllers(cx: Context) {
 }
 
 async fn run<K: Replicated>(cx: Context) {
-    let (pods, pod_events) = cx
-        .informers
-        .reflected(
-            Api::<Pod>::all(cx.watch_client.clone()),
-            watcher::Config::default(),
-        )
-        .await;
-    let pod_events = pod_events.touched_objects();
+    let (pods, pod_events) = cx.informers.all::<Pod>(watcher::Config::default()).await;
     let controller = Controller::new(
         Api::<K>::all(cx.watch_client.clone()),
         watcher::Config::default(),
     );
     let owners = controller.store();
     let mapper_owners = owners.clone();
-    let controller = controller.watches_stream(pod_events, move |pod: Pod| {
+    let controller = controller.watches_shared_stream(touched(pod_events), move |pod: Arc<Pod>| {
         owners_of::<K>(&mapper_owners, &pod)
     });
     let shared = Arc::new(Shared {

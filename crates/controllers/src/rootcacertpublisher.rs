@@ -14,6 +14,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, ResourceExt};
 
+use crate::streams::touched;
 use crate::Context;
 
 /// The ConfigMap's name.
@@ -35,10 +36,7 @@ pub async fn run(cx: Context) {
         return;
     };
     let wc = cx.watch_client.clone();
-    let (namespaces, ns_events) = cx
-        .informers
-        .reflected(Api::<Namespace>::all(wc.clone()), Default::default())
-        .await;
+    let (namespaces, ns_events) = cx.informers.all::<Namespace>(Default::default()).await;
     // ConfigMap changes only trigger a namespace's reconcile, which reads the ConfigMap
     // live: its decision never waits on (or trusts) a second cache.
     let map_events = watcher(
@@ -47,8 +45,8 @@ pub async fn run(cx: Context) {
     )
     .default_backoff();
     let ctx = Arc::new(Ctx { cx, ca });
-    Controller::for_stream(
-        crate::metrics::queue().trigger(ns_events.touched_objects()),
+    Controller::for_shared_stream(
+        crate::metrics::queue().trigger(touched(ns_events)),
         namespaces,
     )
     .watches_stream(map_events.touched_objects(), |cm: ConfigMap| {

@@ -15,10 +15,10 @@ use k8s_openapi::ByteString;
 use kube::api::{DeleteParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::WatchStreamExt;
 use kube::{Api, ResourceExt};
 use rkube_pki::service_account::{LegacyClaims, ServiceAccountKey, LEGACY_ISSUER};
 
+use crate::streams::touched;
 use crate::Context;
 
 /// The Secret type this controller fills.
@@ -40,22 +40,15 @@ pub async fn run(cx: Context) {
         tracing::info!("serviceaccount-token-controller: no service-account signing key");
         return;
     };
-    let wc = cx.watch_client.clone();
-    let (secrets, secret_events) = cx
-        .informers
-        .reflected(Api::<Secret>::all(wc.clone()), Default::default())
-        .await;
-    let (accounts, sa_events) = cx
-        .informers
-        .reflected(Api::<ServiceAccount>::all(wc), Default::default())
-        .await;
+    let (secrets, secret_events) = cx.informers.all::<Secret>(Default::default()).await;
+    let (accounts, sa_events) = cx.informers.all::<ServiceAccount>(Default::default()).await;
     let ctx = Arc::new(Ctx { cx, key, accounts });
     let secret_store = secrets.clone();
-    Controller::for_stream(
-        crate::metrics::queue().trigger(secret_events.touched_objects()),
+    Controller::for_shared_stream(
+        crate::metrics::queue().trigger(touched(secret_events)),
         secrets,
     )
-    .watches_stream(sa_events.touched_objects(), move |sa: ServiceAccount| {
+    .watches_shared_stream(touched(sa_events), move |sa: Arc<ServiceAccount>| {
         let ns = sa.namespace();
         secret_store
             .state()

@@ -19,11 +19,12 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
 use crate::history::{self, REVISION_HASH};
 use crate::podutil::{self, Expectations};
+use crate::streams::touched;
 use crate::Context;
 
 const CONTROLLER: &str = "statefulset-controller";
@@ -40,22 +41,16 @@ struct Shared {
 
 /// Runs the controller until dropped.
 pub async fn run(cx: Context) {
-    let (pods, pod_events) = cx
-        .informers
-        .reflected(
-            Api::<Pod>::all(cx.watch_client.clone()),
-            watcher::Config::default(),
-        )
-        .await;
-    let pod_events = pod_events.touched_objects();
+    let (pods, pod_events) = cx.informers.all::<Pod>(watcher::Config::default()).await;
     let controller = Controller::new(
         Api::<StatefulSet>::all(cx.watch_client.clone()),
         watcher::Config::default(),
     );
     let sets = controller.store();
     let mapper = sets.clone();
-    let controller =
-        controller.watches_stream(pod_events, move |pod: Pod| owners_of(&mapper, &pod));
+    let controller = controller.watches_shared_stream(touched(pod_events), move |pod: Arc<Pod>| {
+        owners_of(&mapper, &pod)
+    });
     let shared = Arc::new(Shared {
         events: podutil::Events::new(cx.client.clone(), CONTROLLER),
         cx,

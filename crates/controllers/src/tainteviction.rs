@@ -16,11 +16,11 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::WatchStreamExt;
 use kube::{Api, ResourceExt};
 use rkube_scheduler::plugins::helper::tolerates;
 use serde_json::json;
 
+use crate::streams::touched;
 use crate::Context;
 
 struct Ctx {
@@ -33,15 +33,8 @@ struct Ctx {
 
 /// Runs the controller until dropped.
 pub async fn run(cx: Context) {
-    let wc = cx.watch_client.clone();
-    let (pods, pod_events) = cx
-        .informers
-        .reflected(Api::<Pod>::all(wc.clone()), Default::default())
-        .await;
-    let (nodes, node_events) = cx
-        .informers
-        .reflected(Api::<Node>::all(wc), Default::default())
-        .await;
+    let (pods, pod_events) = cx.informers.all::<Pod>(Default::default()).await;
+    let (nodes, node_events) = cx.informers.all::<Node>(Default::default()).await;
     let recorder = crate::events::recorder(&cx, "taint-eviction-controller");
     let ctx = Arc::new(Ctx {
         cx,
@@ -50,26 +43,23 @@ pub async fn run(cx: Context) {
         recorder,
     });
     let pod_store = pods.clone();
-    Controller::for_stream(
-        crate::metrics::queue().trigger(pod_events.touched_objects()),
-        pods,
-    )
-    .watches_stream(node_events.touched_objects(), move |node: Node| {
-        let name = node.name_any();
-        pod_store
-            .state()
-            .iter()
-            .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(&name))
-            .map(|p| ObjectRef::from_obj(&**p))
-            .collect::<Vec<_>>()
-    })
-    .run(
-        crate::metrics::queue().reconciler(reconcile),
-        crate::metrics::queue().error_policy(error_policy),
-        ctx,
-    )
-    .for_each(|_| async {})
-    .await;
+    Controller::for_shared_stream(crate::metrics::queue().trigger(touched(pod_events)), pods)
+        .watches_shared_stream(touched(node_events), move |node: Arc<Node>| {
+            let name = node.name_any();
+            pod_store
+                .state()
+                .iter()
+                .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(&name))
+                .map(|p| ObjectRef::from_obj(&**p))
+                .collect::<Vec<_>>()
+        })
+        .run(
+            crate::metrics::queue().reconciler(reconcile),
+            crate::metrics::queue().error_policy(error_policy),
+            ctx,
+        )
+        .for_each(|_| async {})
+        .await;
 }
 
 /// What to do with a pod given its node's `NoExecute` taints.

@@ -15,10 +15,11 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{ObjectMeta, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
 use super::{jws, parse, NAMESPACE};
+use crate::streams::touched;
 use crate::Context;
 
 /// The namespace of `cluster-info`.
@@ -35,35 +36,31 @@ struct Ctx {
 
 /// Runs the controller until dropped.
 pub async fn run(cx: Context) {
-    let wc = cx.watch_client.clone();
     let (maps, map_events) = cx
         .informers
-        .reflected(
-            Api::<ConfigMap>::namespaced(wc.clone(), PUBLIC_NAMESPACE),
+        .namespaced::<ConfigMap>(
+            PUBLIC_NAMESPACE,
             watcher::Config::default().fields(&format!("metadata.name={CLUSTER_INFO}")),
         )
         .await;
     let (secrets, secret_events) = cx
         .informers
-        .reflected(Api::<Secret>::namespaced(wc, NAMESPACE), Default::default())
+        .namespaced::<Secret>(NAMESPACE, Default::default())
         .await;
     let ctx = Arc::new(Ctx { cx, secrets });
     create_cluster_info(&ctx).await;
     let target = || ObjectRef::<ConfigMap>::new(CLUSTER_INFO).within(PUBLIC_NAMESPACE);
-    Controller::for_stream(
-        crate::metrics::queue().trigger(map_events.touched_objects()),
-        maps,
-    )
-    .watches_stream(secret_events.touched_objects(), move |s: Secret| {
-        (s.type_.as_deref() == Some(super::TOKEN_TYPE)).then(target)
-    })
-    .run(
-        crate::metrics::queue().reconciler(reconcile),
-        crate::metrics::queue().error_policy(error_policy),
-        ctx,
-    )
-    .for_each(|_| async {})
-    .await;
+    Controller::for_shared_stream(crate::metrics::queue().trigger(touched(map_events)), maps)
+        .watches_shared_stream(touched(secret_events), move |s: Arc<Secret>| {
+            (s.type_.as_deref() == Some(super::TOKEN_TYPE)).then(target)
+        })
+        .run(
+            crate::metrics::queue().reconciler(reconcile),
+            crate::metrics::queue().error_policy(error_policy),
+            ctx,
+        )
+        .for_each(|_| async {})
+        .await;
 }
 
 /// cluster-info's kubeconfig: the cluster's CA and server, no credentials.

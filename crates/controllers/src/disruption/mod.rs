@@ -19,10 +19,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 use kube::api::{ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
 use crate::discovery;
+use crate::streams::touched;
 use crate::Context;
 
 /// Recomputed at least this often (disrupted pods expire, scales change).
@@ -34,16 +35,9 @@ pub async fn run(cx: Context) {
     let controller = Controller::new(pdbs, watcher::Config::default());
     let store: Store<PodDisruptionBudget> = controller.store();
     controller
-        .watches_stream(
-            cx.informers
-                .reflected(
-                    Api::<Pod>::all(cx.watch_client.clone()),
-                    watcher::Config::default(),
-                )
-                .await
-                .1
-                .touched_objects(),
-            move |pod| {
+        .watches_shared_stream(
+            touched(cx.informers.all::<Pod>(watcher::Config::default()).await.1),
+            move |pod: Arc<Pod>| {
                 let ns = pod.namespace();
                 store
                     .state()

@@ -108,13 +108,7 @@ pub async fn run(cx: Context) {
     let api: Api<HorizontalPodAutoscaler> = Api::all(cx.watch_client.clone());
     let controller = Controller::new(api, watcher::Config::default());
     let hpas = controller.store();
-    let (pods, pod_events) = cx
-        .informers
-        .reflected(
-            Api::<Pod>::all(cx.watch_client.clone()),
-            watcher::Config::default(),
-        )
-        .await;
+    let pods = cx.informers.store::<Pod>(watcher::Config::default()).await;
     let ctx = Arc::new(Ctx {
         metrics: MetricsClient::new(cx.client.clone(), METRICS_TIMEOUT),
         cx,
@@ -125,18 +119,14 @@ pub async fn run(cx: Context) {
         discovery: tokio::sync::Mutex::new(None),
         recorders: Mutex::default(),
     });
-    let pods_fed = pod_events.for_each(|_| async {});
-    let controlled = controller
+    controller
         .run(
             crate::metrics::queue().reconciler(reconcile),
             crate::metrics::queue().error_policy(error_policy),
             ctx,
         )
-        .for_each(|_| async {});
-    tokio::select! {
-        _ = pods_fed => {}
-        _ = controlled => {}
-    }
+        .for_each(|_| async {})
+        .await;
 }
 
 #[derive(Debug, thiserror::Error)]

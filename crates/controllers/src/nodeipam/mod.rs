@@ -11,15 +11,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{EventType, Recorder};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
+use crate::streams::touched;
 use crate::Context;
 use cidrset::{Cidr, CidrError, CidrSet};
 
@@ -163,25 +164,22 @@ pub async fn run(cx: Context) {
     let (nodes, events) = ctx
         .cx
         .informers
-        .reflected(api, watcher::Config::default())
+        .all::<Node>(watcher::Config::default())
         .await;
     let releaser = ctx.clone();
-    let events = events.inspect_ok(move |ev| {
+    let events = events.inspect(move |ev| {
         if let watcher::Event::Delete(node) = ev {
             releaser.alloc.lock().unwrap().release(&node.name_any());
         }
     });
-    Controller::for_stream(
-        crate::metrics::queue().trigger(events.touched_objects()),
-        nodes,
-    )
-    .run(
-        crate::metrics::queue().reconciler(reconcile),
-        crate::metrics::queue().error_policy(error_policy),
-        ctx,
-    )
-    .for_each(|_| async {})
-    .await;
+    Controller::for_shared_stream(crate::metrics::queue().trigger(touched(events)), nodes)
+        .run(
+            crate::metrics::queue().reconciler(reconcile),
+            crate::metrics::queue().error_policy(error_policy),
+            ctx,
+        )
+        .for_each(|_| async {})
+        .await;
 }
 
 #[derive(Debug, thiserror::Error)]

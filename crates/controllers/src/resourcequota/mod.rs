@@ -14,10 +14,11 @@ use k8s_openapi::api::core::v1::{
 use kube::api::{DynamicObject, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
 use crate::discovery;
+use crate::streams::touched;
 use crate::Context;
 use rkube_api::quota::{self as usage, Contents};
 
@@ -30,46 +31,26 @@ pub async fn run(cx: Context) {
     let controller = Controller::new(quotas, watcher::Config::default());
     let store = controller.store();
     let cfg = watcher::Config::default;
-    let client = &cx.watch_client;
+    let informers = &cx.informers;
     controller
-        .watches_stream(
-            cx.informers
-                .reflected(Api::<Pod>::all(client.clone()), cfg())
-                .await
-                .1
-                .touched_objects(),
+        .watches_shared_stream(
+            touched(informers.all::<Pod>(cfg()).await.1),
             quotas_in(store.clone()),
         )
-        .watches_stream(
-            cx.informers
-                .reflected(Api::<Service>::all(client.clone()), cfg())
-                .await
-                .1
-                .touched_objects(),
+        .watches_shared_stream(
+            touched(informers.all::<Service>(cfg()).await.1),
             quotas_in(store.clone()),
         )
-        .watches_stream(
-            cx.informers
-                .reflected(Api::<PersistentVolumeClaim>::all(client.clone()), cfg())
-                .await
-                .1
-                .touched_objects(),
+        .watches_shared_stream(
+            touched(informers.all::<PersistentVolumeClaim>(cfg()).await.1),
             quotas_in(store.clone()),
         )
-        .watches_stream(
-            cx.informers
-                .reflected(Api::<ConfigMap>::all(client.clone()), cfg())
-                .await
-                .1
-                .touched_objects(),
+        .watches_shared_stream(
+            touched(informers.all::<ConfigMap>(cfg()).await.1),
             quotas_in(store.clone()),
         )
-        .watches_stream(
-            cx.informers
-                .reflected(Api::<Secret>::all(client.clone()), cfg())
-                .await
-                .1
-                .touched_objects(),
+        .watches_shared_stream(
+            touched(informers.all::<Secret>(cfg()).await.1),
             quotas_in(store),
         )
         .run(
@@ -84,7 +65,7 @@ pub async fn run(cx: Context) {
 /// Maps an object to the quotas of its namespace (upstream's replenishment).
 fn quotas_in<K: ResourceExt>(
     store: Store<ResourceQuota>,
-) -> impl Fn(K) -> Vec<ObjectRef<ResourceQuota>> {
+) -> impl Fn(Arc<K>) -> Vec<ObjectRef<ResourceQuota>> {
     move |obj| {
         let ns = obj.namespace();
         store
