@@ -32,9 +32,12 @@ pub fn set_resource_version(obj: &mut Value, revision: i64) {
 
 /// The labels of an object as pairs (missing or malformed labels: none).
 pub fn labels(obj: &Value) -> std::collections::BTreeMap<String, String> {
-    obj.get("metadata")
-        .and_then(|m| m.get("labels"))
-        .and_then(Value::as_object)
+    string_entries(obj.get("metadata").and_then(|m| m.get("labels")))
+}
+
+/// The string-valued entries of a JSON object (anything else: none).
+fn string_entries(map: Option<&Value>) -> std::collections::BTreeMap<String, String> {
+    map.and_then(Value::as_object)
         .map(|l| {
             l.iter()
                 .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
@@ -55,29 +58,12 @@ pub fn labels_of_stored(stored: &[u8]) -> std::collections::BTreeMap<String, Str
     #[derive(serde::Deserialize)]
     struct Metadata {
         #[serde(default)]
-        labels: Option<Map<String, Value>>,
+        labels: Option<Value>,
     }
-    let labels = match serde_json::from_slice::<Object>(stored) {
-        Ok(Object {
-            metadata: Some(Metadata {
-                labels: Some(labels),
-            }),
-        }) => labels,
-        // A shape serde refuses (metadata or labels not objects): parse it all, as before.
-        Err(_) => {
-            return serde_json::from_slice::<Value>(stored)
-                .map(|v| labels(&v))
-                .unwrap_or_default()
-        }
-        Ok(_) => return Default::default(),
-    };
-    labels
-        .into_iter()
-        .filter_map(|(k, v)| match v {
-            Value::String(v) => Some((k, v)),
-            _ => None,
-        })
-        .collect()
+    // serde refuses only what has no labels either way: invalid JSON, or a `metadata`
+    // that is not an object.
+    let object = serde_json::from_slice::<Object>(stored).ok();
+    string_entries(object.and_then(|o| o.metadata?.labels).as_ref())
 }
 
 /// Seconds since the Unix epoch, now.
