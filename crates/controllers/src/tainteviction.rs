@@ -27,8 +27,68 @@ struct Ctx {
     cx: Context,
     nodes: Store<Node>,
     /// When each pod's (by uid) pending eviction was first scheduled.
-    scheduled: Mutex<HashMap<String, Instant>>,
+    scheduled: Arc<Mutex<HashMap<String, Instant>>>,
     recorder: Recorder,
+}
+
+/// The `NoExecute` taints of a node, the only ones this controller acts on.
+fn no_execute_taints(node: &Node) -> Vec<&Taint> {
+    node.spec
+        .iter()
+        .flat_map(|s| s.taints.iter().flatten())
+        .filter(|t| t.effect == "NoExecute")
+        .collect()
+}
+
+/// Whether a pod event can matter (upstream's taint manager only looks at pods on
+/// nodes with `NoExecute` taints): the pod's node has such taints, or an eviction of
+/// the pod is pending and may need cancelling. Every other pod event (the bulk of them
+/// in a healthy cluster) is dropped before it reaches the queue.
+fn pod_matters(
+    pod: &Pod,
+    nodes: &Store<Node>,
+    scheduled: &Mutex<HashMap<String, Instant>>,
+) -> bool {
+    let on_tainted_node = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .and_then(|n| nodes.get(&ObjectRef::new(n)))
+        .is_some_and(|node| !no_execute_taints(&node).is_empty());
+    on_tainted_node
+        || pod
+            .metadata
+            .uid
+            .as_ref()
+            .is_some_and(|uid| scheduled.lock().unwrap().contains_key(uid))
+}
+
+/// Remembers each node's `NoExecute` taints and says whether a node event changed
+/// them: only then can the verdicts of the node's pods change.
+#[derive(Default)]
+struct TaintMemory(Mutex<HashMap<String, Vec<Taint>>>);
+
+impl TaintMemory {
+    fn changed(&self, node: &Node) -> bool {
+        let name = node.name_any();
+        let now: Vec<Taint> = if node.metadata.deletion_timestamp.is_some() {
+            Vec::new()
+        } else {
+            no_execute_taints(node).into_iter().cloned().collect()
+        };
+        let mut seen = self.0.lock().unwrap();
+        match seen.get(&name) {
+            Some(before) if *before == now => false,
+            None if now.is_empty() => {
+                seen.insert(name, now);
+                false
+            }
+            _ => {
+                seen.insert(name, now);
+                true
+            }
+        }
+    }
 }
 
 /// Runs the controller until dropped.
@@ -36,15 +96,21 @@ pub async fn run(cx: Context) {
     let (pods, pod_events) = cx.informers.all::<Pod>(Default::default()).await;
     let (nodes, node_events) = cx.informers.all::<Node>(Default::default()).await;
     let recorder = crate::events::recorder(&cx, "taint-eviction-controller");
+    let scheduled: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let ctx = Arc::new(Ctx {
         cx,
-        nodes,
-        scheduled: Mutex::default(),
+        nodes: nodes.clone(),
+        scheduled: scheduled.clone(),
         recorder,
     });
     let pod_store = pods.clone();
-    Controller::for_shared_stream(crate::metrics::queue().trigger(touched(pod_events)), pods)
-        .watches_shared_stream(touched(node_events), move |node: Arc<Node>| {
+    let relevant = touched(pod_events)
+        .filter(move |pod| futures::future::ready(pod_matters(pod, &nodes, &scheduled)));
+    let taints = TaintMemory::default();
+    let node_changes =
+        touched(node_events).filter(move |node| futures::future::ready(taints.changed(node)));
+    Controller::for_shared_stream(crate::metrics::queue().trigger(relevant), pods)
+        .watches_shared_stream(node_changes, move |node: Arc<Node>| {
             let name = node.name_any();
             pod_store
                 .state()
@@ -105,7 +171,6 @@ struct Error {
 }
 
 async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let _ = ctx.nodes.wait_until_ready().await;
     let uid = pod.uid().unwrap_or_default();
     let ns = pod.namespace().unwrap_or_default();
     let key = format!("{ns}/{}", pod.name_any());
@@ -252,5 +317,63 @@ mod tests {
             verdict(&taints(json!([{"key": "a", "effect": "NoSchedule"}])), &[]),
             Verdict::Keep
         );
+    }
+
+    fn node(name: &str, taints: serde_json::Value) -> Node {
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"taints": taints}}))
+            .unwrap()
+    }
+
+    #[test]
+    fn node_events_matter_only_when_no_execute_taints_change() {
+        let memory = TaintMemory::default();
+        assert!(
+            !memory.changed(&node("a", json!([]))),
+            "first sight, untainted"
+        );
+        assert!(!memory.changed(&node("a", json!([{"key": "k", "effect": "NoSchedule"}]))));
+        assert!(memory.changed(&node("a", json!([{"key": "k", "effect": "NoExecute"}]))));
+        assert!(!memory.changed(&node("a", json!([{"key": "k", "effect": "NoExecute"}]))));
+        assert!(memory.changed(&node(
+            "a",
+            json!([{"key": "k", "value": "v", "effect": "NoExecute"}])
+        )));
+        assert!(memory.changed(&node("a", json!([]))), "taint removed");
+        assert!(
+            memory.changed(&node("b", json!([{"key": "k", "effect": "NoExecute"}]))),
+            "first sight, tainted"
+        );
+    }
+
+    #[test]
+    fn only_pods_on_no_execute_nodes_or_with_pending_evictions_matter() {
+        let (nodes, mut writer) = kube::runtime::reflector::store::<Node>();
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(node(
+            "tainted",
+            json!([{"key": "k", "effect": "NoExecute"}]),
+        )));
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(node(
+            "clean",
+            json!([{"key": "k", "effect": "NoSchedule"}]),
+        )));
+        let pod = |uid: &str, node: Option<&str>| -> Pod {
+            serde_json::from_value(json!({"metadata": {"name": uid, "uid": uid},
+                "spec": {"containers": [], "nodeName": node}}))
+            .unwrap()
+        };
+        let scheduled = Mutex::new(HashMap::from([("pending".to_owned(), Instant::now())]));
+        assert!(pod_matters(&pod("p1", Some("tainted")), &nodes, &scheduled));
+        assert!(!pod_matters(&pod("p2", Some("clean")), &nodes, &scheduled));
+        assert!(!pod_matters(&pod("p3", None), &nodes, &scheduled));
+        assert!(!pod_matters(
+            &pod("p4", Some("unknown")),
+            &nodes,
+            &scheduled
+        ));
+        assert!(pod_matters(
+            &pod("pending", Some("clean")),
+            &nodes,
+            &scheduled
+        ));
     }
 }
