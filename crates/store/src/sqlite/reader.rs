@@ -108,13 +108,7 @@ pub(crate) fn get(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
     let meta = schema::meta_revisions(&tx)?;
     let kv = match revision {
-        None => tx
-            .prepare_cached(
-                "SELECT l.key, l.value, l.create_revision, l.revision FROM current c \
-                 JOIN log l ON l.revision = c.revision WHERE c.key = ?1",
-            )?
-            .query_row([key.as_bytes()], row_kv)
-            .optional()?,
+        None => super::writer::current(&tx, key)?,
         Some(revision) => {
             check_readable(&meta, revision)?;
             tx.prepare_cached(
