@@ -78,6 +78,93 @@ pub fn decode_served(stored: &[u8], revision: i64) -> Result<Value, serde_json::
     Ok(obj)
 }
 
+/// What binding a stored pod to a node found ([`bind_stored_pod`]).
+#[derive(Debug, PartialEq)]
+pub enum PodBinding {
+    /// The stored form with `spec.nodeName` set and a `PodScheduled` condition.
+    Bound(Vec<u8>),
+    /// The pod has a deletion timestamp.
+    Deleting,
+    /// The pod already names a node.
+    Assigned(String),
+}
+
+/// Binds a stored pod (our stored form: `metadata` first, no `resourceVersion`) to
+/// `node` as upstream's binding does (`spec.nodeName`, and `PodScheduled=True`
+/// replacing any earlier one when `status` is an object), without decoding the parts a
+/// binding leaves alone: `metadata`, the rest of `spec` and every other field are copied
+/// as raw JSON. `None` for anything not in our stored form; the caller then takes the
+/// general path. Binding is one of the three writes of every scheduled pod, and a full
+/// decode and re-encode of the pod was most of its cost.
+pub fn bind_stored_pod(stored: &[u8], node: &str, now: &str) -> Option<PodBinding> {
+    use serde_json::value::{to_raw_value, RawValue};
+    use std::collections::BTreeMap;
+    if !stored.starts_with(HEAD) {
+        return None;
+    }
+    let mut top: BTreeMap<String, &RawValue> = serde_json::from_slice(stored).ok()?;
+    let metadata = *top.get("metadata")?;
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        #[serde(rename = "deletionTimestamp", default)]
+        deletion: Option<Value>,
+    }
+    let meta: Meta = serde_json::from_str(metadata.get()).ok()?;
+    if meta.deletion.as_ref().is_some_and(Value::is_string) {
+        return Some(PodBinding::Deleting);
+    }
+    let mut spec: BTreeMap<String, &RawValue> = match top.get("spec") {
+        Some(raw) => serde_json::from_str(raw.get()).ok()?,
+        None => BTreeMap::new(),
+    };
+    if let Some(raw) = spec.get("nodeName") {
+        if let Ok(Value::String(assigned)) = serde_json::from_str::<Value>(raw.get()) {
+            if !assigned.is_empty() {
+                return Some(PodBinding::Assigned(assigned));
+            }
+        }
+    }
+    let node_name = to_raw_value(node).ok()?;
+    spec.insert("nodeName".into(), &node_name);
+    let spec = to_raw_value(&spec).ok()?;
+    top.insert("spec".into(), &spec);
+    let status = match top
+        .get("status")
+        .map(|raw| serde_json::from_str::<Value>(raw.get()))
+    {
+        Some(Ok(Value::Object(mut status))) => {
+            if let Value::Array(conditions) = status
+                .entry("conditions")
+                .or_insert_with(|| Value::Array(Vec::new()))
+            {
+                conditions.retain(|c| c["type"] != "PodScheduled");
+                conditions.push(serde_json::json!({"type": "PodScheduled", "status": "True",
+                    "lastProbeTime": null, "lastTransitionTime": now}));
+            }
+            Some(to_raw_value(&status).ok()?)
+        }
+        Some(Err(_)) => return None,
+        _ => None,
+    };
+    if let Some(status) = &status {
+        top.insert("status".into(), status);
+    }
+    let mut out = Vec::with_capacity(stored.len() + 160);
+    out.extend_from_slice(b"{\"metadata\":");
+    out.extend_from_slice(metadata.get().as_bytes());
+    for (k, v) in &top {
+        if k == "metadata" {
+            continue;
+        }
+        out.push(b',');
+        serde_json::to_writer(&mut out, k).ok()?;
+        out.push(b':');
+        out.extend_from_slice(v.get().as_bytes());
+    }
+    out.push(b'}');
+    Some(PodBinding::Bound(out))
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -110,5 +197,78 @@ mod tests {
         let v: Value = serde_json::from_slice(&served).unwrap();
         assert_eq!(v["metadata"]["resourceVersion"], "7");
         assert_eq!(v["metadata"]["name"], "a");
+    }
+
+    /// The general path's binding, for comparison: decode, edit, re-encode.
+    fn bind_by_decoding(pod: &Value, node: &str, now: &str) -> Value {
+        let mut pod = pod.clone();
+        pod["spec"]["nodeName"] = json!(node);
+        if let Some(status) = pod.get_mut("status").and_then(Value::as_object_mut) {
+            if let Value::Array(conditions) =
+                status.entry("conditions").or_insert_with(|| json!([]))
+            {
+                conditions.retain(|c| c["type"] != "PodScheduled");
+                conditions.push(json!({"type": "PodScheduled", "status": "True",
+                    "lastProbeTime": null, "lastTransitionTime": now}));
+            }
+        }
+        pod
+    }
+
+    #[test]
+    fn binding_a_stored_pod_edits_only_node_name_and_the_condition() {
+        let now = "2026-11-28T09:00:00Z";
+        let pods = [
+            json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "a", "namespace": "d", "uid": "u", "labels": {"x\"y": "é"},
+                    "managedFields": [{"manager": "m", "fieldsV1": {"f:spec": {}}}]},
+                "spec": {"containers": [{"name": "c", "image": "i"}], "schedulerName": "s"},
+                "status": {"phase": "Pending", "qosClass": "BestEffort",
+                    "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"},
+                                   {"type": "Other", "status": "True"}]}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "b"},
+                "spec": {"containers": [], "nodeName": ""}, "status": {}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "c"}, "spec": {"containers": []}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "d"}, "status": {"conditions": null}}),
+        ];
+        for pod in &pods {
+            let stored = encode_for_store(pod);
+            let Some(PodBinding::Bound(bound)) = bind_stored_pod(&stored, "node-1", now) else {
+                panic!("not bound: {pod}");
+            };
+            assert!(bound.starts_with(HEAD), "stays in the stored form");
+            let got: Value = serde_json::from_slice(&bound).unwrap();
+            assert_eq!(got, bind_by_decoding(pod, "node-1", now), "{pod}");
+            assert_eq!(
+                bound,
+                encode_for_store(&got),
+                "same bytes as the general path"
+            );
+        }
+        let assigned =
+            encode_for_store(&json!({"metadata": {"name": "e"}, "spec": {"nodeName": "n9"}}));
+        assert_eq!(
+            bind_stored_pod(&assigned, "node-1", now),
+            Some(PodBinding::Assigned("n9".into()))
+        );
+        let deleting = encode_for_store(
+            &json!({"metadata": {"name": "f", "deletionTimestamp": now}, "spec": {}}),
+        );
+        assert_eq!(
+            bind_stored_pod(&deleting, "node-1", now),
+            Some(PodBinding::Deleting)
+        );
+        // Not our stored form, or not JSON: the caller takes the general path.
+        assert_eq!(
+            bind_stored_pod(br#"{"spec":{},"metadata":{}}"#, "n", now),
+            None
+        );
+        assert_eq!(bind_stored_pod(b"{\"metadata\":{", "n", now), None);
+        assert_eq!(
+            bind_stored_pod(b"{\"metadata\":{}}", "n", now),
+            Some(PodBinding::Bound(
+                b"{\"metadata\":{},\"spec\":{\"nodeName\":\"n\"}}".to_vec()
+            ))
+        );
     }
 }

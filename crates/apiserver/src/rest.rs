@@ -23,7 +23,7 @@ use crate::meta::{self, meta_str, metadata_mut};
 use crate::negotiate::Format;
 use crate::query::Query;
 use crate::request::ResourcePath;
-use crate::{conversion, negotiate, strategy, table, watch, ApiState};
+use crate::{codec, conversion, negotiate, strategy, table, watch, ApiState};
 
 /// Most attempts of a read-modify-write (patch) that keeps losing to other writers.
 const MAX_PATCH_ATTEMPTS: usize = 8;
@@ -482,39 +482,69 @@ impl Ctx {
             .await?;
         let target = binding["target"]["name"].as_str().unwrap_or("").to_owned();
         let binding_resource = rkube_api::GroupResource::new("", "pods/binding");
+        let refused = |message: String| -> ApiError {
+            rkube_api::Status::conflict(&binding_resource, &name, &message).into()
+        };
         for _ in 0..MAX_PATCH_ATTEMPTS {
-            let (mut pod, revision) = self.current().await?;
-            if meta_str(&pod, "deletionTimestamp").is_some() {
-                return Err(rkube_api::Status::conflict(
-                    &binding_resource,
-                    &name,
-                    &format!("pod {name} is being deleted, cannot be assigned to a host"),
-                )
-                .into());
-            }
-            if let Some(node) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
-                return Err(rkube_api::Status::conflict(
-                    &binding_resource,
-                    &name,
-                    &format!("pod {name} is already assigned to node \"{node}\""),
-                )
-                .into());
-            }
-            pod["spec"]["nodeName"] = json!(target);
-            let conditions = pod["status"]
-                .as_object_mut()
-                .map(|s| s.entry("conditions").or_insert_with(|| json!([])));
-            if let Some(Value::Array(conditions)) = conditions {
-                conditions.retain(|c| c["type"] != "PodScheduled");
-                conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": meta::now_rfc3339()}));
-            }
+            let got = self
+                .state
+                .store
+                .get(&self.key(&name), None)
+                .await
+                .map_err(|e| from_store(e, self.info, &name))?;
+            let kv = got
+                .kv
+                .ok_or_else(|| ApiError::not_found(self.info, &name))?;
+            let now = meta::now_rfc3339();
+            let fast = if matches!(self.served_form(&kv.value), std::borrow::Cow::Borrowed(_)) {
+                codec::bind_stored_pod(&kv.value, &target, &now)
+            } else {
+                None
+            };
+            let edited = match fast {
+                Some(codec::PodBinding::Bound(stored)) => stored,
+                Some(codec::PodBinding::Deleting) => {
+                    return Err(refused(format!(
+                        "pod {name} is being deleted, cannot be assigned to a host"
+                    )))
+                }
+                Some(codec::PodBinding::Assigned(node)) => {
+                    return Err(refused(format!(
+                        "pod {name} is already assigned to node \"{node}\""
+                    )))
+                }
+                // Not in our stored form: decode, edit and re-encode.
+                None => {
+                    let mut pod = self.decode(&kv.value, kv.mod_revision)?;
+                    if meta_str(&pod, "deletionTimestamp").is_some() {
+                        return Err(refused(format!(
+                            "pod {name} is being deleted, cannot be assigned to a host"
+                        )));
+                    }
+                    if let Some(node) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+                        return Err(refused(format!(
+                            "pod {name} is already assigned to node \"{node}\""
+                        )));
+                    }
+                    pod["spec"]["nodeName"] = json!(target);
+                    let conditions = pod
+                        .get_mut("status")
+                        .and_then(Value::as_object_mut)
+                        .map(|s| s.entry("conditions").or_insert_with(|| json!([])));
+                    if let Some(Value::Array(conditions)) = conditions {
+                        conditions.retain(|c| c["type"] != "PodScheduled");
+                        conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}));
+                    }
+                    encode_for_store(&pod)
+                }
+            };
             if self.query.dry_run()? {
                 break;
             }
             match self
                 .state
                 .store
-                .update(&self.key(&name), encode_for_store(&pod).into(), revision)
+                .update(&self.key(&name), edited.into(), kv.mod_revision)
                 .await
             {
                 Ok(_) => break,
