@@ -123,14 +123,20 @@ fn pods_land_by_node_affinity_taints_and_host_ports() {
         |out| out.starts_with("Running "),
     );
     assert!(running.ends_with(" True"), "{running}");
-    let events = c.ok(&[
-        "get",
-        "events",
-        "--field-selector",
-        "involvedObject.name=on-ssd,reason=Scheduled",
-        "-o",
-        "jsonpath={.items[0].message}",
-    ]);
+    // Events are posted in the background, as upstream's broadcaster does.
+    let events = wait_for(
+        &c,
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=on-ssd,reason=Scheduled",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ],
+        "the Scheduled event of on-ssd",
+        |out| !out.is_empty(),
+    );
     assert_eq!(
         events,
         "Successfully assigned default/on-ssd to hollow-node-0"
@@ -245,14 +251,19 @@ fn a_higher_priority_pod_preempts_a_lower_priority_one() {
         |out| out == "preemptor",
     );
     let uid = c.ok(&["get", "pod", "preemptor", "-o", "jsonpath={.metadata.uid}"]);
-    let preempted = c.ok(&[
-        "get",
-        "events",
-        "--field-selector",
-        "involvedObject.name=victim,reason=Preempted",
-        "-o",
-        "jsonpath={.items[0].message}",
-    ]);
+    let preempted = wait_for(
+        &c,
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=victim,reason=Preempted",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ],
+        "the Preempted event of the victim",
+        |out| !out.is_empty(),
+    );
     assert_eq!(
         preempted,
         format!("Preempted by pod {uid} on node hollow-node-0")

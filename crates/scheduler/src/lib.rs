@@ -6,6 +6,7 @@
 
 pub mod cache;
 pub mod config;
+pub(crate) mod events;
 pub mod explain;
 pub mod framework;
 pub mod leader_election;

@@ -12,12 +12,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{
-    Container, Event, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
+    Container, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
     ReplicationController, Service,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use serde_json::json;
@@ -26,6 +26,7 @@ use tracing::Instrument;
 
 use crate::cache::Cache;
 use crate::config::Configuration;
+use crate::events::Recorder;
 use crate::framework::{
     AllNodes, ClusterEvent, CycleState, Framework, NominatedPods, PodInfo, Profiles,
 };
@@ -57,24 +58,31 @@ pub enum Error {
     LeadershipLost,
 }
 
-/// An event's identity for correlation: (pod UID, reason, message).
-type EventKey = (String, String, String);
-
 struct Scheduler {
     client: Client,
     profiles: Arc<Profiles>,
     cache: Mutex<Cache>,
     queue: SchedulingQueue,
-    /// Events already recorded, by (pod UID, reason, message): a repeat bumps the
-    /// event's count instead of creating another (upstream's event correlation).
-    recorded: Mutex<HashMap<EventKey, (String, i32)>>,
+    /// Posts events in the background.
+    events: Recorder,
     /// Unbound pods nominated to a node by preemption: pod UID → (node, pod).
     nominated: Mutex<HashMap<String, (String, PodInfo)>>,
     /// PodDisruptionBudgets by `namespace/name`, and the list cycles read.
     pdbs: Mutex<(HashMap<String, PodDisruptionBudget>, Pdbs)>,
+    /// Binding cycles making API calls at once ([`MAX_BINDING_CALLS`]).
+    binding: tokio::sync::Semaphore,
 }
 
-fn now_rfc3339() -> String {
+/// How many binding cycles may talk to the API server at once; the others wait (their
+/// pods stay assumed, so scheduling goes on). Over HTTP/1.1 each call in flight is a
+/// connection: unbounded, a burst of thousands of binds opened hundreds of TLS
+/// connections, and the handshakes and the overloaded server cost more than the binds
+/// (upstream bounds the same calls with its client's QPS limit). Measured with
+/// `bench schedule` (1000 nodes, 5000 pods): 256 gave ~1,790 pods/s against ~1,480
+/// unbounded and ~1,630 with 128, with ~15% less CPU in the server and the scheduler.
+const MAX_BINDING_CALLS: usize = 256;
+
+pub(crate) fn now_rfc3339() -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
@@ -223,10 +231,7 @@ impl Scheduler {
         let uid = uid(pod);
         self.nominated().remove(&uid);
         self.queue.delete(&uid);
-        self.recorded
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|k, _| k.0 != uid);
+        self.events.forget(&uid);
         if self.cache().has_pod(&uid) {
             self.cache().remove_pod(&uid);
             self.queue.move_all(ClusterEvent::AssignedPodDelete);
@@ -343,6 +348,9 @@ impl Scheduler {
         state: CycleState,
         node: String,
     ) {
+        let Ok(_calls) = self.binding.acquire().await else {
+            return;
+        };
         let pod: &PodInfo = &qp.info;
         let mut status = fw.run_pre_bind(&pod.pod, &node).await;
         if status.is_success() {
@@ -361,14 +369,13 @@ impl Scheduler {
         let ns = pod.pod.metadata.namespace.as_deref().unwrap_or("default");
         let name = pod.pod.metadata.name.as_deref().unwrap_or_default();
         tracing::debug!(object.ref = %pod.key(), node.name = %node, "bound");
-        self.record_event(
+        self.events.record(
             fw.scheduler_name(),
             &pod.pod,
             "Normal",
             "Scheduled",
             &format!("Successfully assigned {ns}/{name} to {node}"),
-        )
-        .await;
+        );
     }
 
     async fn handle_failure(&self, fw: &Framework, qp: QueuedPod, err: ScheduleError) {
@@ -390,14 +397,13 @@ impl Scheduler {
             ScheduleError::Internal(_) => "SchedulerError",
             _ => "Unschedulable",
         };
-        self.record_event(
+        self.events.record(
             fw.scheduler_name(),
             &pod,
             "Warning",
             "FailedScheduling",
             &message,
-        )
-        .await;
+        );
         self.set_unschedulable(&pod, reason, &message).await;
     }
 
@@ -417,8 +423,8 @@ impl Scheduler {
                         "Preempted by pod {} on node {node}",
                         pod.metadata.uid.as_deref().unwrap_or_default()
                     );
-                    self.record_event(component, victim, "Normal", "Preempted", &message)
-                        .await;
+                    self.events
+                        .record(component, victim, "Normal", "Preempted", &message);
                 }
                 Err(e) => {
                     tracing::info!(object.ref = %format!("{ns}/{name}"), error = %e, "cannot preempt victim")
@@ -475,73 +481,6 @@ impl Scheduler {
             .await
         {
             tracing::debug!(object.ref = %format!("{ns}/{name}"), error = %e, "cannot update the PodScheduled condition");
-        }
-    }
-
-    /// Records an Event about `pod` from `component` (the profile's scheduler name, as
-    /// upstream's per-profile recorders).
-    async fn record_event(
-        &self,
-        component: &str,
-        pod: &Pod,
-        type_: &str,
-        reason: &str,
-        message: &str,
-    ) {
-        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
-        let name = pod.metadata.name.as_deref().unwrap_or_default();
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        let now = now_rfc3339();
-        let api: Api<Event> = Api::namespaced(self.client.clone(), ns);
-        let key = (uid(pod), reason.to_owned(), message.to_owned());
-        let seen = self
-            .recorded
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .cloned();
-        if let Some((event_name, count)) = seen {
-            let patch = json!({"count": count + 1, "lastTimestamp": now});
-            if api
-                .patch(&event_name, &PatchParams::default(), &Patch::Merge(patch))
-                .await
-                .is_ok()
-            {
-                self.recorded
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(key, (event_name, count + 1));
-                return;
-            }
-        }
-        let event_name = format!("{name}.{nanos:x}");
-        let event = json!({
-            "metadata": {"name": event_name, "namespace": ns},
-            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "namespace": ns, "name": name,
-                "uid": pod.metadata.uid, "resourceVersion": pod.metadata.resource_version},
-            "reason": reason, "message": message, "type": type_,
-            "source": {"component": component},
-            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-            "reportingComponent": component, "reportingInstance": component,
-            "action": if reason == "Scheduled" { "Binding" } else { "Scheduling" },
-        });
-        let Ok(event) = serde_json::from_value::<Event>(event) else {
-            return;
-        };
-        match api.create(&PostParams::default(), &event).await {
-            Ok(_) => {
-                let mut recorded = self.recorded.lock().unwrap_or_else(|e| e.into_inner());
-                if recorded.len() > 10_000 {
-                    recorded.clear();
-                }
-                recorded.insert(key, (event_name, 1));
-            }
-            Err(e) => {
-                tracing::debug!(object.ref = %format!("{ns}/{name}"), error = %e, "cannot record event")
-            }
         }
     }
 }
@@ -695,9 +634,10 @@ pub async fn run(
         ),
         profiles,
         cache: Mutex::new(Cache::new()),
-        recorded: Mutex::new(HashMap::new()),
+        events: Recorder::start(client.clone()),
         nominated: Mutex::new(HashMap::new()),
         pdbs: Mutex::default(),
+        binding: tokio::sync::Semaphore::new(MAX_BINDING_CALLS),
     });
 
     let nodes = {
