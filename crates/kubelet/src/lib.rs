@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bootstrap;
+pub mod certificate;
 pub mod cni;
 pub mod containerd;
 pub mod credentials;
