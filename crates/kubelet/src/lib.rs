@@ -431,9 +431,18 @@ pub async fn run_on(
         async move {
             let mut reporter = node::StatusReporter::new(client.clone());
             let mut tick = tokio::time::interval(node::NODE_STATUS_UPDATE_FREQUENCY);
+            // Asked at once, then ever less often (10 s doubling to 5 min): node IPAM
+            // assigns within seconds of registration, and in a cluster without it (no
+            // --cluster-cidr) thousands of hollow nodes must not each GET every 10 s.
+            let mut cidr_check_every = node::NODE_STATUS_UPDATE_FREQUENCY;
+            let mut next_cidr_check = tokio::time::Instant::now();
             loop {
                 tick.tick().await;
-                if let Some((opts, current)) = &follow_cidr {
+                let cidr_check_due = tokio::time::Instant::now() >= next_cidr_check;
+                if let Some((opts, current)) = follow_cidr.as_ref().filter(|_| cidr_check_due) {
+                    next_cidr_check = tokio::time::Instant::now() + cidr_check_every;
+                    cidr_check_every =
+                        (cidr_check_every * 2).min(node::NODE_STATUS_REPORT_FREQUENCY);
                     let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
                     // From the watch cache (resourceVersion 0), as upstream's status GET.
                     let assigned = tokio::time::timeout(
