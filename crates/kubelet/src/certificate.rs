@@ -519,6 +519,12 @@ mod tests {
             Some("https://10.0.0.1:6443")
         );
         assert_eq!(kc.current_context.as_deref(), Some("system:node:n1@rkube"));
+        // What a restart reads: reused (unexpired), and the server found.
+        assert!(bootstrap::kubeconfig_still_valid(&path));
+        assert_eq!(
+            rkube_pki::kubeconfig::server_url(&path).as_deref(),
+            Some("https://10.0.0.1:6443")
+        );
         use std::os::unix::fs::PermissionsExt as _;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
