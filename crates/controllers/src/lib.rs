@@ -80,6 +80,9 @@ pub struct Config {
     pub signing_ca_pem: Option<String>,
     /// That CA's private key (PEM, `--cluster-signing-key-file`).
     pub ca_key_pem: Option<String>,
+    /// `--cluster-signing-duration`: the longest lifetime of a signed certificate (a
+    /// CSR's `expirationSeconds` may ask for less).
+    pub cluster_signing_duration: Duration,
     /// The `--horizontal-pod-autoscaler-*` settings.
     pub hpa: hpa::Settings,
 }
@@ -97,6 +100,7 @@ impl Default for Config {
             server_url: None,
             signing_ca_pem: None,
             ca_key_pem: None,
+            cluster_signing_duration: certificates::signer::DEFAULT_TTL,
             hpa: hpa::Settings::default(),
         }
     }

@@ -355,10 +355,38 @@ async fn request_certificate(
     request: &tokens::NodeCsr,
     timeout: Duration,
 ) -> Result<String> {
+    let name = create_csr(client, CsrName::Fixed(&request.name), request).await?;
+    await_certificate(client, &name, timeout).await
+}
+
+/// How a node's CSR is named.
+pub(crate) enum CsrName<'a> {
+    /// The bootstrap's digested name: a restart mid-join finds its request.
+    Fixed(&'a str),
+    /// A name the server generates from this prefix (a renewal, upstream's `csr-`).
+    Generated(&'a str),
+}
+
+/// Creates the node's `kube-apiserver-client-kubelet` CSR (or finds the one of the same
+/// fixed name); the name it has.
+pub(crate) async fn create_csr(
+    client: &Client,
+    name: CsrName<'_>,
+    request: &tokens::NodeCsr,
+) -> Result<String> {
     let api: Api<CertificateSigningRequest> = Api::all(client.clone());
+    let (fixed, generated) = match name {
+        CsrName::Fixed(n) => (Some(n.to_owned()), None),
+        CsrName::Generated(prefix) => (None, Some(prefix.to_owned())),
+    };
+    let shown = fixed
+        .clone()
+        .or_else(|| generated.clone())
+        .unwrap_or_default();
     let csr = CertificateSigningRequest {
         metadata: ObjectMeta {
-            name: Some(request.name.clone()),
+            name: fixed.clone(),
+            generate_name: generated,
             ..Default::default()
         },
         spec: CertificateSigningRequestSpec {
@@ -375,24 +403,34 @@ async fn request_certificate(
         status: None,
     };
     match call(api.create(&PostParams::default(), &csr)).await {
-        Ok(_) => {
-            tracing::info!(csr = %request.name, "certificate signing request created; waiting for its certificate")
+        Ok(created) => {
+            let name = created.metadata.name.unwrap_or(shown);
+            tracing::info!(csr = %name, "certificate signing request created; waiting for its certificate");
+            Ok(name)
         }
         // The same key asked before (a restart mid-join): its name is a digest of the key,
         // subject and usages, so that request is this one.
-        Err(kube::Error::Api(e)) if e.code == 409 => {
-            tracing::info!(csr = %request.name, "certificate signing request exists; waiting for its certificate")
+        Err(kube::Error::Api(e)) if e.code == 409 && fixed.is_some() => {
+            tracing::info!(csr = %shown, "certificate signing request exists; waiting for its certificate");
+            Ok(shown)
         }
-        Err(e) => {
-            return Err(Error::CsrCreateFailed {
-                name: request.name.clone(),
-                cause: error_chain(&e),
-            })
-        }
+        Err(e) => Err(Error::CsrCreateFailed {
+            name: shown,
+            cause: error_chain(&e),
+        }),
     }
+}
+
+/// Waits until CSR `name` is signed (or denied, or failed); the certificate PEM.
+pub(crate) async fn await_certificate(
+    client: &Client,
+    name: &str,
+    timeout: Duration,
+) -> Result<String> {
+    let api: Api<CertificateSigningRequest> = Api::all(client.clone());
     let deadline = Instant::now() + timeout;
     loop {
-        let last = match call(api.get(&request.name)).await {
+        let last = match call(api.get(name)).await {
             Ok(csr) => {
                 let status = csr.status.unwrap_or_default();
                 for c in status.conditions.unwrap_or_default() {
@@ -416,7 +454,7 @@ async fn request_certificate(
         };
         if Instant::now() >= deadline {
             return Err(Error::CsrTimeout {
-                name: request.name.clone(),
+                name: name.to_owned(),
                 timeout,
                 last,
             });

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bootstrap;
+pub mod certificate;
 pub mod cni;
 pub mod containerd;
 pub mod credentials;
@@ -209,6 +210,8 @@ async fn setup_runtime(
     }
 }
 
+/// The deadline of the status loop's read of the Node (its podCIDR).
+const NODE_GET_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the runtime's status is asked for (upstream: every 5 s).
 const RUNTIME_STATUS_PERIOD: Duration = Duration::from_secs(5);
 /// A runtime whose status was last read longer ago than this is down (upstream's
@@ -410,15 +413,15 @@ pub async fn run_on(
     };
     tracing::info!(node = %opts.node_name, pod_cidr = %pod_cidr, "kubelet started");
 
-    // The Node had no podCIDR yet: follow the one the node IPAM controller assigns.
-    let mut follow_cidr = (registered
+    // The Node had no podCIDR yet: follow the one the node IPAM controller assigns, as
+    // upstream's kubelet takes it from its Node on each status update (CNI config on a
+    // host, the runtime's pod range on every backend). Once set it cannot change.
+    let mut follow_cidr = registered
         .spec
         .as_ref()
         .and_then(|s| s.pod_cidr.as_ref())
         .is_none()
-        && on_host
-        && opts.writes_cni_config())
-    .then(|| (opts.clone(), pod_cidr.clone()));
+        .then(|| (opts.clone(), pod_cidr.clone()));
     // The pod range whose masquerade rule the status loop keeps in place.
     let mut masquerade_cidr = masquerade_cidr;
     let cni_bridge = opts.cni_bridge.clone();
@@ -428,25 +431,43 @@ pub async fn run_on(
         async move {
             let mut reporter = node::StatusReporter::new(client.clone());
             let mut tick = tokio::time::interval(node::NODE_STATUS_UPDATE_FREQUENCY);
+            // Asked at once, then ever less often (10 s doubling to 5 min): node IPAM
+            // assigns within seconds of registration, and in a cluster without it (no
+            // --cluster-cidr) thousands of hollow nodes must not each GET every 10 s.
+            let mut cidr_check_every = node::NODE_STATUS_UPDATE_FREQUENCY;
+            let mut next_cidr_check = tokio::time::Instant::now();
             loop {
                 tick.tick().await;
-                if let Some((opts, current)) = &follow_cidr {
+                let cidr_check_due = tokio::time::Instant::now() >= next_cidr_check;
+                if let Some((opts, current)) = follow_cidr.as_ref().filter(|_| cidr_check_due) {
+                    next_cidr_check = tokio::time::Instant::now() + cidr_check_every;
+                    cidr_check_every =
+                        (cidr_check_every * 2).min(node::NODE_STATUS_REPORT_FREQUENCY);
                     let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
-                    let assigned = nodes
-                        .get(&opts.node_name)
-                        .await
-                        .ok()
-                        .and_then(|n| n.spec.and_then(|s| s.pod_cidr));
-                    if let Some(cidr) = assigned.filter(|c| c != current && cni::valid_cidr(c)) {
-                        tracing::info!(pod_cidr = %cidr, "the node got a podCIDR; rewriting the CNI config");
-                        let layout = opts.layout();
-                        if let Err(e) = cni::write(
-                            &layout.cni_conf_dir,
-                            &cidr,
-                            &opts.cni_bridge,
-                            &opts.data_dir.join("cni/ipam"),
-                        ) {
-                            tracing::warn!(error = %e, "cannot rewrite the CNI config");
+                    // From the watch cache (resourceVersion 0), as upstream's status GET.
+                    let assigned = tokio::time::timeout(
+                        NODE_GET_TIMEOUT,
+                        nodes.get_with(&opts.node_name, &kube::api::GetParams::any()),
+                    )
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .and_then(|n| n.spec.and_then(|s| s.pod_cidr))
+                    .filter(|c| cni::valid_cidr(c));
+                    if let Some(cidr) = assigned {
+                        if &cidr != current {
+                            tracing::info!(node = %opts.node_name, pod_cidr = %cidr, "the node got a podCIDR; pods get addresses from it");
+                        }
+                        if &cidr != current && on_host && opts.writes_cni_config() {
+                            let layout = opts.layout();
+                            if let Err(e) = cni::write(
+                                &layout.cni_conf_dir,
+                                &cidr,
+                                &opts.cni_bridge,
+                                &opts.data_dir.join("cni/ipam"),
+                            ) {
+                                tracing::warn!(error = %e, "cannot rewrite the CNI config");
+                            }
                         }
                         if let Some(rt) = &shared.runtime {
                             if let Err(e) = rt.update_pod_cidr(&cidr).await {

@@ -158,6 +158,32 @@ pub fn certificates_unexpired(pem: &str) -> bool {
     })
 }
 
+/// A certificate's validity and serial number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validity {
+    /// `notBefore`, seconds since the Unix epoch.
+    pub not_before: i64,
+    /// `notAfter`, seconds since the Unix epoch.
+    pub not_after: i64,
+    /// The serial number, lowercase hex.
+    pub serial: String,
+}
+
+/// The validity of the first certificate of `pem` (the leaf of a client certificate
+/// chain).
+pub fn certificate_validity(pem: &str) -> Result<Validity> {
+    use x509_parser::prelude::FromDer as _;
+    let ders = certificates_der(pem)?;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&ders[0])
+        .map_err(|e| Error::CaUnreadable(e.to_string()))?;
+    let v = cert.validity();
+    Ok(Validity {
+        not_before: v.not_before.timestamp(),
+        not_after: v.not_after.timestamp(),
+        serial: cert.raw_serial_as_string().replace(':', ""),
+    })
+}
+
 /// kubeadm's CA pin of a certificate: `sha256:` and the hex SHA-256 of its
 /// SubjectPublicKeyInfo.
 pub fn ca_pin(cert_der: &[u8]) -> Result<String> {
@@ -373,6 +399,10 @@ mod tests {
             cert(-1)
         )));
         assert!(!certificates_unexpired(""));
+        let v = certificate_validity(&cert(30)).unwrap();
+        assert!(v.not_after > v.not_before, "{v:?}");
+        assert!(!v.serial.is_empty() && !v.serial.contains(':'), "{v:?}");
+        assert!(certificate_validity("").is_err());
     }
 
     #[test]

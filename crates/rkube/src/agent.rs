@@ -2,7 +2,8 @@
 //! (k3s-style). The first start verifies the cluster through the signed `cluster-info`
 //! and gets the node's client certificate by the kubelet's TLS bootstrap
 //! (`rkube_kubelet::bootstrap`); later starts reuse the kubeconfig it wrote. Then it
-//! runs the kubelet, with its own containerd unless `--container-runtime-endpoint`.
+//! runs the kubelet, with its own containerd unless `--container-runtime-endpoint`,
+//! renewing its client certificate before it expires (`--rotate-certificates`).
 
 use std::path::PathBuf;
 
@@ -34,6 +35,10 @@ pub(crate) struct AgentArgs {
     /// (default: `agent/` in the rkube data dir).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Renew the node's client certificate by CSR at 70–90% of its lifetime (upstream's
+    /// kubelet flag; on for a node that joined by TLS bootstrap).
+    #[arg(long, num_args = 0..=1, default_value = "true", default_missing_value = "true", action = clap::ArgAction::Set)]
+    rotate_certificates: bool,
     #[command(flatten)]
     kubelet: crate::kubelet::KubeletFlags,
 }
@@ -76,7 +81,10 @@ pub(crate) async fn run(args: AgentArgs) -> Result<()> {
     bootstrap::load_or_bootstrap(&join)
         .await
         .map_err(|e| anyhow::anyhow!("cannot join the cluster at {}: {e}", join.server))?;
-    let client = crate::components::client_from_kubeconfig(&kubeconfig, "kubelet").await?;
+    let (client, rotator) = crate::kubelet::node_client(&kubeconfig, &node_name).await?;
+    if args.rotate_certificates {
+        tokio::spawn(rotator.run());
+    }
     let server = rkube_pki::kubeconfig::server_url(&kubeconfig).unwrap_or(join.server.clone());
     bootstrap::check_server(&client, &server)
         .await

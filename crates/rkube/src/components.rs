@@ -139,6 +139,10 @@ pub(crate) struct ControllerFlags {
     /// Nodes per second tainted for eviction in a healthy zone.
     #[arg(long, default_value_t = 0.1)]
     pub node_eviction_rate: f64,
+    /// The longest lifetime of a certificate the CSR signer issues (e.g. 8760h0m0s); a
+    /// CSR's spec.expirationSeconds may ask for less.
+    #[arg(long, default_value = "8760h0m0s", value_parser = parse_duration)]
+    pub cluster_signing_duration: std::time::Duration,
     /// How often each HorizontalPodAutoscaler is synced.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     pub horizontal_pod_autoscaler_sync_period: std::time::Duration,
@@ -169,6 +173,7 @@ impl ControllerFlags {
             server_url: None,
             signing_ca_pem: None,
             ca_key_pem: None,
+            cluster_signing_duration: self.cluster_signing_duration,
             hpa: rkube_controllers::hpa::Settings {
                 sync_period: self.horizontal_pod_autoscaler_sync_period,
                 downscale_stabilization: self.horizontal_pod_autoscaler_downscale_stabilization,

@@ -34,8 +34,8 @@ pub(crate) struct KubeletFlags {
     /// The port of the kubelet's HTTPS server (logs); 0 picks a free one.
     #[arg(long, default_value_t = 10250)]
     pub kubelet_port: u16,
-    /// The CA of the client certificates the kubelet's server accepts (default: the
-    /// cluster CA).
+    /// The CA of the client certificates the kubelet's server accepts (default: the API
+    /// server's client CA, read from kube-system/extension-apiserver-authentication).
     #[arg(long)]
     pub client_ca_file: Option<PathBuf>,
     /// The cluster DNS server IPs pods with dnsPolicy ClusterFirst use (comma-separated);
@@ -99,7 +99,7 @@ impl KubeletFlags {
         o
     }
 
-    /// The client CA: `--client-ca-file`, else `default` (the cluster CA).
+    /// The client CA: `--client-ca-file`, else `default`.
     pub(crate) fn client_ca(&self, default: Option<String>) -> Result<Option<String>> {
         match &self.client_ca_file {
             Some(path) => Ok(Some(std::fs::read_to_string(path).map_err(|e| {
@@ -120,42 +120,55 @@ pub(crate) struct KubeletArgs {
     /// (default: the rkube data dir).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Renew the kubeconfig's client certificate by CSR at 70–90% of its lifetime,
+    /// writing the new one where the kubeconfig keeps it (upstream's default: off).
+    #[arg(long, num_args = 0..=1, default_value = "false", default_missing_value = "true", action = clap::ArgAction::Set)]
+    rotate_certificates: bool,
     #[command(flatten)]
     flags: KubeletFlags,
 }
 
-pub(crate) async fn run(args: KubeletArgs) -> Result<()> {
-    let client = crate::components::client_from_kubeconfig(&args.kubeconfig, "kubelet").await?;
-    let data_dir = args.data_dir.unwrap_or_else(crate::default_data_dir);
-    std::fs::create_dir_all(&data_dir)?;
-    let mut options = args.flags.options(data_dir);
-    options.client_ca_pem = args.flags.client_ca(kubeconfig_ca(&args.kubeconfig))?;
-    rkube_kubelet::run(client, options, crate::server::shutdown_signal()).await?;
-    Ok(())
+/// The node's API client from its kubeconfig, and the rotator that renews the
+/// kubeconfig's client certificate when run.
+pub(crate) async fn node_client(
+    kubeconfig: &std::path::Path,
+    node_name: &str,
+) -> Result<(kube::Client, rkube_kubelet::certificate::Rotator)> {
+    rkube_kubelet::certificate::client(
+        kubeconfig,
+        node_name,
+        crate::user_agent::header_value("kubelet", None),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-/// The CA of the kubeconfig's current cluster, as PEM.
-fn kubeconfig_ca(path: &std::path::Path) -> Option<String> {
-    let kubeconfig = kube::config::Kubeconfig::read_from(path).ok()?;
-    let context = kubeconfig.current_context.as_deref()?;
-    let cluster_name = kubeconfig
-        .contexts
-        .iter()
-        .find(|c| c.name == context)?
-        .context
-        .as_ref()?
-        .cluster
-        .clone();
-    let cluster = kubeconfig
-        .clusters
-        .iter()
-        .find(|c| c.name == cluster_name)?
-        .cluster
-        .as_ref()?;
-    if let Some(data) = &cluster.certificate_authority_data {
-        let bytes =
-            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, data).ok()?;
-        return String::from_utf8(bytes).ok();
-    }
-    std::fs::read_to_string(cluster.certificate_authority.as_ref()?).ok()
+pub(crate) async fn run(args: KubeletArgs) -> Result<()> {
+    let data_dir = args.data_dir.unwrap_or_else(crate::default_data_dir);
+    std::fs::create_dir_all(&data_dir)?;
+    let mut options = args.flags.options(data_dir.clone());
+    let client = if args.rotate_certificates {
+        let (client, rotator) = node_client(&args.kubeconfig, &options.node_name).await?;
+        tokio::spawn(rotator.run());
+        client
+    } else {
+        crate::components::client_from_kubeconfig(&args.kubeconfig, "kubelet").await?
+    };
+    // The API server calls the kubelet (logs, exec) with a certificate of its client CA,
+    // which it publishes in extension-apiserver-authentication, as `rkube agent` reads it.
+    options.client_ca_pem = match &args.flags.client_ca_file {
+        Some(_) => args.flags.client_ca(None)?,
+        None => {
+            let cache = data_dir.join("pki").join("client-ca.crt");
+            let ca = rkube_kubelet::bootstrap::client_ca(&client, &cache).await;
+            Some(ca.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "cannot read the API server's client CA from the client-ca-file key of the kube-system/extension-apiserver-authentication ConfigMap (nor a copy saved at {}): pass --client-ca-file",
+                    cache.display()
+                )
+            })?)
+        }
+    };
+    rkube_kubelet::run(client, options, crate::server::shutdown_signal()).await?;
+    Ok(())
 }

@@ -270,3 +270,56 @@ fn hollow_kubelets_terminate_pods_gracefully() {
         });
     }
 }
+
+/// Whether `ip` is inside the IPv4 `cidr`.
+fn in_cidr(ip: &str, cidr: &str) -> bool {
+    let (net, bits) = cidr.split_once('/').unwrap();
+    let ip: u32 = ip.parse::<std::net::Ipv4Addr>().unwrap().into();
+    let net: u32 = net.parse::<std::net::Ipv4Addr>().unwrap().into();
+    let bits: u32 = bits.parse().unwrap();
+    let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+    ip & mask == net & mask
+}
+
+/// A podCIDR that node IPAM assigns after the hollow node registered (with a range of
+/// its own from the options) is followed, as the real kubelet follows its Node's: once
+/// the kubelet has seen it (a status tick, every 10 s), new pods get addresses from it.
+#[test]
+fn hollow_kubelets_follow_a_pod_cidr_assigned_after_registration() {
+    let c = Cluster::start(&["--cluster-cidr", "10.99.0.0/16"]);
+    let _hollow = HollowNodes::start(&c, &["--count", "1"]);
+    c.wait_for_default_sa("default");
+    let node = wait_json(
+        &c,
+        &["get", "node", "hollow-node-0"],
+        30,
+        "a podCIDR from node IPAM",
+        |n| n["spec"]["podCIDR"].as_str().is_some_and(|s| !s.is_empty()),
+    );
+    let cidr = node["spec"]["podCIDR"].as_str().unwrap().to_owned();
+    assert!(
+        in_cidr(cidr.split('/').next().unwrap(), "10.99.0.0/16"),
+        "{cidr}"
+    );
+    let started = std::time::Instant::now();
+    let mut outside = Vec::new();
+    for i in 0.. {
+        let name = format!("p{i}");
+        c.create(&pod(&name, &[], "", ""));
+        let p = wait_json(&c, &["get", "pod", &name], 30, "a pod IP", |p| {
+            p["status"]["podIP"].as_str().is_some_and(|s| !s.is_empty())
+        });
+        let ip = p["status"]["podIP"].as_str().unwrap().to_owned();
+        if in_cidr(&ip, &cidr) {
+            break;
+        }
+        // Only before the kubelet's next status tick may a pod get the old range.
+        outside.push(ip);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(40),
+            "pods keep getting addresses outside the node's podCIDR {cidr}: {outside:?}\n--- hollow nodes ---\n{}",
+            std::fs::read_to_string(c.data_dir().join("hollow.log")).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}

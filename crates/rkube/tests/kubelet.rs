@@ -445,6 +445,152 @@ fn missing_containerd_makes_the_node_not_ready_with_install_hint() {
     );
 }
 
+/// `rkube kubelet` beside a server, as the node (a `system:node:<name>` client
+/// certificate) with its own containerd. Killed on drop; what it made outside its data
+/// dir (processes, mounts, the CNI bridge and its rules) is removed.
+struct Standalone {
+    process: std::process::Child,
+    data: tempfile::TempDir,
+    bridge: String,
+    cidr: String,
+}
+
+impl Standalone {
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.data.path().join("kubelet.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Standalone {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+        rkube_testkit::node::clean_up(self.data.path(), &self.bridge, &self.cidr);
+    }
+}
+
+/// A standalone `rkube kubelet` without `--client-ca-file` trusts the API server's client
+/// CA (from `kube-system/extension-apiserver-authentication`), which signs the API
+/// server's kubelet-client certificate: `kubectl logs` and `exec` through the API server
+/// reach it.
+#[test]
+fn standalone_kubelet_trusts_the_api_servers_client_ca() {
+    let image = busybox_archive();
+    let cluster = Cluster::start(&[]);
+    let r = random();
+    let name = format!("kubelet-e2e-alone-{:06x}", r & 0xffffff);
+    let kubeconfig = cluster.user_kubeconfig(&format!("system:node:{name}"), &["system:nodes"]);
+    let data = tempfile::tempdir().unwrap();
+    let log = std::fs::File::create(data.path().join("kubelet.log")).unwrap();
+    let bridge = format!("rka{r:08x}");
+    let cidr = format!("10.{}.{}.0/24", 100 + r % 100, (r >> 8) % 256);
+    let process = Command::new(env!("CARGO_BIN_EXE_rkube"))
+        .arg("kubelet")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["--node-name", &name, "--node-ip", "127.0.0.1"])
+        .args([
+            "--kubelet-port",
+            "0",
+            "--cni-bridge",
+            &bridge,
+            "--pod-cidr",
+            &cidr,
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let kubelet = Standalone {
+        process,
+        data,
+        bridge,
+        cidr,
+    };
+    let wait = |what: &str, f: &mut dyn FnMut() -> Option<String>| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}\n--- kubelet log ---\n{}\n--- server log ---\n{}",
+                kubelet.log(),
+                cluster.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait("the node to be Ready", &mut || {
+        let out = cluster.kubectl(&[
+            "get",
+            "node",
+            &name,
+            "-o",
+            r#"jsonpath={.status.conditions[?(@.type=="Ready")].reason}"#,
+        ]);
+        (String::from_utf8_lossy(&out.stdout) == "KubeletReady").then(String::new)
+    });
+    run(Command::new("ctr")
+        .arg("--address")
+        .arg(kubelet.data.path().join("containerd/containerd.sock"))
+        .args(["--namespace", "k8s.io", "images", "import"])
+        .arg(&image));
+    cluster.wait_for_default_sa("default");
+    cluster.create(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: alone, namespace: default}}
+spec:
+  nodeName: {name}
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: main
+    image: {BUSYBOX}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo hello from a standalone kubelet; exec sleep 3600"]
+"#
+    ));
+    let logs = wait("the pod's log through the API server", &mut || {
+        let out = cluster.kubectl(&["logs", "alone"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.success() && !text.is_empty()).then_some(text)
+    });
+    assert_eq!(logs, "hello from a standalone kubelet\n");
+    assert_eq!(
+        cluster.ok(&["exec", "alone", "--", "sh", "-c", "echo $((6*7))"]),
+        "42\n"
+    );
+    cluster.ok(&["delete", "pod", "alone", "--timeout=60s"]);
+
+    // Credentials that may not read the client CA, and no saved copy: a clear error.
+    let stranger = cluster.user_kubeconfig("stranger", &[]);
+    let empty = tempfile::tempdir().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
+        .arg("kubelet")
+        .arg("--kubeconfig")
+        .arg(&stranger)
+        .arg("--data-dir")
+        .arg(empty.path())
+        .args(["--node-name", "stranger"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = support::wait_with_timeout(child, Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("cannot read the API server's client CA from the client-ca-file key of the kube-system/extension-apiserver-authentication ConfigMap")
+            && stderr.contains("pass --client-ca-file"),
+        "{stderr}"
+    );
+}
+
 /// Restart policies: a crashing container is restarted with back-off (CrashLoopBackOff,
 /// restart count, last state), a `Never` pod ends Failed or Succeeded by exit code;
 /// init containers run in order before the app containers.

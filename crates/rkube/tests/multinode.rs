@@ -566,3 +566,165 @@ spec:
         },
     );
 }
+
+/// The node's client certificate as (serial, notBefore, notAfter) from its kubeconfig.
+fn node_certificate(kubeconfig: &Path) -> (String, i64, i64) {
+    let parsed = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
+    let data = parsed.auth_infos[0]
+        .auth_info
+        .as_ref()
+        .and_then(|a| a.client_certificate_data.clone())
+        .expect("client-certificate-data in the node's kubeconfig");
+    use base64::Engine as _;
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .unwrap();
+    let v = rkube_pki::bootstrap::certificate_validity(&String::from_utf8(pem).unwrap()).unwrap();
+    (v.serial, v.not_before, v.not_after)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// With the signer's certificates valid for 30 s (`--cluster-signing-duration`), the
+/// joined node renews its client certificate at 70–90% of its lifetime, before it
+/// expires, by a CSR of its own that the approver auto-approves (`selfnodeclient`); the
+/// kubeconfig then holds the new certificate, and the node keeps heartbeating and stays
+/// Ready past the old one's expiry.
+#[test]
+fn agent_rotates_its_client_certificate_before_it_expires() {
+    let tag = random();
+    let netns = Netns::create(tag);
+    let cluster = Cluster::start_listening(
+        tempfile::tempdir().unwrap(),
+        &netns.host_ip.clone(),
+        &["--cluster-signing-duration", "30s"],
+        &[],
+    );
+    let mut nodes = TwoNodes {
+        agent: None,
+        node_dir: tempfile::tempdir().unwrap(),
+        netns,
+        cluster,
+    };
+    let c = &nodes.cluster;
+    let dir = nodes.node_dir.path().to_owned();
+    let node = format!("rot-{:06x}", tag & 0xffffff);
+    let token = run(Command::new(env!("CARGO_BIN_EXE_rkube"))
+        .args(["token", "create", "--kubeconfig"])
+        .arg(&c.kubeconfig))
+    .trim()
+    .to_owned();
+    let server = format!("https://{}", c.addr);
+    let node_ip = nodes.netns.node_ip.clone();
+    nodes.agent = Some(start_agent(
+        &nodes.netns,
+        &dir,
+        &[
+            "--server",
+            &server,
+            "--token",
+            &token,
+            "--node-name",
+            &node,
+            "--node-ip",
+            &node_ip,
+        ],
+    ));
+    let c = &nodes.cluster;
+    let ready = || {
+        jsonpath(
+            c,
+            &["get", "node", &node],
+            r#"{.status.conditions[?(@.type=="Ready")].reason}"#,
+        ) == "KubeletReady"
+    };
+    wait(
+        "the joined node to be Ready",
+        Duration::from_secs(60),
+        || ready().then_some(()),
+    );
+    let kubeconfig = dir.join("kubelet.kubeconfig");
+    let (serial, not_before, not_after) = node_certificate(&kubeconfig);
+    let lifetime = not_after - not_before;
+    assert!((25..=35).contains(&lifetime), "lifetime {lifetime}s");
+
+    // Renewed before the old certificate expires, with a later expiry.
+    let (new_serial, new_not_before, new_not_after) = wait(
+        "the client certificate to be renewed",
+        Duration::from_secs(40),
+        || Some(node_certificate(&kubeconfig)).filter(|(s, ..)| *s != serial),
+    );
+    assert!(new_not_after > not_after, "{new_not_after} <= {not_after}");
+    assert!(
+        new_not_before >= not_before + lifetime * 7 / 10 - 1 && new_not_before < not_after,
+        "renewed at {new_not_before}, the old certificate valid {not_before}..{not_after}"
+    );
+    assert_ne!(new_serial, serial);
+    let log = nodes.agent.as_ref().unwrap().log();
+    assert!(log.contains("client certificate rotated"), "{log}");
+
+    // The renewal's CSR: the node's own, auto-approved as a self-renewal, signed.
+    let csrs: serde_json::Value =
+        serde_json::from_str(&c.ok(&["get", "csr", "-o", "json"])).unwrap();
+    let renewal = csrs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|csr| {
+            csr["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("csr-")
+        })
+        .unwrap_or_else(|| panic!("no renewal CSR: {csrs}"));
+    assert_eq!(renewal["spec"]["username"], format!("system:node:{node}"));
+    assert_eq!(
+        renewal["spec"]["signerName"],
+        "kubernetes.io/kube-apiserver-client-kubelet"
+    );
+    assert_eq!(renewal["status"]["conditions"][0]["reason"], "AutoApproved");
+    assert_eq!(
+        renewal["status"]["conditions"][0]["message"],
+        "Auto approving self kubelet client certificate after SubjectAccessReview."
+    );
+    assert!(renewal["status"]["certificate"]
+        .as_str()
+        .is_some_and(|c| !c.is_empty()));
+    // The new kubeconfig is the node.
+    let who = c.kubectl_as(
+        &kubeconfig,
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&who.stdout),
+        format!("system:node:{node}")
+    );
+
+    // Heartbeats go on past the old certificate's expiry: the Lease is renewed after it,
+    // and the node stays Ready.
+    wait(
+        "a Lease renewal after the old certificate expired",
+        Duration::from_secs(40),
+        || {
+            let renewed = jsonpath(
+                c,
+                &["get", "lease", "-n", "kube-node-lease", &node],
+                "{.spec.renewTime}",
+            );
+            let at = renewed.parse::<k8s_openapi::jiff::Timestamp>().ok()?;
+            (at.as_second() > not_after).then_some(())
+        },
+    );
+    assert!(unix_now() > not_after);
+    assert!(ready(), "the node is not Ready after the rotation");
+}

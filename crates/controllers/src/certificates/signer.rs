@@ -1,7 +1,7 @@
 //! The CSR signer (upstream `certificatesigningrequest-signing-controller`): approved
 //! requests for `kubernetes.io/kube-apiserver-client`, `kube-apiserver-client-kubelet`
 //! and `kubelet-serving` are signed by the cluster CA — for `expirationSeconds` when set
-//! and shorter than the one-year default — and the certificate written to
+//! and shorter than `--cluster-signing-duration` (one year by default) — and the certificate written to
 //! `status.certificate`. A request the signer's rules refuse gets a `Failed` condition
 //! (`SignerValidationFailure`).
 
@@ -172,11 +172,12 @@ async fn reconcile(csr: Arc<CertificateSigningRequest>, ctx: Arc<Ctx>) -> Result
             );
         }
         Ok(()) => {
+            let max_ttl = ctx.cx.config.cluster_signing_duration;
             let ttl = csr
                 .spec
                 .expiration_seconds
                 .map(|s| Duration::from_secs(s.max(0) as u64))
-                .map_or(DEFAULT_TTL, |d| d.min(DEFAULT_TTL));
+                .map_or(max_ttl, |d| d.min(max_ttl));
             let usages = csr.spec.usages.clone().unwrap_or_default();
             let pem = sign(
                 &ctx.ca_cert,
