@@ -37,6 +37,7 @@ pub mod proto;
 mod query;
 pub mod request;
 mod rest;
+pub mod spdy;
 pub mod service_alloc;
 mod strategy;
 mod table;
