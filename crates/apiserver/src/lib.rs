@@ -38,6 +38,7 @@ mod query;
 pub mod request;
 mod rest;
 pub mod spdy;
+mod streamtranslator;
 pub mod service_alloc;
 mod strategy;
 mod table;
