@@ -415,13 +415,17 @@ pub async fn connect(
                 return Ok(streamtranslator::serve_v5(&mut parts, backend(path), options).await);
             }
             streamtranslator::WebSocketMode::Tunnel(protocols) if subresource == "portforward" => {
-                return streamtranslator::serve_tunnel(&mut parts, backend(path.clone()), protocols)
-                    .await
-                    .map_err(|e| {
-                        ApiError::internal(format!(
-                            "error dialing backend: POST \"https://{host}:{port}{path}\": {e}"
-                        ))
-                    });
+                return streamtranslator::serve_tunnel(
+                    &mut parts,
+                    backend(path.clone()),
+                    protocols,
+                )
+                .await
+                .map_err(|e| {
+                    ApiError::internal(format!(
+                        "error dialing backend: POST \"https://{host}:{port}{path}\": {e}"
+                    ))
+                });
             }
             _ => {}
         }

@@ -357,8 +357,16 @@ pub fn parse_header_block(b: &[u8]) -> Result<Headers, Error> {
 /// A frame as laid out on the wire, its header block still compressed.
 #[derive(Debug, PartialEq, Eq)]
 pub enum RawFrame<'a> {
-    Control { kind: u16, flags: u8, payload: &'a [u8] },
-    Data { stream_id: u32, flags: u8, payload: &'a [u8] },
+    Control {
+        kind: u16,
+        flags: u8,
+        payload: &'a [u8],
+    },
+    Data {
+        stream_id: u32,
+        flags: u8,
+        payload: &'a [u8],
+    },
 }
 
 /// The frame at the start of `buf` and its length on the wire, `None` while `buf`
@@ -670,16 +678,13 @@ impl Connection {
         self.next_id += 2;
         let (reply_tx, reply_rx) = oneshot::channel();
         let (data_tx, data_rx) = mpsc::channel(READ_QUEUE);
-        self.slots
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                id,
-                Slot {
-                    reply: Some(reply_tx),
-                    data: data_tx,
-                },
-            );
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            id,
+            Slot {
+                reply: Some(reply_tx),
+                data: data_tx,
+            },
+        );
         self.out
             .send(Frame::SynStream {
                 stream_id: id,
@@ -998,10 +1003,7 @@ mod tests {
         // A fresh decoder cannot read the second block alone; in order, both decode.
         assert!(HeaderDecoder::new().decode(&again).is_err());
         let mut dec = HeaderDecoder::new();
-        assert_eq!(
-            dec.decode(&block).unwrap(),
-            h(&[("streamtype", "stdout")])
-        );
+        assert_eq!(dec.decode(&block).unwrap(), h(&[("streamtype", "stdout")]));
         assert_eq!(
             dec.decode(&again).unwrap(),
             h(&[("content-type", "text/plain")])
@@ -1119,7 +1121,9 @@ mod tests {
                 assert!(prd.read_buf(&mut buf).await.unwrap() > 0);
             }
         }
-        assert!(matches!(&seen[0], Frame::SynStream { stream_id: 1, headers, .. } if headers == &h(&[("streamtype", "error")])));
+        assert!(
+            matches!(&seen[0], Frame::SynStream { stream_id: 1, headers, .. } if headers == &h(&[("streamtype", "error")]))
+        );
         assert!(matches!(&seen[1], Frame::SynStream { stream_id: 3, .. }));
         assert_eq!(
             seen[2],

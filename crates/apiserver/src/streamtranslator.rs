@@ -253,13 +253,10 @@ impl Backend {
             .unwrap_or_default()
             .trim()
             .to_owned();
-        let io = tokio::time::timeout(
-            STREAM_REPLY_TIMEOUT,
-            hyper::upgrade::on(&mut resp),
-        )
-        .await
-        .map_err(|_| "timed out upgrading the connection".to_owned())?
-        .map_err(|e| e.to_string())?;
+        let io = tokio::time::timeout(STREAM_REPLY_TIMEOUT, hyper::upgrade::on(&mut resp))
+            .await
+            .map_err(|_| "timed out upgrading the connection".to_owned())?
+            .map_err(|e| e.to_string())?;
         Ok(Ok((TokioIo::new(io), protocol)))
     }
 }
@@ -312,10 +309,7 @@ struct SpdySession {
 
 /// Opens the kubelet's SPDY connection and the streams `options` ask for.
 async fn open_spdy(backend: &Backend, options: Options) -> Result<SpdySession, Value> {
-    let url = format!(
-        "https://{}:{}{}",
-        backend.host, backend.port, backend.path
-    );
+    let url = format!("https://{}:{}{}", backend.host, backend.port, backend.path);
     let (io, _protocol) = match backend.upgrade(&[SPDY_V4.to_owned()]).await {
         Ok(Ok(up)) => up,
         Ok(Err(resp)) => return Err(upgrade_failure(resp).await),
@@ -364,6 +358,17 @@ async fn open_spdy(backend: &Backend, options: Options) -> Result<SpdySession, V
             .await
             .map_err(|e| internal_error(&e.to_string()))?;
     }
+    // This side never writes the output streams: half-close them, so that they end
+    // cleanly (not reset) when the runtime closes its side.
+    for s in [Some(&error), stdout.as_ref(), stderr.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        s.writer
+            .close()
+            .await
+            .map_err(|e| internal_error(&e.to_string()))?;
+    }
     Ok(SpdySession {
         _conn: conn,
         error: error.reader,
@@ -389,12 +394,9 @@ async fn translate(socket: WebSocket, backend: Backend, options: Options) {
     if tx.send(channel_message(first, &[])).await.is_err() {
         return;
     }
-    let session = tokio::select! {
-        s = open_spdy(&backend, options) => s,
-        // The client went away while the kubelet was dialled.
-        _ = wait_closed(&mut rx) => return,
-    };
-    let status = match session {
+    // The client's messages wait (unread) while the kubelet is dialled: each step of
+    // that has a deadline.
+    let status = match open_spdy(&backend, options).await {
         Err(status) => status,
         Ok(mut session) => {
             let stdin = session.stdin.take();
@@ -422,8 +424,16 @@ async fn finish(
     let _ = tx
         .send(channel_message(ERROR, status.to_string().as_bytes()))
         .await;
-    let _ = tx.send(Message::Close(None)).await;
+    let _ = tx.send(normal_close()).await;
     let _ = tokio::time::timeout(FINISH_TIMEOUT, wait_closed(&mut rx)).await;
+}
+
+/// A close frame with status 1000 (client-go takes any other, even none, as an error).
+fn normal_close() -> Message {
+    Message::Close(Some(axum::extract::ws::CloseFrame {
+        code: axum::extract::ws::close_code::NORMAL,
+        reason: "".into(),
+    }))
 }
 
 /// Reads (and drops) the client's messages until it closes.
@@ -515,11 +525,8 @@ async fn relay_output(
                     error_failed = Some("error stream exceeds 64 KiB".to_owned());
                     error_open = false;
                 }
-                Ok(None) => error_open = false,
-                Err(e) => {
-                    error_failed = Some(e.to_string());
-                    error_open = false;
-                }
+                // A reset ends the stream as its end does (spdystream reads EOF).
+                Ok(None) | Err(_) => error_open = false,
             },
         }
     }
@@ -592,7 +599,7 @@ async fn tunnel(socket: WebSocket, io: TokioIo<hyper::upgrade::Upgraded>) {
                 }
             }
         }
-        let _ = tx.send(Message::Close(None)).await;
+        let _ = tx.send(normal_close()).await;
     };
     // Either side ending ends the tunnel (the client closes after its streams are
     // done; the kubelet's end closes the WebSocket).
