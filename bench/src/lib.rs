@@ -15,6 +15,7 @@ mod pods;
 mod schedule;
 mod schedule_e2e;
 mod services;
+mod spdy;
 mod stats;
 mod store;
 
@@ -49,6 +50,9 @@ pub enum Command {
     /// Service creates through the API path: what cluster IP and node port allocation
     /// add over a ConfigMap create.
     Services(services::ServicesArgs),
+    /// The API server's SPDY/3.1 client on the exec data path: stream throughput each
+    /// way and the cost of a header block.
+    Spdy(spdy::SpdyArgs),
 }
 
 /// Runs one benchmark on a runtime of its own (call it outside any runtime).
@@ -68,5 +72,6 @@ pub fn run(command: Command) -> Result<()> {
         Command::Pods(args) => rt.block_on(pods::run(args)),
         Command::Admission(args) => rt.block_on(admission::run(args)),
         Command::Services(args) => rt.block_on(services::run(args)),
+        Command::Spdy(args) => rt.block_on(spdy::run(args)),
     }
 }

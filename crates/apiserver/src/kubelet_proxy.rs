@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::query::Query;
+use crate::streamtranslator;
 use crate::ApiState;
 
 /// How long connecting to a kubelet may take.
@@ -36,7 +37,7 @@ const LOG_OPTIONS: [&str; 7] = [
 ];
 
 /// The API server's TLS client to kubelets.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct KubeletClient {
     tls: Arc<rustls::ClientConfig>,
 }
@@ -72,7 +73,7 @@ impl KubeletClient {
 
     /// Sends `req` to the kubelet at `host:port`; the response streams and a
     /// `101 Switching Protocols` answer keeps the connection for the upgrade.
-    async fn send(
+    pub(crate) async fn send(
         &self,
         host: &str,
         port: u16,
@@ -398,6 +399,36 @@ pub async fn connect(
     let upgrade = is_upgrade(&parts.headers);
     if matches!(target, Connect::Pod { .. }) && !upgrade {
         return Err(ApiError::bad_request("Upgrade request required"));
+    }
+    if let Connect::Pod { subresource, .. } = &target {
+        // WebSocket v5 exec/attach and tunnelled port-forward are served here, the
+        // kubelet spoken to in SPDY; other protocols are relayed as they are.
+        let backend = |path: String| streamtranslator::Backend {
+            client: client.clone(),
+            host: host.clone(),
+            port,
+            path,
+        };
+        match streamtranslator::websocket_mode(&parts.headers) {
+            streamtranslator::WebSocketMode::V5 if subresource != "portforward" => {
+                let options = streamtranslator::Options::parse(query.as_deref());
+                return Ok(streamtranslator::serve_v5(&mut parts, backend(path), options).await);
+            }
+            streamtranslator::WebSocketMode::Tunnel(protocols) if subresource == "portforward" => {
+                return streamtranslator::serve_tunnel(
+                    &mut parts,
+                    backend(path.clone()),
+                    protocols,
+                )
+                .await
+                .map_err(|e| {
+                    ApiError::internal(format!(
+                        "error dialing backend: POST \"https://{host}:{port}{path}\": {e}"
+                    ))
+                });
+            }
+            _ => {}
+        }
     }
     let mut out = hyper::Request::builder()
         .method(parts.method.clone())

@@ -1074,6 +1074,16 @@ resp.close()
 print("python exec ok")
 "#;
 
+/// kubectl's `-v=6` log of an exec/attach: WebSocket `v5.channel.k8s.io` was negotiated
+/// and kubectl did not fall back to SPDY (client-go logs "RemoteCommand fallback").
+fn assert_websocket_v5(log: &str) {
+    assert!(
+        !log.contains("RemoteCommand fallback")
+            && log.contains(r#""Subprotocol negotiated" protocol="v5.channel.k8s.io""#),
+        "{log}"
+    );
+}
+
 #[test]
 fn exec_attach_port_forward_and_stats_through_the_kubelet() {
     let image = busybox_archive();
@@ -1091,7 +1101,7 @@ spec:
   - name: main
     image: {BUSYBOX}
     imagePullPolicy: Never
-    command: ["sh", "-c", "mkdir /www && echo pf-ok > /www/index.html && httpd -p 8080 -h /www && sleep 3600"]
+    command: ["sh", "-c", "mkdir /www && echo pf-ok > /www/index.html && httpd -p 8080 -h /www && (nc -ll -p 9090 -e cat &) && sleep 3600"]
   - name: ticker
     image: {BUSYBOX}
     imagePullPolicy: Never
@@ -1123,8 +1133,11 @@ spec:
         );
     }
 
-    // exec: stdout and stderr apart, the command's exit code becomes kubectl's.
+    // exec: stdout and stderr apart, the command's exit code becomes kubectl's. kubectl
+    // speaks WebSocket v5.channel.k8s.io to the API server (which speaks SPDY to the
+    // kubelet) and does not fall back to SPDY (its -v=6 log says which it used).
     let out = c.kubectl(&[
+        "-v=6",
         "exec",
         "shell",
         "-c",
@@ -1134,20 +1147,22 @@ spec:
         "-c",
         "echo out; echo err >&2; exit 3",
     ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).as_ref(),
-            String::from_utf8_lossy(&out.stderr).contains("err\n")
+            stderr.lines().any(|l| l == "err")
         ),
         (Some(3), "out\n", true),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
+        "{stderr}\n{}",
         c.log()
     );
-    // stdin is carried and its end reaches the command.
+    assert_websocket_v5(&stderr);
+    // stdin is carried and its end (v5's close signal) reaches the command.
     let out = c.kubectl_with(
         &[
+            "-v=6",
             "exec",
             "-i",
             "shell",
@@ -1161,12 +1176,53 @@ spec:
         Some("one\ntwo\n"),
         &[],
     );
-    assert!(
-        out.status.success(),
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "one\ntwo\ndone\n");
+    assert_websocket_v5(&stderr);
+    let out = c.kubectl_with(&["exec", "-i", "shell", "--", "cat"], Some("hi\n"), &[]);
+    assert_eq!(
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).as_ref()
+        ),
+        (Some(0), "hi\n"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "one\ntwo\ndone\n");
+    // A command the container lacks: the runtime's error, as upstream's translator
+    // wraps it.
+    let err = c.fails(&["exec", "shell", "-c", "main", "--", "/no-such-command"]);
+    assert!(
+        err.contains("Internal error occurred:") && err.contains("/no-such-command"),
+        "{err}"
+    );
+    // A terminal (kubectl -t under a pty of 13x77): the size reaches the command
+    // through the resize stream.
+    let mut tty = Command::new("script")
+        .args(["-qec"])
+        .arg(format!(
+            "stty rows 13 cols 77; {} --kubeconfig {} -v=6 exec -it shell -c main -- sh -c \
+             'for i in $(seq 300); do s=$(stty size) && [ \"$s\" = \"13 77\" ] && break; sleep 0.1; done; echo size:$s'",
+            support::kubectl_path().display(),
+            c.kubeconfig.display()
+        ))
+        .arg("/dev/null")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let keep_open = tty.stdin.take();
+    let out = support::wait_with_timeout(tty, Duration::from_secs(60));
+    drop(keep_open);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("size:13 77"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_websocket_v5(&text);
     // A container the pod does not have: upstream's message.
     let err = c.fails(&["exec", "shell", "-c", "nope", "--", "true"]);
     assert!(
@@ -1196,9 +1252,9 @@ spec:
     let mut attach = Command::new(support::kubectl_path())
         .arg("--kubeconfig")
         .arg(&c.kubeconfig)
-        .args(["attach", "shell", "-c", "ticker"])
+        .args(["-v=6", "attach", "shell", "-c", "ticker"])
         .stdout(std::fs::File::create(&attached).unwrap())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(c.data_dir().join("attach.err")).unwrap())
         .spawn()
         .unwrap();
     node.wait(
@@ -1211,14 +1267,15 @@ spec:
     );
     let _ = attach.kill();
     let _ = attach.wait();
+    assert_websocket_v5(&std::fs::read_to_string(c.data_dir().join("attach.err")).unwrap());
     let piped = c.data_dir().join("attach-in.out");
     let mut attach = Command::new(support::kubectl_path())
         .arg("--kubeconfig")
         .arg(&c.kubeconfig)
-        .args(["attach", "-i", "reader"])
+        .args(["-v=6", "attach", "-i", "reader"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::fs::File::create(&piped).unwrap())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(c.data_dir().join("attach-in.err")).unwrap())
         .spawn()
         .unwrap();
     {
@@ -1238,34 +1295,42 @@ spec:
     }
     let _ = attach.kill();
     let _ = attach.wait();
+    assert_websocket_v5(&std::fs::read_to_string(c.data_dir().join("attach-in.err")).unwrap());
 
-    // port-forward: an HTTP request in, the pod's answer back.
+    // port-forward: an HTTP request in, the pod's answer back, tunnelled through a
+    // WebSocket (SPDY/3.1+portforward.k8s.io) without falling back to SPDY.
     let pf_out = c.data_dir().join("pf.out");
     let mut pf = Command::new(support::kubectl_path())
         .arg("--kubeconfig")
         .arg(&c.kubeconfig)
         .args([
+            "-v=6",
             "port-forward",
             "pod/shell",
             ":8080",
+            ":9090",
             "--address",
             "127.0.0.1",
         ])
         .stdout(std::fs::File::create(&pf_out).unwrap())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(c.data_dir().join("pf.err")).unwrap())
         .spawn()
         .unwrap();
-    let local = node.wait(
-        "kubectl port-forward to listen",
-        Duration::from_secs(20),
-        || {
-            let text = std::fs::read_to_string(&pf_out).unwrap_or_default();
-            text.lines()
-                .find_map(|l| l.strip_prefix("Forwarding from 127.0.0.1:"))
-                .and_then(|l| l.split(' ').next())
-                .map(str::to_owned)
-        },
-    );
+    let local_port = |remote: &str| {
+        node.wait(
+            "kubectl port-forward to listen",
+            Duration::from_secs(20),
+            || {
+                let text = std::fs::read_to_string(&pf_out).unwrap_or_default();
+                text.lines()
+                    .filter_map(|l| l.strip_prefix("Forwarding from 127.0.0.1:"))
+                    .find_map(|l| l.strip_suffix(&format!(" -> {remote}")))
+                    .map(str::to_owned)
+            },
+        )
+    };
+    let local = local_port("8080");
+    let echo: u16 = local_port("9090").parse().unwrap();
     let fetched = node.wait(
         "a response through the forward",
         Duration::from_secs(20),
@@ -1281,8 +1346,31 @@ spec:
         },
     );
     assert_eq!(fetched, "pf-ok\n");
+    // A MiB each way through an echo server in the pod.
+    {
+        use std::io::{Read, Write};
+        let payload: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", echo)).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut writer = conn.try_clone().unwrap();
+        let sent = payload.clone();
+        let writing = std::thread::spawn(move || {
+            writer.write_all(&sent).unwrap();
+            writer.shutdown(std::net::Shutdown::Write).unwrap();
+        });
+        let mut echoed = vec![0u8; payload.len()];
+        conn.read_exact(&mut echoed).unwrap();
+        writing.join().unwrap();
+        assert!(echoed == payload, "the echo differs from what was sent");
+    }
     let _ = pf.kill();
     let _ = pf.wait();
+    let pf_log = std::fs::read_to_string(c.data_dir().join("pf.err")).unwrap();
+    assert!(
+        pf_log.contains(r#""Negotiation complete" protocol="portforward.k8s.io""#),
+        "{pf_log}"
+    );
 
     // RBAC: reading pods is not exec; `get` on pods/exec without `create` is not either.
     let bob = c.user_kubeconfig("bob", &[]);
