@@ -207,6 +207,25 @@ struct TwoNodes {
     cluster: Cluster,
 }
 
+impl TwoNodes {
+    /// A server listening on the namespace's host side (with `server_args`), and a
+    /// directory for the second node; the agent is started by the test.
+    fn start(netns: Netns, server_args: &[&str]) -> TwoNodes {
+        let cluster = Cluster::start_listening(
+            tempfile::tempdir().unwrap(),
+            &netns.host_ip.clone(),
+            server_args,
+            &[],
+        );
+        TwoNodes {
+            agent: None,
+            node_dir: tempfile::tempdir().unwrap(),
+            netns,
+            cluster,
+        }
+    }
+}
+
 impl Drop for TwoNodes {
     fn drop(&mut self) {
         if std::thread::panicking() {
@@ -264,18 +283,7 @@ fn agent_joins_from_its_own_network_namespace_and_runs_pods() {
     let tag = random();
     let netns = Netns::create(tag);
     let cluster_cidr = format!("10.{}.0.0/16", 200 + (tag >> 12) % 40);
-    let cluster = Cluster::start_listening(
-        tempfile::tempdir().unwrap(),
-        &netns.host_ip.clone(),
-        &["--cluster-cidr", &cluster_cidr],
-        &[],
-    );
-    let mut nodes = TwoNodes {
-        agent: None,
-        node_dir: tempfile::tempdir().unwrap(),
-        netns,
-        cluster,
-    };
+    let mut nodes = TwoNodes::start(netns, &["--cluster-cidr", &cluster_cidr]);
     let c = &nodes.cluster;
     let dir = nodes.node_dir.path().to_owned();
     let node = format!("mn-{:06x}", tag & 0xffffff);
@@ -599,18 +607,7 @@ fn unix_now() -> i64 {
 fn agent_rotates_its_client_certificate_before_it_expires() {
     let tag = random();
     let netns = Netns::create(tag);
-    let cluster = Cluster::start_listening(
-        tempfile::tempdir().unwrap(),
-        &netns.host_ip.clone(),
-        &["--cluster-signing-duration", "30s"],
-        &[],
-    );
-    let mut nodes = TwoNodes {
-        agent: None,
-        node_dir: tempfile::tempdir().unwrap(),
-        netns,
-        cluster,
-    };
+    let mut nodes = TwoNodes::start(netns, &["--cluster-signing-duration", "30s"]);
     let c = &nodes.cluster;
     let dir = nodes.node_dir.path().to_owned();
     let node = format!("rot-{:06x}", tag & 0xffffff);
