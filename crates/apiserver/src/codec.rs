@@ -89,6 +89,31 @@ pub enum PodBinding {
     Assigned(String),
 }
 
+/// Binds a decoded pod to `node` as upstream's binding does: refused when it is being
+/// deleted or already names a node; else `spec.nodeName` is set and, when `status` is an
+/// object, `PodScheduled=True` replaces any earlier one. The general path, for stored
+/// forms [`bind_stored_pod`] does not take.
+pub fn bind_decoded_pod(mut pod: Value, node: &str, now: &str) -> PodBinding {
+    if pod["metadata"]["deletionTimestamp"].is_string() {
+        return PodBinding::Deleting;
+    }
+    if let Some(assigned) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+        return PodBinding::Assigned(assigned.to_owned());
+    }
+    pod["spec"]["nodeName"] = Value::String(node.to_owned());
+    if let Some(status) = pod.get_mut("status").and_then(Value::as_object_mut) {
+        if let Value::Array(conditions) = status
+            .entry("conditions")
+            .or_insert_with(|| Value::Array(Vec::new()))
+        {
+            conditions.retain(|c| c["type"] != "PodScheduled");
+            conditions.push(serde_json::json!({"type": "PodScheduled", "status": "True",
+                "lastProbeTime": null, "lastTransitionTime": now}));
+        }
+    }
+    PodBinding::Bound(encode_for_store(&pod))
+}
+
 /// Binds a stored pod (our stored form: `metadata` first, no `resourceVersion`) to
 /// `node` as upstream's binding does (`spec.nodeName`, and `PodScheduled=True`
 /// replacing any earlier one when `status` is an object), without decoding the parts a
@@ -199,22 +224,6 @@ mod tests {
         assert_eq!(v["metadata"]["name"], "a");
     }
 
-    /// The general path's binding, for comparison: decode, edit, re-encode.
-    fn bind_by_decoding(pod: &Value, node: &str, now: &str) -> Value {
-        let mut pod = pod.clone();
-        pod["spec"]["nodeName"] = json!(node);
-        if let Some(status) = pod.get_mut("status").and_then(Value::as_object_mut) {
-            if let Value::Array(conditions) =
-                status.entry("conditions").or_insert_with(|| json!([]))
-            {
-                conditions.retain(|c| c["type"] != "PodScheduled");
-                conditions.push(json!({"type": "PodScheduled", "status": "True",
-                    "lastProbeTime": null, "lastTransitionTime": now}));
-            }
-        }
-        pod
-    }
-
     #[test]
     fn binding_a_stored_pod_edits_only_node_name_and_the_condition() {
         let now = "2026-11-28T09:00:00Z";
@@ -237,12 +246,10 @@ mod tests {
                 panic!("not bound: {pod}");
             };
             assert!(bound.starts_with(HEAD), "stays in the stored form");
-            let got: Value = serde_json::from_slice(&bound).unwrap();
-            assert_eq!(got, bind_by_decoding(pod, "node-1", now), "{pod}");
             assert_eq!(
-                bound,
-                encode_for_store(&got),
-                "same bytes as the general path"
+                PodBinding::Bound(bound),
+                bind_decoded_pod(pod.clone(), "node-1", now),
+                "same bytes as the general path: {pod}"
             );
         }
         let assigned =
@@ -251,12 +258,20 @@ mod tests {
             bind_stored_pod(&assigned, "node-1", now),
             Some(PodBinding::Assigned("n9".into()))
         );
+        assert_eq!(
+            bind_decoded_pod(serde_json::from_slice(&assigned).unwrap(), "node-1", now),
+            PodBinding::Assigned("n9".into())
+        );
         let deleting = encode_for_store(
             &json!({"metadata": {"name": "f", "deletionTimestamp": now}, "spec": {}}),
         );
         assert_eq!(
             bind_stored_pod(&deleting, "node-1", now),
             Some(PodBinding::Deleting)
+        );
+        assert_eq!(
+            bind_decoded_pod(serde_json::from_slice(&deleting).unwrap(), "node-1", now),
+            PodBinding::Deleting
         );
         // Not our stored form, or not JSON: the caller takes the general path.
         assert_eq!(

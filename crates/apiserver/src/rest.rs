@@ -501,41 +501,24 @@ impl Ctx {
             } else {
                 None
             };
-            let edited = match fast {
-                Some(codec::PodBinding::Bound(stored)) => stored,
-                Some(codec::PodBinding::Deleting) => {
+            // Not in our stored form: decode, edit and re-encode.
+            let binding = match fast {
+                Some(binding) => binding,
+                None => {
+                    codec::bind_decoded_pod(self.decode(&kv.value, kv.mod_revision)?, &target, &now)
+                }
+            };
+            let edited = match binding {
+                codec::PodBinding::Bound(stored) => stored,
+                codec::PodBinding::Deleting => {
                     return Err(refused(format!(
                         "pod {name} is being deleted, cannot be assigned to a host"
                     )))
                 }
-                Some(codec::PodBinding::Assigned(node)) => {
+                codec::PodBinding::Assigned(node) => {
                     return Err(refused(format!(
                         "pod {name} is already assigned to node \"{node}\""
                     )))
-                }
-                // Not in our stored form: decode, edit and re-encode.
-                None => {
-                    let mut pod = self.decode(&kv.value, kv.mod_revision)?;
-                    if meta_str(&pod, "deletionTimestamp").is_some() {
-                        return Err(refused(format!(
-                            "pod {name} is being deleted, cannot be assigned to a host"
-                        )));
-                    }
-                    if let Some(node) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
-                        return Err(refused(format!(
-                            "pod {name} is already assigned to node \"{node}\""
-                        )));
-                    }
-                    pod["spec"]["nodeName"] = json!(target);
-                    let conditions = pod
-                        .get_mut("status")
-                        .and_then(Value::as_object_mut)
-                        .map(|s| s.entry("conditions").or_insert_with(|| json!([])));
-                    if let Some(Value::Array(conditions)) = conditions {
-                        conditions.retain(|c| c["type"] != "PodScheduled");
-                        conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}));
-                    }
-                    encode_for_store(&pod)
                 }
             };
             if self.query.dry_run()? {
