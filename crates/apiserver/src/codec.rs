@@ -78,6 +78,47 @@ pub fn decode_served(stored: &[u8], revision: i64) -> Result<Value, serde_json::
     Ok(obj)
 }
 
+/// The request header with which a client asks list and watch responses to leave out
+/// `metadata.managedFields`. rkube's own components send it (their caches drop the field
+/// anyway, as upstream's informer transform does), so the field is neither sent to nor
+/// decoded by them: decoding it was most of the cost of every watched object. Clients
+/// that do not send it get upstream's responses unchanged.
+pub const OMIT_MANAGED_FIELDS: &str = "x-rkube-omit-managed-fields";
+
+/// A served object without `metadata.managedFields`; `None` when it has none (or is
+/// not a JSON object with an object `metadata`), so the caller keeps what it has. The
+/// rest of the object is copied as raw bytes; only `metadata` is parsed.
+pub fn without_managed_fields(served: &[u8]) -> Option<Vec<u8>> {
+    use serde::Deserialize;
+    use serde_json::value::RawValue;
+    use std::collections::BTreeMap;
+    const KEY: &[u8] = b"{\"metadata\":";
+    let raw: &RawValue = match served.strip_prefix(KEY) {
+        // Our served form: `metadata` is the first key, so only it is read.
+        Some(rest) => <&RawValue>::deserialize(&mut serde_json::Deserializer::from_slice(rest)).ok()?,
+        None => {
+            #[derive(serde::Deserialize)]
+            struct Top<'a> {
+                #[serde(borrow)]
+                metadata: Option<&'a RawValue>,
+            }
+            serde_json::from_slice::<Top>(served).ok()?.metadata?
+        }
+    };
+    let start = (raw.get().as_ptr() as usize).checked_sub(served.as_ptr() as usize)?;
+    let end = start + raw.get().len();
+    if end > served.len() {
+        return None;
+    }
+    let mut metadata: BTreeMap<&str, &RawValue> = serde_json::from_str(raw.get()).ok()?;
+    metadata.remove("managedFields")?;
+    let mut out = Vec::with_capacity(served.len());
+    out.extend_from_slice(&served[..start]);
+    serde_json::to_writer(&mut out, &metadata).ok()?;
+    out.extend_from_slice(&served[end..]);
+    Some(out)
+}
+
 /// What binding a stored pod to a node found ([`bind_stored_pod`]).
 #[derive(Debug, PartialEq)]
 pub enum PodBinding {
@@ -195,6 +236,33 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn managed_fields_are_cut_and_nothing_else_changes() {
+        let with = json!({"metadata": {"name": "p", "labels": {"a": "b"},
+            "managedFields": [{"manager": "m", "fieldsV1": {"f:spec": {"f:x": {}}}}],
+            "uid": "u"}, "spec": {"metadata": {"managedFields": []}}, "status": {}});
+        let mut expected = with.clone();
+        expected["metadata"].as_object_mut().unwrap().remove("managedFields");
+        let mut served = Vec::new();
+        write_served(&mut served, &encode_for_store(&with), 7);
+        let cut = without_managed_fields(&served).expect("has managedFields");
+        let mut want = expected.clone();
+        want["metadata"]["resourceVersion"] = json!("7");
+        assert_eq!(serde_json::from_slice::<Value>(&cut).unwrap(), want);
+        // The same for an object in another key order (the slower path).
+        let other = serde_json::to_vec(&json!({"kind": "Pod", "metadata": with["metadata"].clone()})).unwrap();
+        let cut = without_managed_fields(&other).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&cut).unwrap(),
+            json!({"kind": "Pod", "metadata": expected["metadata"].clone()})
+        );
+        // Nothing to cut, or not an object with metadata: the caller keeps its bytes.
+        assert_eq!(without_managed_fields(&serde_json::to_vec(&expected).unwrap()), None);
+        for bad in [&b"[1]"[..], b"{\"metadata\":3}", b"{\"metadata\":{\"managedFields\":", b"", b"{"] {
+            assert_eq!(without_managed_fields(bad), None);
+        }
+    }
 
     #[test]
     fn splice_matches_a_full_parse() {

@@ -20,6 +20,7 @@ pub mod aggregator;
 pub mod auth;
 pub mod authz;
 mod codec;
+pub use codec::OMIT_MANAGED_FIELDS;
 mod conversion;
 pub mod crd;
 mod discovery;

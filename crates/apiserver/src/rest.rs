@@ -485,28 +485,48 @@ impl Ctx {
         let refused = |message: String| -> ApiError {
             rkube_api::Status::conflict(&binding_resource, &name, &message).into()
         };
+        let key = self.key(&name);
+        // The first attempt edits the watch cache's copy, as upstream's GuaranteedUpdate
+        // starts from a cached object: the compare-and-swap on its revision refuses a stale
+        // copy, and the next attempt reads the store. What a stale copy can refuse for
+        // (deleting, already assigned) never reverts, so those refusals stand.
+        let mut cached = match self
+            .state
+            .caches
+            .get(&self.state.store, self.info.storage_prefix())
+            .await
+        {
+            Ok(cache) => cache
+                .get_object(&key)
+                .map(|o| (o.stored.clone(), o.revision)),
+            Err(_) => None,
+        };
         for _ in 0..MAX_PATCH_ATTEMPTS {
-            let got = self
-                .state
-                .store
-                .get(&self.key(&name), None)
-                .await
-                .map_err(|e| from_store(e, self.info, &name))?;
-            let kv = got
-                .kv
-                .ok_or_else(|| ApiError::not_found(self.info, &name))?;
+            let (value, mod_revision) = match cached.take() {
+                Some(guess) => guess,
+                None => {
+                    let got = self
+                        .state
+                        .store
+                        .get(&key, None)
+                        .await
+                        .map_err(|e| from_store(e, self.info, &name))?;
+                    let kv = got
+                        .kv
+                        .ok_or_else(|| ApiError::not_found(self.info, &name))?;
+                    (kv.value, kv.mod_revision)
+                }
+            };
             let now = meta::now_rfc3339();
-            let fast = if matches!(self.served_form(&kv.value), std::borrow::Cow::Borrowed(_)) {
-                codec::bind_stored_pod(&kv.value, &target, &now)
+            let fast = if matches!(self.served_form(&value), std::borrow::Cow::Borrowed(_)) {
+                codec::bind_stored_pod(&value, &target, &now)
             } else {
                 None
             };
             // Not in our stored form: decode, edit and re-encode.
             let binding = match fast {
                 Some(binding) => binding,
-                None => {
-                    codec::bind_decoded_pod(self.decode(&kv.value, kv.mod_revision)?, &target, &now)
-                }
+                None => codec::bind_decoded_pod(self.decode(&value, mod_revision)?, &target, &now),
             };
             let edited = match binding {
                 codec::PodBinding::Bound(stored) => stored,
@@ -521,21 +541,23 @@ impl Ctx {
                     )))
                 }
             };
-            if self.query.dry_run()? {
-                break;
-            }
-            match self
-                .state
-                .store
-                .update(&self.key(&name), edited.into(), kv.mod_revision)
-                .await
-            {
-                Ok(_) => break,
-                Err(rkube_store::Error::Conflict { .. }) => continue,
-                Err(e) => return Err(from_store(e, self.info, &name)),
+            let written = self.query.dry_run()?
+                || match self
+                    .state
+                    .store
+                    .update(&key, edited.into(), mod_revision)
+                    .await
+                {
+                    Ok(_) => true,
+                    Err(rkube_store::Error::Conflict { .. }) => false,
+                    Err(e) => return Err(from_store(e, self.info, &name)),
+                };
+            if written {
+                return self.respond_value(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}));
             }
         }
-        self.respond_value(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}))
+        // Every attempt lost its compare-and-swap to another writer.
+        Err(ApiError::conflict(self.info, &name))
     }
 
     /// The `autoscaling/v1` Scale view of a scalable object.
@@ -838,7 +860,16 @@ impl Ctx {
         if self.format == Format::PartialMetadata {
             let items: Result<Vec<Value>, _> = items
                 .iter()
-                .map(|(s, r)| self.decode(s, *r).map(|o| negotiate::partial_metadata(&o)))
+                .map(|(s, r)| {
+                    self.decode(s, *r).map(|mut o| {
+                        if self.omits_managed_fields() {
+                            if let Some(m) = o["metadata"].as_object_mut() {
+                                m.remove("managedFields");
+                            }
+                        }
+                        negotiate::partial_metadata(&o)
+                    })
+                })
                 .collect();
             let mut list = json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": list_revision.to_string()}, "items": items?});
             if let Some(next) = &next {
@@ -877,11 +908,21 @@ impl Ctx {
             out.extend_from_slice(format!(",\"remainingItemCount\":{remaining}").as_bytes());
         }
         out.extend_from_slice(b"},\"items\":[");
+        let lean = self.omits_managed_fields();
         for (i, (stored, revision)) in items.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
-            write_served(&mut out, &self.served_form(stored), *revision);
+            if lean {
+                let mut item = Vec::with_capacity(stored.len() + 32);
+                write_served(&mut item, &self.served_form(stored), *revision);
+                match codec::without_managed_fields(&item) {
+                    Some(cut) => out.extend_from_slice(&cut),
+                    None => out.extend_from_slice(&item),
+                }
+            } else {
+                write_served(&mut out, &self.served_form(stored), *revision);
+            }
         }
         out.extend_from_slice(b"]}");
         self.send(StatusCode::OK, out)
@@ -902,8 +943,17 @@ impl Ctx {
             &self.query,
             self.format,
             self.custom.clone(),
+            self.omits_managed_fields(),
         )
         .await
+    }
+
+    /// Whether the client asked for objects without `metadata.managedFields` in lists
+    /// and watches ([`codec::OMIT_MANAGED_FIELDS`]).
+    fn omits_managed_fields(&self) -> bool {
+        self.headers
+            .get(codec::OMIT_MANAGED_FIELDS)
+            .is_some_and(|v| v.as_bytes() == b"true")
     }
 
     /// Reads and checks a request body as an object of this resource. Missing `kind` and

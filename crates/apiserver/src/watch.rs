@@ -39,6 +39,7 @@ pub async fn serve(
     query: &Query,
     format: Format,
     custom: Option<Arc<crate::crd::CustomVersion>>,
+    lean: bool,
 ) -> Result<Response, ApiError> {
     let rv = query.resource_version()?;
     let send_initial = query.get("sendInitialEvents").map(|v| v == "true");
@@ -90,6 +91,7 @@ pub async fn serve(
         bookmarks,
         query: query.clone(),
         custom,
+        lean,
     };
     let end_bookmark = initial && send_initial == Some(true);
     Ok(stream_response(
@@ -163,6 +165,8 @@ struct Stream {
     query: Query,
     /// For custom resources: converts stored objects to the watched version.
     custom: Option<Arc<crate::crd::CustomVersion>>,
+    /// Objects are sent without `metadata.managedFields` ([`crate::codec::OMIT_MANAGED_FIELDS`]).
+    lean: bool,
 }
 
 /// Where a watch stream is: initial objects, the end-of-initial-events bookmark, the
@@ -319,7 +323,7 @@ impl Stream {
             self.custom.is_some() || crate::conversion::for_resource(self.info).is_some();
         if self.format == Format::PartialMetadata && !per_version {
             // The same for every metadata watch (the garbage collector's, on every kind).
-            return Some(event.meta_line(kind, || {
+            return Some(event.meta_line(kind, self.lean, || {
                 self.object_line(kind, &event.object, event.revision).into()
             }));
         }
@@ -328,13 +332,18 @@ impl Stream {
             return Some(self.object_line(kind, &event.object, event.revision));
         }
         if self.format == Format::Protobuf {
-            return Some(event.frame(kind, || {
+            return Some(event.frame(kind, self.lean, || {
                 self.object_line(kind, &event.object, event.revision).into()
             }));
         }
-        Some(event.line(kind, || {
+        Some(event.line(kind, self.lean, || {
             let mut body = Vec::with_capacity(event.object.stored.len() + 32);
             write_served(&mut body, &event.object.stored, event.revision);
+            if self.lean {
+                if let Some(lean) = crate::codec::without_managed_fields(&body) {
+                    body = lean;
+                }
+            }
             event_line(kind, &body)
         }))
     }
@@ -352,6 +361,11 @@ impl Stream {
                 revision,
             ),
             (None, None) => write_served(&mut body, &obj.stored, revision),
+        }
+        if self.lean {
+            if let Some(lean) = crate::codec::without_managed_fields(&body) {
+                body = lean;
+            }
         }
         if self.format == Format::Protobuf {
             let value = serde_json::from_slice::<Value>(&body).unwrap_or_default();

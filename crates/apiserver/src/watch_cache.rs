@@ -59,12 +59,13 @@ pub struct CacheEvent {
 }
 
 /// An event's rendered forms, one per format (JSON line, protobuf frame,
-/// PartialObjectMetadata line) and event type (ADDED, MODIFIED, DELETED): made once for
+/// PartialObjectMetadata line), event type (ADDED, MODIFIED, DELETED) and whether
+/// `managedFields` is left out ([`crate::codec::OMIT_MANAGED_FIELDS`]): made once for
 /// all the watchers that send it, and forgotten once the event is [`HOT_EVENTS`] behind
 /// the newest — by then every watcher that keeps up has sent it, and holding them for the
 /// whole replay window would keep about two extra copies of every recent object.
 #[derive(Debug, Default)]
-struct Rendered(Mutex<[Option<Bytes>; 9]>);
+struct Rendered(Mutex<[Option<Bytes>; 18]>);
 
 /// How many of the newest events keep their rendered forms.
 const HOT_EVENTS: usize = 1024;
@@ -108,27 +109,41 @@ impl CacheEvent {
 
     /// The watch event line `{"type":T,"object":…}` for this change, shared by every
     /// client watch that sends it with the same type.
-    pub fn line(&self, event_type: &str, render: impl FnOnce() -> Vec<u8>) -> Bytes {
-        self.shared(Form::Line, event_type, render)
+    pub fn line(&self, event_type: &str, lean: bool, render: impl FnOnce() -> Vec<u8>) -> Bytes {
+        self.shared(Form::Line, event_type, lean, render)
     }
 
     /// The protobuf watch frame for this change, shared likewise.
-    pub fn frame(&self, event_type: &str, render: impl FnOnce() -> Vec<u8>) -> Bytes {
-        self.shared(Form::Frame, event_type, render)
+    pub fn frame(&self, event_type: &str, lean: bool, render: impl FnOnce() -> Vec<u8>) -> Bytes {
+        self.shared(Form::Frame, event_type, lean, render)
     }
 
     /// The PartialObjectMetadata (JSON) event line for this change, shared likewise.
-    pub fn meta_line(&self, event_type: &str, render: impl FnOnce() -> Vec<u8>) -> Bytes {
-        self.shared(Form::MetaLine, event_type, render)
+    pub fn meta_line(
+        &self,
+        event_type: &str,
+        lean: bool,
+        render: impl FnOnce() -> Vec<u8>,
+    ) -> Bytes {
+        self.shared(Form::MetaLine, event_type, lean, render)
     }
 
-    fn shared(&self, form: Form, event_type: &str, render: impl FnOnce() -> Vec<u8>) -> Bytes {
+    /// `lean`: the form without `metadata.managedFields`.
+    fn shared(
+        &self,
+        form: Form,
+        event_type: &str,
+        lean: bool,
+        render: impl FnOnce() -> Vec<u8>,
+    ) -> Bytes {
         let kind = match event_type {
             "ADDED" => 0,
             "MODIFIED" => 1,
             _ => 2,
         };
-        self.rendered.get_or_render(form as usize + kind, render)
+        let lean = if lean { 9 } else { 0 };
+        self.rendered
+            .get_or_render(form as usize + kind + lean, render)
     }
 }
 
@@ -601,16 +616,20 @@ mod tests {
             renders.set(renders.get() + 1);
             what.as_bytes().to_vec()
         };
-        assert_eq!(e.line("ADDED", || render("a")), "a");
-        assert_eq!(e.line("ADDED", || render("again")), "a");
-        assert_eq!(e.line("MODIFIED", || render("m")), "m");
-        assert_eq!(e.frame("ADDED", || render("f")), "f");
-        assert_eq!(e.meta_line("ADDED", || render("meta")), "meta");
-        assert_eq!(renders.get(), 4);
+        assert_eq!(e.line("ADDED", false, || render("a")), "a");
+        assert_eq!(e.line("ADDED", false, || render("again")), "a");
+        assert_eq!(e.line("MODIFIED", false, || render("m")), "m");
+        assert_eq!(e.frame("ADDED", false, || render("f")), "f");
+        assert_eq!(e.meta_line("ADDED", false, || render("meta")), "meta");
+        assert_eq!(e.line("ADDED", true, || render("lean")), "lean");
+        assert_eq!(e.meta_line("ADDED", true, || render("lean meta")), "lean meta");
+        assert_eq!(e.line("ADDED", true, || render("again")), "lean");
+        assert_eq!(e.line("ADDED", false, || render("again")), "a");
+        assert_eq!(renders.get(), 6);
         assert_eq!(e.object.labels.get("a").map(String::as_str), Some("b"));
         e.rendered.forget();
-        assert_eq!(e.line("ADDED", || render("fresh")), "fresh");
-        assert_eq!(renders.get(), 5);
+        assert_eq!(e.line("ADDED", false, || render("fresh")), "fresh");
+        assert_eq!(renders.get(), 7);
     }
 
     #[tokio::test]
@@ -640,17 +659,17 @@ mod tests {
         };
         cache.apply(vec![put(1)]);
         let first = cache.lock().events[0].clone();
-        first.line("ADDED", || b"first".to_vec());
+        first.line("ADDED", false, || b"first".to_vec());
         cache.apply((2..=HOT_EVENTS as Revision).map(put).collect());
-        assert_eq!(first.line("ADDED", || b"re-rendered".to_vec()), "first");
+        assert_eq!(first.line("ADDED", false, || b"re-rendered".to_vec()), "first");
         cache.apply(vec![put(HOT_EVENTS as Revision + 1)]);
         assert_eq!(
-            first.line("ADDED", || b"re-rendered".to_vec()),
+            first.line("ADDED", false, || b"re-rendered".to_vec()),
             "re-rendered",
             "the oldest event's render should be forgotten once {HOT_EVENTS} newer events came"
         );
         let newest = cache.lock().events.back().cloned().unwrap();
-        newest.line("ADDED", || b"newest".to_vec());
-        assert_eq!(newest.line("ADDED", || b"other".to_vec()), "newest");
+        newest.line("ADDED", false, || b"newest".to_vec());
+        assert_eq!(newest.line("ADDED", false, || b"other".to_vec()), "newest");
     }
 }

@@ -274,6 +274,11 @@ pub(crate) async fn client_from_kubeconfig(path: &Path, component: &str) -> Resu
         axum::http::header::USER_AGENT,
         crate::user_agent::header_value(component, None),
     ));
+    // rkube's components never read managedFields: lists and watches leave them out.
+    config.headers.push((
+        axum::http::HeaderName::from_static(rkube_apiserver::OMIT_MANAGED_FIELDS),
+        axum::http::HeaderValue::from_static("true"),
+    ));
     Client::try_from(config).context("cannot build an API client")
 }
 

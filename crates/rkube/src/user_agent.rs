@@ -33,16 +33,18 @@ pub(crate) fn header_value(component: &str, suffix: Option<&str>) -> HeaderValue
 }
 
 /// Sets `agent` as the User-Agent of every request through an in-process router that
-/// does not carry one (kube's client sends none of its own).
+/// does not carry one (kube's client sends none of its own), and asks for lists and
+/// watches without `managedFields`, which rkube's components never read.
 pub(crate) fn layer(router: axum::Router, agent: HeaderValue) -> axum::Router {
     router.layer(axum::middleware::map_request(
         move |mut request: axum::extract::Request| {
             let agent = agent.clone();
             async move {
-                request
-                    .headers_mut()
-                    .entry(header::USER_AGENT)
-                    .or_insert(agent);
+                let headers = request.headers_mut();
+                headers.entry(header::USER_AGENT).or_insert(agent);
+                headers
+                    .entry(rkube_apiserver::OMIT_MANAGED_FIELDS)
+                    .or_insert(HeaderValue::from_static("true"));
                 request
             }
         },
