@@ -95,7 +95,9 @@ pub fn without_managed_fields(served: &[u8]) -> Option<Vec<u8>> {
     const KEY: &[u8] = b"{\"metadata\":";
     let raw: &RawValue = match served.strip_prefix(KEY) {
         // Our served form: `metadata` is the first key, so only it is read.
-        Some(rest) => <&RawValue>::deserialize(&mut serde_json::Deserializer::from_slice(rest)).ok()?,
+        Some(rest) => {
+            <&RawValue>::deserialize(&mut serde_json::Deserializer::from_slice(rest)).ok()?
+        }
         None => {
             #[derive(serde::Deserialize)]
             struct Top<'a> {
@@ -243,7 +245,10 @@ mod tests {
             "managedFields": [{"manager": "m", "fieldsV1": {"f:spec": {"f:x": {}}}}],
             "uid": "u"}, "spec": {"metadata": {"managedFields": []}}, "status": {}});
         let mut expected = with.clone();
-        expected["metadata"].as_object_mut().unwrap().remove("managedFields");
+        expected["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("managedFields");
         let mut served = Vec::new();
         write_served(&mut served, &encode_for_store(&with), 7);
         let cut = without_managed_fields(&served).expect("has managedFields");
@@ -251,15 +256,26 @@ mod tests {
         want["metadata"]["resourceVersion"] = json!("7");
         assert_eq!(serde_json::from_slice::<Value>(&cut).unwrap(), want);
         // The same for an object in another key order (the slower path).
-        let other = serde_json::to_vec(&json!({"kind": "Pod", "metadata": with["metadata"].clone()})).unwrap();
+        let other =
+            serde_json::to_vec(&json!({"kind": "Pod", "metadata": with["metadata"].clone()}))
+                .unwrap();
         let cut = without_managed_fields(&other).unwrap();
         assert_eq!(
             serde_json::from_slice::<Value>(&cut).unwrap(),
             json!({"kind": "Pod", "metadata": expected["metadata"].clone()})
         );
         // Nothing to cut, or not an object with metadata: the caller keeps its bytes.
-        assert_eq!(without_managed_fields(&serde_json::to_vec(&expected).unwrap()), None);
-        for bad in [&b"[1]"[..], b"{\"metadata\":3}", b"{\"metadata\":{\"managedFields\":", b"", b"{"] {
+        assert_eq!(
+            without_managed_fields(&serde_json::to_vec(&expected).unwrap()),
+            None
+        );
+        for bad in [
+            &b"[1]"[..],
+            b"{\"metadata\":3}",
+            b"{\"metadata\":{\"managedFields\":",
+            b"",
+            b"{",
+        ] {
             assert_eq!(without_managed_fields(bad), None);
         }
     }

@@ -622,7 +622,10 @@ mod tests {
         assert_eq!(e.frame("ADDED", false, || render("f")), "f");
         assert_eq!(e.meta_line("ADDED", false, || render("meta")), "meta");
         assert_eq!(e.line("ADDED", true, || render("lean")), "lean");
-        assert_eq!(e.meta_line("ADDED", true, || render("lean meta")), "lean meta");
+        assert_eq!(
+            e.meta_line("ADDED", true, || render("lean meta")),
+            "lean meta"
+        );
         assert_eq!(e.line("ADDED", true, || render("again")), "lean");
         assert_eq!(e.line("ADDED", false, || render("again")), "a");
         assert_eq!(renders.get(), 6);
@@ -661,7 +664,10 @@ mod tests {
         let first = cache.lock().events[0].clone();
         first.line("ADDED", false, || b"first".to_vec());
         cache.apply((2..=HOT_EVENTS as Revision).map(put).collect());
-        assert_eq!(first.line("ADDED", false, || b"re-rendered".to_vec()), "first");
+        assert_eq!(
+            first.line("ADDED", false, || b"re-rendered".to_vec()),
+            "first"
+        );
         cache.apply(vec![put(HOT_EVENTS as Revision + 1)]);
         assert_eq!(
             first.line("ADDED", false, || b"re-rendered".to_vec()),
