@@ -415,6 +415,148 @@ fn binding_assigns_a_pod_once() {
 }
 
 #[test]
+fn binding_right_after_another_write_keeps_it() {
+    // The bind starts from the watch cache's copy of the pod, which may not have the
+    // write just before it yet: the compare-and-swap must then refuse it and the bind
+    // retry on the stored pod, so neither write is lost.
+    let c = Cluster::start(&[]);
+    let pods = "/api/v1/namespaces/default/pods";
+    for i in 0..20 {
+        let name = format!("p{i}");
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+        let (code, body) = curl(
+            &c,
+            "POST",
+            pods,
+            "application/json",
+            Some(&serde_json::to_vec(&pod).unwrap()),
+            &[],
+        );
+        assert_eq!(code, 201, "{body}");
+        let label =
+            serde_json::to_vec(&json!({"metadata": {"labels": {"written": "before-bind"}}}))
+                .unwrap();
+        let (code, body) = curl(
+            &c,
+            "PATCH",
+            &format!("{pods}/{name}"),
+            "application/merge-patch+json",
+            Some(&label),
+            &[],
+        );
+        assert_eq!(code, 200, "{body}");
+        let binding = serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name}, "target": {"kind": "Node", "name": "node-1"}})).unwrap();
+        let (code, body) = curl(
+            &c,
+            "POST",
+            &format!("{pods}/{name}/binding"),
+            "application/json",
+            Some(&binding),
+            &[],
+        );
+        assert_eq!(code, 201, "{body}");
+        let (_, body) = curl(
+            &c,
+            "GET",
+            &format!("{pods}/{name}"),
+            "application/json",
+            None,
+            &[],
+        );
+        let got = status(&body);
+        assert_eq!(got["spec"]["nodeName"], "node-1", "{body}");
+        assert_eq!(
+            got["metadata"]["labels"]["written"], "before-bind",
+            "{body}"
+        );
+    }
+}
+
+#[test]
+fn rkube_components_may_ask_for_objects_without_managed_fields() {
+    let c = Cluster::start(support::WITHOUT_ROOT_CA_CONFIGMAPS);
+    let (code, body) = curl(&c, "POST", CMS, "application/json", Some(&cm("one")), &[]);
+    assert_eq!(code, 201, "{body}");
+    assert!(
+        !status(&body)["metadata"]["managedFields"].is_null(),
+        "{body}"
+    );
+    let omit = ["-H", "x-rkube-omit-managed-fields: true"];
+    let metadata = [
+        "-H",
+        "Accept: application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+    ];
+    // Lists: JSON and PartialObjectMetadata, with and without the header.
+    for (extra, has) in [(&[][..], true), (&omit[..], false)] {
+        let (_, body) = curl(&c, "GET", CMS, "application/json", None, extra);
+        let item = &status(&body)["items"][0];
+        assert_eq!(item["metadata"]["name"], "one", "{body}");
+        assert_eq!(!item["metadata"]["managedFields"].is_null(), has, "{body}");
+        let mut with_meta = extra.to_vec();
+        with_meta.extend_from_slice(&metadata);
+        let (_, body) = curl(&c, "GET", CMS, "application/json", None, &with_meta);
+        let item = &status(&body)["items"][0];
+        assert_eq!(item["kind"], "PartialObjectMetadata", "{body}");
+        assert_eq!(!item["metadata"]["managedFields"].is_null(), has, "{body}");
+    }
+    // Watches: the initial object and a live change, with and without the header.
+    let url = |c: &Cluster| format!("https://{}{CMS}?watch=true&timeoutSeconds=3", c.addr);
+    let plain = watch_in_background(&c, url(&c));
+    let pki = c.data_dir().join("pki");
+    let lean_url = url(&c);
+    let lean = std::thread::spawn(move || {
+        let out = Command::new("curl")
+            .args(["-sS", "-N", "-H", "x-rkube-omit-managed-fields: true"])
+            .arg("--cacert")
+            .arg(pki.join("ca.crt"))
+            .arg("--cert")
+            .arg(pki.join("admin.crt"))
+            .arg("--key")
+            .arg(pki.join("admin.key"))
+            .arg(lean_url)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (code, body) = curl(&c, "POST", CMS, "application/json", Some(&cm("two")), &[]);
+    assert_eq!(code, 201, "{body}");
+    for (stream, has) in [(plain, true), (lean, false)] {
+        let body = stream.join().unwrap();
+        let seen = events(&body);
+        let names: Vec<&Value> = seen
+            .iter()
+            .map(|e| &e["object"]["metadata"]["name"])
+            .collect();
+        assert_eq!(names, [&json!("one"), &json!("two")], "{body}");
+        for e in &seen {
+            assert_eq!(
+                !e["object"]["metadata"]["managedFields"].is_null(),
+                has,
+                "{body}"
+            );
+            assert!(
+                !e["object"]["metadata"]["resourceVersion"].is_null(),
+                "{body}"
+            );
+        }
+    }
+    // A GET is never changed.
+    let (_, body) = curl(
+        &c,
+        "GET",
+        &format!("{CMS}/one"),
+        "application/json",
+        None,
+        &omit,
+    );
+    assert!(
+        !status(&body)["metadata"]["managedFields"].is_null(),
+        "{body}"
+    );
+}
+
+#[test]
 fn deleting_a_namespace_waits_for_its_finalizer() {
     // This test plays the namespace controller itself.
     let c = Cluster::start(&["--controllers=*,-namespace-controller"]);
