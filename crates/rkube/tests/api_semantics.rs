@@ -174,10 +174,21 @@ fn updates_use_optimistic_concurrency() {
 
 /// Streams `url` with curl (admin certificate) on a thread until the server ends it.
 fn watch_in_background(c: &Cluster, url: String) -> std::thread::JoinHandle<String> {
+    watch_in_background_with(c, url, &[])
+}
+
+/// [`watch_in_background`] with extra curl arguments (headers).
+fn watch_in_background_with(
+    c: &Cluster,
+    url: String,
+    extra: &[&str],
+) -> std::thread::JoinHandle<String> {
     let pki = c.data_dir().join("pki");
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
     std::thread::spawn(move || {
         let out = Command::new("curl")
             .args(["-sS", "-N"])
+            .args(&extra)
             .arg("--cacert")
             .arg(pki.join("ca.crt"))
             .arg("--cert")
@@ -357,20 +368,25 @@ fn bookmarks_report_progress() {
     );
 }
 
-#[test]
-fn binding_assigns_a_pod_once() {
-    let c = Cluster::start(&[]);
-    let pods = "/api/v1/namespaces/default/pods";
-    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+/// Creates pod `name` (one busybox container) in `default`.
+fn create_pod(c: &Cluster, name: &str) {
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
     let (code, body) = curl(
-        &c,
+        c,
         "POST",
-        pods,
+        "/api/v1/namespaces/default/pods",
         "application/json",
         Some(&serde_json::to_vec(&pod).unwrap()),
         &[],
     );
     assert_eq!(code, 201, "{body}");
+}
+
+#[test]
+fn binding_assigns_a_pod_once() {
+    let c = Cluster::start(&[]);
+    let pods = "/api/v1/namespaces/default/pods";
+    create_pod(&c, "p");
     let binding = |node: &str| {
         serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"}, "target": {"apiVersion": "v1", "kind": "Node", "name": node}})).unwrap()
     };
@@ -423,16 +439,7 @@ fn binding_right_after_another_write_keeps_it() {
     let pods = "/api/v1/namespaces/default/pods";
     for i in 0..20 {
         let name = format!("p{i}");
-        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
-        let (code, body) = curl(
-            &c,
-            "POST",
-            pods,
-            "application/json",
-            Some(&serde_json::to_vec(&pod).unwrap()),
-            &[],
-        );
-        assert_eq!(code, 201, "{body}");
+        create_pod(&c, &name);
         let label =
             serde_json::to_vec(&json!({"metadata": {"labels": {"written": "before-bind"}}}))
                 .unwrap();
@@ -502,22 +509,7 @@ fn rkube_components_may_ask_for_objects_without_managed_fields() {
     // Watches: the initial object and a live change, with and without the header.
     let url = |c: &Cluster| format!("https://{}{CMS}?watch=true&timeoutSeconds=3", c.addr);
     let plain = watch_in_background(&c, url(&c));
-    let pki = c.data_dir().join("pki");
-    let lean_url = url(&c);
-    let lean = std::thread::spawn(move || {
-        let out = Command::new("curl")
-            .args(["-sS", "-N", "-H", "x-rkube-omit-managed-fields: true"])
-            .arg("--cacert")
-            .arg(pki.join("ca.crt"))
-            .arg("--cert")
-            .arg(pki.join("admin.crt"))
-            .arg("--key")
-            .arg(pki.join("admin.key"))
-            .arg(lean_url)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    });
+    let lean = watch_in_background_with(&c, url(&c), &omit);
     std::thread::sleep(std::time::Duration::from_millis(500));
     let (code, body) = curl(&c, "POST", CMS, "application/json", Some(&cm("two")), &[]);
     assert_eq!(code, 201, "{body}");
