@@ -145,16 +145,21 @@ pub fn bind_decoded_pod(mut pod: Value, node: &str, now: &str) -> PodBinding {
     }
     pod["spec"]["nodeName"] = Value::String(node.to_owned());
     if let Some(status) = pod.get_mut("status").and_then(Value::as_object_mut) {
-        if let Value::Array(conditions) = status
-            .entry("conditions")
-            .or_insert_with(|| Value::Array(Vec::new()))
-        {
-            conditions.retain(|c| c["type"] != "PodScheduled");
-            conditions.push(serde_json::json!({"type": "PodScheduled", "status": "True",
-                "lastProbeTime": null, "lastTransitionTime": now}));
-        }
+        set_pod_scheduled(status, now);
     }
     PodBinding::Bound(encode_for_store(&pod))
+}
+
+/// A bound pod's status: `PodScheduled=True` replaces any earlier PodScheduled condition.
+fn set_pod_scheduled(status: &mut Map<String, Value>, now: &str) {
+    if let Value::Array(conditions) = status
+        .entry("conditions")
+        .or_insert_with(|| Value::Array(Vec::new()))
+    {
+        conditions.retain(|c| c["type"] != "PodScheduled");
+        conditions.push(serde_json::json!({"type": "PodScheduled", "status": "True",
+            "lastProbeTime": null, "lastTransitionTime": now}));
+    }
 }
 
 /// Binds a stored pod (our stored form: `metadata` first, no `resourceVersion`) to
@@ -201,14 +206,7 @@ pub fn bind_stored_pod(stored: &[u8], node: &str, now: &str) -> Option<PodBindin
         .map(|raw| serde_json::from_str::<Value>(raw.get()))
     {
         Some(Ok(Value::Object(mut status))) => {
-            if let Value::Array(conditions) = status
-                .entry("conditions")
-                .or_insert_with(|| Value::Array(Vec::new()))
-            {
-                conditions.retain(|c| c["type"] != "PodScheduled");
-                conditions.push(serde_json::json!({"type": "PodScheduled", "status": "True",
-                    "lastProbeTime": null, "lastTransitionTime": now}));
-            }
+            set_pod_scheduled(&mut status, now);
             Some(to_raw_value(&status).ok()?)
         }
         Some(Err(_)) => return None,

@@ -858,11 +858,12 @@ impl Ctx {
             return self.respond_value(StatusCode::OK, &t);
         }
         if self.format == Format::PartialMetadata {
+            let lean = self.omits_managed_fields();
             let items: Result<Vec<Value>, _> = items
                 .iter()
                 .map(|(s, r)| {
                     self.decode(s, *r).map(|mut o| {
-                        if self.omits_managed_fields() {
+                        if lean {
                             if let Some(m) = o["metadata"].as_object_mut() {
                                 m.remove("managedFields");
                             }

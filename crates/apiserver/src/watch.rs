@@ -337,14 +337,7 @@ impl Stream {
             }));
         }
         Some(event.line(kind, self.lean, || {
-            let mut body = Vec::with_capacity(event.object.stored.len() + 32);
-            write_served(&mut body, &event.object.stored, event.revision);
-            if self.lean {
-                if let Some(lean) = crate::codec::without_managed_fields(&body) {
-                    body = lean;
-                }
-            }
-            event_line(kind, &body)
+            self.object_line(kind, &event.object, event.revision).into()
         }))
     }
 
