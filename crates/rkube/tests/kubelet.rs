@@ -83,22 +83,16 @@ impl Node {
     }
 
     /// Polls `f` until it returns `Some`, up to `timeout`.
-    fn wait<T>(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(v) = f() {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}\n--- events ---\n{}\n--- server log ---\n{}\n--- containerd log ---\n{}",
+    fn wait<T>(&self, what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
+        poll(what, timeout, f, || {
+            format!(
+                "--- events ---\n{}\n--- server log ---\n{}\n--- containerd log ---\n{}",
                 String::from_utf8_lossy(&self.cluster.kubectl(&["get", "events", "-A"]).stdout),
                 self.cluster.log(),
                 std::fs::read_to_string(self.cluster.data_dir().join("containerd/containerd.log"))
                     .unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+            )
+        })
     }
 
     /// Waits until the node is Ready.
@@ -157,6 +151,28 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         rkube_testkit::node::clean_up(self.cluster.data_dir(), &self.bridge, &self.cidr);
+    }
+}
+
+/// Polls `f` every 200 ms until it returns `Some`; after `timeout`, fails with
+/// `diagnostics`.
+fn poll<T>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> Option<T>,
+    diagnostics: impl Fn() -> String,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -511,19 +527,13 @@ fn standalone_kubelet_trusts_the_api_servers_client_ca() {
         cidr,
     };
     let wait = |what: &str, f: &mut dyn FnMut() -> Option<String>| {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(v) = f() {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}\n--- kubelet log ---\n{}\n--- server log ---\n{}",
+        poll(what, Duration::from_secs(60), f, || {
+            format!(
+                "--- kubelet log ---\n{}\n--- server log ---\n{}",
                 kubelet.log(),
                 cluster.log()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+            )
+        })
     };
     wait("the node to be Ready", &mut || {
         let out = cluster.kubectl(&[
