@@ -30,6 +30,8 @@ pub struct CachedObject {
     pub revision: Revision,
     pub stored: Bytes,
     pub labels: BTreeMap<String, String>,
+    /// The stored JSON parsed, on first need ([`CachedObject::value`]).
+    parsed: std::sync::OnceLock<Option<Arc<serde_json::Value>>>,
 }
 
 impl CachedObject {
@@ -40,7 +42,17 @@ impl CachedObject {
             revision,
             stored,
             labels,
+            parsed: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The object parsed (`None`: its stored bytes are not JSON). Parsed once and shared:
+    /// admission reads the same namespace, service account and classes for every pod
+    /// created, and each parse was a full pass over the object.
+    pub fn value(&self) -> Option<Arc<serde_json::Value>> {
+        self.parsed
+            .get_or_init(|| serde_json::from_slice(&self.stored).ok().map(Arc::new))
+            .clone()
     }
 }
 

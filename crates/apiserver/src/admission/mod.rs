@@ -171,20 +171,22 @@ pub(crate) fn resource(group: &str, version: &str, plural: &str) -> &'static Res
     rkube_api::resources::find(group, version, plural).expect("a built-in resource")
 }
 
-/// An object as the server has it: from the resource's watch cache, else (not seen by
-/// the cache yet) from the store, as upstream's plugins fall back to a live lookup.
+/// An object as the server has it: from the resource's watch cache (parsed once, shared),
+/// else (not seen by the cache yet) from the store, as upstream's plugins fall back to a
+/// live lookup.
 pub(crate) async fn lookup(
     state: &ApiState,
     info: &ResourceInfo,
     namespace: Option<&str>,
     name: &str,
-) -> Result<Option<Value>, ApiError> {
+) -> Result<Option<Arc<Value>>, ApiError> {
     let key = info.key(namespace, name);
     if let Ok(cache) = state.caches.get(&state.store, info.storage_prefix()).await {
         if let Some(o) = cache.get_object(&key) {
-            return serde_json::from_slice(&o.stored)
+            return o
+                .value()
                 .map(Some)
-                .map_err(ApiError::internal);
+                .ok_or_else(|| ApiError::internal(format!("{key}: stored object is not JSON")));
         }
     }
     let got = state
@@ -194,18 +196,19 @@ pub(crate) async fn lookup(
         .map_err(|e| from_store(e, info, name))?;
     match got.kv {
         Some(kv) => serde_json::from_slice(&kv.value)
-            .map(Some)
+            .map(|v| Some(Arc::new(v)))
             .map_err(ApiError::internal),
         None => Ok(None),
     }
 }
 
-/// The objects of a resource (in `namespace`, or all) from its watch cache.
+/// The objects of a resource (in `namespace`, or all) from its watch cache, each parsed
+/// once and shared.
 pub(crate) async fn list(
     state: &ApiState,
     info: &ResourceInfo,
     namespace: Option<&str>,
-) -> Result<Vec<Value>, ApiError> {
+) -> Result<Vec<Arc<Value>>, ApiError> {
     let cache = state
         .caches
         .get(&state.store, info.storage_prefix())
@@ -219,10 +222,7 @@ pub(crate) async fn list(
         .list(&prefix, 0)
         .await
         .map_err(|e| ApiError::unavailable(e.to_string()))?;
-    Ok(objects
-        .iter()
-        .filter_map(|o| serde_json::from_slice(&o.stored).ok())
-        .collect())
+    Ok(objects.iter().filter_map(|o| o.value()).collect())
 }
 
 /// Whether a request is a pod create of the main resource (what most pod plugins act on).

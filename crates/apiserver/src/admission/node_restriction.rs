@@ -3,6 +3,8 @@
 //! pods bound to it, mirror pods bound to it, and its own Lease; it may only delete or
 //! evict pods bound to it and request tokens bound to them.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use super::{lookup, resource, Operation, Plugin, Request, Verdict};
@@ -99,7 +101,7 @@ fn subject_name(r: &Request) -> String {
 }
 
 /// The pod named `name` in the request's namespace, or 404.
-async fn existing_pod(r: &Request, name: &str) -> Result<Value, ApiError> {
+async fn existing_pod(r: &Request, name: &str) -> Result<Arc<Value>, ApiError> {
     let pods = resource("", "v1", "pods");
     lookup(&r.state, pods, Some(&r.namespace), name)
         .await?

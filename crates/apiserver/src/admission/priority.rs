@@ -122,11 +122,12 @@ impl Plugin for Priority {
 }
 
 /// The global default class; with several, the one of lowest value (as upstream picks).
-fn global_default(classes: &[Value]) -> Option<&Value> {
+fn global_default(classes: &[Arc<Value>]) -> Option<&Value> {
     classes
         .iter()
         .filter(|pc| pc["globalDefault"] == true)
         .min_by_key(|pc| pc["value"].as_i64().unwrap_or(0))
+        .map(|pc| &**pc)
 }
 
 /// Creates the system priority classes that do not exist yet (through the API, as the
@@ -165,7 +166,8 @@ mod tests {
             json!({"metadata": {"name": "a"}, "value": 10, "globalDefault": true}),
             json!({"metadata": {"name": "b"}, "value": 5, "globalDefault": true}),
             json!({"metadata": {"name": "c"}, "value": 1}),
-        ];
+        ]
+        .map(Arc::new);
         assert_eq!(global_default(&classes).unwrap()["metadata"]["name"], "b");
         assert!(global_default(&classes[2..]).is_none());
     }

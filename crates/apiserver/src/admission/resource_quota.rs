@@ -37,7 +37,7 @@ impl Plugin for ResourceQuota {
             }
             let quotas_info = resource("", "v1", "resourcequotas");
             let quotas = list(&r.state, quotas_info, Some(&r.namespace)).await?;
-            let quotas: Vec<Value> = quotas
+            let quotas: Vec<_> = quotas
                 .into_iter()
                 .filter(|q| {
                     q["status"]["hard"]
