@@ -89,7 +89,11 @@ pub fn run(args: ScheduleArgs) -> Result<()> {
         drop(nodes);
         drop(state);
         match result {
-            Ok(r) => cache.assume_pod(p, &r.node),
+            Ok(r) => {
+                // The result's score table holds the scored nodes: let go of it too.
+                drop(r.scores);
+                cache.assume_pod(p, &r.node)
+            }
             Err(_) => failed += 1,
         }
         latencies.push(t.elapsed());

@@ -142,12 +142,12 @@ pub fn evaluate(
         out.score_error = Some(pre_score);
         return out;
     }
-    match fw.run_score(&state, pod, &feasible) {
+    match fw.run_score(&state, pod, feasible) {
         Ok(scores) => {
             let top = scores.totals.iter().copied().max().unwrap_or(0);
             out.best = (0..scores.len())
                 .filter(|i| scores.totals[*i] == top)
-                .map(|i| scores.names[i].to_string())
+                .map(|i| scores.name(i).to_owned())
                 .collect();
             out.scores = scores;
         }
@@ -515,7 +515,7 @@ impl fmt::Display for Explanation {
             let mut rows = vec![head];
             let n = sc.len();
             for i in 0..n {
-                let mut row = vec![sc.names[i].to_string()];
+                let mut row = vec![sc.name(i).to_owned()];
                 for (p, (_, w)) in sc.plugins.iter().enumerate() {
                     let s = sc.normalized[p * n + i];
                     row.push(format!("{s}×{w}={}", s * w));

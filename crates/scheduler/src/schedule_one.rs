@@ -282,8 +282,10 @@ pub fn schedule_pod(
     if !pre_score.is_success() {
         return Err(ScheduleError::Internal(pre_score));
     }
+    let feasible_nodes = std::mem::take(&mut feasible);
+    let feasible = feasible_nodes.len();
     let scores = fw
-        .run_score(state, pod, &feasible)
+        .run_score(state, pod, feasible_nodes)
         .map_err(ScheduleError::Internal)?;
     let best = scores.totals.iter().copied().max().unwrap_or(0);
     let top: Vec<usize> = (0..scores.len())
@@ -291,9 +293,9 @@ pub fn schedule_pod(
         .collect();
     let pick = top[tiebreak(top.len()) % top.len()];
     Ok(ScheduleResult {
-        node: scores.names[pick].to_string(),
+        node: scores.name(pick).to_owned(),
         evaluated,
-        feasible: feasible.len(),
+        feasible,
         scores,
     })
 }

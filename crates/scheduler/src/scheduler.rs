@@ -35,7 +35,7 @@ use crate::listers::{Lister, Listers};
 use crate::plugins::default_preemption::Pdbs;
 use crate::plugins::Handle;
 use crate::queue::{QueuedPod, SchedulingQueue};
-use crate::schedule_one::{schedule_pod, ScheduleError};
+use crate::schedule_one::{schedule_pod, ScheduleError, ScheduleResult};
 
 /// How the scheduler runs.
 #[derive(Debug, Clone, Default)]
@@ -307,13 +307,20 @@ impl Scheduler {
                 return;
             }
         };
-        for (name, total) in result.scores.names.iter().zip(&result.scores.totals) {
-            tracing::trace!(pod = %pod.key(), node = %name, score = total,
+        for (i, total) in result.scores.totals.iter().enumerate() {
+            tracing::trace!(pod = %pod.key(), node = %result.scores.name(i), score = total,
                 "Calculated node's final score for pod");
         }
-        let node = result.node.clone();
-        tracing::debug!(node.name = %node, evaluated = result.evaluated, feasible = result.feasible, "pod placed");
-        // Let go of the snapshot first, so the cache patches it instead of copying it.
+        let ScheduleResult {
+            node,
+            evaluated,
+            feasible,
+            scores,
+        } = result;
+        tracing::debug!(node.name = %node, evaluated, feasible, "pod placed");
+        // Let go of the snapshot (and the scored nodes) first, so the cache patches the
+        // chosen node in place instead of copying it.
+        drop(scores);
         drop(nodes);
         state.take::<AllNodes>();
         self.cache().assume_pod(&pod, &node);

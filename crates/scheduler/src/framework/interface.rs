@@ -52,9 +52,11 @@ pub const ALL_EVENTS: &[ClusterEvent] = &[
 
 /// Data plugins write in one extension point and read in a later one of the same
 /// scheduling cycle, keyed by its Rust type (no string keys, no runtime casts by name).
+/// A handful of entries, read once per node per plugin: a linear scan of a vector beats
+/// hashing the key every time.
 #[derive(Default)]
 pub struct CycleState {
-    data: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
+    data: Vec<(TypeId, Box<dyn Any + Send + Sync>)>,
     /// Plugins whose PreFilter returned Skip: their Filter does not run.
     pub skip_filter: Vec<&'static str>,
     /// Plugins whose PreScore returned Skip: their Score does not run.
@@ -63,18 +65,30 @@ pub struct CycleState {
 
 impl CycleState {
     pub fn write<T: Any + Send + Sync>(&mut self, value: T) {
-        self.data.insert(TypeId::of::<T>(), Box::new(value));
+        let key = TypeId::of::<T>();
+        match self.data.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = Box::new(value),
+            None => self.data.push((key, Box::new(value))),
+        }
     }
 
     pub fn read<T: Any + Send + Sync>(&self) -> Option<&T> {
-        self.data.get(&TypeId::of::<T>())?.downcast_ref()
+        let key = TypeId::of::<T>();
+        self.data
+            .iter()
+            .find(|(k, _)| *k == key)?
+            .1
+            .downcast_ref()
     }
 
     /// Takes a value out (the binding cycle drops the snapshot this way, so the cache
     /// can patch it in place instead of copying it).
     pub fn take<T: Any + Send + Sync>(&mut self) -> Option<T> {
+        let key = TypeId::of::<T>();
+        let i = self.data.iter().position(|(k, _)| *k == key)?;
         self.data
-            .remove(&TypeId::of::<T>())?
+            .swap_remove(i)
+            .1
             .downcast()
             .ok()
             .map(|b| *b)
@@ -97,10 +111,12 @@ impl AllNodes {
 #[derive(Default)]
 pub struct NominatedPods(pub HashMap<String, Vec<PodInfo>>);
 
-/// A node's score from one plugin.
+/// A node's score from one plugin. The name is borrowed from the node's info: a cycle
+/// scores hundreds of nodes, and a shared (counted) name cost two atomic operations on a
+/// cold cache line per node and plugin.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeScore {
-    pub name: Arc<str>,
+pub struct NodeScore<'a> {
+    pub name: &'a str,
     pub score: i64,
 }
 

@@ -166,10 +166,10 @@ impl Filters<'_> {
 /// Every feasible node's scores from every Score plugin that ran: raw, normalized and
 /// weighted, and each node's total (what a decision is explained with). Stored by plugin,
 /// a column of one score per node, so a cycle allocates a few vectors, not one per node.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct ScoreTable {
-    /// The nodes, in the order scored.
-    pub names: Vec<Arc<str>>,
+    /// The nodes, in the order scored (the cycle's feasible nodes, moved in).
+    pub nodes: Vec<Arc<NodeInfo>>,
     /// The plugins that scored, in order, with their weights.
     pub plugins: Vec<(&'static str, i64)>,
     /// Scores before NormalizeScore, plugin by plugin (`plugin * nodes + node`).
@@ -180,14 +180,31 @@ pub struct ScoreTable {
     pub totals: Vec<i64>,
 }
 
+impl std::fmt::Debug for ScoreTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScoreTable")
+            .field("nodes", &self.nodes.iter().map(|n| n.name()).collect::<Vec<_>>())
+            .field("plugins", &self.plugins)
+            .field("raw", &self.raw)
+            .field("normalized", &self.normalized)
+            .field("totals", &self.totals)
+            .finish()
+    }
+}
+
 impl ScoreTable {
     /// How many nodes were scored.
     pub fn len(&self) -> usize {
-        self.names.len()
+        self.nodes.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
+        self.nodes.is_empty()
+    }
+
+    /// The name of node `i`.
+    pub fn name(&self, i: usize) -> &str {
+        self.nodes[i].name()
     }
 
     /// Node `i`'s weighted score from each plugin.
@@ -201,7 +218,7 @@ impl ScoreTable {
 
     /// The position of the node named `name`.
     pub fn position(&self, name: &str) -> Option<usize> {
-        self.names.iter().position(|n| &**n == name)
+        self.nodes.iter().position(|n| n.name() == name)
     }
 }
 
@@ -411,24 +428,23 @@ impl Framework {
         Status::success()
     }
 
-    /// Score, NormalizeScore and weights over the feasible nodes: the score table.
+    /// Score, NormalizeScore and weights over the feasible nodes: the score table (which
+    /// keeps the nodes).
     pub fn run_score(
         &self,
         state: &CycleState,
         pod: &PodInfo,
-        nodes: &[Arc<NodeInfo>],
+        nodes: Vec<Arc<NodeInfo>>,
     ) -> Result<ScoreTable, Status> {
         let mut table = ScoreTable {
-            names: nodes.iter().map(|n| n.shared_name()).collect(),
             totals: vec![0; nodes.len()],
             ..ScoreTable::default()
         };
         // One list of names for every plugin; only the scores are rewritten.
-        let mut scores: Vec<NodeScore> = table
-            .names
+        let mut scores: Vec<NodeScore> = nodes
             .iter()
-            .map(|name| NodeScore {
-                name: name.clone(),
+            .map(|n| NodeScore {
+                name: n.name(),
                 score: 0,
             })
             .collect();
@@ -439,7 +455,7 @@ impl Framework {
             let Some(pl) = p.as_score() else {
                 continue;
             };
-            for (slot, n) in scores.iter_mut().zip(nodes) {
+            for (slot, n) in scores.iter_mut().zip(&nodes) {
                 slot.score = pl
                     .score(state, pod, n)
                     .map_err(|s| s.with_plugin(p.name()))?;
@@ -463,6 +479,8 @@ impl Framework {
             table.normalized.extend(scores.iter().map(|s| s.score));
             table.plugins.push((p.name(), weight));
         }
+        drop(scores);
+        table.nodes = nodes;
         Ok(table)
     }
 

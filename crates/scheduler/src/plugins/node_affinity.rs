@@ -7,8 +7,8 @@ use k8s_openapi::api::core::v1::{Node, NodeAffinity as Affinity};
 
 use super::helper::{normalize, selector_matches, term_matches};
 use crate::framework::{
-    ClusterEvent, CycleState, FilterPlugin, NodeInfo, NodeScore, Plugin, PodInfo, PreScorePlugin,
-    ScorePlugin, Status,
+    ClusterEvent, CycleState, FilterPlugin, NodeInfo, NodeScore, Plugin, PodInfo,
+    PreFilterPlugin, PreScorePlugin, ScorePlugin, Status,
 };
 
 pub const NAME: &str = "NodeAffinity";
@@ -85,6 +85,9 @@ impl Plugin for NodeAffinity {
             ClusterEvent::UnscheduledPodUpdate,
         ]
     }
+    fn as_pre_filter(&self) -> Option<&dyn PreFilterPlugin> {
+        Some(self)
+    }
     fn as_filter(&self) -> Option<&dyn FilterPlugin> {
         Some(self)
     }
@@ -93,6 +96,31 @@ impl Plugin for NodeAffinity {
     }
     fn as_score(&self) -> Option<&dyn ScorePlugin> {
         Some(self)
+    }
+}
+
+impl PreFilterPlugin for NodeAffinity {
+    /// Skip (no Filter this cycle) when neither the pod (`nodeSelector`, required node
+    /// affinity) nor the args' `addedAffinity` constrains nodes, as upstream.
+    fn pre_filter(&self, _: &mut CycleState, pod: &PodInfo, _: &[Arc<NodeInfo>]) -> Status {
+        let required = affinity(pod).is_some_and(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .is_some()
+        });
+        let selector = pod
+            .pod
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.node_selector.is_some());
+        let enforced = self.added.as_ref().is_some_and(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .is_some()
+        });
+        if required || selector || enforced {
+            Status::success()
+        } else {
+            Status::skip()
+        }
     }
 }
 
@@ -170,6 +198,29 @@ mod tests {
     fn required(exprs: serde_json::Value) -> serde_json::Value {
         json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
             "nodeSelectorTerms": [{"matchExpressions": exprs}]}}}})
+    }
+
+    #[test]
+    fn pre_filter_skips_pods_nothing_constrains() {
+        let mut st = CycleState::default();
+        let free = pod(json!({"containers": [{"name": "c"}]}));
+        assert!(NodeAffinity::new().pre_filter(&mut st, &free, &[]).is_skip());
+        // Preferred terms alone constrain nothing at Filter.
+        let preferred = pod(json!({"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 1, "preference": {"matchExpressions": [{"key": "a", "operator": "Exists"}]}}]}}}));
+        assert!(NodeAffinity::new().pre_filter(&mut st, &preferred, &[]).is_skip());
+        for constrained in [
+            pod(json!({"nodeSelector": {"disk": "ssd"}})),
+            pod(required(json!([{"key": "a", "operator": "Exists"}]))),
+        ] {
+            assert!(NodeAffinity::new().pre_filter(&mut st, &constrained, &[]).is_success());
+        }
+        let added: Affinity = serde_json::from_value(json!({
+            "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "pool", "operator": "Exists"}]}]}}))
+        .unwrap();
+        let pl = NodeAffinity::with_added_affinity(Some(added));
+        assert!(pl.pre_filter(&mut st, &free, &[]).is_success());
     }
 
     #[test]

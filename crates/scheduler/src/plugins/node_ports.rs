@@ -1,8 +1,12 @@
 //! NodePorts: a pod's host ports must be free on the node (same protocol and port on
 //! the same IP, or either side on 0.0.0.0, conflict).
 
+use std::sync::Arc;
+
 use crate::framework::node_info::HostPort;
-use crate::framework::{ClusterEvent, CycleState, FilterPlugin, NodeInfo, Plugin, PodInfo, Status};
+use crate::framework::{
+    ClusterEvent, CycleState, FilterPlugin, NodeInfo, Plugin, PodInfo, PreFilterPlugin, Status,
+};
 
 pub const NAME: &str = "NodePorts";
 /// The Filter reason.
@@ -34,8 +38,22 @@ impl Plugin for NodePorts {
             ClusterEvent::UnscheduledPodUpdate,
         ]
     }
+    fn as_pre_filter(&self) -> Option<&dyn PreFilterPlugin> {
+        Some(self)
+    }
     fn as_filter(&self) -> Option<&dyn FilterPlugin> {
         Some(self)
+    }
+}
+
+impl PreFilterPlugin for NodePorts {
+    /// Skip (no Filter this cycle) when the pod asks for no host port, as upstream.
+    fn pre_filter(&self, _: &mut CycleState, pod: &PodInfo, _: &[Arc<NodeInfo>]) -> Status {
+        if pod.host_ports.is_empty() {
+            Status::skip()
+        } else {
+            Status::success()
+        }
     }
 }
 
@@ -63,6 +81,18 @@ mod tests {
 
     fn ports(ports: serde_json::Value) -> serde_json::Value {
         json!({"containers": [{"name": "c", "ports": ports}]})
+    }
+
+    #[test]
+    fn pre_filter_skips_pods_without_host_ports() {
+        let mut st = CycleState::default();
+        let pl = NodePorts::new();
+        assert!(pl
+            .pre_filter(&mut st, &pod(ports(json!([{"containerPort": 80}]))), &[])
+            .is_skip());
+        assert!(pl
+            .pre_filter(&mut st, &pod(ports(json!([{"containerPort": 80, "hostPort": 8080}]))), &[])
+            .is_success());
     }
 
     #[test]
