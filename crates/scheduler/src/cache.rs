@@ -261,27 +261,27 @@ mod tests {
         let p = PodInfo::new(pod("u1", None, "500m"));
         c.assume_pod(&p, "a");
         assert!(c.is_assumed("u1"));
-        assert_eq!(c.snapshot()[0].requested.milli_cpu, 500);
+        assert_eq!(c.snapshot()[0].requested().milli_cpu, 500);
         // The API confirms the binding.
         c.upsert_pod(pod("u1", Some("a"), "500m"));
         assert!(!c.is_assumed("u1"));
-        assert_eq!(c.snapshot()[0].requested.milli_cpu, 500);
+        assert_eq!(c.snapshot()[0].requested().milli_cpu, 500);
         c.forget_pod("u1");
         assert_eq!(
-            c.snapshot()[0].requested.milli_cpu,
+            c.snapshot()[0].requested().milli_cpu,
             500,
             "confirmed pods are not forgotten"
         );
         // A failed binding is forgotten.
         c.assume_pod(&PodInfo::new(pod("u2", None, "1")), "a");
-        assert_eq!(c.snapshot()[0].requested.milli_cpu, 1500);
+        assert_eq!(c.snapshot()[0].requested().milli_cpu, 1500);
         c.forget_pod("u2");
-        assert_eq!(c.snapshot()[0].requested.milli_cpu, 500);
+        assert_eq!(c.snapshot()[0].requested().milli_cpu, 500);
         let before = c.snapshot();
         c.remove_pod("u1");
-        assert_eq!(c.snapshot()[0].requested.milli_cpu, 0);
+        assert_eq!(c.snapshot()[0].requested().milli_cpu, 0);
         assert_eq!(
-            before[0].requested.milli_cpu, 500,
+            before[0].requested().milli_cpu, 500,
             "snapshots do not change"
         );
     }
@@ -292,7 +292,7 @@ mod tests {
         c.upsert_pod(pod("u1", Some("b"), "1"));
         assert!(c.snapshot().is_empty());
         c.upsert_node(node("b"));
-        assert_eq!(c.snapshot()[0].requested.milli_cpu, 1000);
+        assert_eq!(c.snapshot()[0].requested().milli_cpu, 1000);
         c.remove_node("b");
         assert!(c.snapshot().is_empty());
         c.upsert_node(node("b"));

@@ -94,15 +94,17 @@ pub fn insufficient_resources_ignoring(
     ignored: impl Fn(&str) -> bool,
 ) -> Vec<InsufficientResource> {
     let mut out = Vec::new();
-    let alloc = &node.allocatable;
-    let used = &node.requested;
-    let allowed = alloc.allowed_pod_number;
-    if node.pods.len() as i64 + 1 > allowed {
+    // The pod count, cpu and memory from the node's Hot block; the rest (rarely
+    // requested) from the full amounts, only when the pod requests it.
+    let hot = node.hot();
+    let allowed = hot.allowed_pod_number;
+    let pods = i64::from(hot.pods);
+    if pods + 1 > allowed {
         out.push(InsufficientResource {
             resource: "pods".into(),
             reason: "Too many pods".into(),
             requested: 1,
-            used: node.pods.len() as i64,
+            used: pods,
             capacity: allowed,
             unresolvable: false,
         });
@@ -123,8 +125,23 @@ pub fn insufficient_resources_ignoring(
             });
         }
     };
-    check("cpu", req.milli_cpu, used.milli_cpu, alloc.milli_cpu);
-    check("memory", req.memory, used.memory, alloc.memory);
+    check(
+        "cpu",
+        req.milli_cpu,
+        hot.requested_milli_cpu,
+        hot.allocatable_milli_cpu,
+    );
+    check(
+        "memory",
+        req.memory,
+        hot.requested_memory,
+        hot.allocatable_memory,
+    );
+    if req.ephemeral_storage == 0 && req.scalar.is_empty() {
+        return out;
+    }
+    let alloc = node.allocatable();
+    let used = node.requested();
     check(
         "ephemeral-storage",
         req.ephemeral_storage,

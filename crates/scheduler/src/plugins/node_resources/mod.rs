@@ -9,33 +9,56 @@ pub mod requested_to_capacity_ratio;
 
 use crate::framework::{NodeInfo, PodInfo};
 
-/// Requested (node plus pod) and allocatable amounts of one scored resource.
+/// Requested (node plus pod) and allocatable amounts of one scored resource; cpu and
+/// memory come from the node's [`Hot`](crate::framework::node_info::Hot) block.
 pub(crate) fn requested_and_allocatable(
     resource: &str,
     pod: &PodInfo,
     node: &NodeInfo,
     use_requested: bool,
 ) -> (i64, i64) {
-    let (node_req, pod_req) = if use_requested {
-        (&node.requested, &pod.requests)
+    let hot = node.hot();
+    let pod_req = if use_requested {
+        &pod.requests
     } else {
-        (&node.non_zero_requested, &pod.non_zero_requests)
+        &pod.non_zero_requests
     };
     match resource {
-        "cpu" => (
-            node_req.milli_cpu + pod_req.milli_cpu,
-            node.allocatable.milli_cpu,
-        ),
-        "memory" => (node_req.memory + pod_req.memory, node.allocatable.memory),
-        "ephemeral-storage" => (
-            node_req.ephemeral_storage + pod_req.ephemeral_storage,
-            node.allocatable.ephemeral_storage,
-        ),
-        other => (
-            node_req.scalar.get(other).copied().unwrap_or(0)
-                + pod_req.scalar.get(other).copied().unwrap_or(0),
-            node.allocatable.scalar.get(other).copied().unwrap_or(0),
-        ),
+        "cpu" => {
+            let node_req = if use_requested {
+                hot.requested_milli_cpu
+            } else {
+                hot.non_zero_milli_cpu
+            };
+            (node_req + pod_req.milli_cpu, hot.allocatable_milli_cpu)
+        }
+        "memory" => {
+            let node_req = if use_requested {
+                hot.requested_memory
+            } else {
+                hot.non_zero_memory
+            };
+            (node_req + pod_req.memory, hot.allocatable_memory)
+        }
+        other => {
+            let node_req = if use_requested {
+                node.requested()
+            } else {
+                node.non_zero_requested()
+            };
+            let alloc = node.allocatable();
+            if other == "ephemeral-storage" {
+                return (
+                    node_req.ephemeral_storage + pod_req.ephemeral_storage,
+                    alloc.ephemeral_storage,
+                );
+            }
+            (
+                node_req.scalar.get(other).copied().unwrap_or(0)
+                    + pod_req.scalar.get(other).copied().unwrap_or(0),
+                alloc.scalar.get(other).copied().unwrap_or(0),
+            )
+        }
     }
 }
 
