@@ -94,6 +94,22 @@ impl FieldSet {
         out
     }
 
+    /// [`FieldSet::difference`] in place: no copy of what stays.
+    pub fn subtract(&mut self, other: &FieldSet) {
+        if !other.members.is_empty() {
+            self.members.retain(|m| !other.members.contains(m));
+        }
+        if other.children.is_empty() {
+            return;
+        }
+        self.children.retain(|k, v| {
+            if let Some(theirs) = other.children.get(k) {
+                v.subtract(theirs);
+            }
+            !v.is_empty()
+        });
+    }
+
     pub fn intersection(&self, other: &FieldSet) -> FieldSet {
         let mut out = FieldSet {
             members: self.members.intersection(&other.members).cloned().collect(),
@@ -257,6 +273,28 @@ mod tests {
         assert_eq!(a.difference(&b).paths(), [p(&["f:spec", "f:paused"])]);
         assert_eq!(a.union(&b).paths().len(), 3);
         assert!(a.difference(&a).is_empty());
+    }
+
+    proptest::proptest! {
+        /// Subtracting in place leaves what `difference` returns.
+        #[test]
+        fn subtract_is_difference(
+            a in proptest::collection::vec(proptest::collection::vec(0u8..4, 1..4), 0..12),
+            b in proptest::collection::vec(proptest::collection::vec(0u8..4, 1..4), 0..12),
+        ) {
+            let set = |paths: &Vec<Vec<u8>>| {
+                let mut s = FieldSet::default();
+                for path in paths {
+                    s.insert(&path.iter().map(|e| format!("f:{e}")).collect::<Vec<_>>());
+                }
+                s
+            };
+            let (a, b) = (set(&a), set(&b));
+            let mut in_place = a.clone();
+            in_place.subtract(&b);
+            proptest::prop_assert_eq!(in_place.paths(), a.difference(&b).paths());
+            proptest::prop_assert_eq!(in_place.to_json(), a.difference(&b).to_json());
+        }
     }
 
     #[test]

@@ -190,10 +190,10 @@ fn never_owned() -> FieldSet {
 }
 
 /// The metadata no manager owns.
-fn strip(set: &FieldSet, scope: Scope) -> FieldSet {
+fn strip(mut out: FieldSet, scope: Scope) -> FieldSet {
     static NEVER: std::sync::OnceLock<FieldSet> = std::sync::OnceLock::new();
     let never = NEVER.get_or_init(never_owned);
-    let mut out = set.difference(never);
+    out.subtract(never);
     match scope {
         Scope::Main {
             status_subresource: true,
@@ -286,16 +286,25 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, ty: Ty, m: &Manager<'
         &mut changed,
         &mut removed,
     );
-    let changed = strip(&changed, m.scope);
-    let removed = strip(&removed, m.scope);
-    let taken = changed.union(&removed);
+    let changed = strip(changed, m.scope);
+    let removed = strip(removed, m.scope);
     let mut mine = None;
-    for e in entries.iter_mut() {
-        if e.is(m) {
-            mine = Some(e.set.union(&changed).difference(&removed));
-            e.set = FieldSet::default();
+    if !entries.is_empty() {
+        // (A create has no entries: nothing to take fields from.)
+        let taken = if removed.is_empty() {
+            std::borrow::Cow::Borrowed(&changed)
         } else {
-            e.set = e.set.difference(&taken);
+            std::borrow::Cow::Owned(changed.union(&removed))
+        };
+        for e in entries.iter_mut() {
+            if e.is(m) {
+                let mut set = e.set.union(&changed);
+                set.subtract(&removed);
+                mine = Some(set);
+                e.set = FieldSet::default();
+            } else {
+                e.set.subtract(&taken);
+            }
         }
     }
     let set = mine.unwrap_or(changed);
@@ -373,7 +382,7 @@ fn last_applied_fields(live: &Value, ty: Ty, scope: Scope) -> Option<FieldSet> {
     let last: Value = serde_json::from_str(text).ok()?;
     let mut set = FieldSet::default();
     typed::to_set(&last, ty, &mut Vec::new(), &mut set);
-    Some(strip(&set, scope))
+    Some(strip(set, scope))
 }
 
 fn apply_once(
@@ -387,7 +396,7 @@ fn apply_once(
     let config = without_managed(config);
     let mut applied = FieldSet::default();
     typed::to_set(&config, ty, &mut Vec::new(), &mut applied);
-    let applied = strip(&applied, m.scope);
+    let applied = strip(applied, m.scope);
 
     let live_plain = live.map(without_managed).unwrap_or_else(|| json!({}));
     let mut merged = typed::merge(Some(&live_plain), &config, ty);
@@ -400,7 +409,7 @@ fn apply_once(
         &mut changed,
         &mut removed,
     );
-    let changed = strip(&changed, m.scope);
+    let changed = strip(changed, m.scope);
 
     let (mut conflicts, mut paths) = (Vec::new(), Vec::new());
     for e in entries.iter_mut().filter(|e| !e.is(m)) {

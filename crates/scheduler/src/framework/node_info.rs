@@ -268,6 +268,8 @@ pub struct Hot {
     pub unschedulable: bool,
     /// Whether `spec.taints` has any (an untainted node's object need not be read).
     pub tainted: bool,
+    /// Whether the node reports any image (ImageLocality scores others 0).
+    pub has_images: bool,
     /// Pods on the node.
     pub pods: u32,
     pub allocatable_milli_cpu: i64,
@@ -295,7 +297,7 @@ pub struct NodeInfo {
     /// The node's name, shared (score tables hold it without copying).
     name: Arc<str>,
     /// Images the node reports: (normalized name, size in bytes), one entry per name.
-    pub images: Vec<(String, i64)>,
+    images: Vec<(String, i64)>,
     /// Pods here with any pod (anti-)affinity.
     pub pods_with_affinity: usize,
     /// Pods here with required pod anti-affinity.
@@ -309,7 +311,7 @@ impl NodeInfo {
                 .as_ref()
                 .and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref())),
         );
-        let images = node
+        let images: Vec<(String, i64)> = node
             .status
             .as_ref()
             .and_then(|s| s.images.as_ref())
@@ -326,6 +328,7 @@ impl NodeInfo {
         let spec = node.spec.as_ref();
         let mut info = NodeInfo {
             hot: Hot {
+                has_images: !images.is_empty(),
                 unschedulable: spec.and_then(|s| s.unschedulable).unwrap_or(false),
                 tainted: spec
                     .and_then(|s| s.taints.as_ref())
@@ -358,6 +361,11 @@ impl NodeInfo {
         h.requested_memory = self.requested.memory;
         h.non_zero_milli_cpu = self.non_zero_requested.milli_cpu;
         h.non_zero_memory = self.non_zero_requested.memory;
+    }
+
+    /// Images the node reports: (normalized name, size in bytes), one entry per name.
+    pub fn images(&self) -> &[(String, i64)] {
+        &self.images
     }
 
     /// What the node offers pods (`status.allocatable`, else its capacity).

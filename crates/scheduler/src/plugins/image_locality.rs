@@ -44,7 +44,7 @@ fn pod_images(pod: &PodInfo) -> Vec<String> {
 
 /// The size of the image on the node, if present.
 fn node_image_size(node: &NodeInfo, image: &str) -> Option<i64> {
-    node.images
+    node.images()
         .iter()
         .find(|(n, _)| n == image)
         .map(|(_, s)| *s)
@@ -86,7 +86,7 @@ impl ScorePlugin for ImageLocality {
         let Some(spread) = state.read::<Spread>() else {
             return Ok(0);
         };
-        if node.images.is_empty() {
+        if !node.hot().has_images {
             // Nothing cached here: the minimum score.
             return Ok(0);
         }
@@ -96,7 +96,7 @@ impl ScorePlugin for ImageLocality {
             .unwrap_or_default();
         let nodes_with = spread.nodes_with.get_or_init(|| {
             let mut counts = HashMap::new();
-            for n in all.iter().filter(|n| !n.images.is_empty()) {
+            for n in all.iter().filter(|n| n.hot().has_images) {
                 for image in &spread.images {
                     if node_image_size(n, image).is_some() {
                         *counts.entry(image.clone()).or_default() += 1;
