@@ -117,8 +117,12 @@ struct StatusView {
 }
 
 /// A stored pod reduced to what the graph reads, in the pod's own shape; `None` when it
-/// does not parse.
+/// does not parse, or (without parsing it) when it has no `nodeName` key anywhere: an
+/// unscheduled pod relates to no node, and half of all pod writes are creates.
 fn slim_pod(stored: &[u8]) -> Option<Value> {
+    if memchr::memmem::find(stored, b"\"nodeName\"").is_none() {
+        return None;
+    }
     let v: PodView = serde_json::from_slice(stored).ok()?;
     let containers = |list: Option<Vec<ContainerView>>| -> Value {
         list.into_iter()
@@ -644,8 +648,18 @@ mod tests {
         assert!(refs.secrets.contains("init-s") && refs.configmaps.contains("dbg-c"));
         assert!(refs.resource_claims.contains("claim-2") && refs.pvcs.contains("p-e"));
         assert_eq!(refs.node, "n1");
-        assert!(parse("pods", b"{\"spec\": 3}").is_none());
-        assert_eq!(PodRefs::of(&parse("pods", b"{}").unwrap()).node, "");
+        assert!(parse("pods", b"{\"spec\": 3, \"nodeName\": 1}").is_none());
+        // Not scheduled: no parse, nothing related.
+        assert!(parse("pods", br#"{"spec": {"containers": []}}"#).is_none());
+        let mut unbound = full.clone();
+        unbound["spec"].as_object_mut().unwrap().remove("nodeName");
+        assert!(parse("pods", &serde_json::to_vec(&unbound).unwrap()).is_none());
+        // A key of that name elsewhere only costs the parse.
+        let mut env = unbound.clone();
+        env["spec"]["containers"][0]["env"] = json!([{"name": "X", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}, {"name": "nodeName"}]);
+        env["metadata"]["labels"] = json!({"nodeName": "n1"});
+        let slim = parse("pods", &serde_json::to_vec(&env).unwrap()).unwrap();
+        assert_eq!(PodRefs::of(&slim).node, "");
     }
 
     #[test]
