@@ -16,7 +16,8 @@ struct PodState {
 
 struct NodeEntry {
     /// Shared with snapshots; written copy-on-write, so a snapshot costs one pointer
-    /// per node and only changed nodes are ever copied.
+    /// per node and only changed nodes are ever copied — and only when a cycle still
+    /// holds them ([`Cache::change_node`]).
     info: Arc<NodeInfo>,
     /// False for a placeholder holding pods of a node not (or no longer) known.
     present: bool,
@@ -36,14 +37,9 @@ pub struct Cache {
 /// The snapshot, and each node name's position in it.
 type Indexed = (Arc<Snapshot>, HashMap<String, usize>);
 
-/// Puts a changed node's current info into the cached snapshot.
-fn refresh(snap: &mut Option<Indexed>, name: &str, info: &Arc<NodeInfo>) {
-    if let Some((nodes, index)) = snap {
-        if let Some(i) = index.get(name) {
-            Arc::make_mut(nodes).replace(*i, info.clone());
-        }
-    }
-}
+/// What a snapshot slot holds while its node is being changed.
+static VACANT: std::sync::LazyLock<Arc<NodeInfo>> =
+    std::sync::LazyLock::new(|| Arc::new(NodeInfo::new(Arc::new(Node::default()))));
 
 fn node_name(node: &Node) -> String {
     node.metadata.name.clone().unwrap_or_default()
@@ -68,19 +64,42 @@ impl Cache {
         Cache::default()
     }
 
+    /// Changes a known node's info in place. The cache entry and the cached snapshot
+    /// share it, so the snapshot's reference is let go for the change: otherwise each
+    /// change (two or three per pod scheduled) copied the node's whole info, pods
+    /// included, to a new place in memory. It is still copied when a scheduling cycle
+    /// holds it, so the cycle's view does not change under it.
+    fn change_node(&mut self, name: &str, change: impl FnOnce(&mut NodeInfo)) {
+        let Some(entry) = self.nodes.get_mut(name) else {
+            return;
+        };
+        let slot = self
+            .snap
+            .as_mut()
+            .and_then(|(snapshot, index)| Some((snapshot, *index.get(name)?)));
+        match slot {
+            Some((snapshot, i)) => {
+                // Copies the node list first if a cycle holds the snapshot.
+                let snapshot = Arc::make_mut(snapshot);
+                drop(snapshot.replace(i, VACANT.clone()));
+                change(Arc::make_mut(&mut entry.info));
+                snapshot.replace(i, entry.info.clone());
+            }
+            None => change(Arc::make_mut(&mut entry.info)),
+        }
+    }
+
     /// Adds or replaces a node, keeping the pods already on it.
     pub fn upsert_node(&mut self, node: Node) {
         let name = node_name(&node);
         let node = Arc::new(node);
         match self.nodes.get_mut(&name) {
             Some(entry) => {
-                Arc::make_mut(&mut entry.info).set_node(node);
                 if !entry.present {
                     entry.present = true;
                     self.snap = None;
-                } else {
-                    refresh(&mut self.snap, &name, &entry.info);
                 }
+                self.change_node(&name, |info| info.set_node(node));
             }
             None => {
                 self.nodes.insert(
@@ -123,12 +142,10 @@ impl Cache {
 
     fn attach(&mut self, pod: PodInfo, node: &str, assumed: bool) {
         let uid = pod.uid().to_owned();
-        let entry = self
-            .nodes
+        self.nodes
             .entry(node.to_owned())
             .or_insert_with(|| placeholder(node));
-        Arc::make_mut(&mut entry.info).add_pod(pod);
-        refresh(&mut self.snap, node, &entry.info);
+        self.change_node(node, |info| info.add_pod(pod));
         self.pods.insert(
             uid,
             PodState {
@@ -142,12 +159,15 @@ impl Cache {
         let Some(state) = self.pods.remove(uid) else {
             return false;
         };
-        if let Some(entry) = self.nodes.get_mut(&state.node) {
-            Arc::make_mut(&mut entry.info).remove_pod(uid);
-            refresh(&mut self.snap, &state.node, &entry.info);
-            if !entry.present && entry.info.pods.is_empty() {
-                self.nodes.remove(&state.node);
-            }
+        self.change_node(&state.node, |info| {
+            info.remove_pod(uid);
+        });
+        if self
+            .nodes
+            .get(&state.node)
+            .is_some_and(|e| !e.present && e.info.pods.is_empty())
+        {
+            self.nodes.remove(&state.node);
         }
         true
     }
@@ -284,6 +304,29 @@ mod tests {
             before[0].requested().milli_cpu, 500,
             "snapshots do not change"
         );
+    }
+
+    #[test]
+    fn nodes_change_in_place_unless_a_cycle_holds_them() {
+        let mut c = Cache::new();
+        c.upsert_node(node("a"));
+        c.upsert_node(node("b"));
+        let at = |c: &mut Cache, i: usize| Arc::as_ptr(&c.snapshot()[i]) as usize;
+        let (a, b) = (at(&mut c, 0), at(&mut c, 1));
+        c.assume_pod(&PodInfo::new(pod("u1", None, "1")), "a");
+        c.upsert_pod(pod("u1", Some("a"), "1"));
+        c.upsert_node(node("a"));
+        assert_eq!((at(&mut c, 0), at(&mut c, 1)), (a, b), "changed in place");
+        assert_eq!(c.snapshot()[0].requested().milli_cpu, 1000);
+        // A cycle's snapshot keeps what it saw; the cache moves on with a copy.
+        let held = c.snapshot();
+        c.remove_pod("u1");
+        assert_eq!(held[0].requested().milli_cpu, 1000);
+        assert_eq!(Arc::as_ptr(&held[0]) as usize, a);
+        assert_eq!(c.snapshot()[0].requested().milli_cpu, 0);
+        assert_ne!(at(&mut c, 0), a);
+        assert_eq!(at(&mut c, 1), b, "unchanged nodes are shared, not copied");
+        assert!(!c.snapshot().have_pods_with_affinity());
     }
 
     #[test]

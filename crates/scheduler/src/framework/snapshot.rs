@@ -46,15 +46,15 @@ impl Snapshot {
         self.pods_with_required_anti_affinity > 0
     }
 
-    /// Replaces the node at `i`, keeping the aggregates true.
-    pub fn replace(&mut self, i: usize, info: Arc<NodeInfo>) {
+    /// Replaces the node at `i`, keeping the aggregates true; returns the node it held.
+    pub fn replace(&mut self, i: usize, info: Arc<NodeInfo>) -> Arc<NodeInfo> {
         let old = &self.nodes[i];
         self.pods_with_affinity =
             self.pods_with_affinity - old.pods_with_affinity + info.pods_with_affinity;
         self.pods_with_required_anti_affinity = self.pods_with_required_anti_affinity
             - old.pods_with_required_anti_affinity
             + info.pods_with_required_anti_affinity;
-        self.nodes[i] = info;
+        std::mem::replace(&mut self.nodes[i], info)
     }
 }
 
