@@ -562,9 +562,22 @@ pub fn group(name: &str) -> Option<&'static GroupInfo> {
 
 /// The resource `plural` in `group`/`version`.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
-    BUILTIN
+    // Indexed by plural: every request looks its resource up, some several times
+    // (admission plugins, strategies), and a scan compared strings of ~70 rows.
+    static BY_PLURAL: std::sync::LazyLock<
+        std::collections::HashMap<&'static str, Vec<&'static ResourceInfo>>,
+    > = std::sync::LazyLock::new(|| {
+        let mut index = std::collections::HashMap::<_, Vec<_>>::new();
+        for r in BUILTIN {
+            index.entry(r.plural).or_default().push(r);
+        }
+        index
+    });
+    BY_PLURAL
+        .get(plural)?
         .iter()
-        .find(|r| r.plural == plural && r.version == version && r.group == group)
+        .copied()
+        .find(|r| r.version == version && r.group == group)
 }
 
 /// The resource of `kind` in `group`/`version`.
