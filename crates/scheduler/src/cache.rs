@@ -301,7 +301,8 @@ mod tests {
         c.remove_pod("u1");
         assert_eq!(c.snapshot()[0].requested().milli_cpu, 0);
         assert_eq!(
-            before[0].requested().milli_cpu, 500,
+            before[0].requested().milli_cpu,
+            500,
             "snapshots do not change"
         );
     }

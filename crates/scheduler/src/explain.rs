@@ -21,7 +21,8 @@ use thiserror::Error;
 
 use crate::cache::Cache;
 use crate::framework::{
-    AllNodes, Code, CycleState, Framework, NominatedPods, PodInfo, ScoreTable, Snapshot, Status,
+    AllNodes, Code, CycleState, Framework, NodeInfo, NominatedPods, PodInfo, ScoreTable, Snapshot,
+    Status,
 };
 use crate::listers::Listers;
 use crate::plugins::{default_profile, Handle, DEFAULT_SCHEDULER_NAME};
@@ -118,10 +119,10 @@ pub fn evaluate(
     let filters = fw.filters(&state);
     let nominated = state.read::<NominatedPods>();
     let mut feasible = Vec::new();
-    for node in nodes {
+    for (i, node) in nodes.iter().enumerate() {
         let status = filter_with_nominated(&filters, nominated, &state, pod, node);
         if status.is_success() {
-            feasible.push(node.clone());
+            feasible.push(i);
         }
         out.verdicts.push(Verdict {
             node: node.name().to_owned(),
@@ -132,17 +133,19 @@ pub fn evaluate(
     match feasible.len() {
         0 => return out,
         1 => {
-            out.best = vec![feasible[0].name().to_owned()];
+            out.best = vec![nodes[feasible[0]].name().to_owned()];
             return out;
         }
         _ => {}
     }
-    let pre_score = fw.run_pre_score(&mut state, pod, &feasible);
+    let refs: Vec<&NodeInfo> = feasible.iter().map(|&i| &*nodes[i]).collect();
+    let pre_score = fw.run_pre_score(&mut state, pod, &refs);
+    drop(refs);
     if !pre_score.is_success() {
         out.score_error = Some(pre_score);
         return out;
     }
-    match fw.run_score(&state, pod, feasible) {
+    match fw.run_score(&state, pod, snapshot, feasible) {
         Ok(scores) => {
             let top = scores.totals.iter().copied().max().unwrap_or(0);
             out.best = (0..scores.len())

@@ -244,16 +244,18 @@ pub fn schedule_pod(
     }
 
     let want = num_feasible_nodes_to_find_with(fw.percentage_of_nodes_to_score(), nodes.len());
-    let mut feasible: Vec<Arc<NodeInfo>> = Vec::with_capacity(want);
+    // Positions in the snapshot, not counted references (two atomic operations a node).
+    let mut feasible: Vec<usize> = Vec::with_capacity(want);
     let mut statuses: Vec<(String, Status)> = Vec::new();
     let mut evaluated = 0;
     let start = *next_start % nodes.len();
     for i in 0..nodes.len() {
-        let node = &nodes[(start + i) % nodes.len()];
+        let at = (start + i) % nodes.len();
+        let node = &nodes[at];
         evaluated += 1;
         let s = filter_with_nominated(&filters, nominated, state, pod, node);
         match s.code() {
-            Code::Success => feasible.push(node.clone()),
+            Code::Success => feasible.push(at),
             Code::Unschedulable | Code::UnschedulableAndUnresolvable => {
                 tracing::trace!(pod = %pod.key(), node = %node.name(), plugin = s.plugin(),
                     reason = %s.message(), "Node is filtered out");
@@ -272,21 +274,23 @@ pub fn schedule_pod(
     }
     if feasible.len() == 1 {
         return Ok(ScheduleResult {
-            node: feasible[0].name().to_owned(),
+            node: nodes[feasible[0]].name().to_owned(),
             evaluated,
             feasible: 1,
             scores: ScoreTable::default(),
         });
     }
-    let pre_score = fw.run_pre_score(state, pod, &feasible);
+    let refs: Vec<&NodeInfo> = feasible.iter().map(|&i| &*nodes[i]).collect();
+    let pre_score = fw.run_pre_score(state, pod, &refs);
+    drop(refs);
     if !pre_score.is_success() {
         return Err(ScheduleError::Internal(pre_score));
     }
-    let feasible_nodes = std::mem::take(&mut feasible);
-    let feasible = feasible_nodes.len();
+    let count = feasible.len();
     let scores = fw
-        .run_score(state, pod, feasible_nodes)
+        .run_score(state, pod, snapshot, feasible)
         .map_err(ScheduleError::Internal)?;
+    let feasible = count;
     let best = scores.totals.iter().copied().max().unwrap_or(0);
     let top: Vec<usize> = (0..scores.len())
         .filter(|i| scores.totals[*i] == best)

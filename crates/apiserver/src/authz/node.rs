@@ -638,7 +638,8 @@ mod tests {
         let mut full = pod("n1");
         full["spec"]["containers"][0]["image"] = json!("busybox");
         full["spec"]["containers"][0]["resources"] = json!({"requests": {"cpu": "1"}});
-        full["spec"]["initContainers"] = json!([{"name": "i", "envFrom": [{"secretRef": {"name": "init-s"}}]}]);
+        full["spec"]["initContainers"] =
+            json!([{"name": "i", "envFrom": [{"secretRef": {"name": "init-s"}}]}]);
         full["spec"]["ephemeralContainers"] = json!([{"name": "dbg", "env": [{"name": "E", "valueFrom": {"configMapKeyRef": {"name": "dbg-c", "key": "k"}}}]}]);
         full["status"] = json!({"phase": "Running", "resourceClaimStatuses": [{"name": "x", "resourceClaimName": "claim-2"}]});
         let stored = serde_json::to_vec(&full).unwrap();

@@ -74,11 +74,7 @@ impl CycleState {
 
     pub fn read<T: Any + Send + Sync>(&self) -> Option<&T> {
         let key = TypeId::of::<T>();
-        self.data
-            .iter()
-            .find(|(k, _)| *k == key)?
-            .1
-            .downcast_ref()
+        self.data.iter().find(|(k, _)| *k == key)?.1.downcast_ref()
     }
 
     /// Takes a value out (the binding cycle drops the snapshot this way, so the cache
@@ -86,12 +82,7 @@ impl CycleState {
     pub fn take<T: Any + Send + Sync>(&mut self) -> Option<T> {
         let key = TypeId::of::<T>();
         let i = self.data.iter().position(|(k, _)| *k == key)?;
-        self.data
-            .swap_remove(i)
-            .1
-            .downcast()
-            .ok()
-            .map(|b| *b)
+        self.data.swap_remove(i).1.downcast().ok().map(|b| *b)
     }
 }
 
@@ -215,7 +206,7 @@ pub trait PostFilterPlugin {
 
 /// Runs once per cycle before scoring, over the feasible nodes.
 pub trait PreScorePlugin {
-    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, nodes: &[Arc<NodeInfo>]) -> Status;
+    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, nodes: &[&NodeInfo]) -> Status;
 }
 
 /// Scores one feasible node; `normalize_score` then rescales every node's score.

@@ -486,7 +486,11 @@ mod tests {
             let h = info.hot();
             assert_eq!(h.pods as usize, info.pods.len());
             assert_eq!(
-                (h.allocatable_milli_cpu, h.allocatable_memory, h.allowed_pod_number),
+                (
+                    h.allocatable_milli_cpu,
+                    h.allocatable_memory,
+                    h.allowed_pod_number
+                ),
                 (
                     info.allocatable().milli_cpu,
                     info.allocatable().memory,
@@ -507,7 +511,10 @@ mod tests {
         };
         let mut info = NodeInfo::new(node.clone());
         agrees(&info);
-        assert_eq!((info.hot().allocatable_milli_cpu, info.hot().pods), (4000, 0));
+        assert_eq!(
+            (info.hot().allocatable_milli_cpu, info.hot().pods),
+            (4000, 0)
+        );
         let with_uid = |uid: &str, spec: serde_json::Value| {
             let mut p = pod(spec);
             p.metadata.uid = Some(uid.into());
@@ -520,7 +527,11 @@ mod tests {
         info.add_pod(with_uid("b", json!({"containers": [{"name": "c"}]})));
         agrees(&info);
         assert_eq!(
-            (info.hot().requested_milli_cpu, info.hot().non_zero_milli_cpu, info.hot().pods),
+            (
+                info.hot().requested_milli_cpu,
+                info.hot().non_zero_milli_cpu,
+                info.hot().pods
+            ),
             (1000, 1100, 2)
         );
         assert!(info.remove_pod("a"));

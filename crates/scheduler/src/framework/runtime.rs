@@ -12,6 +12,7 @@ use super::interface::{
     MAX_NODE_SCORE,
 };
 use super::node_info::{NodeInfo, PodInfo};
+use super::snapshot::Snapshot;
 use super::status::{Code, Status};
 
 /// The extension points a profile configures plugins at, in upstream's order.
@@ -166,10 +167,15 @@ impl Filters<'_> {
 /// Every feasible node's scores from every Score plugin that ran: raw, normalized and
 /// weighted, and each node's total (what a decision is explained with). Stored by plugin,
 /// a column of one score per node, so a cycle allocates a few vectors, not one per node.
+///
+/// The nodes are positions in the cycle's snapshot, which the table holds: a cycle
+/// scores hundreds of nodes, and a counted reference to each was two atomic operations
+/// per node. Drop the table before changing the cache.
 #[derive(Clone, Default)]
 pub struct ScoreTable {
-    /// The nodes, in the order scored (the cycle's feasible nodes, moved in).
-    pub nodes: Vec<Arc<NodeInfo>>,
+    pub snapshot: Arc<Snapshot>,
+    /// The nodes, in the order scored: positions in `snapshot`.
+    pub feasible: Vec<usize>,
     /// The plugins that scored, in order, with their weights.
     pub plugins: Vec<(&'static str, i64)>,
     /// Scores before NormalizeScore, plugin by plugin (`plugin * nodes + node`).
@@ -183,7 +189,10 @@ pub struct ScoreTable {
 impl std::fmt::Debug for ScoreTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ScoreTable")
-            .field("nodes", &self.nodes.iter().map(|n| n.name()).collect::<Vec<_>>())
+            .field(
+                "nodes",
+                &(0..self.len()).map(|i| self.name(i)).collect::<Vec<_>>(),
+            )
             .field("plugins", &self.plugins)
             .field("raw", &self.raw)
             .field("normalized", &self.normalized)
@@ -195,16 +204,16 @@ impl std::fmt::Debug for ScoreTable {
 impl ScoreTable {
     /// How many nodes were scored.
     pub fn len(&self) -> usize {
-        self.nodes.len()
+        self.feasible.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+        self.feasible.is_empty()
     }
 
     /// The name of node `i`.
     pub fn name(&self, i: usize) -> &str {
-        self.nodes[i].name()
+        self.snapshot.nodes()[self.feasible[i]].name()
     }
 
     /// Node `i`'s weighted score from each plugin.
@@ -218,7 +227,7 @@ impl ScoreTable {
 
     /// The position of the node named `name`.
     pub fn position(&self, name: &str) -> Option<usize> {
-        self.nodes.iter().position(|n| n.name() == name)
+        (0..self.len()).position(|i| self.name(i) == name)
     }
 }
 
@@ -413,7 +422,7 @@ impl Framework {
         &self,
         state: &mut CycleState,
         pod: &PodInfo,
-        nodes: &[Arc<NodeInfo>],
+        nodes: &[&NodeInfo],
     ) -> Status {
         for p in self.at(ExtensionPoint::PreScore) {
             if let Some(pl) = p.as_pre_score() {
@@ -428,18 +437,20 @@ impl Framework {
         Status::success()
     }
 
-    /// Score, NormalizeScore and weights over the feasible nodes: the score table (which
-    /// keeps the nodes).
+    /// Score, NormalizeScore and weights over the feasible nodes (positions in
+    /// `snapshot`): the score table, which keeps them.
     pub fn run_score(
         &self,
         state: &CycleState,
         pod: &PodInfo,
-        nodes: Vec<Arc<NodeInfo>>,
+        snapshot: &Arc<Snapshot>,
+        feasible: Vec<usize>,
     ) -> Result<ScoreTable, Status> {
         let mut table = ScoreTable {
-            totals: vec![0; nodes.len()],
+            totals: vec![0; feasible.len()],
             ..ScoreTable::default()
         };
+        let nodes: Vec<&NodeInfo> = feasible.iter().map(|&i| &*snapshot.nodes()[i]).collect();
         // One list of names for every plugin; only the scores are rewritten.
         let mut scores: Vec<NodeScore> = nodes
             .iter()
@@ -456,6 +467,7 @@ impl Framework {
                 continue;
             };
             for (slot, n) in scores.iter_mut().zip(&nodes) {
+                let n: &NodeInfo = n;
                 slot.score = pl
                     .score(state, pod, n)
                     .map_err(|s| s.with_plugin(p.name()))?;
@@ -480,7 +492,9 @@ impl Framework {
             table.plugins.push((p.name(), weight));
         }
         drop(scores);
-        table.nodes = nodes;
+        drop(nodes);
+        table.snapshot = snapshot.clone();
+        table.feasible = feasible;
         Ok(table)
     }
 

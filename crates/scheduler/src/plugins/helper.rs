@@ -116,6 +116,11 @@ pub(crate) mod test_util {
 
     use crate::framework::{NodeInfo, PodInfo};
 
+    /// The nodes as PreScore sees them.
+    pub fn refs(nodes: &[Arc<NodeInfo>]) -> Vec<&NodeInfo> {
+        nodes.iter().map(|n| &**n).collect()
+    }
+
     pub fn pod(spec: Value) -> PodInfo {
         pod_named("p", spec)
     }

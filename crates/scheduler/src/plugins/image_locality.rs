@@ -3,7 +3,7 @@
 //! every node says little about any one of them).
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use crate::framework::{
     AllNodes, ClusterEvent, CycleState, NodeInfo, Plugin, PodInfo, PreScorePlugin, ScorePlugin,
@@ -72,7 +72,7 @@ impl Plugin for ImageLocality {
 }
 
 impl PreScorePlugin for ImageLocality {
-    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, _: &[Arc<NodeInfo>]) -> Status {
+    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, _: &[&NodeInfo]) -> Status {
         state.write(Spread {
             images: pod_images(pod),
             nodes_with: OnceLock::new(),
@@ -121,6 +121,8 @@ impl ScorePlugin for ImageLocality {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use serde_json::json;
 
     use super::*;
@@ -166,7 +168,11 @@ mod tests {
         let pl = ImageLocality::new();
         let mut st = CycleState::default();
         st.write(AllNodes::of(nodes.clone()));
-        pl.pre_score(&mut st, &p, &nodes);
+        pl.pre_score(
+            &mut st,
+            &p,
+            &crate::plugins::helper::test_util::refs(&nodes),
+        );
         assert_eq!(pl.score(&st, &p, &nodes[0]).unwrap(), 10);
         assert_eq!(pl.score(&st, &p, &nodes[1]).unwrap(), 0);
     }

@@ -326,7 +326,7 @@ impl FilterPlugin for InterPodAffinity {
 }
 
 impl PreScorePlugin for InterPodAffinity {
-    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, _: &[Arc<NodeInfo>]) -> Status {
+    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, _: &[&NodeInfo]) -> Status {
         // Scores come from every pod in the cluster, not only those on feasible nodes.
         let Some(all) = state.read::<AllNodes>().map(|a| a.0.clone()) else {
             return Status::skip();
@@ -596,7 +596,13 @@ mod tests {
         let pl = InterPodAffinity::new(Arc::default());
         let mut st = CycleState::default();
         st.write(AllNodes::of(nodes.clone()));
-        assert!(pl.pre_score(&mut st, &p, &nodes).is_success());
+        assert!(pl
+            .pre_score(
+                &mut st,
+                &p,
+                &crate::plugins::helper::test_util::refs(&nodes)
+            )
+            .is_success());
         let mut scores: Vec<NodeScore> = nodes
             .iter()
             .map(|n| NodeScore {

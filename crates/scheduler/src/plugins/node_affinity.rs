@@ -7,8 +7,8 @@ use k8s_openapi::api::core::v1::{Node, NodeAffinity as Affinity};
 
 use super::helper::{normalize, selector_matches, term_matches};
 use crate::framework::{
-    ClusterEvent, CycleState, FilterPlugin, NodeInfo, NodeScore, Plugin, PodInfo,
-    PreFilterPlugin, PreScorePlugin, ScorePlugin, Status,
+    ClusterEvent, CycleState, FilterPlugin, NodeInfo, NodeScore, Plugin, PodInfo, PreFilterPlugin,
+    PreScorePlugin, ScorePlugin, Status,
 };
 
 pub const NAME: &str = "NodeAffinity";
@@ -148,7 +148,7 @@ impl FilterPlugin for NodeAffinity {
 }
 
 impl PreScorePlugin for NodeAffinity {
-    fn pre_score(&self, _: &mut CycleState, pod: &PodInfo, _: &[Arc<NodeInfo>]) -> Status {
+    fn pre_score(&self, _: &mut CycleState, pod: &PodInfo, _: &[&NodeInfo]) -> Status {
         let has_preferred = affinity(pod)
             .and_then(|a| {
                 a.preferred_during_scheduling_ignored_during_execution
@@ -204,16 +204,24 @@ mod tests {
     fn pre_filter_skips_pods_nothing_constrains() {
         let mut st = CycleState::default();
         let free = pod(json!({"containers": [{"name": "c"}]}));
-        assert!(NodeAffinity::new().pre_filter(&mut st, &free, &[]).is_skip());
+        assert!(NodeAffinity::new()
+            .pre_filter(&mut st, &free, &[])
+            .is_skip());
         // Preferred terms alone constrain nothing at Filter.
-        let preferred = pod(json!({"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
-            {"weight": 1, "preference": {"matchExpressions": [{"key": "a", "operator": "Exists"}]}}]}}}));
-        assert!(NodeAffinity::new().pre_filter(&mut st, &preferred, &[]).is_skip());
+        let preferred = pod(
+            json!({"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 1, "preference": {"matchExpressions": [{"key": "a", "operator": "Exists"}]}}]}}}),
+        );
+        assert!(NodeAffinity::new()
+            .pre_filter(&mut st, &preferred, &[])
+            .is_skip());
         for constrained in [
             pod(json!({"nodeSelector": {"disk": "ssd"}})),
             pod(required(json!([{"key": "a", "operator": "Exists"}]))),
         ] {
-            assert!(NodeAffinity::new().pre_filter(&mut st, &constrained, &[]).is_success());
+            assert!(NodeAffinity::new()
+                .pre_filter(&mut st, &constrained, &[])
+                .is_success());
         }
         let added: Affinity = serde_json::from_value(json!({
             "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
@@ -319,7 +327,13 @@ mod tests {
             labelled("3", json!({"foo": "bar", "key": "value"})),
         ];
         let mut st = CycleState::default();
-        assert!(pl.pre_score(&mut st, &pod, &nodes).is_success());
+        assert!(pl
+            .pre_score(
+                &mut st,
+                &pod,
+                &crate::plugins::helper::test_util::refs(&nodes)
+            )
+            .is_success());
         let mut scores: Vec<NodeScore> = nodes
             .iter()
             .map(|n| NodeScore {

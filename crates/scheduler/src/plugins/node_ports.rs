@@ -91,7 +91,11 @@ mod tests {
             .pre_filter(&mut st, &pod(ports(json!([{"containerPort": 80}]))), &[])
             .is_skip());
         assert!(pl
-            .pre_filter(&mut st, &pod(ports(json!([{"containerPort": 80, "hostPort": 8080}]))), &[])
+            .pre_filter(
+                &mut st,
+                &pod(ports(json!([{"containerPort": 80, "hostPort": 8080}]))),
+                &[]
+            )
             .is_success());
     }
 

@@ -17,7 +17,7 @@ use super::inter_pod_affinity::selector_matches;
 use super::node_affinity::required_matches;
 use crate::framework::{
     AllNodes, ClusterEvent, CycleState, FilterPlugin, NodeInfo, NodeScore, Plugin, PodInfo,
-    PreFilterPlugin, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
+    PreFilterPlugin, PreScorePlugin, ScorePlugin, Snapshot, Status, MAX_NODE_SCORE,
 };
 use crate::listers::Listers;
 
@@ -377,12 +377,7 @@ impl FilterPlugin for PodTopologySpread {
 }
 
 impl PreScorePlugin for PodTopologySpread {
-    fn pre_score(
-        &self,
-        state: &mut CycleState,
-        pod: &PodInfo,
-        feasible: &[Arc<NodeInfo>],
-    ) -> Status {
+    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, feasible: &[&NodeInfo]) -> Status {
         let mut cs = constraints(&pod.pod, "ScheduleAnyway");
         if cs.is_empty() {
             cs = self.default_constraints(&pod.pod, "ScheduleAnyway");
@@ -417,7 +412,11 @@ impl PreScorePlugin for PodTopologySpread {
         let all = state
             .read::<AllNodes>()
             .map(|a| a.0.clone())
-            .unwrap_or_else(|| Arc::new(feasible.to_vec().into()));
+            .unwrap_or_else(|| {
+                // (Without the cycle's snapshot: only the feasible nodes are known.)
+                let copies = feasible.iter().map(|n| Arc::new((*n).clone())).collect();
+                Arc::new(Snapshot::new(copies))
+            });
         let mut counts = vec![HashMap::new(); cs.len()];
         for node in all.iter().filter(|n| eligible(pod, n, &cs)) {
             for (i, c) in cs.iter().enumerate() {
@@ -535,7 +534,10 @@ mod tests {
             let pl = PodTopologySpread::new(Arc::new(listers));
             let mut st = CycleState::default();
             st.write(AllNodes::of(nodes.clone()));
-            if pl.pre_score(&mut st, p, &nodes).is_skip() {
+            if pl
+                .pre_score(&mut st, p, &crate::plugins::helper::test_util::refs(&nodes))
+                .is_skip()
+            {
                 return None;
             }
             let mut scores: Vec<NodeScore> = nodes
@@ -632,7 +634,13 @@ mod tests {
         let pl = PodTopologySpread::new(Arc::default());
         let mut st = CycleState::default();
         st.write(AllNodes::of(nodes.clone()));
-        assert!(pl.pre_score(&mut st, &p, &nodes).is_success());
+        assert!(pl
+            .pre_score(
+                &mut st,
+                &p,
+                &crate::plugins::helper::test_util::refs(&nodes)
+            )
+            .is_success());
         let mut scores: Vec<NodeScore> = nodes
             .iter()
             .map(|n| NodeScore {

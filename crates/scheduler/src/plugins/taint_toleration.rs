@@ -1,8 +1,6 @@
 //! TaintToleration: a node's NoSchedule/NoExecute taints keep out pods that do not
 //! tolerate them (Filter); untolerated PreferNoSchedule taints lower a node's score.
 
-use std::sync::Arc;
-
 use k8s_openapi::api::core::v1::Toleration;
 
 use super::helper::{normalize, tolerated};
@@ -82,7 +80,7 @@ impl FilterPlugin for TaintToleration {
 }
 
 impl PreScorePlugin for TaintToleration {
-    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, _: &[Arc<NodeInfo>]) -> Status {
+    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, _: &[&NodeInfo]) -> Status {
         let prefer = tolerations(pod)
             .iter()
             .filter(|t| {
@@ -126,6 +124,8 @@ impl ScorePlugin for TaintToleration {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use serde_json::json;
 
     use super::*;
@@ -207,7 +207,11 @@ mod tests {
             ),
         ];
         let mut st = CycleState::default();
-        pl.pre_score(&mut st, &pod, &nodes);
+        pl.pre_score(
+            &mut st,
+            &pod,
+            &crate::plugins::helper::test_util::refs(&nodes),
+        );
         let mut scores: Vec<NodeScore> = nodes
             .iter()
             .map(|n| NodeScore {
