@@ -29,7 +29,15 @@ impl FieldSet {
             [last] => {
                 self.members.insert(last.clone());
             }
-            [first, rest @ ..] => self.children.entry(first.clone()).or_default().insert(rest),
+            [first, rest @ ..] => match self.children.get_mut(first) {
+                // (No copy of the element when its level exists: most do.)
+                Some(child) => child.insert(rest),
+                None => self
+                    .children
+                    .entry(first.clone())
+                    .or_default()
+                    .insert(rest),
+            },
         }
     }
 
@@ -149,24 +157,26 @@ impl FieldSet {
 
     /// The FieldsV1 JSON of this set.
     pub fn to_json(&self) -> Value {
+        Value::Object(self.to_map().unwrap_or_default())
+    }
+
+    /// [`FieldSet::to_json`]'s object; `None` when the set is empty (one pass, where
+    /// asking each child `is_empty` first walked every subtree twice).
+    fn to_map(&self) -> Option<Map<String, Value>> {
         let mut map = Map::new();
         for m in &self.members {
             map.insert(m.clone(), Value::Object(Map::new()));
         }
         for (k, c) in &self.children {
-            if c.is_empty() {
+            let Some(mut inner) = c.to_map() else {
                 continue;
-            }
-            let mut inner = match c.to_json() {
-                Value::Object(m) => m,
-                _ => Map::new(),
             };
             if self.members.contains(k) {
                 inner.insert(".".into(), Value::Object(Map::new()));
             }
             map.insert(k.clone(), Value::Object(inner));
         }
-        Value::Object(map)
+        (!map.is_empty()).then_some(map)
     }
 
     /// Reads FieldsV1 JSON; `None` when it is not a FieldsV1 document.
