@@ -32,11 +32,7 @@ impl FieldSet {
             [first, rest @ ..] => match self.children.get_mut(first) {
                 // (No copy of the element when its level exists: most do.)
                 Some(child) => child.insert(rest),
-                None => self
-                    .children
-                    .entry(first.clone())
-                    .or_default()
-                    .insert(rest),
+                None => self.children.entry(first.clone()).or_default().insert(rest),
             },
         }
     }
