@@ -120,9 +120,7 @@ struct StatusView {
 /// does not parse, or (without parsing it) when it has no `nodeName` key anywhere: an
 /// unscheduled pod relates to no node, and half of all pod writes are creates.
 fn slim_pod(stored: &[u8]) -> Option<Value> {
-    if memchr::memmem::find(stored, b"\"nodeName\"").is_none() {
-        return None;
-    }
+    memchr::memmem::find(stored, b"\"nodeName\"")?;
     let v: PodView = serde_json::from_slice(stored).ok()?;
     let containers = |list: Option<Vec<ContainerView>>| -> Value {
         list.into_iter()

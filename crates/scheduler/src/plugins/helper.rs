@@ -114,11 +114,36 @@ pub(crate) mod test_util {
     use k8s_openapi::api::core::v1::{Node, Pod};
     use serde_json::{json, Value};
 
-    use crate::framework::{NodeInfo, PodInfo};
+    use crate::framework::{CycleState, NodeInfo, NodeScore, PodInfo, PreScorePlugin, ScorePlugin};
 
     /// The nodes as PreScore sees them.
     pub fn refs(nodes: &[Arc<NodeInfo>]) -> Vec<&NodeInfo> {
         nodes.iter().map(|n| &**n).collect()
+    }
+
+    /// PreScore over `nodes`, then each node's Score and the plugin's NormalizeScore:
+    /// the raw and the normalized scores in node order; `None` when PreScore skips.
+    pub fn scored<P: PreScorePlugin + ScorePlugin>(
+        pl: &P,
+        st: &mut CycleState,
+        pod: &PodInfo,
+        nodes: &[Arc<NodeInfo>],
+    ) -> Option<(Vec<i64>, Vec<i64>)> {
+        let s = pl.pre_score(st, pod, &refs(nodes));
+        if s.is_skip() {
+            return None;
+        }
+        assert!(s.is_success(), "PreScore: {s:?}");
+        let mut scores: Vec<NodeScore> = nodes
+            .iter()
+            .map(|n| NodeScore {
+                name: n.name(),
+                score: pl.score(st, pod, n).unwrap(),
+            })
+            .collect();
+        let raw = scores.iter().map(|s| s.score).collect();
+        pl.normalize_score(st, pod, &mut scores);
+        Some((raw, scores.iter().map(|s| s.score).collect()))
     }
 
     pub fn pod(spec: Value) -> PodInfo {
@@ -195,22 +220,22 @@ mod tests {
     fn normalize_scales_and_reverses() {
         let mut s = vec![
             NodeScore {
-                name: "a".into(),
+                name: "a",
                 score: 0,
             },
             NodeScore {
-                name: "b".into(),
+                name: "b",
                 score: 2,
             },
             NodeScore {
-                name: "c".into(),
+                name: "c",
                 score: 4,
             },
         ];
         normalize(true, &mut s);
         assert_eq!(s.iter().map(|s| s.score).collect::<Vec<_>>(), [100, 50, 0]);
         let mut z = vec![NodeScore {
-            name: "a".into(),
+            name: "a",
             score: 0,
         }];
         normalize(false, &mut z);

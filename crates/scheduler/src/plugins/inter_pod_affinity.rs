@@ -413,6 +413,8 @@ impl ScorePlugin for InterPodAffinity {
 
 #[cfg(test)]
 mod tests {
+    use crate::plugins::helper::test_util::scored;
+
     use serde_json::json;
 
     use super::*;
@@ -596,24 +598,7 @@ mod tests {
         let pl = InterPodAffinity::new(Arc::default());
         let mut st = CycleState::default();
         st.write(AllNodes::of(nodes.clone()));
-        assert!(pl
-            .pre_score(
-                &mut st,
-                &p,
-                &crate::plugins::helper::test_util::refs(&nodes)
-            )
-            .is_success());
-        let mut scores: Vec<NodeScore> = nodes
-            .iter()
-            .map(|n| NodeScore {
-                name: n.name().into(),
-                score: pl.score(&st, &p, n).unwrap(),
-            })
-            .collect();
-        pl.normalize_score(&st, &p, &mut scores);
-        assert_eq!(
-            scores.iter().map(|s| s.score).collect::<Vec<_>>(),
-            [100, 0, 100]
-        );
+        let (_, normalized) = scored(&pl, &mut st, &p, &nodes).unwrap();
+        assert_eq!(normalized, [100, 0, 100]);
     }
 }

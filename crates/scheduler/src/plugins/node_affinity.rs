@@ -186,6 +186,8 @@ impl ScorePlugin for NodeAffinity {
 
 #[cfg(test)]
 mod tests {
+    use crate::plugins::helper::test_util::scored;
+
     use serde_json::json;
 
     use super::*;
@@ -327,26 +329,9 @@ mod tests {
             labelled("3", json!({"foo": "bar", "key": "value"})),
         ];
         let mut st = CycleState::default();
-        assert!(pl
-            .pre_score(
-                &mut st,
-                &pod,
-                &crate::plugins::helper::test_util::refs(&nodes)
-            )
-            .is_success());
-        let mut scores: Vec<NodeScore> = nodes
-            .iter()
-            .map(|n| NodeScore {
-                name: n.name().into(),
-                score: pl.score(&st, &pod, n).unwrap(),
-            })
-            .collect();
-        pl.normalize_score(&st, &pod, &mut scores);
+        let (_, normalized) = scored(&pl, &mut st, &pod, &nodes).unwrap();
         // Upstream's "all machines matches the preferred scheduling requirements of pod
         // but with different priorities" case: 18, 100, 54.
-        assert_eq!(
-            scores.iter().map(|s| s.score).collect::<Vec<_>>(),
-            [18, 100, 54]
-        );
+        assert_eq!(normalized, [18, 100, 54]);
     }
 }

@@ -465,11 +465,11 @@ impl ScorePlugin for PodTopologySpread {
         let Some(s) = state.read::<PreScoreState>() else {
             return;
         };
-        let counted = scores.iter().filter(|x| !s.ignored.contains(&*x.name));
+        let counted = scores.iter().filter(|x| !s.ignored.contains(x.name));
         let min = counted.clone().map(|x| x.score).min().unwrap_or(0);
         let max = counted.map(|x| x.score).max().unwrap_or(0);
         for x in scores.iter_mut() {
-            x.score = if s.ignored.contains(&*x.name) {
+            x.score = if s.ignored.contains(x.name) {
                 0
             } else if max == 0 {
                 MAX_NODE_SCORE
@@ -482,6 +482,8 @@ impl ScorePlugin for PodTopologySpread {
 
 #[cfg(test)]
 mod tests {
+    use crate::plugins::helper::test_util::scored;
+
     use serde_json::json;
 
     use super::*;
@@ -534,21 +536,7 @@ mod tests {
             let pl = PodTopologySpread::new(Arc::new(listers));
             let mut st = CycleState::default();
             st.write(AllNodes::of(nodes.clone()));
-            if pl
-                .pre_score(&mut st, p, &crate::plugins::helper::test_util::refs(&nodes))
-                .is_skip()
-            {
-                return None;
-            }
-            let mut scores: Vec<NodeScore> = nodes
-                .iter()
-                .map(|n| NodeScore {
-                    name: n.name().into(),
-                    score: pl.score(&st, p, n).unwrap(),
-                })
-                .collect();
-            pl.normalize_score(&st, p, &mut scores);
-            Some(scores.iter().map(|s| s.score).collect::<Vec<_>>())
+            scored(&pl, &mut st, p, &nodes).map(|(_, normalized)| normalized)
         };
         let with_service = || {
             let l = Listers::default();
@@ -634,29 +622,9 @@ mod tests {
         let pl = PodTopologySpread::new(Arc::default());
         let mut st = CycleState::default();
         st.write(AllNodes::of(nodes.clone()));
-        assert!(pl
-            .pre_score(
-                &mut st,
-                &p,
-                &crate::plugins::helper::test_util::refs(&nodes)
-            )
-            .is_success());
-        let mut scores: Vec<NodeScore> = nodes
-            .iter()
-            .map(|n| NodeScore {
-                name: n.name().into(),
-                score: pl.score(&st, &p, n).unwrap(),
-            })
-            .collect();
+        let (raw, normalized) = scored(&pl, &mut st, &p, &nodes).unwrap();
         // weight ln(3 + 2) ≈ 1.609: raw 5, 2, 0 → normalized 100 * (5 + 0 - s) / 5.
-        assert_eq!(
-            scores.iter().map(|s| s.score).collect::<Vec<_>>(),
-            [5, 2, 0]
-        );
-        pl.normalize_score(&st, &p, &mut scores);
-        assert_eq!(
-            scores.iter().map(|s| s.score).collect::<Vec<_>>(),
-            [0, 60, 100]
-        );
+        assert_eq!(raw, [5, 2, 0]);
+        assert_eq!(normalized, [0, 60, 100]);
     }
 }

@@ -124,6 +124,8 @@ impl ScorePlugin for TaintToleration {
 
 #[cfg(test)]
 mod tests {
+    use crate::plugins::helper::test_util::scored;
+
     use std::sync::Arc;
 
     use serde_json::json;
@@ -207,22 +209,7 @@ mod tests {
             ),
         ];
         let mut st = CycleState::default();
-        pl.pre_score(
-            &mut st,
-            &pod,
-            &crate::plugins::helper::test_util::refs(&nodes),
-        );
-        let mut scores: Vec<NodeScore> = nodes
-            .iter()
-            .map(|n| NodeScore {
-                name: n.name().into(),
-                score: pl.score(&st, &pod, n).unwrap(),
-            })
-            .collect();
-        pl.normalize_score(&st, &pod, &mut scores);
-        assert_eq!(
-            scores.iter().map(|s| s.score).collect::<Vec<_>>(),
-            [100, 50, 0, 100]
-        );
+        let (_, normalized) = scored(&pl, &mut st, &pod, &nodes).unwrap();
+        assert_eq!(normalized, [100, 50, 0, 100]);
     }
 }

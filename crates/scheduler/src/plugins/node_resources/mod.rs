@@ -23,23 +23,14 @@ pub(crate) fn requested_and_allocatable(
     } else {
         &pod.non_zero_requests
     };
+    let (node_cpu, node_memory) = if use_requested {
+        (hot.requested_milli_cpu, hot.requested_memory)
+    } else {
+        (hot.non_zero_milli_cpu, hot.non_zero_memory)
+    };
     match resource {
-        "cpu" => {
-            let node_req = if use_requested {
-                hot.requested_milli_cpu
-            } else {
-                hot.non_zero_milli_cpu
-            };
-            (node_req + pod_req.milli_cpu, hot.allocatable_milli_cpu)
-        }
-        "memory" => {
-            let node_req = if use_requested {
-                hot.requested_memory
-            } else {
-                hot.non_zero_memory
-            };
-            (node_req + pod_req.memory, hot.allocatable_memory)
-        }
+        "cpu" => (node_cpu + pod_req.milli_cpu, hot.allocatable_milli_cpu),
+        "memory" => (node_memory + pod_req.memory, hot.allocatable_memory),
         other => {
             let node_req = if use_requested {
                 node.requested()
