@@ -198,6 +198,11 @@ pub struct PodInfo {
     pub has_affinity: bool,
     /// Whether the pod has required pod anti-affinity.
     pub has_required_anti_affinity: bool,
+    /// Whether the pod has terms that score other pods' placement: required pod
+    /// affinity (upstream's hard pod affinity weight), preferred pod affinity or
+    /// preferred anti-affinity. InterPodAffinity's PreScore skips the rest without
+    /// reading their (cold) pod objects.
+    pub has_scoring_terms: bool,
 }
 
 impl PodInfo {
@@ -212,9 +217,28 @@ impl PodInfo {
                     .as_ref()
             })
             .is_some_and(|t| !t.is_empty());
+        let present = |terms: Option<usize>| terms.is_some_and(|n| n > 0);
+        let has_scoring_terms = affinity.is_some_and(|a| {
+            let pa = a.pod_affinity.as_ref();
+            let anti = a.pod_anti_affinity.as_ref();
+            present(pa.and_then(|p| {
+                p.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+                    .map(Vec::len)
+            })) || present(pa.and_then(|p| {
+                p.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+                    .map(Vec::len)
+            })) || present(anti.and_then(|p| {
+                p.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+                    .map(Vec::len)
+            }))
+        });
         PodInfo {
             has_affinity,
             has_required_anti_affinity,
+            has_scoring_terms,
             requests: pod_requests(&pod, false),
             non_zero_requests: pod_requests(&pod, true),
             host_ports: pod_host_ports(&pod),
@@ -473,6 +497,43 @@ mod tests {
         assert!(info.unschedulable() && info.tainted());
         info.set_node(node(json!({"unschedulable": false, "taints": []})));
         assert!(!info.unschedulable() && !info.tainted());
+    }
+
+    #[test]
+    fn affinity_flags() {
+        let term = json!({"labelSelector": {"matchLabels": {"a": "b"}}, "topologyKey": "k"});
+        let flags = |affinity: serde_json::Value| {
+            let p = PodInfo::new(Arc::new(pod(json!({"affinity": affinity}))));
+            (
+                p.has_affinity,
+                p.has_required_anti_affinity,
+                p.has_scoring_terms,
+            )
+        };
+        assert_eq!(flags(json!(null)), (false, false, false));
+        assert_eq!(
+            flags(
+                json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}})
+            ),
+            (true, true, false)
+        );
+        assert_eq!(
+            flags(
+                json!({"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 1, "podAffinityTerm": term}]}})
+            ),
+            (true, false, true)
+        );
+        assert_eq!(
+            flags(
+                json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}})
+            ),
+            (true, false, true)
+        );
+        assert_eq!(
+            flags(json!({"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}})),
+            (true, false, false)
+        );
     }
 
     #[test]

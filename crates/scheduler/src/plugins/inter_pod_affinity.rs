@@ -250,6 +250,9 @@ impl PreFilterPlugin for InterPodAffinity {
                         bump(&mut s.anti_affinity, node, &t.topology_key, 1);
                     }
                 }
+                if !existing.has_required_anti_affinity {
+                    continue;
+                }
                 for t in required_anti_affinity(other) {
                     if self.term_matches(t, namespace(other), me) {
                         bump(&mut s.existing_anti_affinity, node, &t.topology_key, 1);
@@ -350,7 +353,7 @@ impl PreScorePlugin for InterPodAffinity {
                         any = true;
                     }
                 }
-                if !existing.has_affinity {
+                if !existing.has_scoring_terms {
                     continue;
                 }
                 for t in required_affinity(other) {
