@@ -158,7 +158,38 @@ fn preferred(pod: &Pod) -> Vec<(&PodAffinityTerm, i64)> {
     pos.chain(neg).collect()
 }
 
-type TopologyPair = (String, String);
+/// Counts per topology domain: topology key → label value → count. Nested so that a
+/// lookup borrows the key and value (a filter looks up hundreds of nodes per cycle; a
+/// `(String, String)` key made two copies per lookup).
+#[derive(Default, Debug)]
+struct DomainCounts(HashMap<String, HashMap<String, i64>>);
+
+impl DomainCounts {
+    fn add(&mut self, key: &str, value: &str, by: i64) {
+        let values = match self.0.get_mut(key) {
+            Some(values) => values,
+            None => self.0.entry(key.to_owned()).or_default(),
+        };
+        match values.get_mut(value) {
+            Some(n) => *n += by,
+            None => {
+                values.insert(value.to_owned(), by);
+            }
+        }
+    }
+
+    fn get(&self, key: &str, value: &str) -> i64 {
+        self.0
+            .get(key)
+            .and_then(|values| values.get(value))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.values().all(HashMap::is_empty)
+    }
+}
 
 fn label<'a>(node: &'a NodeInfo, key: &str) -> Option<&'a str> {
     node.node
@@ -173,15 +204,15 @@ fn label<'a>(node: &'a NodeInfo, key: &str) -> Option<&'a str> {
 #[derive(Default)]
 struct PreFilterState {
     /// Domains holding pods that match all of the pod's required affinity terms.
-    affinity: HashMap<TopologyPair, i64>,
+    affinity: DomainCounts,
     /// Domains holding pods matched by one of the pod's required anti-affinity terms.
-    anti_affinity: HashMap<TopologyPair, i64>,
+    anti_affinity: DomainCounts,
     /// Domains of existing pods whose required anti-affinity selects this pod.
-    existing_anti_affinity: HashMap<TopologyPair, i64>,
+    existing_anti_affinity: DomainCounts,
 }
 
 /// Domain scores, computed at PreScore.
-struct PreScoreState(HashMap<TopologyPair, i64>);
+struct PreScoreState(DomainCounts);
 
 impl Plugin for InterPodAffinity {
     fn name(&self) -> &'static str {
@@ -211,9 +242,9 @@ impl Plugin for InterPodAffinity {
     }
 }
 
-fn bump(map: &mut HashMap<TopologyPair, i64>, node: &NodeInfo, key: &str, by: i64) {
+fn bump(map: &mut DomainCounts, node: &NodeInfo, key: &str, by: i64) {
     if let Some(value) = label(node, key) {
-        *map.entry((key.to_owned(), value.to_owned())).or_default() += by;
+        map.add(key, value, by);
     }
 }
 
@@ -281,12 +312,7 @@ impl FilterPlugin for InterPodAffinity {
                 match label(node, &t.topology_key) {
                     None => return Status::unresolvable(ERR_REASON_AFFINITY),
                     Some(v) => {
-                        if s.affinity
-                            .get(&(t.topology_key.clone(), v.to_owned()))
-                            .copied()
-                            .unwrap_or(0)
-                            <= 0
-                        {
+                        if s.affinity.get(&t.topology_key, v) <= 0 {
                             pods_exist = false;
                         }
                     }
@@ -303,24 +329,14 @@ impl FilterPlugin for InterPodAffinity {
         }
         for t in required_anti_affinity(me) {
             if let Some(v) = label(node, &t.topology_key) {
-                if s.anti_affinity
-                    .get(&(t.topology_key.clone(), v.to_owned()))
-                    .copied()
-                    .unwrap_or(0)
-                    > 0
-                {
+                if s.anti_affinity.get(&t.topology_key, v) > 0 {
                     return Status::unschedulable(ERR_REASON_ANTI_AFFINITY);
                 }
             }
         }
         let labels = node.node.metadata.labels.iter().flatten();
         for (k, v) in labels {
-            if s.existing_anti_affinity
-                .get(&(k.clone(), v.clone()))
-                .copied()
-                .unwrap_or(0)
-                > 0
-            {
+            if s.existing_anti_affinity.get(k, v) > 0 {
                 return Status::unschedulable(ERR_REASON_EXISTING_ANTI_AFFINITY);
             }
         }
@@ -339,7 +355,7 @@ impl PreScorePlugin for InterPodAffinity {
         if mine.is_empty() && !all.have_pods_with_affinity() {
             return Status::skip();
         }
-        let mut scores: HashMap<TopologyPair, i64> = HashMap::new();
+        let mut scores = DomainCounts::default();
         let mut any = false;
         for node in all.iter() {
             if mine.is_empty() && node.pods_with_affinity == 0 {
@@ -396,7 +412,7 @@ impl ScorePlugin for InterPodAffinity {
             .labels
             .iter()
             .flatten()
-            .map(|(k, v)| s.0.get(&(k.clone(), v.clone())).copied().unwrap_or(0))
+            .map(|(k, v)| s.0.get(k, v))
             .sum())
     }
 
