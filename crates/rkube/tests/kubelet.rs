@@ -84,7 +84,7 @@ impl Node {
 
     /// Polls `f` until it returns `Some`, up to `timeout`.
     fn wait<T>(&self, what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
-        poll(what, timeout, f, || {
+        support::poll(what, timeout, f, || {
             format!(
                 "--- events ---\n{}\n--- server log ---\n{}\n--- containerd log ---\n{}",
                 String::from_utf8_lossy(&self.cluster.kubectl(&["get", "events", "-A"]).stdout),
@@ -151,28 +151,6 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         rkube_testkit::node::clean_up(self.cluster.data_dir(), &self.bridge, &self.cidr);
-    }
-}
-
-/// Polls `f` every 200 ms until it returns `Some`; after `timeout`, fails with
-/// `diagnostics`.
-fn poll<T>(
-    what: &str,
-    timeout: Duration,
-    mut f: impl FnMut() -> Option<T>,
-    diagnostics: impl Fn() -> String,
-) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            diagnostics()
-        );
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -527,7 +505,7 @@ fn standalone_kubelet_trusts_the_api_servers_client_ca() {
         cidr,
     };
     let wait = |what: &str, f: &mut dyn FnMut() -> Option<String>| {
-        poll(what, Duration::from_secs(60), f, || {
+        support::poll(what, Duration::from_secs(60), f, || {
             format!(
                 "--- kubelet log ---\n{}\n--- server log ---\n{}",
                 kubelet.log(),

@@ -336,23 +336,17 @@ impl Node {
         node
     }
 
-    fn wait<T>(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(v) = f() {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}\n--- events ---\n{}\n--- pods ---\n{}\n--- server log ---\n{}\n--- containerd log ---\n{}",
+    fn wait<T>(&self, what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
+        support::poll(what, timeout, f, || {
+            format!(
+                "--- events ---\n{}\n--- pods ---\n{}\n--- server log ---\n{}\n--- containerd log ---\n{}",
                 String::from_utf8_lossy(&self.cluster.kubectl(&["get", "events", "-A"]).stdout),
                 String::from_utf8_lossy(&self.cluster.kubectl(&["get", "pods", "-A", "-o", "yaml"]).stdout),
                 self.cluster.log(),
                 std::fs::read_to_string(self.cluster.data_dir().join("containerd/containerd.log"))
                     .unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+            )
+        })
     }
 
     fn jsonpath(&self, args: &[&str], path: &str) -> String {

@@ -9,7 +9,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rkube_testkit::images::{busybox_archive, run, BUSYBOX};
 use support::Cluster;
@@ -149,21 +149,15 @@ fn wait<T>(
     k: &Kubelet,
     what: &str,
     timeout: Duration,
-    mut f: impl FnMut() -> Option<T>,
+    f: impl FnMut() -> Option<T>,
 ) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n--- events ---\n{}\n--- kubelet log ---\n{}",
+    support::poll(what, timeout, f, || {
+        format!(
+            "--- events ---\n{}\n--- kubelet log ---\n{}",
             String::from_utf8_lossy(&cluster.kubectl(&["get", "events", "-A"]).stdout),
             k.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        )
+    })
 }
 
 fn jsonpath(cluster: &Cluster, args: &[&str], path: &str) -> String {

@@ -328,6 +328,28 @@ pub fn persistent_datastore() -> (Option<rkube_testkit::EtcdCluster>, Vec<String
     }
 }
 
+/// Polls `f` every 200 ms until it returns `Some`; after `timeout`, fails with
+/// `diagnostics`.
+pub fn poll<T>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> Option<T>,
+    diagnostics: impl Fn() -> String,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Waits for a child, killing it after `timeout`.
 pub fn wait_with_timeout(child: Child, timeout: Duration) -> Output {
     let pid = child.id();
