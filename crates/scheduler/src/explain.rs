@@ -21,8 +21,7 @@ use thiserror::Error;
 
 use crate::cache::Cache;
 use crate::framework::{
-    AllNodes, Code, CycleState, Framework, NodeInfo, NominatedPods, PodInfo, ScoreTable, Snapshot,
-    Status,
+    AllNodes, Code, CycleState, Framework, NominatedPods, PodInfo, ScoreTable, Snapshot, Status,
 };
 use crate::listers::Listers;
 use crate::plugins::{default_profile, Handle, DEFAULT_SCHEDULER_NAME};
@@ -138,9 +137,7 @@ pub fn evaluate(
         }
         _ => {}
     }
-    let refs: Vec<&NodeInfo> = feasible.iter().map(|&i| &*nodes[i]).collect();
-    let pre_score = fw.run_pre_score(&mut state, pod, &refs);
-    drop(refs);
+    let pre_score = fw.run_pre_score(&mut state, pod, &snapshot.at(&feasible));
     if !pre_score.is_success() {
         out.score_error = Some(pre_score);
         return out;

@@ -280,9 +280,7 @@ pub fn schedule_pod(
             scores: ScoreTable::default(),
         });
     }
-    let refs: Vec<&NodeInfo> = feasible.iter().map(|&i| &*nodes[i]).collect();
-    let pre_score = fw.run_pre_score(state, pod, &refs);
-    drop(refs);
+    let pre_score = fw.run_pre_score(state, pod, &snapshot.at(&feasible));
     if !pre_score.is_success() {
         return Err(ScheduleError::Internal(pre_score));
     }

@@ -318,7 +318,7 @@ pub struct NodeInfo {
     non_zero_requested: Resource,
     pub used_ports: Vec<HostPort>,
     pub node: Arc<Node>,
-    /// The node's name, shared (score tables hold it without copying).
+    /// The node's name (shared by the copies a snapshot held by a cycle forces).
     name: Arc<str>,
     /// Images the node reports: (normalized name, size in bytes), one entry per name.
     images: Vec<(String, i64)>,
@@ -425,11 +425,6 @@ impl NodeInfo {
     /// Whether the node has any taints (`spec.taints`).
     pub fn tainted(&self) -> bool {
         self.hot.tainted
-    }
-
-    /// The node's name, shared.
-    pub fn shared_name(&self) -> Arc<str> {
-        self.name.clone()
     }
 
     /// Replaces the node object, keeping its pods.

@@ -450,7 +450,7 @@ impl Framework {
             totals: vec![0; feasible.len()],
             ..ScoreTable::default()
         };
-        let nodes: Vec<&NodeInfo> = feasible.iter().map(|&i| &*snapshot.nodes()[i]).collect();
+        let nodes = snapshot.at(&feasible);
         // One list of names for every plugin; only the scores are rewritten.
         let mut scores: Vec<NodeScore> = nodes
             .iter()

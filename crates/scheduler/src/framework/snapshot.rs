@@ -36,6 +36,11 @@ impl Snapshot {
         &self.nodes
     }
 
+    /// The nodes at `positions` (a cycle's feasible nodes), as PreScore and Score see them.
+    pub fn at(&self, positions: &[usize]) -> Vec<&NodeInfo> {
+        positions.iter().map(|&i| &*self.nodes[i]).collect()
+    }
+
     /// Whether any pod in the cluster has pod affinity or anti-affinity.
     pub fn have_pods_with_affinity(&self) -> bool {
         self.pods_with_affinity > 0
