@@ -463,6 +463,123 @@ pub fn field_value(info: &ResourceInfo, object: &Value, field: &str) -> Option<S
     Some(value)
 }
 
+/// The parts of an object (of resource `info`, as JSON) that [`field_value`] reads, with
+/// everything else skipped unparsed: `field_value` answers the same on it as on the whole
+/// object. Upstream's watch cache keeps each object's field set beside it for the same
+/// reason: a watch with a field selector (each kubelet's, on pods) tests every event's
+/// object, and a full parse of each was most of that cost. `None` when `json` is not an
+/// object.
+pub fn selectable_part(info: &ResourceInfo, json: &[u8]) -> Option<Value> {
+    let mut paths: Vec<Vec<&str>> = support(info)
+        .fields
+        .iter()
+        .map(|f| f.split('.').collect())
+        .collect();
+    // Fields read from somewhere other than their own path (see `field_value`).
+    if (info.group, info.plural) == ("batch", "jobs") {
+        paths.push(vec!["status", "succeeded"]);
+    }
+    let refs: Vec<&[&str]> = paths.iter().map(Vec::as_slice).collect();
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let value = serde::de::DeserializeSeed::deserialize(Pruned(&refs), &mut de).ok()?;
+    de.end().ok()?;
+    value.is_object().then_some(value)
+}
+
+/// Deserializes a JSON value keeping only `paths` (each the rest of a path below this
+/// value; an empty one keeps the whole value).
+struct Pruned<'a, 'p>(&'a [&'p [&'p str]]);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Pruned<'_, '_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        if self.0.iter().any(|p| p.is_empty()) {
+            return serde::Deserialize::deserialize(d);
+        }
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Pruned<'_, '_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut kept = serde_json::Map::new();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            let below: Vec<&[&str]> = self
+                .0
+                .iter()
+                .filter(|p| p[0] == key)
+                .map(|p| &p[1..])
+                .collect();
+            if below.is_empty() {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            } else {
+                let value = map.next_value_seed(Pruned(&below))?;
+                kept.insert(key.into_owned(), value);
+            }
+        }
+        Ok(Value::Object(kept))
+    }
+
+    // A path that runs into anything but an object finds nothing there.
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Value::Null)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+}
+
+/// An object key, borrowed from the input when it has no escapes.
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 /// Walks `path` through objects (and arrays, by decimal index).
 fn lookup<'a>(object: &'a Value, path: &[&str]) -> Option<&'a Value> {
     path.iter().try_fold(object, |v, key| match v {
@@ -492,6 +609,79 @@ mod tests {
 
     fn parse(s: &str) -> FieldSelector {
         FieldSelector::parse(s).unwrap_or_else(|e| panic!("{s:?}: {e}"))
+    }
+
+    #[test]
+    fn selectable_part_answers_as_the_whole_object() {
+        fn resource(path: &str) -> &'static ResourceInfo {
+            let mut parts: Vec<&str> = path.split('/').collect();
+            if parts.len() == 2 {
+                parts.insert(0, "");
+            }
+            find(parts[0], parts[1], parts[2]).expect(path)
+        }
+        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "ns", "labels": {"a": "b"},
+                "managedFields": [{"manager": "m", "fieldsV1": {"f:spec": {}}}]},
+            "spec": {"nodeName": "n1", "hostNetwork": true, "containers": [{"name": "c"}],
+                "restartPolicy": "Always", "schedulerName": "s", "serviceAccountName": "sa"},
+            "status": {"phase": "Running", "podIP": "10.0.0.1",
+                "podIPs": [{"ip": "10.0.0.2"}], "nominatedNodeName": "n2"}});
+        let job = json!({"metadata": {"name": "j", "namespace": "ns"},
+            "status": {"succeeded": 3, "active": 1}});
+        let event = json!({"metadata": {"name": "e", "namespace": "ns"},
+            "involvedObject": {"kind": "Pod", "name": "p", "uid": "u"},
+            "reason": "Scheduled", "source": {"component": "c"}, "type": "Normal"});
+        let cases = [
+            ("v1/pods", pod.clone()),
+            ("batch/v1/jobs", job),
+            ("v1/events", event),
+            // Paths that run into arrays or scalars find nothing, as in the whole object.
+            (
+                "v1/pods",
+                json!({"metadata": [1, 2], "spec": "x", "status": {"podIPs": 3}}),
+            ),
+            (
+                "v1/nodes",
+                json!({"metadata": {"name": "n"}, "spec": {"unschedulable": true}}),
+            ),
+            (
+                "v1/secrets",
+                json!({"metadata": {"name": "s"}, "type": "Opaque", "data": {}}),
+            ),
+            (
+                "v1/configmaps",
+                json!({"metadata": {"name": "c", "namespace": "ns"}}),
+            ),
+        ];
+        for (plural, object) in cases {
+            let info = resource(plural);
+            let bytes = serde_json::to_vec(&object).expect("json");
+            let part = selectable_part(info, &bytes).expect("an object");
+            for field in supported_fields(info) {
+                assert_eq!(
+                    field_value(info, &part, field),
+                    field_value(info, &object, field),
+                    "{plural} {field}"
+                );
+            }
+        }
+        let info = resource("v1/pods");
+        let part =
+            selectable_part(info, &serde_json::to_vec(&pod).expect("json")).expect("an object");
+        assert!(part["metadata"].get("managedFields").is_none());
+        assert!(part["spec"].get("containers").is_none());
+        assert!(selectable_part(info, b"[1]").is_none());
+        assert!(selectable_part(info, b"{\"a\": 1} x").is_none());
+        assert!(selectable_part(info, b"{\"a\": ").is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn selectable_part_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let info = find("", "v1", "pods").expect("pods");
+            let _ = selectable_part(info, &bytes);
+        }
     }
 
     #[test]

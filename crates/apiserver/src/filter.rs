@@ -63,12 +63,25 @@ impl Filter {
         }
     }
 
-    /// Whether a stored object passes (parsed only when a selector needs it).
+    /// Whether a stored object passes (parsed only when a selector needs it, and then
+    /// only as far as the selectors read).
     pub fn matches_stored(&self, stored: &[u8]) -> bool {
         if self.is_empty() {
             return true;
         }
-        serde_json::from_slice::<Value>(stored).is_ok_and(|v| self.matches_value(&v))
+        match &self.fields {
+            Some(f) => {
+                let Some(part) = rkube_api::fields::selectable_part(self.info, stored) else {
+                    return false;
+                };
+                f.matches_object(self.info, &part)
+                    && self
+                        .labels
+                        .as_ref()
+                        .is_none_or(|l| l.matches(&crate::meta::labels_of_stored(stored)))
+            }
+            None => serde_json::from_slice::<Value>(stored).is_ok_and(|v| self.matches_value(&v)),
+        }
     }
 
     /// Whether a cached object passes (labels are pre-parsed in the cache).
@@ -79,7 +92,9 @@ impl Filter {
             }
         }
         match &self.fields {
-            Some(_) => self.matches_stored(&obj.stored),
+            Some(f) => obj
+                .selectable(self.info)
+                .is_some_and(|part| f.matches_object(self.info, part)),
             None => true,
         }
     }

@@ -32,6 +32,8 @@ pub struct CachedObject {
     pub labels: BTreeMap<String, String>,
     /// The stored JSON parsed, on first need ([`CachedObject::value`]).
     parsed: std::sync::OnceLock<Option<Arc<serde_json::Value>>>,
+    /// What field selectors read of it, on first need ([`CachedObject::selectable`]).
+    selectable: std::sync::OnceLock<Option<serde_json::Value>>,
 }
 
 impl CachedObject {
@@ -43,6 +45,7 @@ impl CachedObject {
             stored,
             labels,
             parsed: std::sync::OnceLock::new(),
+            selectable: std::sync::OnceLock::new(),
         }
     }
 
@@ -53,6 +56,18 @@ impl CachedObject {
         self.parsed
             .get_or_init(|| serde_json::from_slice(&self.stored).ok().map(Arc::new))
             .clone()
+    }
+
+    /// The part of the object field selectors read (`info` is its resource;
+    /// [`rkube_api::fields::selectable_part`]), made once: every watch with a field
+    /// selector tests each event's object and its previous state against it.
+    pub fn selectable(
+        &self,
+        info: &rkube_api::resources::ResourceInfo,
+    ) -> Option<&serde_json::Value> {
+        self.selectable
+            .get_or_init(|| rkube_api::fields::selectable_part(info, &self.stored))
+            .as_ref()
     }
 }
 
