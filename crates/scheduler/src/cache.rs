@@ -184,6 +184,16 @@ impl Cache {
             return;
         };
         let info = PodInfo::new(pod);
+        // The binding of an assumed pod confirmed: one change of its node in place.
+        if let Some(state) = self.pods.get_mut(info.uid()).filter(|s| s.node == node) {
+            state.assumed = false;
+            let uid = info.uid().to_owned();
+            self.change_node(&node, |n| {
+                n.remove_pod(&uid);
+                n.add_pod(info);
+            });
+            return;
+        }
         self.detach(info.uid());
         self.attach(info, &node, false);
     }
@@ -193,13 +203,13 @@ impl Cache {
         self.detach(uid);
     }
 
-    /// Places `pod` on `node` before the binding is confirmed.
+    /// Places `pod` on `node` before the binding is confirmed. The cached pod object is
+    /// the queued one, shared: it does not name the node (the cache records where it
+    /// is), so assuming copies nothing — upstream deep-copies the pod to set
+    /// `spec.nodeName`, which here was most of an assume's cost.
     pub fn assume_pod(&mut self, pod: &PodInfo, node: &str) {
-        let mut p = (*pod.pod).clone();
-        p.spec.get_or_insert_with(Default::default).node_name = Some(node.to_owned());
-        let info = PodInfo::new(Arc::new(p));
-        self.detach(info.uid());
-        self.attach(info, node, true);
+        self.detach(pod.uid());
+        self.attach(pod.clone(), node, true);
     }
 
     /// Drops an assumed pod whose binding failed.

@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Event, Pod};
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -157,10 +157,14 @@ impl Shared {
             "reportingComponent": note.component, "reportingInstance": note.component,
             "action": if note.reason == "Scheduled" { "Binding" } else { "Scheduling" },
         });
-        let Ok(event) = serde_json::from_value::<Event>(event) else {
+        // Posted as JSON, and the answer not decoded: no typed Event is built either way.
+        let request = http::Request::post(format!("/api/v1/namespaces/{}/events", note.namespace))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(serde_json::to_vec(&event).unwrap_or_default());
+        let Ok(request) = request else {
             return;
         };
-        match api.create(&PostParams::default(), &event).await {
+        match self.client.request_text(request).await {
             Ok(_) => self.remember(key, event_name, 1),
             Err(e) => {
                 tracing::debug!(object.ref = %format!("{}/{}", note.namespace, note.name),

@@ -46,6 +46,22 @@ pub fn scheduling_relevant_change(old: &Pod, new: &Pod) -> bool {
         || old.metadata.deletion_timestamp != new.metadata.deletion_timestamp
 }
 
+/// [`scheduling_relevant_change`] for a bound pod's update against its cached copy. An
+/// assumed pod is cached as it was queued, without the node its binding names
+/// (`Cache::assume_pod`): that difference is no change. `new` is as given on return.
+pub fn bound_change_relevant(old: &Pod, new: &mut Pod) -> bool {
+    let assumed = old.spec.as_ref().is_some_and(|s| s.node_name.is_none());
+    let named = match (assumed, new.spec.as_mut()) {
+        (true, Some(spec)) => spec.node_name.take(),
+        _ => None,
+    };
+    let relevant = scheduling_relevant_change(old, new);
+    if let (Some(n), Some(spec)) = (named, new.spec.as_mut()) {
+        spec.node_name = Some(n);
+    }
+    relevant
+}
+
 /// A pod waiting in the queue, with its scheduling history.
 #[derive(Clone)]
 pub struct QueuedPod {
@@ -341,6 +357,35 @@ mod tests {
 
     use super::*;
     use crate::plugins::{default_profile, Handle};
+
+    #[test]
+    fn confirming_an_assumed_binding_is_no_change() {
+        let queued: Pod =
+            serde_json::from_value(json!({"metadata": {"name": "p", "labels": {"a": "1"}},
+            "spec": {"containers": [{"name": "c"}]}}))
+            .unwrap();
+        let mut bound = queued.clone();
+        bound.spec.as_mut().unwrap().node_name = Some("n1".into());
+        assert!(!bound_change_relevant(&queued, &mut bound));
+        assert_eq!(
+            bound.spec.as_ref().unwrap().node_name.as_deref(),
+            Some("n1")
+        );
+        // Anything else that changed still counts.
+        let mut relabelled = bound.clone();
+        relabelled.metadata.labels = Some([("a".to_string(), "2".to_string())].into());
+        assert!(bound_change_relevant(&queued, &mut relabelled));
+        assert_eq!(
+            relabelled.spec.as_ref().unwrap().node_name.as_deref(),
+            Some("n1")
+        );
+        // A cached bound pod moved to another node (deleted and recreated) does count.
+        let mut moved = bound.clone();
+        moved.spec.as_mut().unwrap().node_name = Some("n2".into());
+        assert!(bound_change_relevant(&bound, &mut moved));
+        let mut same = bound.clone();
+        assert!(!bound_change_relevant(&bound, &mut same));
+    }
 
     fn pod(name: &str, priority: i32, gates: bool) -> Arc<Pod> {
         let gates = if gates {

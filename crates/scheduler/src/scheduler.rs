@@ -207,15 +207,16 @@ impl Scheduler {
                 return;
             }
             let before = self.cache().pod(&uid);
-            let pod = Arc::new(pod);
-            self.cache().upsert_pod(pod.clone());
-            match before {
+            let mut pod = pod;
+            // Status-only changes (a kubelet's reports) cannot help any pod fit.
+            let relevant = before
+                .as_ref()
+                .map(|old| crate::queue::bound_change_relevant(old, &mut pod));
+            self.cache().upsert_pod(Arc::new(pod));
+            match relevant {
                 None => self.queue.move_all(ClusterEvent::AssignedPodAdd),
-                // Status-only changes (a kubelet's reports) cannot help any pod fit.
-                Some(old) if crate::queue::scheduling_relevant_change(&old, &pod) => {
-                    self.queue.move_all(ClusterEvent::AssignedPodUpdate)
-                }
-                Some(_) => {}
+                Some(true) => self.queue.move_all(ClusterEvent::AssignedPodUpdate),
+                Some(false) => {}
             }
         } else if self.responsible_for(&pod)
             && !is_terminal(&pod)
