@@ -87,7 +87,7 @@ impl Filter {
     /// Whether a cached object passes (labels are pre-parsed in the cache).
     pub fn matches_cached(&self, obj: &CachedObject) -> bool {
         if let Some(l) = &self.labels {
-            if !l.matches(&obj.labels) {
+            if !l.matches(obj.labels()) {
                 return false;
             }
         }

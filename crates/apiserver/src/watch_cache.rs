@@ -29,7 +29,9 @@ pub struct CachedObject {
     pub key: String,
     pub revision: Revision,
     pub stored: Bytes,
-    pub labels: BTreeMap<String, String>,
+    /// Its labels, read on first need ([`CachedObject::labels`]): most watches select
+    /// by no label, and reading them was a pass over every object stored.
+    labels: std::sync::OnceLock<BTreeMap<String, String>>,
     /// The stored JSON parsed, on first need ([`CachedObject::value`]).
     parsed: std::sync::OnceLock<Option<Arc<serde_json::Value>>>,
     /// What field selectors read of it, on first need ([`CachedObject::selectable`]).
@@ -38,15 +40,20 @@ pub struct CachedObject {
 
 impl CachedObject {
     fn new(key: String, revision: Revision, stored: Bytes) -> Self {
-        let labels = crate::meta::labels_of_stored(&stored);
         CachedObject {
             key,
             revision,
             stored,
-            labels,
+            labels: std::sync::OnceLock::new(),
             parsed: std::sync::OnceLock::new(),
             selectable: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The object's labels.
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        self.labels
+            .get_or_init(|| crate::meta::labels_of_stored(&self.stored))
     }
 
     /// The object parsed (`None`: its stored bytes are not JSON). Parsed once and shared:
@@ -656,7 +663,7 @@ mod tests {
         assert_eq!(e.line("ADDED", true, || render("again")), "lean");
         assert_eq!(e.line("ADDED", false, || render("again")), "a");
         assert_eq!(renders.get(), 6);
-        assert_eq!(e.object.labels.get("a").map(String::as_str), Some("b"));
+        assert_eq!(e.object.labels().get("a").map(String::as_str), Some("b"));
         e.rendered.forget();
         assert_eq!(e.line("ADDED", false, || render("fresh")), "fresh");
         assert_eq!(renders.get(), 7);
