@@ -356,6 +356,8 @@ async fn watch_bindings(client: Client, bound: Arc<Bound>) {
                 Ok(Some(WatchEvent::Error(e))) => {
                     if e.code == 410 {
                         version.clear();
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                     break;
                 }

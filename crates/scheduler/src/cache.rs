@@ -184,7 +184,8 @@ impl Cache {
             return;
         };
         let info = PodInfo::new(pod);
-        // The binding of an assumed pod confirmed: one change of its node in place.
+        // Still on the same node (an assumed pod's binding confirmed, a status report):
+        // one change of that node in place.
         if let Some(state) = self.pods.get_mut(info.uid()).filter(|s| s.node == node) {
             state.assumed = false;
             let uid = info.uid().to_owned();

@@ -147,7 +147,7 @@ impl Shared {
             }
         }
         let event_name = format!("{}.{nanos:x}", note.name);
-        let event = json!({
+        let mut event = json!({
             "metadata": {"name": event_name, "namespace": note.namespace},
             "involvedObject": {"apiVersion": "v1", "kind": "Pod", "namespace": note.namespace,
                 "name": note.name, "uid": note.uid, "resourceVersion": note.resource_version},
@@ -158,6 +158,10 @@ impl Shared {
             "action": if note.reason == "Scheduled" { "Binding" } else { "Scheduling" },
         });
         // Posted as JSON, and the answer not decoded: no typed Event is built either way.
+        // A pod without uid or resourceVersion sends those fields unset, not null.
+        if let Some(o) = event["involvedObject"].as_object_mut() {
+            o.retain(|_, v| !v.is_null());
+        }
         let request = http::Request::post(format!("/api/v1/namespaces/{}/events", note.namespace))
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(serde_json::to_vec(&event).unwrap_or_default());

@@ -183,7 +183,7 @@ impl Scheduler {
         self.nominated.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn pod_changed(&self, pod: Pod) {
+    fn pod_changed(&self, mut pod: Pod) {
         let uid = uid(&pod);
         let nominated_to = pod
             .status
@@ -207,7 +207,6 @@ impl Scheduler {
                 return;
             }
             let before = self.cache().pod(&uid);
-            let mut pod = pod;
             // Status-only changes (a kubelet's reports) cannot help any pod fit.
             let relevant = before
                 .as_ref()

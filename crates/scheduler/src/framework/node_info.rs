@@ -210,31 +210,18 @@ impl PodInfo {
         let affinity = pod.spec.as_ref().and_then(|s| s.affinity.as_ref());
         let has_affinity =
             affinity.is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some());
-        let has_required_anti_affinity = affinity
-            .and_then(|a| a.pod_anti_affinity.as_ref())
-            .and_then(|a| {
-                a.required_during_scheduling_ignored_during_execution
-                    .as_ref()
-            })
-            .is_some_and(|t| !t.is_empty());
-        let present = |terms: Option<usize>| terms.is_some_and(|n| n > 0);
-        let has_scoring_terms = affinity.is_some_and(|a| {
-            let pa = a.pod_affinity.as_ref();
-            let anti = a.pod_anti_affinity.as_ref();
-            present(pa.and_then(|p| {
-                p.required_during_scheduling_ignored_during_execution
-                    .as_ref()
-                    .map(Vec::len)
-            })) || present(pa.and_then(|p| {
-                p.preferred_during_scheduling_ignored_during_execution
-                    .as_ref()
-                    .map(Vec::len)
-            })) || present(anti.and_then(|p| {
-                p.preferred_during_scheduling_ignored_during_execution
-                    .as_ref()
-                    .map(Vec::len)
-            }))
-        });
+        fn some<T>(terms: &Option<Vec<T>>) -> bool {
+            terms.as_ref().is_some_and(|t| !t.is_empty())
+        }
+        let affinity_terms = affinity.and_then(|a| a.pod_affinity.as_ref());
+        let anti_affinity_terms = affinity.and_then(|a| a.pod_anti_affinity.as_ref());
+        let has_required_anti_affinity = anti_affinity_terms
+            .is_some_and(|a| some(&a.required_during_scheduling_ignored_during_execution));
+        let has_scoring_terms = affinity_terms.is_some_and(|a| {
+            some(&a.required_during_scheduling_ignored_during_execution)
+                || some(&a.preferred_during_scheduling_ignored_during_execution)
+        }) || anti_affinity_terms
+            .is_some_and(|a| some(&a.preferred_during_scheduling_ignored_during_execution));
         PodInfo {
             has_affinity,
             has_required_anti_affinity,
