@@ -521,86 +521,24 @@ pub fn kind_schema(info: &ResourceInfo) -> Option<std::sync::Arc<KindSchema>> {
         .clone()
 }
 
+/// A value of the wrong JSON type: (field path, the type found, the type expected), what
+/// upstream's typed decoding refuses with a 400.
+pub type TypeError = (String, &'static str, String);
+
 impl KindSchema {
-    /// The fields of `value` its schema does not know, as upstream's strict decoding names
-    /// them (`spec.template.spec.containers[0].imagee`).
-    pub fn unknown_fields(&self, value: &Value) -> Vec<String> {
-        let mut out = Vec::new();
+    /// Field validation of `value` in one pass: its first value whose JSON type
+    /// contradicts the schema, or else the fields its schema does not know, named as
+    /// upstream's strict decoding names them (`spec.template.spec.containers[0].imagee`).
+    pub fn check(&self, value: &Value) -> Result<Vec<String>, TypeError> {
+        let mut walk = Walk {
+            schema: self,
+            path: String::new(),
+            unknown: Vec::new(),
+        };
         if let Some(root) = self.definitions.get(&self.name) {
-            self.walk(root, value, "", &mut out, 0);
+            walk.visit(root, value, true, 0)?;
         }
-        out
-    }
-
-    /// The first value whose JSON type contradicts the schema, as (field path, the type
-    /// found, the type expected) — what upstream's typed decoding rejects with a 400.
-    pub fn type_error(&self, value: &Value) -> Option<(String, &'static str, String)> {
-        let root = self.definitions.get(&self.name)?;
-        self.check_types(root, value, "", 0)
-    }
-
-    fn check_types(
-        &self,
-        schema: &Value,
-        value: &Value,
-        path: &str,
-        depth: usize,
-    ) -> Option<(String, &'static str, String)> {
-        if depth > 64 || value.is_null() {
-            return None;
-        }
-        let schema = self.resolve(schema);
-        if is_any_json(schema) {
-            return None;
-        }
-        let found = match value {
-            Value::Object(_) => "object",
-            Value::Array(_) => "array",
-            Value::String(_) => "string",
-            Value::Bool(_) => "bool",
-            Value::Number(n) if n.is_i64() || n.is_u64() => "number",
-            Value::Number(_) => "float",
-            Value::Null => return None,
-        };
-        let expected = schema.get("type").and_then(Value::as_str);
-        let ok = match expected {
-            None => true,
-            Some("object") => found == "object",
-            Some("array") => found == "array",
-            Some("string") => found == "string",
-            Some("boolean") => found == "bool",
-            Some("integer") => found == "number",
-            Some("number") => found == "number" || found == "float",
-            Some(_) => true,
-        };
-        if !ok {
-            return Some((path.to_owned(), found, expected.unwrap_or("").to_owned()));
-        }
-        match value {
-            Value::Object(map) => {
-                let props = schema.get("properties").and_then(Value::as_object);
-                let additional = schema.get("additionalProperties").filter(|a| a.is_object());
-                for (k, v) in map {
-                    let child = if path.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{path}.{k}")
-                    };
-                    let sub = props.and_then(|p| p.get(k)).or(additional);
-                    if let Some(err) = sub.and_then(|s| self.check_types(s, v, &child, depth + 1)) {
-                        return Some(err);
-                    }
-                }
-                None
-            }
-            Value::Array(items) => {
-                let item = schema.get("items")?;
-                items.iter().enumerate().find_map(|(i, v)| {
-                    self.check_types(item, v, &format!("{path}[{i}]"), depth + 1)
-                })
-            }
-            _ => None,
-        }
+        Ok(walk.unknown)
     }
 
     fn resolve<'a>(&'a self, mut schema: &'a Value) -> &'a Value {
@@ -625,53 +563,102 @@ impl KindSchema {
         }
         schema
     }
+}
 
-    fn walk(&self, schema: &Value, value: &Value, path: &str, out: &mut Vec<String>, depth: usize) {
-        if depth > 64 {
-            return;
+/// One field-validation pass: the path of the value being visited is kept in one buffer
+/// and copied out only for what is reported.
+struct Walk<'a> {
+    schema: &'a KindSchema,
+    path: String,
+    unknown: Vec<String>,
+}
+
+impl Walk<'_> {
+    /// Type-checks `value` and what it holds; while `collect`, also records fields the
+    /// schema does not know. Below an unknown field or a schema that keeps unknown fields
+    /// (`x-kubernetes-preserve-unknown-fields`) nothing more is unknown, but types are
+    /// still checked where a schema applies.
+    fn visit(
+        &mut self,
+        schema: &Value,
+        value: &Value,
+        collect: bool,
+        depth: usize,
+    ) -> Result<(), TypeError> {
+        if depth > 64 || value.is_null() {
+            return Ok(());
         }
-        let schema = self.resolve(schema);
-        if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true))
-            || is_any_json(schema)
-        {
-            return;
+        let schema = self.schema.resolve(schema);
+        if is_any_json(schema) {
+            return Ok(());
         }
+        let found = match value {
+            Value::Object(_) => "object",
+            Value::Array(_) => "array",
+            Value::String(_) => "string",
+            Value::Bool(_) => "bool",
+            Value::Number(n) if n.is_i64() || n.is_u64() => "number",
+            Value::Number(_) => "float",
+            Value::Null => return Ok(()),
+        };
+        let expected = schema.get("type").and_then(Value::as_str);
+        let ok = match expected {
+            None => true,
+            Some("object") => found == "object",
+            Some("array") => found == "array",
+            Some("string") => found == "string",
+            Some("boolean") => found == "bool",
+            Some("integer") => found == "number",
+            Some("number") => found == "number" || found == "float",
+            Some(_) => true,
+        };
+        if !ok {
+            return Err((self.path.clone(), found, expected.unwrap_or("").to_owned()));
+        }
+        let collect = collect
+            && schema.get("x-kubernetes-preserve-unknown-fields") != Some(&Value::Bool(true));
+        let len = self.path.len();
         match value {
             Value::Object(map) => {
-                if let Some(props) = schema.get("properties").and_then(Value::as_object) {
-                    for (k, v) in map {
-                        let child = if path.is_empty() {
-                            k.clone()
-                        } else {
-                            format!("{path}.{k}")
-                        };
-                        match props.get(k) {
-                            Some(s) => self.walk(s, v, &child, out, depth + 1),
-                            None => out.push(child),
+                let props = schema.get("properties").and_then(Value::as_object);
+                let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+                for (k, v) in map {
+                    if len > 0 {
+                        self.path.push('.');
+                    }
+                    self.path.push_str(k);
+                    let (sub, collect) = match props.map(|p| p.get(k)) {
+                        Some(Some(known)) => (Some(known), collect),
+                        Some(None) => {
+                            if collect {
+                                self.unknown.push(self.path.clone());
+                            }
+                            (additional, false)
                         }
-                    }
-                } else if let Some(additional) =
-                    schema.get("additionalProperties").filter(|a| a.is_object())
-                {
-                    for (k, v) in map {
-                        let child = if path.is_empty() {
-                            k.clone()
-                        } else {
-                            format!("{path}.{k}")
-                        };
-                        self.walk(additional, v, &child, out, depth + 1);
-                    }
+                        None => (additional, collect),
+                    };
+                    let checked = match sub {
+                        Some(s) => self.visit(s, v, collect, depth + 1),
+                        None => Ok(()),
+                    };
+                    self.path.truncate(len);
+                    checked?;
                 }
             }
             Value::Array(items) => {
                 if let Some(item) = schema.get("items") {
                     for (i, v) in items.iter().enumerate() {
-                        self.walk(item, v, &format!("{path}[{i}]"), out, depth + 1);
+                        use std::fmt::Write;
+                        let _ = write!(self.path, "[{i}]");
+                        let checked = self.visit(item, v, collect, depth + 1);
+                        self.path.truncate(len);
+                        checked?;
                     }
                 }
             }
             _ => {}
         }
+        Ok(())
     }
 }
 
@@ -690,7 +677,7 @@ mod tests {
                      "template": {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "i", "imagee": "typo"}]}}},
         });
         assert_eq!(
-            schema.unknown_fields(&obj),
+            schema.check(&obj).unwrap(),
             [
                 "metadata.colour",
                 "spec.replica",
@@ -699,27 +686,44 @@ mod tests {
         );
         let ok = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"any": "key"}});
         let cm = kind_schema(resources::find("", "v1", "configmaps").unwrap()).unwrap();
-        assert!(cm.unknown_fields(&ok).is_empty());
-        assert_eq!(cm.type_error(&ok), None);
+        assert_eq!(cm.check(&ok), Ok(vec![]));
         let bad = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "labels": ["x"]}, "data": {"k": 1}});
         assert_eq!(
-            cm.type_error(&bad),
+            cm.check(&bad).err(),
             Some(("data.k".to_owned(), "number", "string".to_owned()))
         );
         let ns = kind_schema(resources::find("", "v1", "namespaces").unwrap()).unwrap();
         assert_eq!(
-            ns.type_error(&json!({"spec": "x"})),
+            ns.check(&json!({"spec": "x"})).err(),
             Some(("spec".to_owned(), "string", "object".to_owned()))
+        );
+        // A wrong type anywhere wins over unknown fields found before it; nothing below an
+        // unknown field is reported again.
+        let deployment =
+            kind_schema(resources::find("apps", "v1", "deployments").unwrap()).unwrap();
+        let both =
+            json!({"metadata": {"colour": {"deeper": 1}, "name": "x"}, "spec": {"replicas": "2"}});
+        assert_eq!(
+            deployment.check(&both).err(),
+            Some(("spec.replicas".to_owned(), "string", "integer".to_owned()))
+        );
+        let nested = json!({"metadata": {"colour": {"deeper": 1}}, "spec": {"template": {"spec": {"containers": [{"name": "c"}, {"name": "d", "x": [1]}]}}}});
+        assert_eq!(
+            deployment.check(&nested),
+            Ok(vec![
+                "metadata.colour".to_owned(),
+                "spec.template.spec.containers[1].x".to_owned()
+            ])
         );
         let pod = kind_schema(resources::find("", "v1", "pods").unwrap()).unwrap();
         let quantities = json!({"spec": {"containers": [{"name": "c", "image": "i", "resources": {"limits": {"cpu": 1, "memory": "1Gi"}}}]}});
         assert_eq!(
-            pod.type_error(&quantities),
+            pod.check(&quantities).err(),
             None,
             "quantities may be numbers or strings"
         );
         assert_eq!(
-            pod.type_error(&json!({"spec": {"containers": ["c"]}})),
+            pod.check(&json!({"spec": {"containers": ["c"]}})).err(),
             Some((
                 "spec.containers[0]".to_owned(),
                 "string",

@@ -1104,18 +1104,20 @@ impl Ctx {
         };
         // Whatever the mode, a value of the wrong JSON type cannot be decoded (upstream's
         // typed decoding fails with a 400), and nothing further may rely on it.
-        if let Some((path, found, expected)) = schema.type_error(obj) {
-            let kind = self.info.kind;
-            return Err(ApiError::bad_request(format!(
-                "{kind} in version \"{}\" cannot be handled as a {kind}: json: cannot unmarshal {found} into Go struct field {kind}.{path} of type {expected}",
-                self.info.version
-            )));
-        }
+        let unknown = match schema.check(obj) {
+            Ok(unknown) => unknown,
+            Err((path, found, expected)) => {
+                let kind = self.info.kind;
+                return Err(ApiError::bad_request(format!(
+                    "{kind} in version \"{}\" cannot be handled as a {kind}: json: cannot unmarshal {found} into Go struct field {kind}.{path} of type {expected}",
+                    self.info.version
+                )));
+            }
+        };
         if mode == "Ignore" {
             return Ok(Vec::new());
         }
-        let unknown: Vec<String> = schema
-            .unknown_fields(obj)
+        let unknown: Vec<String> = unknown
             .into_iter()
             .map(|f| format!("unknown field \"{f}\""))
             .collect();
@@ -1241,6 +1243,9 @@ impl Ctx {
                 .respond_value(StatusCode::CREATED, &obj)
                 .map(|r| with_warnings(r, &warnings));
         }
+        // Freed now, while the tree is still in this core's cache: freed after the
+        // store's await it took ~3% of the server's CPU in cache misses.
+        drop(obj);
         let created = self
             .state
             .store
