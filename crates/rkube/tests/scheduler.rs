@@ -217,9 +217,43 @@ fn the_scheduler_can_be_disabled_and_run_standalone() {
         .spawn()
         .expect("spawn rkube scheduler");
     let landed = std::panic::catch_unwind(|| node_of(&c, "waits"));
+    // It speaks HTTP/2, as kube-scheduler does: its watches, bindings and events share one
+    // connection (over HTTP/1.1 each watch alone holds one).
+    let port: u16 = c.addr.rsplit(':').next().unwrap().parse().unwrap();
+    let connections = connections_to(scheduler.id(), port);
     let _ = scheduler.kill();
     let _ = scheduler.wait();
     assert_eq!(landed.expect("the pod is scheduled"), "hollow-node-0");
+    assert_eq!(
+        connections, 1,
+        "the scheduler's established connections to the API server"
+    );
+}
+
+/// Established TCP connections of process `pid` to `port` on loopback (its socket inodes
+/// from /proc/PID/fd, matched against /proc/net/tcp).
+fn connections_to(pid: u32, port: u16) -> usize {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // remote address, state (01 = ESTABLISHED), inode
+            f.len() > 9
+                && f[2].ends_with(&format!(":{port:04X}"))
+                && f[3] == "01"
+                && inodes.contains(f[9])
+        })
+        .count()
 }
 
 #[test]
