@@ -339,8 +339,13 @@ fn http2_client(config: kube::Config) -> Result<Client> {
             .http2_keep_alive_interval(std::time::Duration::from_secs(30))
             .http2_keep_alive_timeout(std::time::Duration::from_secs(15))
             .build::<_, kube::client::Body>(connector);
+    // kube-rs's retry of 429/503/504 answers (with their Retry-After) stays as it was.
+    let retry = config
+        .default_retry
+        .then(|| tower::retry::RetryLayer::new(kube::client::retry::RetryPolicy::server_retry()));
     let service = tower::ServiceBuilder::new()
         .layer(config.base_uri_layer())
+        .option_layer(retry)
         .option_layer(
             config
                 .auth_layer()
