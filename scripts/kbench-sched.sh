@@ -48,14 +48,17 @@ for run in $(seq "$RUNS"); do
     --node-monitor-grace-period 1h --token-auth-file "$WORK/tokens.csv" > "$WORK/server.log" 2>&1 &
   SERVER=$!
   CA=$WORK/data/pki/ca.crt
+  ready=""
   for _ in $(seq 300); do
     if [ -f "$CA" ] && curl -sf --cacert "$CA" -H "Authorization: Bearer $TOKEN" \
         "https://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; then
+      ready=1
       break
     fi
     kill -0 "$SERVER" 2>/dev/null || { echo "kbench-sched: rkube server exited:" >&2; tail "$WORK/server.log" >&2; exit 1; }
     sleep 0.1
   done
+  [ -n "$ready" ] || { echo "kbench-sched: rkube server not ready after 30 s:" >&2; tail "$WORK/server.log" >&2; exit 1; }
   cat > "$WORK/scheduler.kubeconfig" <<EOF
 apiVersion: v1
 kind: Config
