@@ -1,12 +1,14 @@
-//! `bench schedule`: the scheduler end to end. Starts `rkube server` (without its
-//! in-process scheduler) and `rkube scheduler` as separate processes (with
-//! `--in-process`: the server alone, running its own scheduler) — or targets a
-//! running server with `--kubeconfig` — registers `--nodes` hollow nodes as real Node
-//! objects (no heartbeats: the run is shorter than the node grace period, which the
-//! started server gets as 1 h), creates `--pods` pods from `--clients` concurrent
-//! clients, and measures pods/s from the first create until every pod is seen bound
-//! through a watch (so the binding is persisted), the p50/p99 latency from each pod's
-//! create to its binding, and the scheduler's resident memory.
+//! `bench schedule`: the scheduler end to end. Starts the set-up upstream's figures were
+//! measured with (kbench's `sched`, scheduler_perf): an API server with its store
+//! (`rkube server` without its in-process scheduler and controller manager) and
+//! `rkube scheduler` as its own process. With `--controller-manager` the server also runs
+//! its controller manager; with `--in-process` the server alone runs everything, its
+//! scheduler included; with `--kubeconfig` it targets a running cluster. It registers
+//! `--nodes` hollow nodes as real Node objects (no heartbeats: the run is shorter than the
+//! node grace period, which the started server gets as 1 h), creates `--pods` pods from
+//! `--clients` concurrent clients, and measures pods/s from the first create until every
+//! pod is seen bound through a watch (so the binding is persisted), the p50/p99 latency
+//! from each pod's create to its binding, and the scheduler's resident memory.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -73,6 +75,15 @@ pub struct ScheduleE2eArgs {
     /// scheduler and controllers).
     #[arg(long)]
     in_process: bool,
+    /// Also run the server's controller manager (upstream's figures were measured
+    /// without one; `--in-process` always runs it).
+    #[arg(long)]
+    controller_manager: bool,
+    /// Send the bench's requests over HTTP/1.1, one connection per request in flight
+    /// (kube-rs's client, as kbench), instead of HTTP/2 on one connection (client-go, as
+    /// upstream's scheduler_perf creates its pods).
+    #[arg(long)]
+    http1: bool,
     /// Give up waiting for bindings after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
@@ -110,7 +121,11 @@ fn spawn(rkube: &Path, args: &[&str], log: &Path) -> Result<Proc> {
     Ok(Proc(child))
 }
 
-fn start(rkube: &Path, in_process: bool) -> Result<Started> {
+/// Starts the cluster: `rkube server` with the components `args` ask for in it, and
+/// `rkube scheduler` unless the server runs its own.
+fn start(rkube: &Path, args: &ScheduleE2eArgs) -> Result<Started> {
+    let in_process = args.in_process;
+    let controller_manager = args.controller_manager;
     let dir = tempfile::tempdir()?;
     let addr = format!("127.0.0.1:{}", rkube_testkit::free_port());
     let data = dir.path().to_str().context("a UTF-8 temp dir")?.to_owned();
@@ -125,6 +140,9 @@ fn start(rkube: &Path, in_process: bool) -> Result<Started> {
     ];
     if !in_process {
         args.push("--disable-scheduler");
+    }
+    if !in_process && !controller_manager {
+        args.push("--disable-controller-manager");
     }
     let server = spawn(rkube, &args, &dir.path().join("server.log"))?;
     let kubeconfig = dir.path().join("admin.kubeconfig");
@@ -156,10 +174,13 @@ fn start(rkube: &Path, in_process: bool) -> Result<Started> {
     })
 }
 
-async fn client(kubeconfig: &Path) -> Result<Client> {
+async fn client(kubeconfig: &Path, http1: bool) -> Result<Client> {
     let kc = Kubeconfig::read_from(kubeconfig)?;
     let mut config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
     config.read_timeout = Some(Duration::from_secs(60));
+    if !http1 && rkube_client::supports(&config) {
+        return Ok(rkube_client::http2(config)?);
+    }
     Ok(Client::try_from(config)?)
 }
 
@@ -409,7 +430,7 @@ pub async fn run(args: ScheduleE2eArgs) -> Result<()> {
                     .context("the bench binary's directory")?
                     .join("rkube"),
             };
-            Some(start(&rkube, args.in_process)?)
+            Some(start(&rkube, &args)?)
         }
     };
     let kubeconfig = match (&args.kubeconfig, &started) {
@@ -428,7 +449,7 @@ pub async fn run(args: ScheduleE2eArgs) -> Result<()> {
     } else {
         "scheduler"
     };
-    let client = client(&kubeconfig).await?;
+    let client = client(&kubeconfig, args.http1).await?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     eventually(Duration::from_secs(60), "the API server", || async {
         namespaces.list(&Default::default()).await
@@ -437,6 +458,13 @@ pub async fn run(args: ScheduleE2eArgs) -> Result<()> {
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": NAMESPACE}}))?;
     namespaces.create(&PostParams::default(), &ns).await?;
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), NAMESPACE);
+    // Without a controller manager nothing makes the namespace's default service account
+    // (which pod admission requires): the bench makes it, as kbench does.
+    let without_controllers = started.is_some() && !args.in_process && !args.controller_manager;
+    if without_controllers {
+        let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "default"}}))?;
+        sas.create(&PostParams::default(), &sa).await?;
+    }
     eventually(
         Duration::from_secs(30),
         "the default service account",
@@ -586,6 +614,7 @@ pub async fn run(args: ScheduleE2eArgs) -> Result<()> {
         "clients": args.clients, "podsPerSecond": rate, "elapsedMs": ms(elapsed),
         "createdMs": ms(created_in), "p50Ms": ms(s.p50), "p99Ms": ms(s.p99), "maxMs": ms(s.max),
         "inProcess": args.in_process,
+        "controllerManager": args.in_process || args.controller_manager, "http1": args.http1,
         "schedulerRssBytes": memory.map(|m| m.0), "schedulerPeakRssBytes": memory.map(|m| m.1)});
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;

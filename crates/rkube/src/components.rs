@@ -268,7 +268,7 @@ pub(crate) fn parse_label(s: &str) -> Result<(String, String), String> {
 pub(crate) enum Http {
     /// kube-rs's client: HTTP/1.1, one connection per request in flight.
     Http1,
-    /// HTTP/2 when the server offers it, as client-go speaks (see [`http2_client`]).
+    /// HTTP/2 when the server offers it, as client-go speaks (see [`rkube_client::http2`]).
     Http2,
 }
 
@@ -294,73 +294,10 @@ pub(crate) async fn client_with(path: &Path, component: &str, http: Http) -> Res
         axum::http::HeaderValue::from_static("true"),
     ));
     // A proxy or a fixed TLS server name is left to kube-rs's own client.
-    if http == Http::Http2 && config.proxy_url.is_none() && config.tls_server_name.is_none() {
-        return http2_client(config);
+    if http == Http::Http2 && rkube_client::supports(&config) {
+        return rkube_client::http2(config).context("cannot build an HTTP/2 API client");
     }
     Client::try_from(config).context("cannot build an API client")
-}
-
-/// A client that speaks HTTP/2 when the server offers it (ALPN), as client-go does: all
-/// its requests and watches share one connection, so many small requests in flight (the
-/// scheduler's bindings and events) cost far fewer reads, writes and TLS records than one
-/// HTTP/1.1 connection each; measured with `bench schedule`, 7% less CPU in both the
-/// scheduler and the server. It keeps kube-rs's layers (base URI, authentication, extra
-/// headers) and connect/read/write deadlines, and pings an idle connection as client-go
-/// does. No upgrade (exec, attach, port-forward) can be made over it.
-fn http2_client(config: kube::Config) -> Result<Client> {
-    use kube::client::ConfigExt;
-    let tls = config
-        .rustls_client_config()
-        .context("cannot build the TLS configuration")?;
-    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-    http.enforce_http(false);
-    // As Go's dialer: a request's HEADERS and DATA frames may go out in separate writes,
-    // and Nagle's algorithm would hold the second until the first is acknowledged (a
-    // delayed ACK: ~40 ms per request, which sequential requests pay in full).
-    http.set_nodelay(true);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_all_versions()
-        .wrap_connector(http);
-    let mut connector = hyper_timeout::TimeoutConnector::new(https);
-    connector.set_connect_timeout(config.connect_timeout);
-    connector.set_read_timeout(config.read_timeout);
-    connector.set_write_timeout(config.write_timeout);
-    // Receive windows as Go's HTTP/2 transport has them (4 MiB per stream, 1 GiB per
-    // connection), so a large list is not paced by window updates; and client-go's
-    // health check: a ping after 30 s without a frame, the connection dropped when
-    // unanswered for 15 s.
-    let http_client =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .timer(hyper_util::rt::TokioTimer::new())
-            .http2_initial_stream_window_size(4 << 20)
-            .http2_initial_connection_window_size(1 << 30)
-            .http2_keep_alive_interval(std::time::Duration::from_secs(30))
-            .http2_keep_alive_timeout(std::time::Duration::from_secs(15))
-            .build::<_, kube::client::Body>(connector);
-    // kube-rs's retry of 429/503/504 answers (with their Retry-After) stays as it was.
-    let retry = config
-        .default_retry
-        .then(|| tower::retry::RetryLayer::new(kube::client::retry::RetryPolicy::server_retry()));
-    let service = tower::ServiceBuilder::new()
-        .layer(config.base_uri_layer())
-        .option_layer(retry)
-        .option_layer(
-            config
-                .auth_layer()
-                .context("cannot set up authentication")?,
-        )
-        .layer(
-            config
-                .extra_headers_layer()
-                .context("bad extra request headers")?,
-        )
-        .map_err(|e: hyper_util::client::legacy::Error| {
-            Box::new(e) as Box<dyn std::error::Error + Send + Sync>
-        })
-        .service(http_client);
-    Ok(Client::new(service, config.default_namespace))
 }
 
 pub(crate) async fn run_scheduler(args: SchedulerArgs) -> Result<()> {
