@@ -104,7 +104,9 @@ fn main() -> Result<()> {
     };
     match cli.command {
         Command::Server(args) => runtime()?.block_on(server::run(*args)),
-        Command::Scheduler(args) => runtime()?.block_on(components::run_scheduler(args)),
+        Command::Scheduler(args) => {
+            components::scheduler_runtime()?.block_on(components::run_scheduler(args))
+        }
         Command::ControllerManager(args) => {
             runtime()?.block_on(components::run_controller_manager(args))
         }
