@@ -10,6 +10,20 @@ export CARGO_TERM_COLOR=never
 
 bash scripts/install-deps.sh
 
+# The target dir is shared by every run on this machine and only grows (it reached 56 GB,
+# half of it incremental caches, and a link then died with SIGBUS on a full disk). CI gains
+# little from incremental caches: they go first when space runs low, everything after.
+free_gb() { df -P --block-size=1G "$CARGO_TARGET_DIR" | awk 'NR == 2 { print $4 }'; }
+mkdir -p "$CARGO_TARGET_DIR"
+if [ "$(free_gb)" -lt 20 ]; then
+  echo "== under 20 GB free: removing the incremental build caches"
+  rm -rf "$CARGO_TARGET_DIR"/*/incremental
+fi
+if [ "$(free_gb)" -lt 10 ]; then
+  echo "== still under 10 GB free: cargo clean"
+  cargo clean
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
