@@ -92,6 +92,13 @@ pub struct ScheduleE2eArgs {
     out: PathBuf,
 }
 
+impl ScheduleE2eArgs {
+    /// Whether the started server runs its controller manager.
+    fn controller_manager_runs(&self) -> bool {
+        self.in_process || self.controller_manager
+    }
+}
+
 /// A child process killed when dropped.
 struct Proc(Child);
 
@@ -125,7 +132,7 @@ fn spawn(rkube: &Path, args: &[&str], log: &Path) -> Result<Proc> {
 /// `rkube scheduler` unless the server runs its own.
 fn start(rkube: &Path, args: &ScheduleE2eArgs) -> Result<Started> {
     let in_process = args.in_process;
-    let controller_manager = args.controller_manager;
+    let controller_manager_runs = args.controller_manager_runs();
     let dir = tempfile::tempdir()?;
     let addr = format!("127.0.0.1:{}", rkube_testkit::free_port());
     let data = dir.path().to_str().context("a UTF-8 temp dir")?.to_owned();
@@ -141,7 +148,7 @@ fn start(rkube: &Path, args: &ScheduleE2eArgs) -> Result<Started> {
     if !in_process {
         args.push("--disable-scheduler");
     }
-    if !in_process && !controller_manager {
+    if !controller_manager_runs {
         args.push("--disable-controller-manager");
     }
     let server = spawn(rkube, &args, &dir.path().join("server.log"))?;
@@ -178,10 +185,11 @@ async fn client(kubeconfig: &Path, http1: bool) -> Result<Client> {
     let kc = Kubeconfig::read_from(kubeconfig)?;
     let mut config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
     config.read_timeout = Some(Duration::from_secs(60));
-    if !http1 && rkube_client::supports(&config) {
-        return Ok(rkube_client::http2(config)?);
-    }
-    Ok(Client::try_from(config)?)
+    Ok(if http1 {
+        Client::try_from(config)?
+    } else {
+        rkube_client::http2(config)?
+    })
 }
 
 /// Retries `f` until it succeeds or `within` passes.
@@ -279,6 +287,14 @@ fn pod(variant: Variant, name: &str, i: usize, high: bool) -> Vec<u8> {
     serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels}, "spec": spec}))
     .expect("a pod")
+}
+
+/// The raw request that creates a pod in the bench's namespace from its JSON `body`.
+fn pod_create(body: Vec<u8>) -> http::Request<Vec<u8>> {
+    http::Request::post(format!("/api/v1/namespaces/{NAMESPACE}/pods"))
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .expect("a valid request")
 }
 
 /// Runs `count` jobs on `clients` concurrent tasks; the first error stops the run.
@@ -460,8 +476,7 @@ pub async fn run(args: ScheduleE2eArgs) -> Result<()> {
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), NAMESPACE);
     // Without a controller manager nothing makes the namespace's default service account
     // (which pod admission requires): the bench makes it, as kbench does.
-    let without_controllers = started.is_some() && !args.in_process && !args.controller_manager;
-    if without_controllers {
+    if started.is_some() && !args.controller_manager_runs() {
         let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "default"}}))?;
         sas.create(&PostParams::default(), &sa).await?;
     }
@@ -532,18 +547,13 @@ pub async fn run(args: ScheduleE2eArgs) -> Result<()> {
             // Created with raw requests whose answers are not decoded: decoding each
             // returned pod into a typed object cost the harness more CPU than the
             // create cost it to send.
-            let url = format!("/api/v1/namespaces/{NAMESPACE}/pods");
             concurrently(count, clients, move |i| {
                 let client = client.clone();
                 let created = job_created.clone();
                 let name = job_names[i].clone();
-                let url = url.clone();
                 let body = bodies[i].clone();
                 async move {
-                    let request = http::Request::post(url)
-                        .header(http::header::CONTENT_TYPE, "application/json")
-                        .body(body)
-                        .expect("a valid request");
+                    let request = pod_create(body);
                     created
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -567,10 +577,7 @@ pub async fn run(args: ScheduleE2eArgs) -> Result<()> {
     // filler pods do that, and need every node whole).
     if variant != Variant::Preemption {
         let name = "warmup-0".to_owned();
-        let request = http::Request::post(format!("/api/v1/namespaces/{NAMESPACE}/pods"))
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(pod(Variant::Basic, &name, 0, false))
-            .expect("a valid request");
+        let request = pod_create(pod(Variant::Basic, &name, 0, false));
         client
             .request_text(request)
             .await
@@ -644,7 +651,7 @@ pub async fn run(args: ScheduleE2eArgs) -> Result<()> {
         "clients": args.clients, "podsPerSecond": rate, "elapsedMs": ms(elapsed),
         "createdMs": ms(created_in), "p50Ms": ms(s.p50), "p99Ms": ms(s.p99), "maxMs": ms(s.max),
         "inProcess": args.in_process,
-        "controllerManager": args.in_process || args.controller_manager, "http1": args.http1,
+        "controllerManager": args.controller_manager_runs(), "http1": args.http1,
         "schedulerRssBytes": memory.map(|m| m.0), "schedulerPeakRssBytes": memory.map(|m| m.1)});
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;

@@ -6,22 +6,20 @@
 //!
 //! It keeps kube-rs's layers (base URI, retry of 429/503/504, authentication, extra
 //! headers) and its connect/read/write deadlines, and pings an idle connection as
-//! client-go does. No upgrade (exec, attach, port-forward) can be made over it, and it
-//! does not go through a proxy: callers keep kube-rs's own client for those.
+//! client-go does. No upgrade (exec, attach, port-forward) can be made over it; a
+//! kubeconfig with a proxy or a fixed TLS server name gets kube-rs's own client.
 
 use std::time::Duration;
 
 use kube::client::ConfigExt;
 use kube::{Client, Config};
 
-/// Whether [`http2`] can serve `config`: a proxy or a fixed TLS server name is left to
-/// kube-rs's own client.
-pub fn supports(config: &Config) -> bool {
-    config.proxy_url.is_none() && config.tls_server_name.is_none()
-}
-
-/// A client for `config` over HTTP/2 (HTTP/1.1 when the server does not offer it).
+/// A client for `config` over HTTP/2 (HTTP/1.1 when the server does not offer it); for a
+/// proxy or a fixed TLS server name, which this client does not handle, kube-rs's own.
 pub fn http2(config: Config) -> kube::Result<Client> {
+    if config.proxy_url.is_some() || config.tls_server_name.is_some() {
+        return Client::try_from(config);
+    }
     let tls = config.rustls_client_config()?;
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.enforce_http(false);

@@ -293,11 +293,11 @@ pub(crate) async fn client_with(path: &Path, component: &str, http: Http) -> Res
         axum::http::HeaderName::from_static(rkube_apiserver::OMIT_MANAGED_FIELDS),
         axum::http::HeaderValue::from_static("true"),
     ));
-    // A proxy or a fixed TLS server name is left to kube-rs's own client.
-    if http == Http::Http2 && rkube_client::supports(&config) {
-        return rkube_client::http2(config).context("cannot build an HTTP/2 API client");
+    match http {
+        Http::Http1 => Client::try_from(config),
+        Http::Http2 => rkube_client::http2(config),
     }
-    Client::try_from(config).context("cannot build an API client")
+    .context("cannot build an API client")
 }
 
 /// The standalone scheduler's runtime: the main thread runs the scheduler's loop and its
