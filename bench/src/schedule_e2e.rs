@@ -27,7 +27,7 @@ use kube::core::WatchEvent;
 use kube::{Client, Config};
 use serde_json::json;
 
-use crate::stats::{ms, Summary};
+use crate::stats::{ms, CpuTimes, Summary};
 
 const NAMESPACE: &str = "bench-schedule";
 const HIGH_PRIORITY: i32 = 1000;
@@ -600,10 +600,12 @@ pub async fn run(args: ScheduleE2eArgs) -> Result<()> {
     }
 
     let job = create_pods("pod", pods, true);
+    let cpu_at_start = CpuTimes::now();
     let first = Instant::now();
     let (names, created) = job.await?;
     let created_in = first.elapsed();
     let done = wait_bound(&bound, &names, deadline).await;
+    let cpu = cpu_at_start.zip(CpuTimes::now()).map(|(a, b)| b.since(&a));
     let (latencies, last) = {
         let at = bound.at.lock().unwrap_or_else(|e| e.into_inner());
         let created = created.lock().unwrap_or_else(|e| e.into_inner());
@@ -647,12 +649,16 @@ pub async fn run(args: ScheduleE2eArgs) -> Result<()> {
             .map(|(now, peak)| format!(", {memory_of} RSS {:.0} MiB (peak {:.0} MiB)", mib(now), mib(peak)))
             .unwrap_or_default()
     );
+    if let Some(cpu) = &cpu {
+        println!("machine CPU while measured: {cpu}");
+    }
     let doc = json!({"variant": format!("{variant:?}"), "nodes": args.nodes, "pods": pods,
         "clients": args.clients, "podsPerSecond": rate, "elapsedMs": ms(elapsed),
         "createdMs": ms(created_in), "p50Ms": ms(s.p50), "p99Ms": ms(s.p99), "maxMs": ms(s.max),
         "inProcess": args.in_process,
         "controllerManager": args.controller_manager_runs(), "http1": args.http1,
-        "schedulerRssBytes": memory.map(|m| m.0), "schedulerPeakRssBytes": memory.map(|m| m.1)});
+        "schedulerRssBytes": memory.map(|m| m.0), "schedulerPeakRssBytes": memory.map(|m| m.1),
+        "machineCpuPercent": cpu});
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
     }
