@@ -360,7 +360,10 @@ async fn watch_bindings(client: Client, bound: Arc<Bound>) {
             "/api/v1/namespaces/{NAMESPACE}/pods?watch=true&allowWatchBookmarks=true\
              &timeoutSeconds=300&fieldSelector=spec.nodeName%21%3D&resourceVersion={version}"
         );
+        // Without managedFields, as rkube's scheduler watches pods: the harness reads
+        // only names, and the server renders each event once for both watches.
         let request = http::Request::get(url)
+            .header(rkube_apiserver::OMIT_MANAGED_FIELDS, "true")
             .body(Vec::new())
             .expect("a valid request");
         let events = match client.request_events::<WatchedPod>(request).await {

@@ -112,13 +112,65 @@ pub fn without_managed_fields(served: &[u8]) -> Option<Vec<u8>> {
     if end > served.len() {
         return None;
     }
-    let mut metadata: BTreeMap<&str, &RawValue> = serde_json::from_str(raw.get()).ok()?;
+    if let Some(cut) = managed_fields_cut(raw.get()) {
+        // Cut out of the bytes, the rest in its own order: nothing is re-encoded.
+        let cut = cut?;
+        let mut out = Vec::with_capacity(served.len() - cut.len());
+        out.extend_from_slice(&served[..start + cut.start]);
+        out.extend_from_slice(&served[start + cut.end..]);
+        return Some(out);
+    }
+    // A metadata key with escapes: parsed and encoded again.
+    let mut metadata: BTreeMap<String, &RawValue> = serde_json::from_str(raw.get()).ok()?;
     metadata.remove("managedFields")?;
     let mut out = Vec::with_capacity(served.len());
     out.extend_from_slice(&served[..start]);
     serde_json::to_writer(&mut out, &metadata).ok()?;
     out.extend_from_slice(&served[end..]);
     Some(out)
+}
+
+/// The bytes of `metadata` (a JSON object) to cut to drop its `managedFields` entry
+/// with one separating comma: `Some(None)` when it has none, `None` when a key has
+/// escapes (so it cannot be read in place) or it does not parse.
+fn managed_fields_cut(metadata: &str) -> Option<Option<std::ops::Range<usize>>> {
+    use serde::de::{Deserializer, MapAccess, Visitor};
+    use serde_json::value::RawValue;
+
+    struct Entries;
+    impl<'de> Visitor<'de> for Entries {
+        type Value = Vec<(&'de str, &'de RawValue)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut entries = Vec::new();
+            while let Some(key) = map.next_key::<&'de str>()? {
+                entries.push((key, map.next_value::<&'de RawValue>()?));
+            }
+            Ok(entries)
+        }
+    }
+    let entries = serde_json::Deserializer::from_str(metadata)
+        .deserialize_map(Entries)
+        .ok()?;
+    let base = metadata.as_ptr() as usize;
+    // A key's opening quote, and the end of a value, as offsets into `metadata`.
+    let key_at = |k: &str| (k.as_ptr() as usize - base).checked_sub(1);
+    let value_end = |v: &RawValue| v.get().as_ptr() as usize - base + v.get().len();
+    let Some(i) = entries.iter().position(|(k, _)| *k == "managedFields") else {
+        return Some(None);
+    };
+    let cut = if i > 0 {
+        // `,"managedFields":…` from the end of the entry before it.
+        value_end(entries[i - 1].1)..value_end(entries[i].1)
+    } else if let Some(next) = entries.get(1) {
+        // `"managedFields":…,` up to the next key.
+        key_at(entries[0].0)?..key_at(next.0)?
+    } else {
+        key_at(entries[0].0)?..value_end(entries[0].1)
+    };
+    Some(Some(cut))
 }
 
 /// What binding a stored pod to a node found ([`bind_stored_pod`]).
@@ -275,6 +327,38 @@ mod tests {
             b"{",
         ] {
             assert_eq!(without_managed_fields(bad), None);
+        }
+    }
+
+    #[test]
+    fn managed_fields_are_cut_in_place_wherever_they_stand() {
+        let cases = [
+            (
+                r#"{"metadata":{"a":1,"managedFields":[{"m":"x"}],"b":{"c":2}},"spec":{}}"#,
+                r#"{"metadata":{"a":1,"b":{"c":2}},"spec":{}}"#,
+            ),
+            (
+                r#"{"metadata":{"managedFields":[],"z":"1","a":"2"}}"#,
+                r#"{"metadata":{"z":"1","a":"2"}}"#,
+            ),
+            (
+                r#"{"metadata":{"z":"1","managedFields":{}}}"#,
+                r#"{"metadata":{"z":"1"}}"#,
+            ),
+            (r#"{"metadata":{"managedFields":[]}}"#, r#"{"metadata":{}}"#),
+            (
+                r#"{"metadata": { "a" : 1 , "managedFields" : [ ] , "b" : 2 } }"#,
+                r#"{"metadata": { "a" : 1 , "b" : 2 } }"#,
+            ),
+            // A key with an escape: parsed and encoded again (keys sorted).
+            (
+                r#"{"metadata":{"\u0061":1,"managedFields":[],"0":2}}"#,
+                r#"{"metadata":{"0":2,"a":1}}"#,
+            ),
+        ];
+        for (with, want) in cases {
+            let cut = without_managed_fields(with.as_bytes()).expect(with);
+            assert_eq!(std::str::from_utf8(&cut).unwrap(), want, "{with}");
         }
     }
 

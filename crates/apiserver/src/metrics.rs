@@ -1,7 +1,7 @@
 //! Prometheus metrics on `/metrics`, with upstream's names and labels:
 //! `apiserver_request_total` and `apiserver_request_duration_seconds`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -17,7 +17,7 @@ const BUCKETS: [f64; 23] = [
 ];
 
 /// What a request was, in upstream's label terms.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct Labels {
     verb: String,
     group: String,
@@ -39,7 +39,9 @@ struct Series {
 /// The API server's request metrics.
 #[derive(Default)]
 pub struct Metrics {
-    series: Mutex<BTreeMap<Labels, Series>>,
+    /// Hashed, not ordered: every request looks its series up, and comparing six strings
+    /// at each level of a tree was most of that; `/metrics` sorts them when it renders.
+    series: Mutex<HashMap<Labels, Series>>,
     /// Other components of this process whose series `/metrics` serves too (the
     /// in-process controller manager of `rkube server`).
     sources: Mutex<Vec<MetricsSource>>,
@@ -134,6 +136,8 @@ impl Metrics {
 
     fn render_requests(&self) -> String {
         let series = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        let mut series: Vec<(&Labels, &Series)> = series.iter().collect();
+        series.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut out = String::new();
         let fmt_labels = |l: &Labels| {
             format!(
@@ -143,7 +147,7 @@ impl Metrics {
         };
         out.push_str("# HELP apiserver_request_total Counter of apiserver requests broken out for each verb, dry run value, group, version, resource, scope, component, and HTTP response code.\n");
         out.push_str("# TYPE apiserver_request_total counter\n");
-        for (l, s) in series.iter() {
+        for (l, s) in &series {
             for (code, n) in &s.codes {
                 let _ = writeln!(
                     out,
@@ -154,7 +158,7 @@ impl Metrics {
         }
         out.push_str("# HELP apiserver_request_duration_seconds Response latency distribution in seconds for each verb, dry run value, group, version, resource, subresource, scope and component.\n");
         out.push_str("# TYPE apiserver_request_duration_seconds histogram\n");
-        for (l, s) in series.iter() {
+        for (l, s) in &series {
             let labels = fmt_labels(l);
             let mut cumulative = 0;
             for (bound, n) in BUCKETS.iter().zip(s.buckets.iter()) {

@@ -337,12 +337,18 @@ impl Stream {
             }));
         }
         Some(event.line(kind, self.lean, || {
-            self.object_line(kind, &event.object, event.revision).into()
+            if self.lean {
+                let body = event.lean_body(|| self.served(&event.object, event.revision));
+                event_line(kind, &body)
+            } else {
+                self.object_line(kind, &event.object, event.revision).into()
+            }
         }))
     }
 
-    /// The line for one object in this watch's format.
-    fn object_line(&self, kind: &str, obj: &CachedObject, revision: i64) -> Bytes {
+    /// An object as this watch serves it in JSON (converted to its version, with its
+    /// resourceVersion, and without `managedFields` when the watch is lean).
+    fn served(&self, obj: &CachedObject, revision: i64) -> Vec<u8> {
         let mut body = Vec::with_capacity(obj.stored.len() + 32);
         match (&self.custom, crate::conversion::for_resource(self.info)) {
             (Some(custom), _) => {
@@ -360,6 +366,12 @@ impl Stream {
                 body = lean;
             }
         }
+        body
+    }
+
+    /// The line for one object in this watch's format.
+    fn object_line(&self, kind: &str, obj: &CachedObject, revision: i64) -> Bytes {
+        let mut body = self.served(obj, revision);
         if self.format == Format::Protobuf {
             let value = serde_json::from_slice::<Value>(&body).unwrap_or_default();
             return protobuf_event(kind, &value).into();

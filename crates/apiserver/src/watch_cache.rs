@@ -99,17 +99,26 @@ pub struct CacheEvent {
 /// the newest — by then every watcher that keeps up has sent it, and holding them for the
 /// whole replay window would keep about two extra copies of every recent object.
 #[derive(Debug, Default)]
-struct Rendered(Mutex<[Option<Bytes>; 18]>);
+struct Rendered(Mutex<[Option<Bytes>; 19]>);
+
+/// The slot of the served object without `managedFields` (no event type around it): the
+/// costly part of a lean JSON line, shared by the lines of different types (one watch
+/// sees a binding as MODIFIED, another, whose field selector it now matches, as ADDED).
+const LEAN_BODY: usize = 18;
 
 /// How many of the newest events keep their rendered forms.
 const HOT_EVENTS: usize = 1024;
 
 impl Rendered {
+    /// Rendered outside the lock (a render may read another slot); of two watchers that
+    /// render the same slot at once, the first to finish is kept.
     fn get_or_render(&self, slot: usize, render: impl FnOnce() -> Vec<u8>) -> Bytes {
-        let mut slots = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        slots[slot]
-            .get_or_insert_with(|| Bytes::from(render()))
-            .clone()
+        let lock = || self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(done) = &lock()[slot] {
+            return done.clone();
+        }
+        let made = Bytes::from(render());
+        lock()[slot].get_or_insert(made).clone()
     }
 
     fn forget(&self) {
@@ -160,6 +169,11 @@ impl CacheEvent {
         render: impl FnOnce() -> Vec<u8>,
     ) -> Bytes {
         self.shared(Form::MetaLine, event_type, lean, render)
+    }
+
+    /// The served object without `metadata.managedFields`, as JSON, shared likewise.
+    pub fn lean_body(&self, render: impl FnOnce() -> Vec<u8>) -> Bytes {
+        self.rendered.get_or_render(LEAN_BODY, render)
     }
 
     /// `lean`: the form without `metadata.managedFields`.
