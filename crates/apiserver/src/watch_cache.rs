@@ -683,6 +683,26 @@ mod tests {
         assert_eq!(renders.get(), 7);
     }
 
+    #[test]
+    fn a_lean_body_is_rendered_once_for_lines_of_every_type() {
+        let e = event(1);
+        let bodies = std::cell::Cell::new(0);
+        let line = |kind: &str| {
+            e.line(kind, true, || {
+                let body = e.lean_body(|| {
+                    bodies.set(bodies.get() + 1);
+                    b"{\"o\":1}".to_vec()
+                });
+                [kind.as_bytes(), &body].concat()
+            })
+        };
+        // A render reads another slot of the same event (no deadlock), once for both.
+        assert_eq!(line("MODIFIED"), "MODIFIED{\"o\":1}");
+        assert_eq!(line("ADDED"), "ADDED{\"o\":1}");
+        assert_eq!(line("ADDED"), "ADDED{\"o\":1}");
+        assert_eq!(bodies.get(), 1);
+    }
+
     #[tokio::test]
     async fn the_cache_forgets_renders_of_events_past_the_hot_ones() {
         let (live, _) = broadcast::channel(16);

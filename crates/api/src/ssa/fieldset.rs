@@ -207,19 +207,34 @@ impl FieldSet {
     }
 }
 
-/// The element naming field `name`.
+/// The element naming field `name` (made for every field of every write: no formatter).
 pub fn field(name: &str) -> String {
-    format!("f:{name}")
+    prefixed("f:", name.len(), |s| s.push_str(name))
 }
 
 /// The element naming a list element by its key fields (`k:{"name":"web"}`).
 pub fn key(fields: &Map<String, Value>) -> String {
-    format!("k:{}", Value::Object(fields.clone()))
+    prefixed("k:", 32, |s| push_json(s, fields))
 }
 
 /// The element naming a set element by value.
 pub fn value(v: &Value) -> String {
-    format!("v:{v}")
+    prefixed("v:", 16, |s| push_json(s, v))
+}
+
+fn prefixed(prefix: &str, len: usize, rest: impl FnOnce(&mut String)) -> String {
+    let mut s = String::with_capacity(prefix.len() + len);
+    s.push_str(prefix);
+    rest(&mut s);
+    s
+}
+
+/// Appends compact JSON (as `Value`'s `Display`), without copying a map into a `Value`.
+fn push_json<T: serde::Serialize + ?Sized>(out: &mut String, v: &T) {
+    // serde_json writes only UTF-8, and serialising a Value or a Map cannot fail.
+    if let Ok(json) = serde_json::to_string(v) {
+        out.push_str(&json);
+    }
 }
 
 /// A path as upstream prints it in conflicts: `.spec.containers[name="web"].image`.
