@@ -42,7 +42,7 @@ pub struct CpuTimes {
     system: u64,
     idle: u64,
     iowait: u64,
-    other: u64,
+    steal: u64,
 }
 
 impl CpuTimes {
@@ -65,7 +65,7 @@ impl CpuTimes {
             system: at(2) + at(5) + at(6),
             idle: at(3),
             iowait: at(4),
-            other: at(7),
+            steal: at(7),
         })
     }
 
@@ -78,7 +78,7 @@ impl CpuTimes {
             d(self.system, start.system),
             d(self.idle, start.idle),
             d(self.iowait, start.iowait),
-            d(self.other, start.other),
+            d(self.steal, start.steal),
         ];
         let total = parts.iter().sum::<f64>().max(1.0);
         let pct = |i: usize| 100.0 * parts[i] / total;
